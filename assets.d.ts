@@ -1,0 +1,9 @@
+// Files embedded into the executable with `import x from "…" with { type: "file" }`.
+declare module "*.so.1" {
+  const path: string;
+  export default path;
+}
+declare module "*.bpf.o" {
+  const path: string;
+  export default path;
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The ONE definition of everything the kernel side and the TypeScript side
+ * exchange: ring-buffer records and the read-only configuration.
+ *
+ * Rules: fixed-width fields, explicit padding, no bitfields, every record
+ * starts with struct event_header. build.ts generates src/layout.generated.ts
+ * from the BTF of the compiled object; a test fails if that file drifts.
+ * Bump EVENT_VERSION whenever a record changes shape.
+ */
+#ifndef SKBTRAIL_EVENTS_H
+#define SKBTRAIL_EVENTS_H
+
+enum event_version {
+	EVENT_VERSION = 1,
+};
+
+enum event_kind {
+	EVENT_DROP = 1, /* skb:kfree_skb seen by the drop monitor */
+	EVENT_HOOK = 2, /* a traced function or tracepoint saw a packet */
+};
+
+/* Which stage of a traced call a hook event reports. */
+enum hook_phase {
+	PHASE_ENTRY = 0,
+	PHASE_RETURN = 1, /* fexit / kretprobe: retval is valid */
+};
+
+/* Set in packet.parsed: which layers the parser decoded. */
+enum packet_layers {
+	PKT_L2 = 1,
+	PKT_L3 = 2,
+	PKT_L4 = 4,
+};
+
+/* Indexes of the per-CPU counters in the "stats" map. */
+enum stat_index {
+	STAT_EVENTS = 0,   /* records submitted */
+	STAT_LOST = 1,     /* ring buffer full: record not written */
+	STAT_FILTERED = 2, /* seen but rejected by a filter */
+	STAT_MAX = 3,
+};
+
+struct event_header {
+	__u16 kind;    /* enum event_kind */
+	__u16 size;    /* size of the whole record in bytes */
+	__u8 version;  /* EVENT_VERSION */
+	__u8 pad[3];
+	__u32 cpu;
+	__u32 pad2;
+	__u64 time_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+};
+
+/* The packet as parsed from the skb's headers; numbers in host order. */
+struct packet {
+	__u8 saddr[16];    /* IPv4 in the first 4 bytes; ARP: sender IP */
+	__u8 daddr[16];    /* ARP: target IP */
+	__u16 l3_proto;    /* ethertype: 0x0800 IPv4, 0x86dd IPv6, 0x0806 ARP */
+	__u8 l4_proto;     /* IPPROTO_* */
+	__u8 tcp_flags;    /* FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 */
+	__u16 sport;
+	__u16 dport;
+	__u32 tcp_seq;
+	__u32 tcp_ack;
+	__u16 ip_len;      /* IPv4 total length; IPv6 payload length + 40 */
+	__u16 icmp_id;
+	__u16 icmp_seq;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 arp_op;
+	__u16 vlan_id;     /* 0: untagged */
+	__u8 ttl;          /* IPv4 TTL / IPv6 hop limit */
+	__u8 parsed;       /* enum packet_layers */
+	__u8 pad[2];
+};
+
+/* Facts about the skb and the context it was seen in. */
+struct skb_meta {
+	__u64 skb;         /* kernel address of the sk_buff */
+	__u32 len;         /* skb->len */
+	__u32 mark;
+	__u32 ifindex;
+	__u32 netns;       /* inode of the network namespace */
+	__u32 pid;         /* thread group of the current task */
+	__u32 pad;
+	char ifname[16];
+	char comm[16];
+};
+
+struct drop_event {
+	struct event_header hdr;
+	struct skb_meta meta;
+	struct packet pkt;
+	__u64 location;    /* return address of the freeing call site */
+	__u32 reason;      /* enum skb_drop_reason value of the running kernel */
+	__s32 stack_id;    /* id in the "stacks" map, or -1 */
+};
+
+/* An IPv4/IPv6 address filter; mask comes from the prefix length (CIDR). */
+struct addr_filter {
+	__u8 addr[16];
+	__u8 mask[16];
+	__u8 family;       /* 0: off, 4 or 6 */
+	__u8 pad[3];
+};
+
+/*
+ * Read-only configuration (.rodata): written by TypeScript before load, so
+ * the verifier removes the code of every filter that is off.
+ */
+struct skbtrail_config {
+	struct addr_filter saddr;
+	struct addr_filter daddr;
+	struct addr_filter addr;      /* source or destination */
+	__u16 sport;
+	__u16 dport;
+	__u16 port;                   /* source or destination */
+	__u16 l3_proto;               /* 0: any */
+	__u8 l4_proto;
+	__u8 has_l4_proto;
+	__u8 tcp_flags;               /* all of these flags must be set */
+	__u8 drop_stack;              /* record kernel stacks of drops */
+	__u32 netns;                  /* 0: any */
+	__u32 pid;                    /* 0: any */
+	__u32 pkt_len_min;
+	__u32 pkt_len_max;            /* 0: no length filter */
+	__u32 mark;
+	__u32 mark_mask;              /* 0: no mark filter */
+	char ifname[16];              /* "": any interface */
+	__u64 reasons[4];             /* bitmap of drop reasons to keep */
+	__u8 has_reasons;
+	__u8 pad[3];
+	__u32 wakeup_bytes;           /* wake the reader when this much is pending */
+};
+
+#endif /* SKBTRAIL_EVENTS_H */

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Packet parsing and filtering, shared by every program.
+ *
+ * The skb's header offsets tell where each layer starts. On the receive
+ * path before __netif_receive_skb_core (e.g. napi_gro_receive) only the MAC
+ * header is set; on the transmit path before the IP layer (e.g.
+ * __tcp_transmit_skb) no header is set yet. So: start from the network
+ * header when it is set and lies after the MAC header, otherwise from the
+ * MAC header, and compute L4 from the IP header itself instead of trusting
+ * transport_header (which is stale on early receive hooks).
+ */
+#ifndef SKBTRAIL_PACKET_BPF_H
+#define SKBTRAIL_PACKET_BPF_H
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_ARP 0x0806
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define ETH_HLEN 14
+
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_AH 51
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_NONE 59
+#define IPPROTO_DSTOPTS 60
+
+/* Offsets are u16; ~0 means "not set" (kernels >= 3.x). */
+#define HDR_UNSET 0xffff
+
+/* Wire formats (not kernel types: read with probe_read, never relocated). */
+struct wire_ethhdr {
+	__u8 dst[6];
+	__u8 src[6];
+	__be16 proto;
+};
+
+struct wire_vlan {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct wire_iphdr {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__sum16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct wire_ipv6hdr {
+	__be32 ver_tc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct wire_ipv6_opt {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct wire_tcphdr {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff;
+	__u8 flags;
+	__be16 window;
+};
+
+struct wire_udphdr {
+	__be16 source;
+	__be16 dest;
+	__be16 len;
+	__sum16 check;
+};
+
+struct wire_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 check;
+	__be16 id;
+	__be16 seq;
+};
+
+struct wire_arphdr {
+	__be16 hrd;
+	__be16 pro;
+	__u8 hln;
+	__u8 pln;
+	__be16 op;
+	/* Ethernet/IPv4 ARP body */
+	__u8 sha[6];
+	__u8 sip[4];
+	__u8 tha[6];
+	__u8 tip[4];
+};
+
+static __always_inline void parse_l4(struct packet *pkt, void *l4, __u8 proto)
+{
+	pkt->l4_proto = proto;
+	switch (proto) {
+	case IPPROTO_TCP: {
+		struct wire_tcphdr th;
+
+		if (bpf_probe_read_kernel(&th, sizeof(th), l4))
+			return;
+		pkt->sport = bpf_ntohs(th.source);
+		pkt->dport = bpf_ntohs(th.dest);
+		pkt->tcp_seq = bpf_ntohl(th.seq);
+		pkt->tcp_ack = bpf_ntohl(th.ack_seq);
+		pkt->tcp_flags = th.flags;
+		break;
+	}
+	case IPPROTO_UDP: {
+		struct wire_udphdr uh;
+
+		if (bpf_probe_read_kernel(&uh, sizeof(uh), l4))
+			return;
+		pkt->sport = bpf_ntohs(uh.source);
+		pkt->dport = bpf_ntohs(uh.dest);
+		break;
+	}
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6: {
+		struct wire_icmphdr ih;
+
+		if (bpf_probe_read_kernel(&ih, sizeof(ih), l4))
+			return;
+		pkt->icmp_type = ih.type;
+		pkt->icmp_code = ih.code;
+		pkt->icmp_id = bpf_ntohs(ih.id);
+		pkt->icmp_seq = bpf_ntohs(ih.seq);
+		break;
+	}
+	default:
+		return;
+	}
+	pkt->parsed |= PKT_L4;
+}
+
+static __always_inline void parse_ipv4(struct packet *pkt, void *l3)
+{
+	struct wire_iphdr ih;
+	__u32 ihl;
+
+	if (bpf_probe_read_kernel(&ih, sizeof(ih), l3) || (ih.ver_ihl >> 4) != 4)
+		return;
+	pkt->l3_proto = ETH_P_IP;
+	pkt->parsed |= PKT_L3;
+	__builtin_memcpy(pkt->saddr, &ih.saddr, 4);
+	__builtin_memcpy(pkt->daddr, &ih.daddr, 4);
+	pkt->ip_len = bpf_ntohs(ih.tot_len);
+	pkt->ttl = ih.ttl;
+	pkt->l4_proto = ih.protocol;
+	/* Only the first fragment carries the L4 header. */
+	if (bpf_ntohs(ih.frag_off) & 0x1fff)
+		return;
+	ihl = (ih.ver_ihl & 0xf) * 4;
+	if (ihl < sizeof(ih))
+		return;
+	parse_l4(pkt, l3 + ihl, ih.protocol);
+}
+
+#define IPV6_MAX_EXT_HEADERS 6
+
+static __always_inline void parse_ipv6(struct packet *pkt, void *l3)
+{
+	struct wire_ipv6hdr ih;
+	struct wire_ipv6_opt opt;
+	void *next;
+	__u8 proto;
+
+	if (bpf_probe_read_kernel(&ih, sizeof(ih), l3) || (bpf_ntohl(ih.ver_tc_flow) >> 28) != 6)
+		return;
+	pkt->l3_proto = ETH_P_IPV6;
+	pkt->parsed |= PKT_L3;
+	__builtin_memcpy(pkt->saddr, ih.saddr, 16);
+	__builtin_memcpy(pkt->daddr, ih.daddr, 16);
+	pkt->ip_len = bpf_ntohs(ih.payload_len) + sizeof(ih);
+	pkt->ttl = ih.hop_limit;
+	proto = ih.nexthdr;
+	next = l3 + sizeof(ih);
+
+#pragma unroll
+	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
+		switch (proto) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS:
+			if (bpf_probe_read_kernel(&opt, sizeof(opt), next))
+				return;
+			proto = opt.nexthdr;
+			next += (opt.hdrlen + 1) * 8;
+			break;
+		case IPPROTO_AH:
+			if (bpf_probe_read_kernel(&opt, sizeof(opt), next))
+				return;
+			proto = opt.nexthdr;
+			next += (opt.hdrlen + 2) * 4;
+			break;
+		case IPPROTO_FRAGMENT: {
+			__be16 frag_off;
+
+			if (bpf_probe_read_kernel(&opt, sizeof(opt), next) ||
+			    bpf_probe_read_kernel(&frag_off, sizeof(frag_off), next + 2))
+				return;
+			/* Later fragments carry no L4 header. */
+			if (bpf_ntohs(frag_off) & 0xfff8) {
+				pkt->l4_proto = opt.nexthdr;
+				return;
+			}
+			proto = opt.nexthdr;
+			next += 8;
+			break;
+		}
+		default:
+			parse_l4(pkt, next, proto);
+			return;
+		}
+	}
+	pkt->l4_proto = proto;
+}
+
+static __always_inline void parse_arp(struct packet *pkt, void *l3)
+{
+	struct wire_arphdr ah;
+
+	if (bpf_probe_read_kernel(&ah, sizeof(ah), l3))
+		return;
+	pkt->l3_proto = ETH_P_ARP;
+	pkt->arp_op = bpf_ntohs(ah.op);
+	/* Only Ethernet/IPv4 ARP has addresses where we read them. */
+	if (bpf_ntohs(ah.pro) == ETH_P_IP && ah.hln == 6 && ah.pln == 4) {
+		__builtin_memcpy(pkt->saddr, ah.sip, 4);
+		__builtin_memcpy(pkt->daddr, ah.tip, 4);
+	}
+	pkt->parsed |= PKT_L3;
+}
+
+static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto)
+{
+	if (proto == ETH_P_IP)
+		parse_ipv4(pkt, l3);
+	else if (proto == ETH_P_IPV6)
+		parse_ipv6(pkt, l3);
+	else if (proto == ETH_P_ARP)
+		parse_arp(pkt, l3);
+	else
+		pkt->l3_proto = proto;
+}
+
+/* Parse from the Ethernet header: used before the network header is set. */
+static __always_inline void parse_from_mac(struct packet *pkt, unsigned char *head, __u16 mac)
+{
+	struct wire_ethhdr eth;
+	struct wire_vlan vlan;
+	void *l3 = head + mac + ETH_HLEN;
+	__u16 proto;
+
+	if (bpf_probe_read_kernel(&eth, sizeof(eth), head + mac))
+		return;
+	pkt->parsed |= PKT_L2;
+	proto = bpf_ntohs(eth.proto);
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
+		if (bpf_probe_read_kernel(&vlan, sizeof(vlan), l3))
+			return;
+		pkt->vlan_id = bpf_ntohs(vlan.tci) & 0xfff;
+		proto = bpf_ntohs(vlan.proto);
+		l3 += sizeof(vlan);
+	}
+	parse_l3(pkt, l3, proto);
+}
+
+static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 mac = BPF_CORE_READ(skb, mac_header);
+	__u16 net = BPF_CORE_READ(skb, network_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+
+	if (net != HDR_UNSET && (mac == HDR_UNSET || net > mac)) {
+		/* skb->protocol is not set yet on the early transmit path:
+		 * take the IP version from the header itself. */
+		if (!proto) {
+			__u8 ver;
+
+			if (bpf_probe_read_kernel(&ver, 1, head + net))
+				return;
+			proto = (ver >> 4) == 4 ? ETH_P_IP : (ver >> 4) == 6 ? ETH_P_IPV6 : 0;
+		}
+		parse_l3(pkt, head + net, proto);
+		return;
+	}
+	if (mac != HDR_UNSET)
+		parse_from_mac(pkt, head, mac);
+}
+
+/* ---- filters ------------------------------------------------------------ */
+
+static __always_inline bool addr_matches(const volatile struct addr_filter *f, const __u8 *addr,
+					 __u16 l3_proto)
+{
+	if ((f->family == 4 && l3_proto != ETH_P_IP && l3_proto != ETH_P_ARP) ||
+	    (f->family == 6 && l3_proto != ETH_P_IPV6))
+		return false;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if ((addr[i] ^ f->addr[i]) & f->mask[i])
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool ifname_matches(const char *name)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (CFG.ifname[i] != name[i])
+			return false;
+		if (!name[i])
+			break;
+	}
+	return true;
+}
+
+/* Does the packet pass every filter the user set? Filters that are off are
+ * constant-folded away by the verifier (CFG is read-only). */
+static __always_inline bool packet_matches(const struct packet *pkt, const struct skb_meta *meta)
+{
+	if (CFG.l3_proto && pkt->l3_proto != CFG.l3_proto)
+		return false;
+	if (CFG.has_l4_proto && (!(pkt->parsed & PKT_L3) || pkt->l4_proto != CFG.l4_proto))
+		return false;
+	if (CFG.saddr.family && !addr_matches(&CFG.saddr, pkt->saddr, pkt->l3_proto))
+		return false;
+	if (CFG.daddr.family && !addr_matches(&CFG.daddr, pkt->daddr, pkt->l3_proto))
+		return false;
+	if (CFG.addr.family && !addr_matches(&CFG.addr, pkt->saddr, pkt->l3_proto) &&
+	    !addr_matches(&CFG.addr, pkt->daddr, pkt->l3_proto))
+		return false;
+	if ((CFG.sport || CFG.dport || CFG.port) && !(pkt->parsed & PKT_L4))
+		return false;
+	if (CFG.sport && pkt->sport != CFG.sport)
+		return false;
+	if (CFG.dport && pkt->dport != CFG.dport)
+		return false;
+	if (CFG.port && pkt->sport != CFG.port && pkt->dport != CFG.port)
+		return false;
+	if (CFG.tcp_flags &&
+	    (pkt->l4_proto != IPPROTO_TCP || (pkt->tcp_flags & CFG.tcp_flags) != CFG.tcp_flags))
+		return false;
+	if (CFG.pkt_len_max && (!(pkt->parsed & PKT_L3) || pkt->l3_proto == ETH_P_ARP ||
+				pkt->ip_len < CFG.pkt_len_min || pkt->ip_len > CFG.pkt_len_max))
+		return false;
+	if (CFG.netns && meta->netns != CFG.netns)
+		return false;
+	if (CFG.pid && meta->pid != CFG.pid)
+		return false;
+	if (CFG.mark_mask && (meta->mark & CFG.mark_mask) != CFG.mark)
+		return false;
+	if (CFG.ifname[0] && !ifname_matches(meta->ifname))
+		return false;
+	return true;
+}
+
+#endif /* SKBTRAIL_PACKET_BPF_H */

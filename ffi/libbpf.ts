@@ -1,0 +1,236 @@
+// A small typed surface over libbpf. The executable carries its own copy of
+// libbpf (and libelf, libz) from Debian's packages: each is written to a
+// memfd and dlopen'ed as /proc/self/fd/N in dependency order, so the loader
+// finds libelf and libz by soname without any file on the target machine.
+// SKBTRAIL_LIBBPF=/path/to/libbpf.so.1 uses another libbpf instead.
+import { dlopen, FFIType, JSCallback, ptr, read, toArrayBuffer, CString, type Pointer } from "bun:ffi";
+import { close, errno, formatVaList, memfdWithContents, SysError } from "./libc";
+import { embeddedLibraries } from "./embedded";
+
+const symbols = {
+  libbpf_major_version: { args: [], returns: FFIType.u32 },
+  libbpf_minor_version: { args: [], returns: FFIType.u32 },
+  libbpf_num_possible_cpus: { args: [], returns: FFIType.i32 },
+  libbpf_set_print: { args: [FFIType.function], returns: FFIType.ptr },
+  bpf_object__open_mem: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.ptr },
+  bpf_object__load: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bpf_object__close: { args: [FFIType.ptr], returns: FFIType.void },
+  bpf_object__next_program: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  bpf_object__find_map_by_name: { args: [FFIType.ptr, FFIType.cstring], returns: FFIType.ptr },
+  bpf_program__name: { args: [FFIType.ptr], returns: FFIType.cstring },
+  bpf_program__set_autoload: { args: [FFIType.ptr, FFIType.bool], returns: FFIType.i32 },
+  bpf_program__fd: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bpf_program__attach: { args: [FFIType.ptr], returns: FFIType.ptr },
+  bpf_map__fd: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bpf_map__set_max_entries: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  bpf_map__max_entries: { args: [FFIType.ptr], returns: FFIType.u32 },
+  bpf_map__initial_value: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  bpf_link__destroy: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bpf_link__fd: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bpf_map_lookup_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  bpf_map_delete_elem: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+} as const;
+
+const RESIDENT_ONLY: Record<string, Record<string, { args: []; returns: FFIType }>> = {
+  "libz.so.1": { zlibVersion: { args: [], returns: FFIType.ptr } },
+  "libelf.so.1": { elf_errno: { args: [], returns: FFIType.i32 } },
+};
+
+type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
+let lib: Lib | undefined;
+const keepAlive: unknown[] = [];
+
+/** Loads libbpf once: the embedded copy, or $SKBTRAIL_LIBBPF. */
+export async function loadLibbpf(): Promise<Lib> {
+  if (lib) return lib;
+  const override = process.env.SKBTRAIL_LIBBPF;
+  if (override) {
+    lib = dlopen(override, symbols).symbols;
+  } else {
+    // Keep every memfd open until all are loaded: glibc matches dlopen paths
+    // by name, and a reused /proc/self/fd/N would return the earlier library.
+    const fds: number[] = [];
+    let handle;
+    for (const { name, path } of embeddedLibraries) {
+      const fd = memfdWithContents(name, new Uint8Array(await Bun.file(path).arrayBuffer()));
+      fds.push(fd);
+      // libz and libelf only need to be resident (libbpf's loader finds them
+      // by soname); bun:ffi wants at least one symbol of each.
+      handle = dlopen(`/proc/self/fd/${fd}`, name.startsWith("libbpf") ? symbols : RESIDENT_ONLY[name]!);
+      keepAlive.push(handle);
+    }
+    fds.forEach(close);
+    lib = (handle as ReturnType<typeof dlopen<typeof symbols>>).symbols;
+  }
+  installPrintCallback(lib);
+  return lib;
+}
+
+function bpf(): Lib {
+  if (!lib) throw new Error("libbpf not loaded: call loadLibbpf() first");
+  return lib;
+}
+
+/** CPUs the kernel may bring up: the number of slots of a per-CPU map value. */
+export function possibleCpus(): number {
+  return bpf().libbpf_num_possible_cpus();
+}
+
+export function libbpfVersion(): string {
+  return `${bpf().libbpf_major_version()}.${bpf().libbpf_minor_version()}`;
+}
+
+// libbpf reports problems (including the verifier log) through its print
+// callback. Collect them instead of letting them reach the user's terminal;
+// the caller turns a failure into one clear line and shows the log with -v.
+const LIBBPF_DEBUG = 2;
+let logLines: string[] = [];
+let printDebug = false;
+
+function installPrintCallback(l: Lib): void {
+  const cb = new JSCallback(
+    (level: number, fmt: Pointer, args: Pointer) => {
+      if (level === LIBBPF_DEBUG && !printDebug) return 0;
+      const line = formatVaList(fmt, args);
+      if (printDebug) process.stderr.write(`libbpf: ${line}`);
+      logLines.push(line);
+      if (logLines.length > 5000) logLines = logLines.slice(-2500);
+      return 0;
+    },
+    { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  );
+  keepAlive.push(cb);
+  l.libbpf_set_print(cb.ptr);
+}
+
+/** Echo libbpf's debug output (--debug). */
+export function setLibbpfDebug(on: boolean): void {
+  printDebug = on;
+}
+
+/** Returns and clears what libbpf printed since the last call. */
+export function takeLibbpfLog(): string {
+  const text = logLines.join("");
+  logLines = [];
+  return text;
+}
+
+/** A libbpf call failed; `log` holds what libbpf printed (e.g. the verifier log). */
+export class LibbpfError extends SysError {
+  constructor(
+    call: string,
+    code: number,
+    readonly log: string,
+  ) {
+    super(call, code);
+  }
+}
+
+function check(call: string, result: number): number {
+  if (result < 0) throw new LibbpfError(call, -result, takeLibbpfLog());
+  return result;
+}
+
+function checkPtr(call: string, p: Pointer | null): Pointer {
+  if (p === null) throw new LibbpfError(call, errno(), takeLibbpfLog());
+  return p;
+}
+
+const cstr = (s: string) => Buffer.from(`${s}\0`);
+
+export class BpfLink {
+  constructor(readonly handle: Pointer) {}
+  get fd(): number {
+    return bpf().bpf_link__fd(this.handle);
+  }
+  destroy(): void {
+    bpf().bpf_link__destroy(this.handle);
+  }
+}
+
+export class BpfProgram {
+  constructor(readonly handle: Pointer) {}
+  get name(): string {
+    return String(bpf().bpf_program__name(this.handle));
+  }
+  setAutoload(on: boolean): void {
+    check("bpf_program__set_autoload", bpf().bpf_program__set_autoload(this.handle, on));
+  }
+  /** Attaches the way the program's section says (tp_btf/, raw_tp/, ...). */
+  attach(): BpfLink {
+    return new BpfLink(checkPtr(`attach ${this.name}`, bpf().bpf_program__attach(this.handle)));
+  }
+}
+
+export class BpfMap {
+  constructor(
+    readonly name: string,
+    readonly handle: Pointer,
+  ) {}
+  get fd(): number {
+    return bpf().bpf_map__fd(this.handle);
+  }
+  get maxEntries(): number {
+    return bpf().bpf_map__max_entries(this.handle);
+  }
+  setMaxEntries(n: number): void {
+    check(`resize map ${this.name}`, bpf().bpf_map__set_max_entries(this.handle, n));
+  }
+  /** The map's initial contents (e.g. .rodata) as a writable view; valid until load. */
+  initialValue(): Uint8Array {
+    const size = new BigUint64Array(1);
+    const p = checkPtr(`initial value of ${this.name}`, bpf().bpf_map__initial_value(this.handle, size));
+    return new Uint8Array(toArrayBuffer(p, 0, Number(size[0])));
+  }
+  /** Looks up `key`, filling `value`; false when absent. */
+  lookup(key: Uint8Array, value: Uint8Array): boolean {
+    return bpf().bpf_map_lookup_elem(this.fd, key, value) === 0;
+  }
+  delete(key: Uint8Array): void {
+    bpf().bpf_map_delete_elem(this.fd, key);
+  }
+}
+
+export class BpfObject {
+  private constructor(
+    readonly handle: Pointer,
+    // libbpf keeps pointing into the ELF image until load: keep it referenced.
+    private image: Uint8Array | null,
+  ) {}
+
+  static open(image: Uint8Array): BpfObject {
+    const handle = checkPtr("bpf_object__open_mem", bpf().bpf_object__open_mem(image, image.length, null));
+    return new BpfObject(handle, image);
+  }
+
+  programs(): BpfProgram[] {
+    const out: BpfProgram[] = [];
+    for (let p = bpf().bpf_object__next_program(this.handle, null); p !== null; p = bpf().bpf_object__next_program(this.handle, p))
+      out.push(new BpfProgram(p));
+    return out;
+  }
+
+  program(name: string): BpfProgram {
+    const found = this.programs().find((p) => p.name === name);
+    if (!found) throw new Error(`BPF object has no program ${name}`);
+    return found;
+  }
+
+  map(name: string): BpfMap {
+    const p = bpf().bpf_object__find_map_by_name(this.handle, cstr(name));
+    if (p === null) throw new Error(`BPF object has no map ${name}`);
+    return new BpfMap(name, p);
+  }
+
+  load(): void {
+    check("bpf_object__load", bpf().bpf_object__load(this.handle));
+    this.image = null;
+  }
+
+  close(): void {
+    bpf().bpf_object__close(this.handle);
+    this.image = null;
+  }
+}
+
+export { CString, ptr, read };

@@ -1,0 +1,133 @@
+// The libc calls skbtrail needs: memory mapping, waiting on file
+// descriptors, clocks and errno. Only ffi/ touches bun:ffi.
+import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+
+const libc = dlopen("libc.so.6", {
+  __errno_location: { args: [], returns: FFIType.ptr },
+  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+  mmap: { args: [FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i64], returns: FFIType.ptr },
+  munmap: { args: [FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+  write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+  memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  epoll_create1: { args: [FFIType.i32], returns: FFIType.i32 },
+  epoll_ctl: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  epoll_wait: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  vsnprintf: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  geteuid: { args: [], returns: FFIType.u32 },
+  sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
+  mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+}).symbols;
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+const MAP_FAILED = -1;
+const EPOLLIN = 1;
+const EPOLL_CTL_ADD = 1;
+const EINTR = 4;
+const CLOCK_REALTIME = 0;
+const CLOCK_MONOTONIC = 1;
+const SC_PAGESIZE = 30;
+
+export function errno(): number {
+  return read.i32(libc.__errno_location()!, 0);
+}
+
+export function strerror(code: number): string {
+  return String(libc.strerror(code));
+}
+
+/** An Error carrying errno, for failures of system or libbpf calls. */
+export class SysError extends Error {
+  constructor(
+    readonly call: string,
+    readonly code: number,
+  ) {
+    super(`${call}: ${strerror(code)} (errno ${code})`);
+  }
+}
+
+export const pageSize = Number(libc.sysconf(SC_PAGESIZE));
+export const geteuid = (): number => libc.geteuid();
+
+export function mmap(length: number, prot: number, fd: number, offset: number): Pointer {
+  const addr = libc.mmap(null, length, prot, MAP_SHARED, fd, offset);
+  if (addr === null || Number(addr) === MAP_FAILED) throw new SysError("mmap", errno());
+  return addr;
+}
+
+export function munmap(addr: Pointer, length: number): void {
+  libc.munmap(addr, length);
+}
+
+export function close(fd: number): void {
+  if (fd >= 0) libc.close(fd);
+}
+
+/** An anonymous in-memory file holding `data`; returns its fd. */
+export function memfdWithContents(name: string, data: Uint8Array): number {
+  const fd = libc.memfd_create(Buffer.from(`${name}\0`), 0);
+  if (fd < 0) throw new SysError("memfd_create", errno());
+  for (let off = 0; off < data.length; ) {
+    const n = Number(libc.write(fd, data.subarray(off), data.length - off));
+    if (n <= 0) throw new SysError("write", errno());
+    off += n;
+  }
+  return fd;
+}
+
+/** Waits (in the calling thread) until one fd is readable, or the timeout. */
+export class Poller {
+  private readonly epfd: number;
+  private readonly events = new Uint8Array(12); // one struct epoll_event (packed)
+
+  constructor(fd: number) {
+    this.epfd = libc.epoll_create1(0x80000 /* EPOLL_CLOEXEC */);
+    if (this.epfd < 0) throw new SysError("epoll_create1", errno());
+    const ev = new DataView(new ArrayBuffer(12));
+    ev.setUint32(0, EPOLLIN, true);
+    ev.setUint32(4, fd, true);
+    if (libc.epoll_ctl(this.epfd, EPOLL_CTL_ADD, fd, new Uint8Array(ev.buffer)) < 0) throw new SysError("epoll_ctl", errno());
+  }
+
+  /** True when the fd became readable; false on timeout or a signal. */
+  wait(timeoutMs: number): boolean {
+    const n = libc.epoll_wait(this.epfd, this.events, 1, timeoutMs);
+    if (n < 0 && errno() !== EINTR) throw new SysError("epoll_wait", errno());
+    return n > 0;
+  }
+
+  close(): void {
+    close(this.epfd);
+  }
+}
+
+function clockNs(clock: number): number {
+  const ts = new BigInt64Array(2);
+  libc.clock_gettime(clock, ts);
+  return Number(ts[0]) * 1e9 + Number(ts[1]);
+}
+
+/** Nanoseconds to add to a bpf_ktime_get_ns() value to get Unix time. */
+export function monotonicToRealtimeNs(): number {
+  return clockNs(CLOCK_REALTIME) - clockNs(CLOCK_MONOTONIC);
+}
+
+export function monotonicNowNs(): number {
+  return clockNs(CLOCK_MONOTONIC);
+}
+
+/** Formats a C printf format with its va_list (libbpf's print callback). */
+export function formatVaList(fmt: Pointer, args: Pointer): string {
+  const buf = new Uint8Array(2048);
+  const n = libc.vsnprintf(buf, buf.length, fmt, args);
+  return Buffer.from(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1)))).toString("utf8");
+}
+
+/** mount(2); throws SysError on failure. */
+export function mount(source: string, target: string, fstype: string): void {
+  const c = (s: string) => Buffer.from(`${s}\0`);
+  if (libc.mount(c(source), c(target), c(fstype), 0, null) !== 0) throw new SysError(`mount ${target}`, errno());
+}

@@ -1,0 +1,6 @@
+// Files built by build.ts and carried inside the executable.
+import bpfObject from "../build/skbtrail.bpf.o" with { type: "file" };
+import probeObject from "../build/probe.bpf.o" with { type: "file" };
+
+export const bpfObjectPath: string = bpfObject;
+export const probeObjectPath: string = probeObject;

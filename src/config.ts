@@ -1,0 +1,84 @@
+// Compiles the user's filters into struct skbtrail_config, the read-only
+// data of the BPF object: the kernel evaluates them before anything is
+// written to the ring, and the verifier drops the code of unused ones.
+import { layout } from "./layout.generated";
+import { usageError } from "./errors";
+import type { Filter } from "./cli";
+import type { AddrFilter } from "./options";
+
+const C = layout.skbtrail_config.fields;
+const A = layout.addr_filter.fields;
+
+export interface ConfigInput {
+  filter: Filter;
+  /** netns inode --netns-current resolved to */
+  currentNetns?: number;
+  /** enum skb_drop_reason values to keep; empty: all */
+  reasonValues: number[];
+  dropStack: boolean;
+  wakeupBytes: number;
+}
+
+function writeAddr(view: DataView, at: number, f: AddrFilter | undefined): void {
+  if (!f) return;
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + at, layout.addr_filter.size);
+  bytes.set(f.bytes, A.addr.offset);
+  for (let bit = 0; bit < f.prefix; bit++) bytes[A.mask.offset + (bit >> 3)]! |= 0x80 >> (bit & 7);
+  bytes[A.family.offset] = f.family;
+}
+
+/** Fills `target` (the CFG bytes, exactly one struct skbtrail_config). */
+export function writeConfig(target: Uint8Array, input: ConfigInput): void {
+  if (target.length !== layout.skbtrail_config.size)
+    throw new Error(`.rodata.cfg is ${target.length} bytes, expected ${layout.skbtrail_config.size}: stale layout`);
+  target.fill(0);
+  const v = new DataView(target.buffer, target.byteOffset, target.byteLength);
+  const f = input.filter;
+  writeAddr(v, C.saddr.offset, f.saddr);
+  writeAddr(v, C.daddr.offset, f.daddr);
+  writeAddr(v, C.addr.offset, f.addr);
+  v.setUint16(C.sport.offset, f.sport ?? 0, true);
+  v.setUint16(C.dport.offset, f.dport ?? 0, true);
+  v.setUint16(C.port.offset, f.port ?? 0, true);
+  v.setUint16(C.l3_proto.offset, f.proto?.l3 ?? 0, true);
+  if (f.proto?.l4 !== undefined) {
+    v.setUint8(C.l4_proto.offset, f.proto.l4);
+    v.setUint8(C.has_l4_proto.offset, 1);
+  }
+  v.setUint8(C.tcp_flags.offset, f.tcpFlags ?? 0);
+  v.setUint8(C.drop_stack.offset, input.dropStack ? 1 : 0);
+  v.setUint32(C.netns.offset, f.netns ?? (f.netnsCurrent ? input.currentNetns! : 0), true);
+  v.setUint32(C.pid.offset, f.pid ?? 0, true);
+  if (f.pktLen) {
+    v.setUint32(C.pkt_len_min.offset, f.pktLen[0], true);
+    v.setUint32(C.pkt_len_max.offset, f.pktLen[1], true);
+  }
+  if (f.mark) {
+    v.setUint32(C.mark.offset, f.mark.value, true);
+    v.setUint32(C.mark_mask.offset, f.mark.mask, true);
+  }
+  if (f.ifname) target.set(new TextEncoder().encode(f.ifname), C.ifname.offset);
+  if (input.reasonValues.length) {
+    for (const r of input.reasonValues) {
+      const word = C.reasons.offset + Math.floor(r / 64) * 8 + Math.floor((r % 64) / 8);
+      target[word]! |= 1 << (r % 8);
+    }
+    v.setUint8(C.has_reasons.offset, 1);
+  }
+  v.setUint32(C.wakeup_bytes.offset, input.wakeupBytes, true);
+}
+
+/** Turns --reason names into this kernel's enum values (names differ in number between kernels). */
+export function resolveReasons(names: string[], reasons: Map<number, string>): number[] {
+  if (!names.length) return [];
+  if (!reasons.size) throw usageError("--reason: this kernel reports no drop reasons (added in Linux 5.17); remove --reason");
+  const byName = new Map([...reasons].map(([v, n]) => [n, v]));
+  return names.map((name) => {
+    const value = byName.get(name.replace(/^SKB_DROP_REASON_/, ""));
+    if (value === undefined || value >= 256) {
+      const close = [...byName.keys()].filter((n) => n.includes(name) || name.includes(n)).slice(0, 3);
+      throw usageError(`--reason: this kernel has no drop reason '${name}'${close.length ? `; did you mean ${close.join(", ")}?` : "; skbtrail --drop shows the reasons that occur"}`);
+    }
+    return value;
+  });
+}

@@ -1,0 +1,169 @@
+// Ring-buffer records → typed events, using the offsets generated from the
+// BPF object's BTF (src/layout.generated.ts). Decoders read through typed
+// arrays over the ring's memory; 64-bit values are read as two 32-bit
+// halves (BigInt would make decoding several times slower).
+import { layout, event_kind, event_version } from "./layout.generated";
+import { addrHex, addrKey } from "./kernel/kallsyms";
+
+/** Typed views over the bytes a record lives in (the ring, or a test fixture). */
+export interface RecordBytes {
+  u8: Uint8Array;
+  u16: Uint16Array;
+  u32: Uint32Array;
+  i32: Int32Array;
+}
+
+export interface Packet {
+  l3: number;
+  l4: number;
+  parsed: number;
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  tcpFlags: number;
+  tcpSeq: number;
+  tcpAck: number;
+  ipLen: number;
+  icmpType: number;
+  icmpCode: number;
+  icmpId: number;
+  icmpSeq: number;
+  arpOp: number;
+  vlan: number;
+  ttl: number;
+}
+
+export interface SkbMeta {
+  skb: string; // hex address
+  skbKey: number; // low 48 bits, for maps
+  len: number;
+  mark: number;
+  ifindex: number;
+  netns: number;
+  pid: number;
+  ifname: string;
+  comm: string;
+}
+
+export interface DropEvent {
+  kind: "drop";
+  cpu: number;
+  timeNs: number;
+  meta: SkbMeta;
+  pkt: Packet;
+  location: { hi: number; lo: number };
+  reason: number;
+  stackId: number;
+}
+
+const H = layout.event_header.fields;
+const P = layout.packet.fields;
+const M = layout.skb_meta.fields;
+const D = layout.drop_event.fields;
+
+const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
+
+/** Header of the record at `off`: kind and size, with the version checked. */
+export function recordKind(b: RecordBytes, off: number): number {
+  if (b.u8[off + H.version.offset] !== event_version.EVENT_VERSION) return 0;
+  return b.u16[(off + H.kind.offset) >>> 1]!;
+}
+
+export function formatIPv4(u8: Uint8Array, off: number): string {
+  return `${u8[off]}.${u8[off + 1]}.${u8[off + 2]}.${u8[off + 3]}`;
+}
+
+/** RFC 5952 text form: longest run of zero groups compressed to "::". */
+export function formatIPv6(u8: Uint8Array, off: number): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((u8[off + 2 * i]! << 8) | u8[off + 2 * i + 1]!);
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [bestStart, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = (g: number[]) => g.map((x) => x.toString(16)).join(":");
+  if (bestStart < 0) return hex(groups);
+  // IPv4-mapped addresses read better with the IPv4 part dotted.
+  if (bestStart === 0 && bestLen === 5 && groups[5] === 0xffff) return `::ffff:${formatIPv4(u8, off + 12)}`;
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+}
+
+/** A NUL-terminated kernel string, with anything unprintable escaped. */
+export function kernelString(u8: Uint8Array, off: number, max: number): string {
+  let out = "";
+  for (let i = 0; i < max; i++) {
+    const c = u8[off + i]!;
+    if (c === 0) break;
+    out += c >= 0x20 && c < 0x7f && c !== 0x5c ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+export function decodePacket(b: RecordBytes, off: number): Packet {
+  const u8 = b.u8;
+  const l3 = b.u16[(off + P.l3_proto.offset) >>> 1]!;
+  const v6 = l3 === 0x86dd;
+  const addr = (at: number) => (v6 ? formatIPv6(u8, at) : formatIPv4(u8, at));
+  return {
+    l3,
+    l4: u8[off + P.l4_proto.offset]!,
+    parsed: u8[off + P.parsed.offset]!,
+    saddr: addr(off + P.saddr.offset),
+    daddr: addr(off + P.daddr.offset),
+    sport: b.u16[(off + P.sport.offset) >>> 1]!,
+    dport: b.u16[(off + P.dport.offset) >>> 1]!,
+    tcpFlags: u8[off + P.tcp_flags.offset]!,
+    tcpSeq: b.u32[(off + P.tcp_seq.offset) >>> 2]!,
+    tcpAck: b.u32[(off + P.tcp_ack.offset) >>> 2]!,
+    ipLen: b.u16[(off + P.ip_len.offset) >>> 1]!,
+    icmpType: u8[off + P.icmp_type.offset]!,
+    icmpCode: u8[off + P.icmp_code.offset]!,
+    icmpId: b.u16[(off + P.icmp_id.offset) >>> 1]!,
+    icmpSeq: b.u16[(off + P.icmp_seq.offset) >>> 1]!,
+    arpOp: b.u16[(off + P.arp_op.offset) >>> 1]!,
+    vlan: b.u16[(off + P.vlan_id.offset) >>> 1]!,
+    ttl: u8[off + P.ttl.offset]!,
+  };
+}
+
+export function decodeMeta(b: RecordBytes, off: number): SkbMeta {
+  const at = (off + M.skb.offset) >>> 2;
+  const lo = b.u32[at]!;
+  const hi = b.u32[at + 1]!;
+  return {
+    skb: addrHex(hi, lo),
+    skbKey: addrKey(hi, lo),
+    len: b.u32[(off + M.len.offset) >>> 2]!,
+    mark: b.u32[(off + M.mark.offset) >>> 2]!,
+    ifindex: b.u32[(off + M.ifindex.offset) >>> 2]!,
+    netns: b.u32[(off + M.netns.offset) >>> 2]!,
+    pid: b.u32[(off + M.pid.offset) >>> 2]!,
+    ifname: kernelString(b.u8, off + M.ifname.offset, M.ifname.size),
+    comm: kernelString(b.u8, off + M.comm.offset, M.comm.size),
+  };
+}
+
+export function decodeDrop(b: RecordBytes, off: number): DropEvent {
+  const loc = (off + D.location.offset) >>> 2;
+  return {
+    kind: "drop",
+    cpu: b.u32[(off + H.cpu.offset) >>> 2]!,
+    timeNs: u64(b, off + H.time_ns.offset),
+    meta: decodeMeta(b, off + D.meta.offset),
+    pkt: decodePacket(b, off + D.pkt.offset),
+    location: { hi: b.u32[loc + 1]!, lo: b.u32[loc]! },
+    reason: b.u32[(off + D.reason.offset) >>> 2]!,
+    stackId: b.i32[(off + D.stack_id.offset) >>> 2]!,
+  };
+}
+
+export const EVENT_DROP = event_kind.EVENT_DROP;

@@ -1,0 +1,68 @@
+// Kernel address → "function+0xoff" (and " [module]" for module code),
+// from /proc/kallsyms. Kernel addresses live in the top of the 64-bit space;
+// keeping only their low 48 bits gives exact doubles (no BigInt per event).
+
+const LOW48 = 0x1_0000_0000_0000;
+
+/** The low 48 bits of a kernel address given as two 32-bit halves. */
+export function addrKey(hi: number, lo: number): number {
+  return (hi & 0xffff) * 0x1_0000_0000 + lo;
+}
+
+export function addrHex(hi: number, lo: number): string {
+  return hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0");
+}
+
+export class Symbolizer {
+  private readonly addrs: Float64Array;
+  private readonly names: string[];
+  private readonly modules: (string | undefined)[];
+
+  /** `text` is the content of /proc/kallsyms. */
+  constructor(text: string) {
+    const entries: { key: number; name: string; module?: string }[] = [];
+    for (const line of text.split("\n")) {
+      // "ffffffffc0a01000 t nft_do_chain\t[nf_tables]"
+      const type = line.charCodeAt(17);
+      if (line.length < 20 || line.charCodeAt(16) !== 32) continue;
+      // text symbols only: T/t, and W/w (weak functions)
+      if (type !== 84 && type !== 116 && type !== 87 && type !== 119) continue;
+      const key = parseInt(line.slice(4, 16), 16);
+      if (!key) continue; // addresses hidden (kptr_restrict, not root)
+      const tab = line.indexOf("\t", 19);
+      const name = tab < 0 ? line.slice(19) : line.slice(19, tab);
+      const module = tab < 0 ? undefined : line.slice(tab + 1).replace(/^\[|\]$/g, "");
+      entries.push({ key, name, module });
+    }
+    entries.sort((a, b) => a.key - b.key);
+    this.addrs = Float64Array.from(entries, (e) => e.key);
+    this.names = entries.map((e) => e.name);
+    this.modules = entries.map((e) => e.module);
+  }
+
+  get size(): number {
+    return this.names.length;
+  }
+
+  /** The symbol containing `key` (low 48 bits), or undefined. */
+  lookup(key: number): { name: string; offset: number; module?: string } | undefined {
+    const a = this.addrs;
+    let lo = 0;
+    let hi = a.length - 1;
+    if (hi < 0 || key < a[0]! || key >= LOW48) return undefined;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (a[mid]! <= key) lo = mid;
+      else hi = mid - 1;
+    }
+    return { name: this.names[lo]!, offset: key - a[lo]!, module: this.modules[lo] };
+  }
+
+  /** "func+0x1a" or "func+0x1a [module]"; the hex address when unknown. */
+  format(hi: number, lo: number): string {
+    if (hi === 0 && lo === 0) return "0";
+    const sym = hi >>> 16 === 0xffff ? this.lookup(addrKey(hi, lo)) : undefined;
+    if (!sym) return `0x${addrHex(hi, lo)}`;
+    return `${sym.name}+0x${sym.offset.toString(16)}${sym.module ? ` [${sym.module}]` : ""}`;
+  }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bun
+// Entry point: command line → mode → exit code. Every failure ends here as
+// one line on stderr and a documented exit code.
+import { helpText, parseCommandLine } from "./cli";
+import { runDrop } from "./drop";
+import { ExitCode, SkbtrailError } from "./errors";
+import { Output } from "./output/output";
+import { VERSION } from "./version";
+
+async function main(argv: string[]): Promise<number> {
+  const command = parseCommandLine(argv);
+  if (command.kind === "help") {
+    process.stdout.write(`${await helpText()}\n`);
+    return ExitCode.OK;
+  }
+  if (command.kind === "version") {
+    process.stdout.write(`skbtrail ${VERSION}\n`);
+    return ExitCode.OK;
+  }
+  const opts = command.options;
+  const out = new Output(opts);
+  const stop = (reason: string) => () => out.finish(reason);
+  process.on("SIGINT", stop("interrupted"));
+  process.on("SIGTERM", stop("terminated"));
+  process.on("SIGHUP", stop("hangup"));
+  const timer = opts.timeout !== undefined ? setTimeout(stop("timeout"), opts.timeout * 1000) : undefined;
+  const started = performance.now();
+  try {
+    const stats = await runDrop(opts, out);
+    out.summary(stats, (performance.now() - started) / 1000);
+    return ExitCode.OK;
+  } finally {
+    clearTimeout(timer);
+    out.close();
+  }
+}
+
+const verbose = process.argv.includes("-v") || process.argv.includes("--verbose");
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (e) {
+  if (e instanceof SkbtrailError) {
+    process.stderr.write(`skbtrail: ${e.message}\n`);
+    if (verbose && e.detail) process.stderr.write(`${e.detail}\n`);
+    process.exitCode = e.exitCode;
+  } else {
+    process.stderr.write(`skbtrail: internal error: ${(e as Error).stack ?? e}\n`);
+    process.exitCode = ExitCode.RUNTIME;
+  }
+}

@@ -1,0 +1,159 @@
+// Parsers for the values of command-line flags. Each failure is a usage
+// error that names the flag and shows a valid example.
+import { usageError } from "./errors";
+
+/** An address filter: bytes, prefix length, family. */
+export interface AddrFilter {
+  text: string;
+  family: 4 | 6;
+  bytes: Uint8Array; // 16 bytes, IPv4 in the first 4
+  prefix: number;
+}
+
+export function parseIPv4(text: string): Uint8Array | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i]!;
+    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) return undefined;
+    out[i] = Number(p);
+  }
+  return out;
+}
+
+export function parseIPv6(text: string): Uint8Array | undefined {
+  if (!/^[0-9a-fA-F:.]+$/.test(text) || text.split("::").length > 2) return undefined;
+  let tail = text;
+  let v4: Uint8Array | undefined;
+  const lastColon = text.lastIndexOf(":");
+  if (text.includes(".")) {
+    v4 = parseIPv4(text.slice(lastColon + 1));
+    if (!v4) return undefined;
+    tail = text.slice(0, lastColon + 1) + "0:0";
+  }
+  const [head, rest] = tail.includes("::") ? tail.split("::") : [tail, undefined];
+  const groups = (s: string | undefined) => (s ? s.split(":") : []);
+  const left = groups(head);
+  const right = groups(rest);
+  const missing = 8 - left.length - right.length;
+  if (rest === undefined ? missing !== 0 : missing < 1) return undefined;
+  const all = [...left, ...Array(rest === undefined ? 0 : missing).fill("0"), ...right];
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    const g = all[i]!;
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
+    const n = parseInt(g, 16);
+    out[i * 2] = n >> 8;
+    out[i * 2 + 1] = n & 0xff;
+  }
+  if (v4) out.set(v4, 12);
+  return out;
+}
+
+export function parseAddr(flag: string, text: string): AddrFilter {
+  const [addr, prefixText, extra] = text.split("/");
+  const bad = () => usageError(`${flag}: '${text}' is not an IPv4 or IPv6 address; use e.g. ${flag} 10.0.0.1, ${flag} 10.0.0.0/24 or ${flag} fd00::1`);
+  if (extra !== undefined || !addr) throw bad();
+  const v4 = parseIPv4(addr);
+  const v6 = v4 ? undefined : parseIPv6(addr);
+  if (!v4 && !v6) throw bad();
+  const family = v4 ? 4 : 6;
+  const max = v4 ? 32 : 128;
+  let prefix = max;
+  if (prefixText !== undefined) {
+    if (!/^\d+$/.test(prefixText) || Number(prefixText) > max) throw bad();
+    prefix = Number(prefixText);
+  }
+  const bytes = new Uint8Array(16);
+  bytes.set(v4 ?? v6!);
+  return { text, family, bytes, prefix };
+}
+
+export function parsePort(flag: string, text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65535)
+    throw usageError(`${flag}: '${text}' is not a port; use a number from 1 to 65535, e.g. ${flag} 443`);
+  return Number(text);
+}
+
+export function parseCount(flag: string, text: string, example: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text)))
+    throw usageError(`${flag}: '${text}' is not a positive whole number; use e.g. ${flag} ${example}`);
+  return Number(text);
+}
+
+export function parseSeconds(flag: string, text: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0)
+    throw usageError(`${flag}: '${text}' is not a number of seconds; use e.g. ${flag} 30`);
+  return Number(text);
+}
+
+/** --pkt-len N or N-M (bytes of the IP packet, header included). */
+export function parseLengthRange(flag: string, text: string): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(text);
+  const min = m ? Number(m[1]) : NaN;
+  const max = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!m || min > max || max > 65535 || max === 0)
+    throw usageError(`${flag}: '${text}' is not a length or range; use e.g. ${flag} 1500 or ${flag} 64-128`);
+  return [min, max];
+}
+
+const TCP_FLAG_BITS: Record<string, number> = { F: 0x01, S: 0x02, R: 0x04, P: 0x08, A: 0x10, U: 0x20 };
+
+export function parseTcpFlags(flag: string, text: string): number {
+  let bits = 0;
+  for (const ch of text.toUpperCase()) {
+    const bit = TCP_FLAG_BITS[ch];
+    if (bit === undefined || text === "")
+      throw usageError(`${flag}: '${text}' has an unknown TCP flag '${ch}'; use letters of SAPRFU, e.g. ${flag} SA`);
+    bits |= bit;
+  }
+  if (!bits) throw usageError(`${flag}: give at least one TCP flag from SAPRFU, e.g. ${flag} S`);
+  return bits;
+}
+
+/** Protocols -p accepts: L3 names set the ethertype, L4 names the IP protocol. */
+export const PROTOCOLS: Record<string, { l3?: number; l4?: number }> = {
+  ip: { l3: 0x0800 },
+  ipv4: { l3: 0x0800 },
+  ipv6: { l3: 0x86dd },
+  arp: { l3: 0x0806 },
+  tcp: { l4: 6 },
+  udp: { l4: 17 },
+  icmp: { l4: 1 },
+  icmpv6: { l4: 58 },
+  igmp: { l4: 2 },
+  gre: { l4: 47 },
+  esp: { l4: 50 },
+  ah: { l4: 51 },
+  sctp: { l4: 132 },
+  udplite: { l4: 136 },
+};
+
+export function parseProto(flag: string, text: string): { name: string; l3?: number; l4?: number } {
+  const p = PROTOCOLS[text.toLowerCase()];
+  if (!p) throw usageError(`${flag}: unknown protocol '${text}'; use one of ${Object.keys(PROTOCOLS).join(", ")}`);
+  return { name: text.toLowerCase(), ...p };
+}
+
+/** --mark VALUE[/MASK], decimal or 0x hex. */
+export function parseMark(flag: string, text: string): { value: number; mask: number } {
+  const m = /^(0x[0-9a-f]+|\d+)(?:\/(0x[0-9a-f]+|\d+))?$/i.exec(text);
+  const value = m ? Number(m[1]) : NaN;
+  const mask = m && m[2] ? Number(m[2]) : 0xffffffff;
+  if (!m || value > 0xffffffff || mask > 0xffffffff || mask === 0)
+    throw usageError(`${flag}: '${text}' is not a mark; use e.g. ${flag} 0x10 or ${flag} 0x10/0xff`);
+  return { value: (value & mask) >>> 0, mask };
+}
+
+export function parseIfname(flag: string, text: string): string {
+  if (!/^[^\s/]{1,15}$/.test(text)) throw usageError(`${flag}: '${text}' is not an interface name; use e.g. ${flag} eth0`);
+  return text;
+}
+
+/** A comma-separated list of names (drop reasons, tracer groups…). */
+export function parseList(flag: string, text: string, example: string): string[] {
+  const items = text.split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) throw usageError(`${flag}: empty name in '${text}'; use e.g. ${flag} ${example}`);
+  return items;
+}

@@ -1,0 +1,46 @@
+// NDJSON output: one object per line, names rather than numbers. The schema
+// is documented in the README ("JSON output"); change both together.
+import type { DropEvent, Packet, SkbMeta } from "../decode";
+import { l3Name, l4Name, tcpFlagsText } from "./packet";
+import type { Clock } from "./time";
+
+const PKT_L3 = 2;
+const PKT_L4 = 4;
+
+export function packetJson(p: Packet): Record<string, unknown> {
+  const hasL3 = (p.parsed & PKT_L3) !== 0;
+  const hasL4 = (p.parsed & PKT_L4) !== 0;
+  const ip = hasL3 && (p.l3 === 0x0800 || p.l3 === 0x86dd);
+  const ports = hasL4 && (p.l4 === 6 || p.l4 === 17);
+  return {
+    l3: l3Name(p.l3),
+    proto: ip ? l4Name(p.l4) : l3Name(p.l3),
+    saddr: hasL3 ? p.saddr : null,
+    daddr: hasL3 ? p.daddr : null,
+    sport: ports ? p.sport : null,
+    dport: ports ? p.dport : null,
+    ip_len: ip ? p.ipLen : null,
+    ttl: ip ? p.ttl : null,
+    vlan: p.vlan || null,
+    ...(hasL4 && p.l4 === 6 ? { tcp: { seq: p.tcpSeq, ack: p.tcpAck, flags: tcpFlagsText(p.tcpFlags) } } : {}),
+    ...(hasL4 && (p.l4 === 1 || p.l4 === 58) ? { icmp: { type: p.icmpType, code: p.icmpCode, id: p.icmpId, seq: p.icmpSeq } } : {}),
+    ...(p.l3 === 0x0806 && hasL3 ? { arp: { op: p.arpOp === 1 ? "request" : p.arpOp === 2 ? "reply" : p.arpOp } } : {}),
+  };
+}
+
+export function metaJson(cpu: number, m: SkbMeta): Record<string, unknown> {
+  return { skb: m.skb, len: m.len, mark: m.mark, ifname: m.ifname || null, ifindex: m.ifindex || null, netns: m.netns || null, cpu, pid: m.pid, comm: m.comm };
+}
+
+export function dropJson(e: DropEvent, reason: string | undefined, location: string, clock: Clock, stack?: string[]): string {
+  return JSON.stringify({
+    kind: "drop",
+    time: clock.iso(e.timeNs),
+    ts_ns: e.timeNs,
+    reason: reason ?? null,
+    location,
+    ...packetJson(e.pkt),
+    ...metaJson(e.cpu, e.meta),
+    ...(stack ? { stack } : {}),
+  });
+}

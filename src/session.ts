@@ -1,0 +1,161 @@
+// The life of one BPF object, as libbpf-bootstrap does it: open →
+// configure → load → attach → read the ring → tear down in reverse. Links
+// are owned by file descriptors (never pinned), so even a crash leaves
+// nothing attached.
+import { readFileSync, statSync } from "node:fs";
+import { BpfLink, BpfObject, LibbpfError, loadLibbpf, possibleCpus, setLibbpfDebug } from "../ffi/libbpf";
+import { RingBuffer, type RecordHandler } from "../ffi/ringbuf";
+import { writeConfig, type ConfigInput } from "./config";
+import { ExitCode, SkbtrailError } from "./errors";
+import { checkPrivileges, ensureTracefs, loadKernelBtf } from "./kernel/probe";
+import type { Btf } from "./kernel/btf";
+import { Symbolizer } from "./kernel/kallsyms";
+import { stat_index } from "./layout.generated";
+import { bpfObjectPath, probeObjectPath } from "./assets";
+
+/** How long one wait on the ring may block: bounds the delay of a lone event and of Ctrl-C. */
+const POLL_MS = 50;
+
+export interface KernelInfo {
+  btf: Btf;
+  /** Things worth saying with -v (e.g. tracefs was mounted). */
+  notes: string[];
+  bpfObject: Uint8Array;
+  probeObject: Uint8Array;
+}
+
+/** Checks privileges, loads libbpf and reads the running kernel's BTF. */
+export async function prepareKernel(debug: boolean): Promise<KernelInfo> {
+  checkPrivileges();
+  await loadLibbpf();
+  setLibbpfDebug(debug);
+  const btf = loadKernelBtf();
+  const notes: string[] = [];
+  const tracefs = ensureTracefs();
+  if (tracefs) notes.push(tracefs);
+  return {
+    btf,
+    notes,
+    bpfObject: new Uint8Array(await Bun.file(bpfObjectPath).arrayBuffer()),
+    probeObject: new Uint8Array(await Bun.file(probeObjectPath).arrayBuffer()),
+  };
+}
+
+export function currentNetns(): number {
+  return statSync("/proc/self/ns/net").ino;
+}
+
+let symbolizer: Symbolizer | undefined;
+/** /proc/kallsyms, read on first use. */
+export function kernelSymbols(): Symbolizer {
+  symbolizer ??= new Symbolizer(readFileSync("/proc/kallsyms", "utf8"));
+  return symbolizer;
+}
+
+/** Turns a libbpf failure into one line that says what to do. */
+function loadError(e: unknown, what: string): SkbtrailError {
+  if (!(e instanceof LibbpfError)) return new SkbtrailError(`${what} failed: ${(e as Error).message}`, ExitCode.RUNTIME);
+  if (e.code === 38 /* ENOSYS */)
+    return new SkbtrailError("this kernel has no bpf() system call: it needs CONFIG_BPF_SYSCALL=y", ExitCode.ENVIRONMENT, e.log);
+  if (e.code === 1 /* EPERM */)
+    return new SkbtrailError(
+      `the kernel refused to load BPF programs (${e.message}): run as root, and check kernel lockdown (cat /sys/kernel/security/lockdown) and the memlock limit (ulimit -l)`,
+      ExitCode.ENVIRONMENT,
+      e.log,
+    );
+  return new SkbtrailError(`${what} failed: ${e.message}; run with -v for the verifier log`, ExitCode.RUNTIME, e.log);
+}
+
+export interface Stats {
+  events: number;
+  lost: number;
+  lostPerCpu: number[];
+  filtered: number;
+}
+
+export class Session {
+  private links: BpfLink[] = [];
+  private ring?: RingBuffer;
+
+  private constructor(readonly obj: BpfObject) {}
+
+  static open(image: Uint8Array): Session {
+    try {
+      return new Session(BpfObject.open(image));
+    } catch (e) {
+      throw loadError(e, "opening the BPF object");
+    }
+  }
+
+  /** Writes the read-only configuration and sizes the ring. Before load. */
+  configure(config: ConfigInput, ringBytes: number): void {
+    writeConfig(this.obj.map(".rodata.cfg").initialValue(), config);
+    this.obj.map("events").setMaxEntries(ringBytes);
+  }
+
+  /** Loads exactly these programs: any other could fail on this kernel and abort the load. */
+  load(programs: string[]): void {
+    const wanted = new Set(programs);
+    for (const p of this.obj.programs()) p.setAutoload(wanted.has(p.name));
+    try {
+      this.obj.load();
+    } catch (e) {
+      throw loadError(e, "loading the BPF programs");
+    }
+  }
+
+  attach(programs: string[]): void {
+    for (const name of programs) {
+      try {
+        this.links.push(this.obj.program(name).attach());
+      } catch (e) {
+        throw loadError(e, `attaching ${name}`);
+      }
+    }
+  }
+
+  /** Reads records until `stop()` says so; `afterBatch` runs after each drained batch. */
+  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void): Promise<void> {
+    const events = this.obj.map("events");
+    this.ring ??= new RingBuffer(events.fd, events.maxEntries);
+    while (!stopped()) {
+      this.ring.wait(POLL_MS);
+      this.ring.drain(onRecord);
+      afterBatch();
+      // Let signal handlers and timers run: the wait above blocks the event loop.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Per-CPU counters kept by the BPF programs. */
+  stats(): Stats {
+    const map = this.obj.map("stats");
+    const values = new BigUint64Array(possibleCpus());
+    const bytes = new Uint8Array(values.buffer);
+    const sum = (index: number, perCpu?: number[]) => {
+      if (!map.lookup(new Uint8Array(new Uint32Array([index]).buffer), bytes)) return 0;
+      let total = 0;
+      values.forEach((v, cpu) => {
+        total += Number(v);
+        if (perCpu) perCpu[cpu] = Number(v);
+      });
+      return total;
+    };
+    const lostPerCpu: number[] = [];
+    return {
+      events: sum(stat_index.STAT_EVENTS),
+      lost: sum(stat_index.STAT_LOST, lostPerCpu),
+      lostPerCpu,
+      filtered: sum(stat_index.STAT_FILTERED),
+    };
+  }
+
+  /** Detaches everything (newest first) and frees the object. */
+  close(): void {
+    for (const link of this.links.reverse()) link.destroy();
+    this.links = [];
+    this.ring?.close();
+    this.ring = undefined;
+    this.obj.close();
+  }
+}

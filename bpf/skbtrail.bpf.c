@@ -110,9 +110,14 @@ static __always_inline bool reason_selected(__u32 reason)
 {
 	if (!CFG.has_reasons)
 		return true;
+	__u32 word = reason >> 6;
+
 	if (reason >= 256)
 		return false;
-	return CFG.reasons[reason / 64] & (1ULL << (reason % 64));
+	/* Hide the range from clang so it keeps the mask the verifier needs
+	 * (it knows reason < 256 only through a copy of the register). */
+	barrier_var(word);
+	return CFG.reasons[word & 3] & (1ULL << (reason & 63));
 }
 
 /* ---- drop monitor: skb:kfree_skb ---------------------------------------- */

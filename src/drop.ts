@@ -10,6 +10,7 @@ import type { Output } from "./output/output";
 const RING_BYTES = 8 << 20;
 const WAKEUP_BYTES = 256 << 10;
 const STACK_DEPTH = 127;
+const TRACING_FRAME = /^(bpf_prog_|bpf_trace_run|__bpf_trace_|__traceiter_|trace_)|\[bpf\]$/;
 
 /** Which kfree_skb program fits this kernel: tracepoint shape × attach type. */
 function chooseProgram(params: string[] | undefined, tpBtf: boolean): string {
@@ -84,6 +85,8 @@ class StackReader {
     const words = new Uint32Array(this.value.buffer);
     const frames: string[] = [];
     for (let i = 0; i < STACK_DEPTH && this.value[i] !== 0n; i++) frames.push(kernelSymbols().format(words[2 * i + 1]!, words[2 * i]!));
+    // The first frames are our BPF program and the tracepoint machinery.
+    while (frames.length > 1 && TRACING_FRAME.test(frames[0]!)) frames.shift();
     this.cache.set(e.stackId, frames);
     return frames;
   }

@@ -1,0 +1,199 @@
+// The drop monitor on the real kernel: real namespaces, veth, nftables
+// rules and traffic; the real binary; assertions on what it printed.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { $ } from "bun";
+import { connectTcp, sendUdp, TwoHosts } from "../lib/netns";
+import { jsonLines, runSkbtrail, Skbtrail } from "../lib/skbtrail";
+import { requireKernelTests } from "../lib/require";
+
+const SEND = `${import.meta.dir}/../lib/send.ts`;
+const enabled = requireKernelTests();
+
+describe.skipIf(!enabled)("skbtrail --drop on the host kernel", () => {
+  let net: TwoHosts;
+
+  beforeAll(async () => {
+    net = await TwoHosts.create("drop", 61);
+    // b drops UDP to 7777 and ICMP echo in its input chain, and marks UDP to 7201.
+    await net.b.ns.nft(`
+      table inet skbtrail_test {
+        chain pre { type filter hook prerouting priority -150; udp dport 7201 meta mark set 0x42; }
+        chain input {
+          type filter hook input priority 0; policy accept;
+          udp dport 7777 drop
+          icmp type echo-request drop
+          icmpv6 type echo-request drop
+        }
+      }`);
+  });
+  afterAll(async () => {
+    await net?.destroy();
+  });
+
+  const send = (from: "a" | "b", daddr: string, dport: number, sport: number, size = 16) =>
+    net[from].ns.sh(`bun ${SEND} udp ${daddr} ${dport} ${sport} ${size}`);
+
+  test("UDP to a closed port: NO_SOCKET with addresses, ports and location", async () => {
+    const t = Skbtrail.start(["--drop", "-p", "udp", "--dport", "7101"]);
+    await t.ready();
+    await send("a", net.b.ip4, 7101, 5101);
+    expect(await t.waitFor(/7101/)).toBe(true);
+    const { code, stdout } = await t.stop();
+    expect(code).toBe(0);
+    expect(stdout).toContain(`UDP: ${net.a.ip4}:5101 -> ${net.b.ip4}:7101 *reason: NO_SOCKET, __udp4_lib_rcv+0x`);
+    expect(stdout).toContain("*packet is dropped by kernel*");
+    expect(stdout).toMatch(/^\[\d+\.\d{6}\] UDP/m);
+    expect(stdout).toMatch(/end trace\.\.\.\ntotal events: 1, lost: 0/);
+  });
+
+  test("nftables drop rule: NETFILTER_DROP at nft_do_chain", async () => {
+    const t = Skbtrail.start(["--drop", "--dport", "7777"]);
+    await t.ready();
+    await send("a", net.b.ip4, 7777, 5777);
+    expect(await t.waitFor(/7777/)).toBe(true);
+    const { stdout } = await t.stop();
+    expect(stdout).toMatch(new RegExp(`UDP: ${net.a.ip4}:5777 -> ${net.b.ip4}:7777 \\*reason: NETFILTER_DROP, nft_do_chain\\+0x[0-9a-f]+`));
+  });
+
+  test("TCP SYN to a closed port: NO_SOCKET with seq and flags", async () => {
+    const t = Skbtrail.start(["--drop", "-p", "tcp", "--dport", "7103"]);
+    await t.ready();
+    await connectTcp(net.a.ns, net.b.ip4, 7103);
+    expect(await t.waitFor(/7103/)).toBe(true);
+    const { stdout } = await t.stop();
+    expect(stdout).toMatch(new RegExp(`TCP: ${net.a.ip4}:\\d+ -> ${net.b.ip4}:7103 seq:\\d+, ack:0, flags:S \\*reason: NO_SOCKET, tcp_v4_rcv\\+0x`));
+  });
+
+  test("IPv6: UDP to a closed port and an ICMPv6 echo dropped by nftables", async () => {
+    const t = Skbtrail.start(["--drop", "-p", "ipv6", "--addr", net.b.ip6]);
+    await t.ready();
+    await send("a", net.b.ip6, 7104, 5104);
+    await net.a.ns.try(`ping -6 -c1 -W1 ${net.b.ip6}`);
+    expect(await t.waitFor(/ping request/)).toBe(true);
+    const { stdout } = await t.stop();
+    expect(stdout).toContain(`UDP: [${net.a.ip6}]:5104 -> [${net.b.ip6}]:7104 *reason: NO_SOCKET, __udp6_lib_rcv+0x`);
+    expect(stdout).toMatch(new RegExp(`ICMPv6: ${net.a.ip6} -> ${net.b.ip6} ping request, seq: 1, id: \\d+ \\*reason: NETFILTER_DROP`));
+  });
+
+  test("ICMP echo dropped by nftables", async () => {
+    const t = Skbtrail.start(["--drop", "-p", "icmp"]);
+    await t.ready();
+    await net.a.ns.try(`ping -c1 -W1 ${net.b.ip4}`);
+    expect(await t.waitFor(/ping request/)).toBe(true);
+    const { stdout } = await t.stop();
+    expect(stdout).toMatch(new RegExp(`ICMP: ${net.a.ip4} -> ${net.b.ip4} ping request, seq: 1, id: \\d+ \\*reason: NETFILTER_DROP`));
+  });
+
+  test("every filter keeps what it should and excludes what it should", async () => {
+    const inodeB = await net.b.ns.inode();
+    // A labelled traffic set; each filter must show exactly the labels listed.
+    const cases: { args: string[]; prefix?: string[]; shows: string[]; pidOf?: boolean }[] = [
+      { args: ["--saddr", net.a.ip4], shows: ["u1", "u2", "syn", "big", "nft"] },
+      { args: ["--saddr", "10.61.0.0/24", "--dport", "7202"], shows: ["u2"] },
+      { args: ["--daddr", net.a.ip4], shows: ["back"] },
+      { args: ["--addr", net.b.ip4], shows: ["u1", "u2", "syn", "big", "nft", "back"] },
+      { args: ["--saddr", net.a.ip6], shows: ["u6"] },
+      { args: ["--sport", "5201"], shows: ["u1"] },
+      { args: ["--dport", "7202"], shows: ["u2"] },
+      { args: ["--port", "5207"], shows: ["back"] },
+      { args: ["-p", "tcp", "--daddr", net.b.ip4], shows: ["syn"] },
+      { args: ["-p", "ipv6", "-p", "udp", "--addr", net.b.ip6], shows: ["u6"] },
+      { args: ["--netns", String(inodeB), "-p", "udp"], shows: ["u1", "u2", "big", "nft", "u6"] },
+      { args: ["--netns-current", "-p", "udp"], prefix: ["ip", "netns", "exec", net.a.ns.name], shows: ["back"] },
+      { args: ["--pkt-len", "200-300", "--addr", net.b.ip4], shows: ["big"] },
+      { args: ["--tcp-flags", "S", "--addr", net.b.ip4], shows: ["syn"] },
+      { args: ["--tcp-flags", "SA", "--addr", net.b.ip4], shows: [] },
+      { args: ["--reason", "NETFILTER_DROP", "--addr", net.b.ip4], shows: ["nft"] },
+      { args: ["--ifname", "veth0", "-p", "udp"], shows: ["back"] },
+      { args: ["--mark", "0x42"], shows: ["u1"] },
+      { args: ["--pid", "PID", "--addr", net.b.ip4], shows: ["u2"], pidOf: true },
+    ];
+    // The "u2" sender waits on stdin so its pid is known before it sends.
+    const u2 = Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bun", SEND, "--wait", "udp", net.b.ip4, "7202", "5202"], { stdin: "pipe", stdout: "ignore" });
+    const runs = cases.map((c) => Skbtrail.start(["--drop", "--json", ...c.args.map((a) => (a === "PID" ? String(u2.pid) : a))], c.prefix));
+    try {
+      await Promise.all(runs.map((r) => r.ready()));
+      await send("a", net.b.ip4, 7201, 5201); // u1 (marked by nft in b)
+      u2.stdin.write("go\n"); // u2
+      await u2.stdin.end();
+      await u2.exited;
+      await connectTcp(net.a.ns, net.b.ip4, 7203); // syn
+      await send("a", net.b.ip4, 7204, 5204, 220); // big: IP length 248
+      await send("a", net.b.ip4, 7777, 5205); // nft
+      await send("a", net.b.ip6, 7206, 5206); // u6
+      await send("b", net.a.ip4, 7207, 5207); // back
+      await Bun.sleep(300); // at least one poll interval
+    } finally {
+      await Promise.all(runs.map((r) => r.stop()));
+    }
+    const label = (e: Record<string, any>) => {
+      const byPort: Record<number, string> = { 7201: "u1", 7202: "u2", 7203: "syn", 7204: "big", 7777: "nft", 7206: "u6", 7207: "back" };
+      return byPort[e.dport] ?? `other:${e.proto}:${e.dport}`;
+    };
+    const seen = await Promise.all(runs.map(async (r) => [...new Set(jsonLines((await r.finished).stdout).filter((e) => e.kind === "drop").map(label))].filter((l) => !l.startsWith("other")).sort()));
+    cases.forEach((c, i) => expect({ filter: c.args.join(" "), shows: seen[i] }).toEqual({ filter: c.args.join(" "), shows: [...c.shows].sort() }));
+  });
+
+  test("--json lines parse and carry the schema's fields, by name", async () => {
+    const t = Skbtrail.start(["--drop", "--json", "--dport", "7301", "-c", "1"]);
+    await t.ready();
+    await send("a", net.b.ip4, 7301, 5301);
+    const { code, stdout, stderr } = await t.finished;
+    expect(code).toBe(0);
+    expect(stderr).toContain("begin trace...");
+    const lines = jsonLines(stdout);
+    expect(stdout.trim().split("\n").length).toBe(lines.length); // nothing but JSON on stdout
+    const [drop, summary] = lines;
+    for (const field of ["time", "kind", "reason", "location", "proto", "saddr", "daddr", "sport", "dport", "ifname", "netns", "cpu"])
+      expect(drop).toHaveProperty(field);
+    expect(drop).toMatchObject({ kind: "drop", reason: "NO_SOCKET", proto: "UDP", l3: "IPv4", saddr: net.a.ip4, daddr: net.b.ip4, sport: 5301, dport: 7301, ifname: "veth1", netns: await net.b.ns.inode() });
+    expect(drop!.location).toMatch(/^__udp4_lib_rcv\+0x[0-9a-f]+$/);
+    expect(new Date(drop!.time).getTime()).toBeGreaterThan(Date.now() - 60_000);
+    expect(summary).toMatchObject({ kind: "summary", events: 1, lost: 0, stop: "count" });
+  });
+
+  test("--drop-stack prints the symbolized kernel stack of the drop", async () => {
+    const t = Skbtrail.start(["--drop", "--drop-stack", "--dport", "7401", "-c", "1"]);
+    await t.ready();
+    await send("a", net.b.ip4, 7401, 5401);
+    const { stdout } = await t.finished;
+    expect(stdout).toMatch(/NO_SOCKET.*\nCall Stack:\n {4}-> sk_skb_reason_drop\+0x[0-9a-f]+\n {4}-> __udp4_lib_rcv\+0x[0-9a-f]+\n/);
+  });
+});
+
+describe.skipIf(!enabled)("stopping leaves nothing attached", () => {
+  const ourPrograms = async () => {
+    const progs = JSON.parse(await $`bpftool -j prog show`.text()) as { name?: string }[];
+    return progs.filter((p) => /^drop_(no)?reason_(btf|raw)$|^probe_/.test(p.name ?? ""));
+  };
+  // The kernel frees a detached program after an RCU grace period: allow it a moment.
+  const noneOfOursLoaded = async () => {
+    for (let i = 0; i < 50 && (await ourPrograms()).length; i++) await Bun.sleep(100);
+    return ourPrograms();
+  };
+
+  test("-c, --timeout and SIGINT each exit 0 and unload every program", async () => {
+    expect(await noneOfOursLoaded()).toEqual([]);
+
+    const byTimeout = await runSkbtrail(["--drop", "--timeout", "1", "--dport", "1"]);
+    expect(byTimeout.code).toBe(0);
+    expect(byTimeout.stdout).toContain("end trace...");
+    expect(await noneOfOursLoaded()).toEqual([]);
+
+    const byCount = Skbtrail.start(["--drop", "-c", "1", "-p", "udp", "--dport", "7501"]);
+    await byCount.ready();
+    expect((await ourPrograms()).length).toBe(1); // it is really attached while running
+    await $`bash -c 'printf x > /dev/udp/127.0.0.1/7501'`.nothrow();
+    expect((await byCount.finished).code).toBe(0);
+    expect(await noneOfOursLoaded()).toEqual([]);
+
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      const t = Skbtrail.start(["--drop"]);
+      await t.ready();
+      const done = await t.stop(signal);
+      expect(done.code).toBe(0);
+      expect(done.stdout).toContain("total events:");
+      expect(await noneOfOursLoaded()).toEqual([]);
+    }
+  });
+});

@@ -77,6 +77,8 @@ struct sk_buff {
 	__u16 transport_header;
 	__u16 network_header;
 	__u16 mac_header;
+	__u32 vlan_all; /* 5.19+: non-zero when a VLAN tag was taken out of the frame */
+	__u16 vlan_tci;
 	unsigned char *head;
 	unsigned char *data;
 } __attribute__((preserve_access_index));

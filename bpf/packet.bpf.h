@@ -253,8 +253,21 @@ static __always_inline void parse_arp(struct packet *pkt, void *l3)
 	pkt->parsed |= PKT_L3;
 }
 
+/* Network layer at l3, behind up to two in-band VLAN tags (QinQ). */
 static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto)
 {
+	struct wire_vlan vlan;
+
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		if (bpf_probe_read_kernel(&vlan, sizeof(vlan), l3))
+			return;
+		pkt->vlan_id = bpf_ntohs(vlan.tci) & 0xfff;
+		proto = bpf_ntohs(vlan.proto);
+		l3 += sizeof(vlan);
+	}
 	if (proto == ETH_P_IP)
 		parse_ipv4(pkt, l3);
 	else if (proto == ETH_P_IPV6)
@@ -269,22 +282,21 @@ static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto)
 static __always_inline void parse_from_mac(struct packet *pkt, unsigned char *head, __u16 mac)
 {
 	struct wire_ethhdr eth;
-	struct wire_vlan vlan;
-	void *l3 = head + mac + ETH_HLEN;
-	__u16 proto;
 
 	if (bpf_probe_read_kernel(&eth, sizeof(eth), head + mac))
 		return;
 	pkt->parsed |= PKT_L2;
-	proto = bpf_ntohs(eth.proto);
-	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
-		if (bpf_probe_read_kernel(&vlan, sizeof(vlan), l3))
-			return;
-		pkt->vlan_id = bpf_ntohs(vlan.tci) & 0xfff;
-		proto = bpf_ntohs(vlan.proto);
-		l3 += sizeof(vlan);
-	}
-	parse_l3(pkt, l3, proto);
+	parse_l3(pkt, head + mac + ETH_HLEN, bpf_ntohs(eth.proto));
+}
+
+/* The receive path moves the VLAN tag out of the frame into the skb
+ * (skb_vlan_untag), and so does VLAN offload on transmit. */
+static __always_inline void parse_vlan_tag(struct sk_buff *skb, struct packet *pkt)
+{
+	if (!bpf_core_field_exists(skb->vlan_all))
+		return;
+	if (BPF_CORE_READ(skb, vlan_all))
+		pkt->vlan_id = BPF_CORE_READ(skb, vlan_tci) & 0xfff;
 }
 
 static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt)
@@ -294,6 +306,7 @@ static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt)
 	__u16 net = BPF_CORE_READ(skb, network_header);
 	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
 
+	parse_vlan_tag(skb, pkt);
 	if (net != HDR_UNSET && (mac == HDR_UNSET || net > mac)) {
 		/* skb->protocol is not set yet on the early transmit path:
 		 * take the IP version from the header itself. */

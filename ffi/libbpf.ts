@@ -6,6 +6,7 @@
 import { dlopen, FFIType, JSCallback, ptr, read, toArrayBuffer, CString, type Pointer } from "bun:ffi";
 import { close, errno, formatVaList, memfdWithContents, SysError } from "./libc";
 import { embeddedLibraries } from "./embedded";
+import { ExitCode, SkbtrailError } from "../src/errors";
 
 const symbols = {
   libbpf_major_version: { args: [], returns: FFIType.u32 },
@@ -45,7 +46,11 @@ export async function loadLibbpf(): Promise<Lib> {
   if (lib) return lib;
   const override = process.env.SKBTRAIL_LIBBPF;
   if (override) {
-    lib = dlopen(override, symbols).symbols;
+    try {
+      lib = dlopen(override, symbols).symbols;
+    } catch (e) {
+      throw new SkbtrailError(`SKBTRAIL_LIBBPF=${override} cannot be loaded (${(e as Error).message}); unset it to use the libbpf built into skbtrail`, ExitCode.ENVIRONMENT);
+    }
   } else {
     // Keep every memfd open until all are loaded: glibc matches dlopen paths
     // by name, and a reused /proc/self/fd/N would return the earlier library.

@@ -136,6 +136,20 @@ export class Btf {
     }
   }
 
+  /** C-like spelling of a type: "struct sk_buff *", "enum skb_drop_reason", "void *". */
+  typeString(id: number): string {
+    id = this.resolve(id);
+    switch (this.kind(id)) {
+      case Kind.VOID: return "void";
+      case Kind.PTR: return `${this.typeString(this.sizeOrType(id))} *`;
+      case Kind.STRUCT: case Kind.FWD: return `struct ${this.name(id)}`;
+      case Kind.UNION: return `union ${this.name(id)}`;
+      case Kind.ENUM: case Kind.ENUM64: return `enum ${this.name(id)}`;
+      case Kind.FUNC_PROTO: return "function";
+      default: return this.name(id);
+    }
+  }
+
   /** Size in bytes of a (resolved) type. */
   size(id: number): number {
     id = this.resolve(id);

@@ -55,7 +55,7 @@ export function tracepointParams(btf: Btf, name: string): string[] | undefined {
   const ptr = btf.resolve(btf.sizeOrType(id));
   const proto = btf.sizeOrType(ptr);
   if (btf.kind(ptr) !== Kind.PTR || btf.kind(proto) !== Kind.FUNC_PROTO) return undefined;
-  return btf.params(proto).slice(1).map((p) => btf.name(btf.resolve(p.type)) || Kind[btf.kind(btf.resolve(p.type))]!);
+  return btf.params(proto).slice(1).map((p) => btf.typeString(p.type));
 }
 
 /** Loads and attaches one program of the probe object alone; true if the kernel took it. */

@@ -1,0 +1,65 @@
+// What users hit first: bad flags, no root, and the binary on a machine
+// without libbpf. Each failure is one line with a documented exit code.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, copyFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { $ } from "bun";
+import { BINARY, runSkbtrail } from "../lib/skbtrail";
+import { requireKernelTests } from "../lib/require";
+
+describe("the compiled binary", () => {
+  test("bad input: one line naming the flag and the fix, exit 2", async () => {
+    for (const args of [["--drop", "--dport", "99999"], ["--drop", "--bogus"], ["-p", "tcp"]]) {
+      const r = await runSkbtrail(args);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(/^skbtrail: /);
+    }
+  });
+
+  test("an unknown drop reason is a usage error found before anything is attached", async () => {
+    if (!requireKernelTests()) return;
+    const r = await runSkbtrail(["--drop", "--reason", "NO_SUCH_REASON"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^skbtrail: --reason: this kernel has no drop reason 'NO_SUCH_REASON'/);
+    expect(r.stdout).not.toContain("begin trace");
+  });
+
+  test("-h and -V", async () => {
+    const help = await runSkbtrail(["-h"]);
+    expect(help.code).toBe(0);
+    for (const flag of ["--saddr", "--drop", "--drop-stack", "--json", "--timeout", "--reason", "--netns-current", "--tcp-flags"]) expect(help.stdout).toContain(flag);
+    expect(help.stdout).toContain("Exit codes:");
+    const version = await runSkbtrail(["-V"]);
+    expect(version.stdout).toMatch(/^skbtrail \d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe.skipIf(!requireKernelTests())("privileges and dependencies", () => {
+  test("as an unprivileged user: says root is needed, exit 3", async () => {
+    const r = await $`setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all ${BINARY} --drop --timeout 1`.nothrow().quiet();
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr.toString()).toBe("skbtrail: skbtrail must run as root (or with CAP_BPF and CAP_PERFMON) to load BPF programs: run it with sudo\n");
+  });
+
+  test("runs from an empty directory with the system's libbpf, libelf and libz hidden", async () => {
+    const dir = mkdtempSync(`${tmpdir()}/skbtrail-alone-`);
+    try {
+      copyFileSync(BINARY, `${dir}/skbtrail`);
+      // A private mount namespace where the system's copies are empty files.
+      const hide = ["libbpf.so.1", "libelf.so.1"].map((l) => `for f in /lib/x86_64-linux-gnu/${l} /usr/lib/x86_64-linux-gnu/${l}; do [ -e $f ] && mount --bind /dev/null $f; done`).join("; ");
+      const script = `${hide}; cd ${dir} && ./skbtrail --drop --timeout 0.5`;
+      const r = await $`unshare -m sh -c ${`mount --make-rprivate / && ${script}`}`.env({ PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }).nothrow().quiet();
+      expect(r.stderr.toString()).toBe("");
+      expect(r.stdout.toString()).toContain("begin trace...");
+      expect(r.stdout.toString()).toContain("total events:");
+      // Proof the hiding works: the system copy cannot be loaded in that namespace.
+      const probe = await $`unshare -m sh -c ${`mount --make-rprivate / && ${hide}; SKBTRAIL_LIBBPF=/lib/x86_64-linux-gnu/libbpf.so.1 ${dir}/skbtrail --drop --timeout 0.5`}`.nothrow().quiet();
+      expect(probe.exitCode).toBe(3);
+      expect(probe.stderr.toString()).toMatch(/^skbtrail: SKBTRAIL_LIBBPF=.* cannot be loaded/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+});

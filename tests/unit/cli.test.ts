@@ -1,0 +1,92 @@
+// Command-line parsing and every usage error: one line naming the flag and the fix.
+import { describe, expect, test } from "bun:test";
+import { parseCommandLine, type Options } from "../../src/cli";
+import { SkbtrailError, ExitCode } from "../../src/errors";
+
+function options(...argv: string[]): Options {
+  const c = parseCommandLine(argv);
+  if (c.kind !== "run") throw new Error(`expected a run, got ${c.kind}`);
+  return c.options;
+}
+
+function usageError(...argv: string[]): string {
+  try {
+    parseCommandLine(argv);
+  } catch (e) {
+    expect(e).toBeInstanceOf(SkbtrailError);
+    expect((e as SkbtrailError).exitCode).toBe(ExitCode.USAGE);
+    expect((e as Error).message).not.toContain("\n");
+    return (e as Error).message;
+  }
+  throw new Error(`no error for ${argv.join(" ")}`);
+}
+
+describe("valid command lines", () => {
+  test("nettrace's filter flags, long and short", () => {
+    const o = options("--drop", "-s", "10.0.0.1", "-d", "fd00::2", "-S", "5", "-D", "80", "-P", "443", "-p", "TCP", "--tcp-flags", "sa", "--pkt-len", "64-128");
+    expect(o.mode).toBe("drop");
+    expect(o.filter.saddr).toMatchObject({ family: 4, prefix: 32 });
+    expect([...o.filter.saddr!.bytes.slice(0, 4)]).toEqual([10, 0, 0, 1]);
+    expect(o.filter.daddr).toMatchObject({ family: 6, prefix: 128 });
+    expect(o.filter).toMatchObject({ sport: 5, dport: 80, port: 443, proto: { name: "tcp", l4: 6 }, tcpFlags: 0x12, pktLen: [64, 128] });
+  });
+
+  test("values with =, CIDR prefixes, single lengths, marks", () => {
+    const o = options("--drop", "--saddr=10.1.0.0/16", "--addr", "2001:db8::/32", "--pkt-len", "1500", "--mark", "0x10/0xff", "--ifname", "eth0");
+    expect(o.filter.saddr).toMatchObject({ prefix: 16 });
+    expect(o.filter.addr).toMatchObject({ family: 6, prefix: 32 });
+    expect(o.filter.pktLen).toEqual([1500, 1500]);
+    expect(o.filter.mark).toEqual({ value: 0x10, mask: 0xff });
+    expect(o.filter.ifname).toBe("eth0");
+  });
+
+  test("output and run-length flags", () => {
+    const o = options("--drop", "--json", "-c", "100", "--timeout", "30", "--detail", "--date", "--drop-stack", "-v", "--reason", "no_socket,NETFILTER_DROP");
+    expect(o).toMatchObject({ json: true, count: 100, timeout: 30, detail: true, date: true, dropStack: true, verbose: true, reasons: ["NO_SOCKET", "NETFILTER_DROP"] });
+  });
+
+  test("--netns and --netns-current", () => {
+    expect(options("--drop", "--netns", "4026531840").filter.netns).toBe(4026531840);
+    expect(options("--drop", "--netns-current").filter.netnsCurrent).toBe(true);
+  });
+
+  test("help and version", () => {
+    expect(parseCommandLine(["-h"]).kind).toBe("help");
+    expect(parseCommandLine(["--drop", "--help"]).kind).toBe("help");
+    expect(parseCommandLine(["-V"]).kind).toBe("version");
+  });
+});
+
+describe("usage errors name the flag and the fix", () => {
+  const cases: [string[], RegExp][] = [
+    [["--drop", "--bogus"], /unknown flag '--bogus'; see skbtrail --help/],
+    [["--drop", "-x"], /unknown flag '-x'/],
+    [["--drop", "stray"], /unexpected argument 'stray'/],
+    [["--drop", "-s"], /^-s needs a value/],
+    [["--drop", "--saddr", "--json"], /^--saddr needs a value/],
+    [["--drop", "--json=yes"], /--json takes no value/],
+    [["--drop", "-s", "10.0.0.256"], /--saddr: '10\.0\.0\.256' is not an IPv4 or IPv6 address; use e\.g\./],
+    [["--drop", "-d", "fd00:::1"], /--daddr: 'fd00:::1' is not an IPv4 or IPv6 address/],
+    [["--drop", "--addr", "10.0.0.0/33"], /--addr: '10\.0\.0\.0\/33'/],
+    [["--drop", "--addr", "1:2:3:4:5:6:7:8:9"], /--addr: '1:2:3:4:5:6:7:8:9'/],
+    [["--drop", "-D", "65536"], /--dport: '65536' is not a port; use a number from 1 to 65535/],
+    [["--drop", "-S", "0"], /--sport: '0' is not a port/],
+    [["--drop", "-P", "http"], /--port: 'http' is not a port/],
+    [["--drop", "-p", "quic"], /--proto: unknown protocol 'quic'; use one of ip, ipv4, ipv6, arp, tcp, udp/],
+    [["--drop", "--tcp-flags", "SX"], /--tcp-flags: 'SX' has an unknown TCP flag 'X'; use letters of SAPRFU/],
+    [["--drop", "--pkt-len", "100-10"], /--pkt-len: '100-10' is not a length or range/],
+    [["--drop", "-c", "0"], /--count: '0' is not a positive whole number/],
+    [["--drop", "--timeout", "soon"], /--timeout: 'soon' is not a number of seconds/],
+    [["--drop", "--netns", "abc"], /--netns: 'abc' is not a positive whole number/],
+    [["--drop", "--netns", "1", "--netns-current"], /--netns and --netns-current conflict/],
+    [["--drop", "--mark", "0x1/0"], /--mark: '0x1\/0' is not a mark/],
+    [["--drop", "--ifname", "a very long interface name"], /--ifname: .* is not an interface name/],
+    [["--drop", "--reason", "A,,B"], /--reason: empty name in 'A,,B'/],
+    [["--drop", "-p", "arp", "--dport", "53"], /--proto arp conflicts with port and TCP flag filters/],
+    [["--drop", "-p", "udp", "--tcp-flags", "S"], /--tcp-flags needs TCP packets but --proto is udp; use --proto tcp/],
+    [["--drop", "--sock"], /--sock mode is not supported/],
+    [["--drop", "--monitor"], /--monitor mode is not supported/],
+    [["--drop", "--tcp-rtt", "10"], /--tcp-rtt belongs to sock\/monitor modes/],
+  ];
+  for (const [argv, expected] of cases) test(argv.join(" "), () => expect(usageError(...argv)).toMatch(expected));
+});

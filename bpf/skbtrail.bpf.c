@@ -30,48 +30,14 @@ const volatile struct {
 } TYPES_FOR_TYPESCRIPT;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20); /* resized from TypeScript before load */
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 1024);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, 127 * sizeof(__u64));
 } stacks SEC(".maps");
 
+#include "ringbuf.bpf.h"
 #include "packet.bpf.h"
-
-static __always_inline void count(__u32 index)
-{
-	__u64 *value = bpf_map_lookup_elem(&stats, &index);
-
-	if (value)
-		*value += 1;
-}
-
-/*
- * Submit without waking the reader until enough bytes are pending: a
- * wakeup per record costs far more than decoding it. The reader polls with
- * a short timeout, so a lone event still shows up promptly.
- */
-static __always_inline void submit(void *record)
-{
-	__u64 flags = BPF_RB_NO_WAKEUP;
-
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= CFG.wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(record, flags);
-	count(STAT_EVENTS);
-}
 
 static __always_inline void fill_header(struct event_header *hdr, __u16 kind, __u16 size)
 {

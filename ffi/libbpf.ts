@@ -30,6 +30,7 @@ const symbols = {
   bpf_link__fd: { args: [FFIType.ptr], returns: FFIType.i32 },
   bpf_map_lookup_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   bpf_map_delete_elem: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  bpf_map_update_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
 } as const;
 
 const RESIDENT_ONLY: Record<string, Record<string, { args: []; returns: FFIType }>> = {
@@ -193,6 +194,9 @@ export class BpfMap {
   }
   delete(key: Uint8Array): void {
     bpf().bpf_map_delete_elem(this.fd, key);
+  }
+  update(key: Uint8Array, value: Uint8Array): void {
+    check(`update map ${this.name}`, bpf().bpf_map_update_elem(this.fd, key, value, 0));
   }
 }
 

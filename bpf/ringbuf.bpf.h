@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The ring buffer every record goes through, and the per-CPU counters.
+ * Shared by skbtrail.bpf.c and the benchmark's producer. The including file
+ * defines CFG (struct skbtrail_config) before including this.
+ */
+#ifndef SKBTRAIL_RINGBUF_BPF_H
+#define SKBTRAIL_RINGBUF_BPF_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized from TypeScript before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&stats, &index);
+
+	if (value)
+		*value += 1;
+}
+
+/*
+ * Submit without waking the reader until enough bytes are pending: a
+ * wakeup per record costs far more than decoding it. The reader polls with
+ * a short timeout, so a lone event still shows up promptly.
+ */
+static __always_inline void submit(void *record)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= CFG.wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(record, flags);
+	count(STAT_EVENTS);
+}
+
+#endif /* SKBTRAIL_RINGBUF_BPF_H */

@@ -7,3 +7,7 @@ declare module "*.bpf.o" {
   const path: string;
   export default path;
 }
+declare module "*.yaml" {
+  const text: string;
+  export default text;
+}

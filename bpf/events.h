@@ -18,12 +18,47 @@ enum event_version {
 enum event_kind {
 	EVENT_DROP = 1, /* skb:kfree_skb seen by the drop monitor */
 	EVENT_HOOK = 2, /* a traced function or tracepoint saw a packet */
+	EVENT_NF = 3,   /* a netfilter hook: struct nf_event */
 };
 
 /* Which stage of a traced call a hook event reports. */
 enum hook_phase {
 	PHASE_ENTRY = 0,
 	PHASE_RETURN = 1, /* fexit / kretprobe: retval is valid */
+};
+
+/* Bits of hook_event.flags. */
+enum hook_flags {
+	HOOK_FREE = 1,    /* the skb's life ends here (consume/kfree) */
+	HOOK_CLONE = 2,   /* skb2 is a clone that joins the packet's context */
+	HOOK_DROP = 4,    /* reason and location describe a drop */
+};
+
+/*
+ * The tracepoints skbtrail has a program for. TypeScript maps each id to
+ * "category:event" (src/tracepoints.ts); function hooks carry the traced
+ * function's address instead.
+ */
+enum tracepoint_id {
+	TP_NONE = 0,
+	TP_KFREE_SKB = 1,
+	TP_CONSUME_SKB = 2,
+	TP_NETIF_RECEIVE_SKB = 3,
+	TP_NETIF_RX = 4,
+	TP_NET_DEV_QUEUE = 5,
+	TP_NET_DEV_START_XMIT = 6,
+	TP_NET_DEV_XMIT = 7,
+	TP_NAPI_GRO_RECEIVE_ENTRY = 8,
+	TP_QDISC_ENQUEUE = 9,
+	TP_QDISC_DEQUEUE = 10,
+	TP_TCP_RETRANSMIT_SKB = 11,
+	TP_TCP_SEND_RESET = 12,
+	TP_TCP_BAD_CSUM = 13,
+	TP_UDP_FAIL_QUEUE_RCV_SKB = 14,
+	TP_SOCK_RCVQUEUE_FULL = 15,
+	TP_ICMP_SEND = 16,
+	TP_SKB_COPY_DATAGRAM_IOVEC = 17,
+	TP_TCP_PROBE = 18,
 };
 
 /* Set in packet.parsed: which layers the parser decoded. */
@@ -96,6 +131,39 @@ struct drop_event {
 	__s32 stack_id;    /* id in the "stacks" map, or -1 */
 };
 
+/* A traced function or tracepoint saw a packet (lifecycle and basic modes). */
+struct hook_event {
+	struct event_header hdr;
+	struct skb_meta meta;
+	struct packet pkt;
+	__u64 ctx_id;      /* the packet context the skb belongs to; 0: --pkt-fixed */
+	__u64 func;        /* address of the traced function; 0 for tracepoints */
+	__s64 retval;      /* PHASE_RETURN: the function's return value */
+	__u64 skb2;        /* HOOK_CLONE: the new skb */
+	__u64 location;    /* HOOK_DROP/HOOK_FREE: where the skb was freed */
+	__u32 tracepoint;  /* enum tracepoint_id */
+	__u32 reason;      /* HOOK_DROP: enum skb_drop_reason value */
+	__s32 info[2];     /* tracepoint arguments, see bpf/tracepoints.bpf.h */
+	__s32 stack_id;    /* id in the "stacks" map, or -1 */
+	__u8 phase;        /* enum hook_phase */
+	__u8 flags;        /* enum hook_flags */
+	__u8 pad[2];
+};
+
+/* Netfilter details of nf_hook_slow / nft_do_chain / ipt_do_table. */
+struct nf_info {
+	__u8 family;       /* NFPROTO_*: 2 ipv4, 10 ipv6, 3 arp, 7 bridge, 1 inet */
+	__u8 hook;         /* NF_INET_*: 0 PRE_ROUTING … 4 POST_ROUTING */
+	__u8 pad[6];
+	char table[64];    /* nftables/iptables table name ("" for nf_hook_slow) */
+	char chain[64];    /* nftables chain name */
+};
+
+struct nf_event {
+	struct hook_event hook;
+	struct nf_info nf;
+};
+
 /* An IPv4/IPv6 address filter; mask comes from the prefix length (CIDR). */
 struct addr_filter {
 	__u8 addr[16];
@@ -129,7 +197,9 @@ struct skbtrail_config {
 	char ifname[16];              /* "": any interface */
 	__u64 reasons[4];             /* bitmap of drop reasons to keep */
 	__u8 has_reasons;
-	__u8 pad[3];
+	__u8 pkt_fixed;               /* no following by skb address: filter at every hook */
+	__u8 trace_ret;               /* --ret: record return values */
+	__u8 stack_hooks;             /* some hooks want stacks: see the stack_hooks map */
 	__u32 wakeup_bytes;           /* wake the reader when this much is pending */
 };
 

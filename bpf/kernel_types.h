@@ -9,6 +9,10 @@
 #ifndef SKBTRAIL_KERNEL_TYPES_H
 #define SKBTRAIL_KERNEL_TYPES_H
 
+/* This file plays vmlinux.h's part: bpf_tracing.h then uses the kernel's
+ * struct pt_regs register names (di, si…). */
+#define __VMLINUX_H__
+
 typedef unsigned char __u8;
 typedef signed char __s8;
 typedef unsigned short __u16;
@@ -30,6 +34,7 @@ enum {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_STACK_TRACE = 7,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 enum {
@@ -82,5 +87,32 @@ struct sk_buff {
 	unsigned char *head;
 	unsigned char *data;
 } __attribute__((preserve_access_index));
+
+/* Netfilter: the hook state, and nftables' view of a packet, chain, table. */
+struct nf_hook_state {
+	__u8 hook;
+	__u8 pf;
+} __attribute__((preserve_access_index));
+
+struct nft_pktinfo {
+	struct sk_buff *skb;
+	const struct nf_hook_state *state;
+} __attribute__((preserve_access_index));
+
+struct nft_table {
+	char *name;
+	__u16 family : 6;
+} __attribute__((preserve_access_index));
+
+struct nft_chain {
+	struct nft_table *table;
+	char *name;
+} __attribute__((preserve_access_index));
+
+/* x86-64 kprobe context (UAPI layout, not relocated). */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
 
 #endif /* SKBTRAIL_KERNEL_TYPES_H */

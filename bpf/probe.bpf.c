@@ -20,3 +20,31 @@ int probe_raw_tp(void *ctx)
 {
 	return 0;
 }
+
+/* Function hooks: attached to ip_rcv, which every kernel has. Each calls the
+ * helper skbtrail's real programs of that kind rely on. */
+SEC("kprobe/ip_rcv")
+int probe_kprobe(void *ctx)
+{
+	return bpf_get_attach_cookie(ctx) != 0;
+}
+
+SEC("kprobe.multi/ip_rcv")
+int probe_kprobe_multi(void *ctx)
+{
+	return bpf_get_attach_cookie(ctx) != 0;
+}
+
+SEC("fentry/ip_rcv")
+int probe_fentry(void *ctx)
+{
+	return bpf_get_func_ip(ctx) != 0;
+}
+
+SEC("fexit/ip_rcv")
+int probe_fexit(void *ctx)
+{
+	__u64 ret;
+
+	return bpf_get_func_ret(ctx, &ret);
+}

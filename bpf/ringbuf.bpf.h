@@ -32,14 +32,29 @@ static __always_inline void count(__u32 index)
  * wakeup per record costs far more than decoding it. The reader polls with
  * a short timeout, so a lone event still shows up promptly.
  */
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= CFG.wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+/* Submits a record reserved in the ring. */
 static __always_inline void submit(void *record)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
-
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= CFG.wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(record, flags);
+	bpf_ringbuf_submit(record, wakeup_flags());
 	count(STAT_EVENTS);
+}
+
+/* Copies a record built elsewhere (per-CPU scratch) into the ring. */
+static __always_inline int output(void *record, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, record, size, wakeup_flags())) {
+		count(STAT_LOST);
+		return 0;
+	}
+	count(STAT_EVENTS);
+	return 0;
 }
 
 #endif /* SKBTRAIL_RINGBUF_BPF_H */

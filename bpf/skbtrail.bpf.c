@@ -26,7 +26,10 @@ const volatile struct {
 	enum hook_phase phase;
 	enum packet_layers layers;
 	enum stat_index stat;
+	enum hook_flags hook_flags;
+	enum tracepoint_id tracepoint;
 	struct drop_event drop;
+	struct nf_event nf;
 } TYPES_FOR_TYPESCRIPT;
 
 struct {
@@ -150,3 +153,10 @@ int drop_noreason_raw(__u64 *ctx)
 {
 	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], 0);
 }
+
+/* ---- packet lifecycle: tracepoints, functions, netfilter ---------------- */
+
+#include "lifecycle.bpf.h"
+#include "tracepoints.bpf.h"
+#include "functions.bpf.h"
+#include "netfilter.bpf.h"

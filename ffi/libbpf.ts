@@ -28,6 +28,14 @@ const symbols = {
   bpf_map__initial_value: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
   bpf_link__destroy: { args: [FFIType.ptr], returns: FFIType.i32 },
   bpf_link__fd: { args: [FFIType.ptr], returns: FFIType.i32 },
+  bpf_program__set_attach_target: { args: [FFIType.ptr, FFIType.i32, FFIType.cstring], returns: FFIType.i32 },
+  bpf_program__attach_kprobe_opts: { args: [FFIType.ptr, FFIType.cstring, FFIType.ptr], returns: FFIType.ptr },
+  bpf_program__attach_kprobe_multi_opts: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  bpf_program__insns: { args: [FFIType.ptr], returns: FFIType.ptr },
+  bpf_program__insn_cnt: { args: [FFIType.ptr], returns: FFIType.u64 },
+  bpf_prog_load: { args: [FFIType.i32, FFIType.cstring, FFIType.cstring, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  bpf_raw_tracepoint_open: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  bpf_link__disconnect: { args: [FFIType.ptr], returns: FFIType.void },
   bpf_map_lookup_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   bpf_map_delete_elem: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   bpf_map_update_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
@@ -106,7 +114,7 @@ function installPrintCallback(l: Lib): void {
     { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   );
   keepAlive.push(cb);
-  l.libbpf_set_print(cb.ptr);
+  l.libbpf_set_print(cb.ptr!);
 }
 
 /** Echo libbpf's debug output (--debug). */
@@ -137,9 +145,9 @@ function check(call: string, result: number): number {
   return result;
 }
 
-function checkPtr(call: string, p: Pointer | null): Pointer {
+function checkPtr(call: string, p: unknown): Pointer {
   if (p === null) throw new LibbpfError(call, errno(), takeLibbpfLog());
-  return p;
+  return p as Pointer;
 }
 
 const cstr = (s: string) => Buffer.from(`${s}\0`);
@@ -150,6 +158,11 @@ export class BpfLink {
     return bpf().bpf_link__fd(this.handle);
   }
   destroy(): void {
+    bpf().bpf_link__destroy(this.handle);
+  }
+  /** Frees libbpf's object but leaves the attachment to whoever holds the fd. */
+  release(): void {
+    bpf().bpf_link__disconnect(this.handle);
     bpf().bpf_link__destroy(this.handle);
   }
 }
@@ -166,7 +179,59 @@ export class BpfProgram {
   attach(): BpfLink {
     return new BpfLink(checkPtr(`attach ${this.name}`, bpf().bpf_program__attach(this.handle)));
   }
+
+  /** fentry/fexit/tp_btf target, by kernel function name. Before load. */
+  setAttachTarget(func: string): void {
+    check(`attach target ${func} for ${this.name}`, bpf().bpf_program__set_attach_target(this.handle, 0, cstr(func)));
+  }
+
+  /** A kprobe (or kretprobe) on one function, with a cookie. */
+  attachKprobe(func: string, cookie: bigint, retprobe: boolean): BpfLink {
+    // struct bpf_kprobe_opts { size_t sz; __u64 bpf_cookie; size_t offset; bool retprobe; }
+    const opts = new BigUint64Array([32n, cookie, 0n, retprobe ? 1n : 0n]);
+    return new BpfLink(checkPtr(`attach ${this.name} to ${func}`, bpf().bpf_program__attach_kprobe_opts(this.handle, cstr(func), opts)));
+  }
+
+  /** One kprobe.multi link for many functions, each with its cookie. */
+  attachKprobeMulti(funcs: string[], cookies: bigint[], retprobe: boolean): BpfLink {
+    const names = funcs.map(cstr); // kept referenced until the call returns
+    const syms = new BigUint64Array(names.map((n) => BigInt(ptr(n))));
+    const cookieArray = BigUint64Array.from(cookies);
+    // struct bpf_kprobe_multi_opts { size_t sz; const char **syms; const unsigned long *addrs;
+    //   const __u64 *cookies; size_t cnt; bool retprobe; }
+    const opts = new BigUint64Array([48n, BigInt(ptr(syms)), 0n, BigInt(ptr(cookieArray)), BigInt(funcs.length), retprobe ? 1n : 0n]);
+    const link = bpf().bpf_program__attach_kprobe_multi_opts(this.handle, null, opts);
+    void names;
+    return new BpfLink(checkPtr(`attach ${this.name} to ${funcs.length} functions`, link));
+  }
+
+  /**
+   * Loads a copy of this loaded tracing program for another kernel function
+   * (fentry/fexit: the instructions do not depend on the target) and
+   * attaches it. Returns the link's file descriptor; the program's fd is
+   * closed (the link keeps the program).
+   */
+  cloneAndAttach(btfId: number, attachType: number): number {
+    const insns = bpf().bpf_program__insns(this.handle) as Pointer;
+    const count = Number(bpf().bpf_program__insn_cnt(this.handle));
+    // struct bpf_prog_load_opts (libbpf 1.x): sz, attempts, expected_attach_type, prog_btf_fd,
+    // prog_flags, prog_ifindex, kern_version, attach_btf_id, … (104 bytes)
+    const opts = new DataView(new ArrayBuffer(104));
+    opts.setBigUint64(0, 104n, true);
+    opts.setUint32(12, attachType, true);
+    opts.setUint32(32, btfId, true);
+    const progFd = check(`load ${this.name} for BTF id ${btfId}`, bpf().bpf_prog_load(BPF_PROG_TYPE_TRACING, cstr(this.name), cstr("GPL"), insns, count, new Uint8Array(opts.buffer)));
+    try {
+      return check(`attach ${this.name} for BTF id ${btfId}`, bpf().bpf_raw_tracepoint_open(null, progFd));
+    } finally {
+      close(progFd);
+    }
+  }
 }
+
+const BPF_PROG_TYPE_TRACING = 26;
+export const BPF_TRACE_FENTRY = 24;
+export const BPF_TRACE_FEXIT = 25;
 
 export class BpfMap {
   constructor(
@@ -214,7 +279,7 @@ export class BpfObject {
 
   programs(): BpfProgram[] {
     const out: BpfProgram[] = [];
-    for (let p = bpf().bpf_object__next_program(this.handle, null); p !== null; p = bpf().bpf_object__next_program(this.handle, p))
+    for (let p = bpf().bpf_object__next_program(this.handle, null) as Pointer | null; p !== null; p = bpf().bpf_object__next_program(this.handle, p) as Pointer | null)
       out.push(new BpfProgram(p));
     return out;
   }
@@ -228,7 +293,7 @@ export class BpfObject {
   map(name: string): BpfMap {
     const p = bpf().bpf_object__find_map_by_name(this.handle, cstr(name));
     if (p === null) throw new Error(`BPF object has no map ${name}`);
-    return new BpfMap(name, p);
+    return new BpfMap(name, p as Pointer);
   }
 
   load(): void {

@@ -32,7 +32,7 @@ const CLOCK_MONOTONIC = 1;
 const SC_PAGESIZE = 30;
 
 export function errno(): number {
-  return read.i32(libc.__errno_location()!, 0);
+  return read.i32(libc.__errno_location() as Pointer, 0);
 }
 
 export function strerror(code: number): string {
@@ -55,7 +55,7 @@ export const geteuid = (): number => libc.geteuid();
 export function mmap(length: number, prot: number, fd: number, offset: number): Pointer {
   const addr = libc.mmap(null, length, prot, MAP_SHARED, fd, offset);
   if (addr === null || Number(addr) === MAP_FAILED) throw new SysError("mmap", errno());
-  return addr;
+  return addr as Pointer;
 }
 
 export function munmap(addr: Pointer, length: number): void {

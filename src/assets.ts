@@ -4,3 +4,6 @@ import probeObject from "../build/probe.bpf.o" with { type: "file" };
 
 export const bpfObjectPath: string = bpfObject;
 export const probeObjectPath: string = probeObject;
+import tracerTree from "../knowledge/tracers.yaml" with { type: "text" };
+
+export const tracerTreeText: string = tracerTree;

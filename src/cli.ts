@@ -5,9 +5,10 @@ import { defineCommand, parseArgs, renderUsage, type ArgsDef } from "citty";
 import { usageError } from "./errors";
 import {
   parseAddr, parseCount, parseIfname, parseLengthRange, parseList, parseMark, parsePort, parseProto,
-  parseSeconds, parseTcpFlags, type AddrFilter,
+  parseAmount, parseTcpFlags, type AddrFilter,
 } from "./options";
 import { VERSION } from "./version";
+import { BACKENDS, type BackendChoice } from "./plan";
 
 export interface Filter {
   saddr?: AddrFilter;
@@ -27,9 +28,17 @@ export interface Filter {
 }
 
 export interface Options {
-  mode: "drop";
+  /** drop: the drop monitor; trace: packet lifecycles (default); basic: one line per hook. */
+  mode: "drop" | "trace" | "basic";
   filter: Filter;
   reasons: string[];
+  /** -t selectors: groups, names, globs; undefined: the default set. */
+  trace?: string[];
+  ret: boolean;
+  pktFixed: boolean;
+  traceStack?: string[];
+  minLatencyMs?: number;
+  backend?: BackendChoice;
   count?: number;
   timeout?: number;
   json: boolean;
@@ -40,7 +49,7 @@ export interface Options {
   debug: boolean;
 }
 
-export type Command = { kind: "run"; options: Options } | { kind: "help" } | { kind: "version" };
+export type Command = { kind: "run"; options: Options } | { kind: "tracers"; options: Options } | { kind: "help" } | { kind: "version" };
 
 const s = (description: string, alias?: string, valueHint?: string) =>
   ({ type: "string", description, ...(alias ? { alias } : {}), ...(valueHint ? { valueHint } : {}) }) as const;
@@ -84,6 +93,7 @@ export const args = {
   monitor: b("enable 'monitor' mode"),
   "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
   "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
+  backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
   verbose: b("show log information", "v"),
   debug: b("show debug information (libbpf and verifier logs)"),
   help: b("show help information", "h"),
@@ -101,16 +111,10 @@ export const command = defineCommand({
 
 /** Flags nettrace has whose feature skbtrail does not have yet. */
 const NOT_YET: Record<string, string> = {
-  trace: "function tracing (-t) is not available yet; use --drop to see drops",
-  ret: "--ret is not available yet",
-  basic: "--basic is not available yet; use --drop",
   diag: "--diag is not available yet; use --drop to see drops and their reasons",
   "diag-quiet": "--diag-quiet is not available yet",
   "diag-keep": "--diag-keep is not available yet",
   hooks: "--hooks is not available yet",
-  "pkt-fixed": "--pkt-fixed is not available yet",
-  "trace-stack": "--trace-stack is not available yet; --drop --drop-stack prints stacks of drops",
-  "min-latency": "--min-latency is not available yet",
   sock: "--sock mode is not supported by skbtrail",
   monitor: "--monitor mode is not supported by skbtrail yet; use --drop",
   "tcp-rtt": "--tcp-rtt belongs to sock/monitor modes, which skbtrail does not support",
@@ -166,8 +170,14 @@ export function parseCommandLine(argv: string[]): Command {
     const why = NOT_YET[name];
     if (why) throw usageError(why);
   }
-  if (!given.has("drop"))
-    throw usageError("choose a mode: --drop monitors packet drops (packet lifecycle tracing is not available yet)");
+  const mode = given.has("drop") ? "drop" : given.has("basic") ? "basic" : "trace";
+  if (mode === "drop")
+    for (const f of ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"])
+      if (given.has(f)) throw usageError(`--${f} is for tracing packets and --drop monitors drops: use one mode (see skbtrail --help)`);
+  if (mode !== "drop")
+    for (const f of ["drop-stack", "reason"])
+      if (given.has(f)) throw usageError(`--${f} works with --drop only; for stacks of traced hooks use --trace-stack`);
+  if (mode === "basic" && given.has("min-latency")) throw usageError("--min-latency needs packet lifecycles: drop --basic");
 
   const filter: Filter = {};
   if (str("saddr") !== undefined) filter.saddr = parseAddr("--saddr", str("saddr")!);
@@ -192,23 +202,31 @@ export function parseCommandLine(argv: string[]): Command {
   if (filter.tcpFlags && filter.proto?.l4 !== undefined && filter.proto.l4 !== 6)
     throw usageError(`--tcp-flags needs TCP packets but --proto is ${filter.proto.name}; use --proto tcp`);
 
+  const backend = str("backend");
+  if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend))
+    throw usageError(`--backend: unknown backend '${backend}'; use one of ${BACKENDS.join(", ")}`);
+  const trace = str("trace") !== undefined ? parseList("--trace", str("trace")!, "ip,tcp_v4_rcv,'nf_*'") : undefined;
   const reasons = str("reason") !== undefined ? parseList("--reason", str("reason")!, "NO_SOCKET,NETFILTER_DROP").map((r) => r.toUpperCase()) : [];
-  return {
-    kind: "run",
-    options: {
-      mode: "drop",
+  const options: Options = {
+      mode,
       filter,
       reasons,
+      trace,
+      ret: !!a.ret,
+      pktFixed: !!a["pkt-fixed"],
+      traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
+      minLatencyMs: str("min-latency") !== undefined ? parseAmount("--min-latency", str("min-latency")!, "milliseconds", "10") : undefined,
+      backend: backend as BackendChoice | undefined,
       count: str("count") !== undefined ? parseCount("--count", str("count")!, "100") : undefined,
-      timeout: str("timeout") !== undefined ? parseSeconds("--timeout", str("timeout")!) : undefined,
+      timeout: str("timeout") !== undefined ? parseAmount("--timeout", str("timeout")!, "seconds", "30") : undefined,
       json: !!a.json,
       detail: !!a.detail,
       date: !!a.date,
       dropStack: !!a["drop-stack"],
       verbose: !!a.verbose,
       debug: !!a.debug,
-    },
   };
+  return { kind: trace?.length === 1 && trace[0] === "?" ? "tracers" : "run", options };
 }
 
 export async function helpText(): Promise<string> {
@@ -216,6 +234,9 @@ export async function helpText(): Promise<string> {
   return `${usage}
 
 Examples:
+  skbtrail -p icmp --addr 10.0.0.2               the path of each ping through the kernel, per packet
+  skbtrail -t ip,tcp -p tcp --dport 443 --ret     chosen groups, with return values
+  skbtrail -t '?'                                 the tracer tree and what this kernel supports
   skbtrail --drop                                 every packet the kernel drops, with reason and location
   skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI

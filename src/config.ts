@@ -17,6 +17,10 @@ export interface ConfigInput {
   reasonValues: number[];
   dropStack: boolean;
   wakeupBytes: number;
+  pktFixed?: boolean;
+  traceRet?: boolean;
+  /** Some hooks record stacks (listed in the stack_hooks map). */
+  stackHooks?: boolean;
 }
 
 function writeAddr(view: DataView, at: number, f: AddrFilter | undefined): void {
@@ -65,6 +69,9 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     }
     v.setUint8(C.has_reasons.offset, 1);
   }
+  v.setUint8(C.pkt_fixed.offset, input.pktFixed ? 1 : 0);
+  v.setUint8(C.trace_ret.offset, input.traceRet ? 1 : 0);
+  v.setUint8(C.stack_hooks.offset, input.stackHooks ? 1 : 0);
   v.setUint32(C.wakeup_bytes.offset, input.wakeupBytes, true);
 }
 

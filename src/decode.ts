@@ -57,10 +57,43 @@ export interface DropEvent {
   stackId: number;
 }
 
+export interface NfInfo {
+  family: number;
+  hook: number;
+  table: string;
+  chain: string;
+}
+
+export interface HookEvent {
+  kind: "hook";
+  cpu: number;
+  timeNs: number;
+  meta: SkbMeta;
+  pkt: Packet;
+  /** Packet context; 0 with --pkt-fixed. Low 53 bits of the kernel's id. */
+  ctxId: number;
+  /** Low 48 bits of the traced function's address; 0 for tracepoints. */
+  func: number;
+  tracepoint: number;
+  phase: number;
+  flags: number;
+  retval: number;
+  skb2: string;
+  skb2Key: number;
+  location: { hi: number; lo: number };
+  reason: number;
+  info: [number, number];
+  stackId: number;
+  nf?: NfInfo;
+}
+
 const H = layout.event_header.fields;
 const P = layout.packet.fields;
 const M = layout.skb_meta.fields;
 const D = layout.drop_event.fields;
+const E = layout.hook_event.fields;
+const N = layout.nf_info.fields;
+const NF_AT = layout.nf_event.fields.nf.offset;
 
 const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
 
@@ -166,4 +199,44 @@ export function decodeDrop(b: RecordBytes, off: number): DropEvent {
   };
 }
 
+/** A hook_event, or an nf_event (a hook_event followed by struct nf_info). */
+export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent {
+  const w = (field: { offset: number }) => (off + field.offset) >>> 2;
+  const ctx = w(E.ctx_id);
+  const func = w(E.func);
+  const skb2 = w(E.skb2);
+  const loc = w(E.location);
+  const e: HookEvent = {
+    kind: "hook",
+    cpu: b.u32[(off + H.cpu.offset) >>> 2]!,
+    timeNs: u64(b, off + H.time_ns.offset),
+    meta: decodeMeta(b, off + E.meta.offset),
+    pkt: decodePacket(b, off + E.pkt.offset),
+    ctxId: (b.u32[ctx + 1]! & 0x1fffff) * 0x1_0000_0000 + b.u32[ctx]!,
+    func: addrKey(b.u32[func + 1]!, b.u32[func]!),
+    tracepoint: b.u32[w(E.tracepoint)]!,
+    phase: b.u8[off + E.phase.offset]!,
+    flags: b.u8[off + E.flags.offset]!,
+    retval: b.i32[w(E.retval) + 1]! * 0x1_0000_0000 + b.u32[w(E.retval)]!,
+    skb2: addrHex(b.u32[skb2 + 1]!, b.u32[skb2]!),
+    skb2Key: addrKey(b.u32[skb2 + 1]!, b.u32[skb2]!),
+    location: { hi: b.u32[loc + 1]!, lo: b.u32[loc]! },
+    reason: b.u32[w(E.reason)]!,
+    info: [b.i32[w(E.info)]!, b.i32[w(E.info) + 1]!],
+    stackId: b.i32[w(E.stack_id)]!,
+  };
+  if (kind === EVENT_NF) {
+    const at = off + NF_AT;
+    e.nf = {
+      family: b.u8[at + N.family.offset]!,
+      hook: b.u8[at + N.hook.offset]!,
+      table: kernelString(b.u8, at + N.table.offset, N.table.size),
+      chain: kernelString(b.u8, at + N.chain.offset, N.chain.size),
+    };
+  }
+  return e;
+}
+
 export const EVENT_DROP = event_kind.EVENT_DROP;
+export const EVENT_HOOK = event_kind.EVENT_HOOK;
+export const EVENT_NF = event_kind.EVENT_NF;

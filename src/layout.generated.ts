@@ -8,11 +8,40 @@ export const event_version = {
 export const event_kind = {
   EVENT_DROP: 1,
   EVENT_HOOK: 2,
+  EVENT_NF: 3,
 } as const;
 
 export const hook_phase = {
   PHASE_ENTRY: 0,
   PHASE_RETURN: 1,
+} as const;
+
+export const hook_flags = {
+  HOOK_FREE: 1,
+  HOOK_CLONE: 2,
+  HOOK_DROP: 4,
+} as const;
+
+export const tracepoint_id = {
+  TP_NONE: 0,
+  TP_KFREE_SKB: 1,
+  TP_CONSUME_SKB: 2,
+  TP_NETIF_RECEIVE_SKB: 3,
+  TP_NETIF_RX: 4,
+  TP_NET_DEV_QUEUE: 5,
+  TP_NET_DEV_START_XMIT: 6,
+  TP_NET_DEV_XMIT: 7,
+  TP_NAPI_GRO_RECEIVE_ENTRY: 8,
+  TP_QDISC_ENQUEUE: 9,
+  TP_QDISC_DEQUEUE: 10,
+  TP_TCP_RETRANSMIT_SKB: 11,
+  TP_TCP_SEND_RESET: 12,
+  TP_TCP_BAD_CSUM: 13,
+  TP_UDP_FAIL_QUEUE_RCV_SKB: 14,
+  TP_SOCK_RCVQUEUE_FULL: 15,
+  TP_ICMP_SEND: 16,
+  TP_SKB_COPY_DATAGRAM_IOVEC: 17,
+  TP_TCP_PROBE: 18,
 } as const;
 
 export const packet_layers = {
@@ -90,6 +119,43 @@ export const layout = {
       stack_id: { offset: 164, size: 4, type: "__s32" },
     },
   },
+  hook_event: {
+    size: 216,
+    fields: {
+      hdr: { offset: 0, size: 24, type: "struct event_header" },
+      meta: { offset: 24, size: 64, type: "struct skb_meta" },
+      pkt: { offset: 88, size: 64, type: "struct packet" },
+      ctx_id: { offset: 152, size: 8, type: "__u64" },
+      func: { offset: 160, size: 8, type: "__u64" },
+      retval: { offset: 168, size: 8, type: "__s64" },
+      skb2: { offset: 176, size: 8, type: "__u64" },
+      location: { offset: 184, size: 8, type: "__u64" },
+      tracepoint: { offset: 192, size: 4, type: "__u32" },
+      reason: { offset: 196, size: 4, type: "__u32" },
+      info: { offset: 200, size: 8, type: "__s32[2]" },
+      stack_id: { offset: 208, size: 4, type: "__s32" },
+      phase: { offset: 212, size: 1, type: "__u8" },
+      flags: { offset: 213, size: 1, type: "__u8" },
+      pad: { offset: 214, size: 2, type: "__u8[2]" },
+    },
+  },
+  nf_info: {
+    size: 136,
+    fields: {
+      family: { offset: 0, size: 1, type: "__u8" },
+      hook: { offset: 1, size: 1, type: "__u8" },
+      pad: { offset: 2, size: 6, type: "__u8[6]" },
+      table: { offset: 8, size: 64, type: "char[64]" },
+      chain: { offset: 72, size: 64, type: "char[64]" },
+    },
+  },
+  nf_event: {
+    size: 352,
+    fields: {
+      hook: { offset: 0, size: 216, type: "struct hook_event" },
+      nf: { offset: 216, size: 136, type: "struct nf_info" },
+    },
+  },
   addr_filter: {
     size: 36,
     fields: {
@@ -122,7 +188,9 @@ export const layout = {
       ifname: { offset: 144, size: 16, type: "char[16]" },
       reasons: { offset: 160, size: 32, type: "__u64[4]" },
       has_reasons: { offset: 192, size: 1, type: "__u8" },
-      pad: { offset: 193, size: 3, type: "__u8[3]" },
+      pkt_fixed: { offset: 193, size: 1, type: "__u8" },
+      trace_ret: { offset: 194, size: 1, type: "__u8" },
+      stack_hooks: { offset: 195, size: 1, type: "__u8" },
       wakeup_bytes: { offset: 196, size: 4, type: "__u32" },
     },
   },

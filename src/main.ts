@@ -3,6 +3,8 @@
 // one line on stderr and a documented exit code.
 import { helpText, parseCommandLine } from "./cli";
 import { runDrop } from "./drop";
+import { printTree, runTrace } from "./trace";
+import { detachInherited, REAP_COMMAND } from "./reaper";
 import { ExitCode, SkbtrailError } from "./errors";
 import { Output } from "./output/output";
 import { VERSION } from "./version";
@@ -19,6 +21,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const opts = command.options;
   const out = new Output(opts);
+  if (command.kind === "tracers") {
+    await printTree(opts, out);
+    out.close();
+    return ExitCode.OK;
+  }
   const stop = (reason: string) => () => out.finish(reason);
   process.on("SIGINT", stop("interrupted"));
   process.on("SIGTERM", stop("terminated"));
@@ -26,8 +33,12 @@ async function main(argv: string[]): Promise<number> {
   const timer = opts.timeout !== undefined ? setTimeout(stop("timeout"), opts.timeout * 1000) : undefined;
   const started = performance.now();
   try {
-    const stats = await runDrop(opts, out);
-    out.summary(stats, (performance.now() - started) / 1000);
+    if (opts.mode === "drop") {
+      out.summary(await runDrop(opts, out), (performance.now() - started) / 1000);
+    } else {
+      const { stats, packets } = await runTrace(opts, out);
+      out.summary(stats, (performance.now() - started) / 1000, packets);
+    }
     return ExitCode.OK;
   } finally {
     clearTimeout(timer);
@@ -36,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
 }
 
 const verbose = process.argv.includes("-v") || process.argv.includes("--verbose");
+if (process.argv[2] === REAP_COMMAND) {
+  detachInherited(Number(process.argv[3]));
+  process.exit(0);
+}
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (e) {

@@ -82,9 +82,10 @@ export function parseCount(flag: string, text: string, example: string): number 
   return Number(text);
 }
 
-export function parseSeconds(flag: string, text: string): number {
+/** A positive number of some unit: --timeout 30 (seconds), --min-latency 5 (ms). */
+export function parseAmount(flag: string, text: string, unit: string, example: string): number {
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0)
-    throw usageError(`${flag}: '${text}' is not a number of seconds; use e.g. ${flag} 30`);
+    throw usageError(`${flag}: '${text}' is not a number of ${unit}; use e.g. ${flag} ${example}`);
   return Number(text);
 }
 

@@ -3,7 +3,7 @@
 // are owned by file descriptors (never pinned), so even a crash leaves
 // nothing attached.
 import { readFileSync, statSync } from "node:fs";
-import { BpfLink, BpfObject, LibbpfError, loadLibbpf, possibleCpus, setLibbpfDebug } from "../ffi/libbpf";
+import { BpfObject, LibbpfError, loadLibbpf, possibleCpus, setLibbpfDebug } from "../ffi/libbpf";
 import { RingBuffer, type RecordHandler } from "../ffi/ringbuf";
 import { writeConfig, type ConfigInput } from "./config";
 import { ExitCode, SkbtrailError } from "./errors";
@@ -74,7 +74,6 @@ export interface Stats {
 }
 
 export class Session {
-  private links: BpfLink[] = [];
   private ring?: RingBuffer;
 
   private constructor(readonly obj: BpfObject) {}
@@ -104,14 +103,28 @@ export class Session {
     }
   }
 
-  attach(programs: string[]): void {
-    for (const name of programs) {
-      try {
-        this.links.push(this.obj.program(name).attach());
-      } catch (e) {
-        throw loadError(e, `attaching ${name}`);
-      }
+  /** Runs `attachAll`, turning a failure into one clear line. */
+  attach(attachAll: () => void): void {
+    try {
+      attachAll();
+    } catch (e) {
+      throw loadError(e, "attaching");
     }
+  }
+
+  /** Marks hooks (function addresses, tracepoint ids) whose events carry a stack. After load. */
+  setStackHooks(keys: bigint[]): void {
+    const map = this.obj.map("stack_hooks");
+    for (const k of keys) map.update(new Uint8Array(new BigUint64Array([k]).buffer), new Uint8Array([1]));
+  }
+
+  /** A kernel stack from the "stacks" map, as [hi, lo] address halves. */
+  stack(id: number, depth: number): [number, number][] {
+    const value = new Uint32Array(depth * 2);
+    if (!this.obj.map("stacks").lookup(new Uint8Array(new Uint32Array([id]).buffer), new Uint8Array(value.buffer))) return [];
+    const frames: [number, number][] = [];
+    for (let i = 0; i < depth && (value[2 * i] || value[2 * i + 1]); i++) frames.push([value[2 * i + 1]!, value[2 * i]!]);
+    return frames;
   }
 
   /** Reads records until `stop()` says so; `afterBatch` runs after each drained batch. */
@@ -150,10 +163,8 @@ export class Session {
     };
   }
 
-  /** Detaches everything (newest first) and frees the object. */
+  /** Frees the ring and the object (detach the attachments first). */
   close(): void {
-    for (const link of this.links.reverse()) link.destroy();
-    this.links = [];
     this.ring?.close();
     this.ring = undefined;
     this.obj.close();

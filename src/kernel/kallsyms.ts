@@ -4,6 +4,11 @@
 
 const LOW48 = 0x1_0000_0000_0000;
 
+/** The full 64-bit kernel address of a low-48-bit key (for attach cookies). */
+export function fullAddress(key: number): bigint {
+  return 0xffff_0000_0000_0000n | BigInt(key);
+}
+
 /** The low 48 bits of a kernel address given as two 32-bit halves. */
 export function addrKey(hi: number, lo: number): number {
   return (hi & 0xffff) * 0x1_0000_0000 + lo;
@@ -15,8 +20,9 @@ export function addrHex(hi: number, lo: number): string {
 
 export class Symbolizer {
   private readonly addrs: Float64Array;
-  private readonly names: string[];
+  private readonly symbolNames: string[];
   private readonly modules: (string | undefined)[];
+  private byName?: Map<string, number>;
 
   /** `text` is the content of /proc/kallsyms. */
   constructor(text: string) {
@@ -36,12 +42,25 @@ export class Symbolizer {
     }
     entries.sort((a, b) => a.key - b.key);
     this.addrs = Float64Array.from(entries, (e) => e.key);
-    this.names = entries.map((e) => e.name);
+    this.symbolNames = entries.map((e) => e.name);
     this.modules = entries.map((e) => e.module);
   }
 
   get size(): number {
-    return this.names.length;
+    return this.symbolNames.length;
+  }
+
+  names(): readonly string[] {
+    return this.symbolNames;
+  }
+
+  /** Address (low 48 bits) of a text symbol; the first one when the name repeats. */
+  addressOf(name: string): number | undefined {
+    if (!this.byName) {
+      this.byName = new Map();
+      for (let i = this.symbolNames.length - 1; i >= 0; i--) this.byName.set(this.symbolNames[i]!, this.addrs[i]!);
+    }
+    return this.byName.get(name);
   }
 
   /** The symbol containing `key` (low 48 bits), or undefined. */
@@ -55,7 +74,7 @@ export class Symbolizer {
       if (a[mid]! <= key) lo = mid;
       else hi = mid - 1;
     }
-    return { name: this.names[lo]!, offset: key - a[lo]!, module: this.modules[lo] };
+    return { name: this.symbolNames[lo]!, offset: key - a[lo]!, module: this.modules[lo] };
   }
 
   /** "func+0x1a" or "func+0x1a [module]"; the hex address when unknown. */

@@ -1,6 +1,9 @@
 // NDJSON output: one object per line, names rather than numbers. The schema
 // is documented in the README ("JSON output"); change both together.
 import type { DropEvent, Packet, SkbMeta } from "../decode";
+import type { PacketContext } from "../lifecycle";
+import type { HookLine } from "./text";
+import { NF_FAMILIES, nfHookName } from "./annotate";
 import { l3Name, l4Name, tcpFlagsText } from "./packet";
 import type { Clock } from "./time";
 
@@ -42,5 +45,38 @@ export function dropJson(e: DropEvent, reason: string | undefined, location: str
     ...packetJson(e.pkt),
     ...metaJson(e.cpu, e.meta),
     ...(stack ? { stack } : {}),
+  });
+}
+
+/** One hook of a packet: where, when, the packet as it was there, and what happened. */
+export function hookJson(l: HookLine, clock: Clock): Record<string, unknown> {
+  const e = l.e;
+  return {
+    time: clock.iso(e.timeNs),
+    ts_ns: e.timeNs,
+    hook: l.name,
+    notes: l.notes,
+    ...packetJson(e.pkt),
+    ...metaJson(e.cpu, e.meta),
+    ...(e.nf ? { netfilter: { family: NF_FAMILIES[e.nf.family] ?? e.nf.family, hook: nfHookName(e.nf.family, e.nf.hook), table: e.nf.table || null, chain: e.nf.chain || null } } : {}),
+    ...(l.stack ? { stack: l.stack } : {}),
+  };
+}
+
+/** --basic --json: one object per hook. */
+export function basicJson(l: HookLine, clock: Clock): string {
+  return JSON.stringify({ kind: "hook", ...hookJson(l, clock) });
+}
+
+/** Lifecycle --json: one object per packet context with its ordered events. */
+export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock): string {
+  return JSON.stringify({
+    kind: "packet",
+    skbs: ctx.skbs,
+    start: clock.iso(ctx.firstNs),
+    duration_us: Math.round((ctx.lastNs - ctx.firstNs) / 1000),
+    end: ctx.end,
+    truncated_events: ctx.truncated,
+    events: lines.map((l) => hookJson(l, clock)),
   });
 }

@@ -3,8 +3,9 @@
 // stays pure NDJSON), -v notes, and the closing summary.
 import type { DropEvent } from "../decode";
 import type { Stats } from "../session";
-import { dropJson } from "./json";
-import { colorsFor, dropLine, stackLines, type TextStyle } from "./text";
+import type { PacketContext, LifecycleCounts } from "../lifecycle";
+import { basicJson, contextJson, dropJson } from "./json";
+import { colorsFor, contextHeader, dropLine, hookLine, stackLines, type HookLine, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -47,6 +48,17 @@ export class Output {
     }
   }
 
+  /** A line as is (listings such as -t ?). */
+  raw(line: string): void {
+    this.out.line(line);
+  }
+
+  /** Something the user should know even without -v (on stderr). */
+  note(line: string): void {
+    this.err.line(`skbtrail: ${line}`);
+    this.err.flush();
+  }
+
   verbose(line: string): void {
     if (!this.opts.verbose) return;
     this.err.line(`skbtrail: ${line}`);
@@ -62,17 +74,40 @@ export class Output {
     if (stack) for (const l of stackLines(stack)) this.out.line(l);
   }
 
+  /** --basic: one hook as it arrives. */
+  hook(l: HookLine): void {
+    if (this.opts.json) return this.out.line(basicJson(l, this.style.clock));
+    this.out.line(hookLine(l, this.style));
+    if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
+  }
+
+  /** Lifecycle mode: one packet with its hooks in time order. */
+  context(ctx: PacketContext, lines: HookLine[]): void {
+    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock));
+    this.out.line(contextHeader(ctx.skbs));
+    for (const l of lines) {
+      this.out.line(hookLine(l, this.style));
+      if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
+    }
+    if (ctx.truncated) this.out.line(`(${ctx.truncated} more events of this packet were not kept)`);
+    if (ctx.end === "idle") this.out.line("(no free seen: the kernel still holds this packet, or freed it where skbtrail has no hook)");
+    this.out.line("");
+  }
+
   flush(): void {
     this.out.flush();
   }
 
-  summary(stats: Stats, seconds: number): void {
+  summary(stats: Stats, seconds: number, packets?: LifecycleCounts): void {
     if (this.opts.json) {
-      this.out.line(JSON.stringify({ kind: "summary", events: stats.events, lost: stats.lost, lost_per_cpu: stats.lostPerCpu, filtered: stats.filtered, seconds: Number(seconds.toFixed(3)), stop: this.stopReason ?? null }));
+      const p = packets ? { packets: { complete: packets.completed, idle: packets.idle, evicted: packets.evicted, truncated_events: packets.truncatedEvents } } : {};
+      this.out.line(JSON.stringify({ kind: "summary", events: stats.events, lost: stats.lost, lost_per_cpu: stats.lostPerCpu, filtered: stats.filtered, ...p, seconds: Number(seconds.toFixed(3)), stop: this.stopReason ?? null }));
       this.out.flush();
       return;
     }
     this.out.line("end trace...");
+    if (packets)
+      this.out.line(`packets: ${packets.completed} complete, ${packets.idle} flushed without a free seen, ${packets.evicted} evicted to bound memory${packets.truncatedEvents ? `, ${packets.truncatedEvents} events over the per-packet cap` : ""}`);
     const perCpu = stats.lost ? ` (${stats.lostPerCpu.map((n, cpu) => (n ? `cpu${cpu}: ${n}` : "")).filter(Boolean).join(", ")})` : "";
     this.out.line(`total events: ${stats.events}, lost: ${stats.lost}${perCpu}, filtered in kernel: ${stats.filtered}`);
     if (stats.lost) this.out.line("some events were lost because the ring buffer was full: narrow the filters (-p, --saddr, --dport…) to see all of them");

@@ -41,20 +41,25 @@ const ICMP_UNREACH: Record<number, string> = {
 const ICMPV6_TYPES: Record<number, string> = {
   1: "destination unreachable", 2: "packet too big", 3: "time exceeded", 4: "parameter problem",
   128: "ping request", 129: "ping reply", 133: "router solicitation", 134: "router advertisement",
-  135: "neighbour solicitation", 136: "neighbour advertisement",
+  135: "neighbour solicitation", 136: "neighbour advertisement", 143: "multicast listener report",
 };
 const ICMPV6_UNREACH: Record<number, string> = {
   0: "no route", 1: "administratively prohibited", 3: "address unreachable", 4: "port unreachable",
 };
 
+/** "destination unreachable (port unreachable)", "time exceeded, code 1"… */
+export function icmpTypeText(v6: boolean, type: number, code: number): string {
+  const name = (v6 ? ICMPV6_TYPES : ICMP_TYPES)[type] ?? `type ${type}`;
+  const unreach = v6 ? type === 1 : type === 3;
+  const codeName = unreach ? (v6 ? ICMPV6_UNREACH : ICMP_UNREACH)[code] : undefined;
+  return codeName ? `${name} (${codeName})` : code ? `${name}, code ${code}` : name;
+}
+
 export function icmpText(p: Packet): string {
   const v6 = p.l4 === 58;
-  const name = (v6 ? ICMPV6_TYPES : ICMP_TYPES)[p.icmpType] ?? `type ${p.icmpType}`;
   const isEcho = v6 ? p.icmpType === 128 || p.icmpType === 129 : p.icmpType === 0 || p.icmpType === 8;
-  if (isEcho) return `${name}, seq: ${p.icmpSeq}, id: ${p.icmpId}`;
-  const unreach = v6 ? p.icmpType === 1 : p.icmpType === 3;
-  const code = unreach ? (v6 ? ICMPV6_UNREACH : ICMP_UNREACH)[p.icmpCode] : undefined;
-  return code ? `${name} (${code})` : p.icmpCode ? `${name}, code ${p.icmpCode}` : name;
+  if (isEcho) return `${(v6 ? ICMPV6_TYPES : ICMP_TYPES)[p.icmpType]}, seq: ${p.icmpSeq}, id: ${p.icmpId}`;
+  return icmpTypeText(v6, p.icmpType, p.icmpCode);
 }
 
 function endpoint(addr: string, port: number, v6: boolean): string {

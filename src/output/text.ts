@@ -1,7 +1,7 @@
 // Human output in nettrace's style, so its users (and their greps) feel at home:
 //   [153.345912] UDP: 127.0.0.1:55033 -> 127.0.0.1:9997 *reason: NO_SOCKET, __udp4_lib_rcv+0x9a2* *packet is dropped by kernel*
 import { createColors } from "picocolors";
-import type { DropEvent, SkbMeta } from "../decode";
+import type { DropEvent, HookEvent, SkbMeta } from "../decode";
 import { packetSummary } from "./packet";
 import type { Clock } from "./time";
 
@@ -33,4 +33,25 @@ export function dropLine(e: DropEvent, reason: string | undefined, location: str
 
 export function stackLines(frames: string[]): string[] {
   return ["Call Stack:", ...frames.map((f) => `    -> ${f}`)];
+}
+
+/** One traced hook of a packet, ready to print. */
+export interface HookLine {
+  e: HookEvent;
+  name: string;
+  notes: string[];
+  stack?: string[];
+}
+
+/** "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout). */
+export function hookLine(l: HookLine, s: TextStyle): string {
+  const c = s.colors;
+  const detail = s.detail ? `[${l.e.meta.skb}]` : "";
+  const where = s.detail ? `[${l.name.padEnd(20)}]${detailPrefix(l.e.cpu, l.e.meta)}` : `[${l.name.padEnd(20)}] `;
+  const notes = l.notes.map((n) => (/dropped|reset sent|error|full|bad /.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
+  return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packetSummary(l.e.pkt)}${notes ? ` ${notes}` : ""}`;
+}
+
+export function contextHeader(skbs: string[]): string {
+  return `***************** ${skbs.join(",")} ***************`;
 }

@@ -3,6 +3,7 @@
 //   bun tests/lib/send.ts [--wait] udp DADDR DPORT [SPORT] [PAYLOAD_BYTES]
 // --wait sends only after a line arrives on stdin, so a test can learn the
 // sender's pid first.
+export {};
 const argv = process.argv.slice(2);
 const wait = argv[0] === "--wait";
 const [proto, addr, dport, sport, size] = wait ? argv.slice(1) : argv;

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Programs for kernel functions, one per position of the sk_buff argument
+ * (found in BTF by TypeScript) and per attach kind:
+ *   kprobe.multi  one link for many functions (5.18+, CONFIG_FPROBE)
+ *   kprobe        one link per function, program shared
+ *   fentry/fexit  BTF trampolines; TypeScript clones the loaded template
+ *                 for each further function (same instructions)
+ * A kprobe's attach cookie is the traced function's address, set by
+ * TypeScript; fentry/fexit read it with bpf_get_func_ip(). Either way the
+ * event names the function by address.
+ *
+ * Return values (--ret, and the functions below that need them): fexit
+ * sees the arguments too; a kretprobe does not, so the entry program
+ * stashes the skb per thread and function.
+ */
+#ifndef SKBTRAIL_FUNCTIONS_BPF_H
+#define SKBTRAIL_FUNCTIONS_BPF_H
+
+#include <bpf/bpf_tracing.h>
+
+struct stash_key {
+	__u64 tid;
+	__u64 func;
+};
+
+struct stash_value {
+	__u64 skb;
+	__u64 arg; /* e.g. nft_do_chain's chain */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stash_key);
+	__type(value, struct stash_value);
+} stash SEC(".maps");
+
+static __always_inline void stash_put(__u64 func, void *skb, void *arg)
+{
+	struct stash_key k = { .tid = bpf_get_current_pid_tgid(), .func = func };
+	struct stash_value v = { .skb = (__u64)skb, .arg = (__u64)arg };
+
+	bpf_map_update_elem(&stash, &k, &v, BPF_ANY);
+}
+
+static __always_inline bool stash_take(__u64 func, struct stash_value *out)
+{
+	struct stash_key k = { .tid = bpf_get_current_pid_tgid(), .func = func };
+	struct stash_value *v = bpf_map_lookup_elem(&stash, &k);
+
+	if (!v)
+		return false;
+	*out = *v;
+	bpf_map_delete_elem(&stash, &k);
+	return true;
+}
+
+static __always_inline int func_entry(void *ctx, __u64 func, void *skb, bool kprobe)
+{
+	struct hit h = { .func = func };
+
+	if (kprobe && CFG.trace_ret)
+		stash_put(func, skb, 0);
+	return on_skb(ctx, skb, &h, 0);
+}
+
+static __always_inline int func_return(void *ctx, __u64 func, void *skb, __s64 ret)
+{
+	struct hit h = { .func = func, .phase = PHASE_RETURN, .retval = ret };
+
+	return on_skb(ctx, skb, &h, 0);
+}
+
+static __always_inline int kretprobe_return(struct pt_regs *ctx)
+{
+	__u64 func = bpf_get_attach_cookie(ctx);
+	struct stash_value v;
+
+	if (!stash_take(func, &v))
+		return 0;
+	return func_return(ctx, func, (void *)v.skb, PT_REGS_RC(ctx));
+}
+
+static __always_inline __s64 fexit_ret(__u64 *ctx)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	return ret;
+}
+
+#define KPROBE_PROGRAMS(n, PARM)                                                               \
+	SEC("kprobe.multi")                                                                    \
+	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
+	{                                                                                      \
+		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx), true); \
+	}                                                                                      \
+	SEC("kprobe")                                                                          \
+	int kprobe_skb##n(struct pt_regs *ctx)                                                 \
+	{                                                                                      \
+		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx), true); \
+	}                                                                                      \
+	SEC("fentry")                                                                          \
+	int fentry_skb##n(__u64 *ctx)                                                          \
+	{                                                                                      \
+		return func_entry(ctx, bpf_get_func_ip(ctx), (void *)ctx[n], false);           \
+	}                                                                                      \
+	SEC("fexit")                                                                           \
+	int fexit_skb##n(__u64 *ctx)                                                           \
+	{                                                                                      \
+		return func_return(ctx, bpf_get_func_ip(ctx), (void *)ctx[n], fexit_ret(ctx)); \
+	}
+
+KPROBE_PROGRAMS(0, PT_REGS_PARM1)
+KPROBE_PROGRAMS(1, PT_REGS_PARM2)
+KPROBE_PROGRAMS(2, PT_REGS_PARM3)
+KPROBE_PROGRAMS(3, PT_REGS_PARM4)
+KPROBE_PROGRAMS(4, PT_REGS_PARM5)
+
+SEC("kretprobe.multi")
+int kmulti_return(struct pt_regs *ctx)
+{
+	return kretprobe_return(ctx);
+}
+
+SEC("kretprobe")
+int kretprobe_return_value(struct pt_regs *ctx)
+{
+	return kretprobe_return(ctx);
+}
+
+/* ---- skb_clone: the returned skb joins the original's packet context ---- */
+
+static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)
+{
+	struct hit h = { .func = func, .phase = PHASE_RETURN, .flags = HOOK_CLONE, .skb2 = clone };
+
+	return on_skb(ctx, skb, &h, 0);
+}
+
+SEC("kprobe/skb_clone")
+int kprobe_skb_clone(struct pt_regs *ctx)
+{
+	stash_put(bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), 0);
+	return 0;
+}
+
+SEC("kretprobe/skb_clone")
+int kretprobe_skb_clone(struct pt_regs *ctx)
+{
+	__u64 func = bpf_get_attach_cookie(ctx);
+	struct stash_value v;
+
+	if (!stash_take(func, &v))
+		return 0;
+	return cloned(ctx, func, (void *)v.skb, PT_REGS_RC(ctx));
+}
+
+SEC("fexit/skb_clone")
+int fexit_skb_clone(__u64 *ctx)
+{
+	return cloned(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], fexit_ret(ctx));
+}
+
+#endif /* SKBTRAIL_FUNCTIONS_BPF_H */

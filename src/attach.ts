@@ -1,0 +1,92 @@
+// Attaches a plan's hooks: tracepoints one program each; kprobe.multi one
+// link per program for all its functions; kprobes one link per function
+// (program shared, told apart by the attach cookie = function address);
+// fentry/fexit the loaded template for the first function and copies of
+// its instructions for the others (loading one big program per function
+// would make the verifier run each time).
+import { BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, type BpfLink, type BpfObject } from "../ffi/libbpf";
+import { close } from "../ffi/libc";
+import { fullAddress } from "./kernel/kallsyms";
+import type { FunctionHook, Plan } from "./plan";
+
+/** Everything attached, as file descriptors the kernel counts as owners. */
+export class Attachments {
+  readonly links: BpfLink[] = [];
+  readonly linkFds: number[] = [];
+
+  /** File descriptors that keep the hooks attached. */
+  fds(): number[] {
+    return [...this.links.map((l) => l.fd), ...this.linkFds];
+  }
+
+  /** Detaches everything here and now. */
+  destroy(): void {
+    for (const l of this.links.reverse()) l.destroy();
+    this.linkFds.forEach(close);
+    this.links.length = 0;
+    this.linkFds.length = 0;
+  }
+
+  /** Forgets the attachments without detaching: another process holds their fds. */
+  release(): void {
+    for (const l of this.links) l.release();
+    this.linkFds.forEach(close);
+    this.links.length = 0;
+    this.linkFds.length = 0;
+  }
+}
+
+/** Programs to load for a plan; fentry/fexit templates get their first target. */
+export function programsToLoad(obj: BpfObject, plan: Plan): string[] {
+  const names = new Set<string>();
+  const templates = new Map<string, string>();
+  for (const h of plan.hooks) {
+    if (h.kind === "tracepoint") {
+      names.add(h.program);
+      continue;
+    }
+    for (const p of [h.entry, h.exit]) {
+      if (!p) continue;
+      names.add(p);
+      if (h.backend === "fentry" && /_skb\d$/.test(p) && !templates.has(p)) templates.set(p, h.fn.symbol);
+    }
+  }
+  for (const [program, target] of templates) obj.program(program).setAttachTarget(target);
+  return [...names];
+}
+
+function group<T>(items: T[], key: (t: T) => string | undefined): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const it of items) {
+    const k = key(it);
+    if (k) out.set(k, [...(out.get(k) ?? []), it]);
+  }
+  return out;
+}
+
+export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): void {
+  for (const h of plan.hooks) if (h.kind === "tracepoint") into.links.push(obj.program(h.program).attach());
+
+  const fns = plan.hooks.filter((h): h is FunctionHook => h.kind === "function");
+  const cookie = (h: FunctionHook) => fullAddress(h.fn.key);
+
+  for (const retprobe of [false, true]) {
+    const programOf = (h: FunctionHook) => (retprobe ? h.exit : h.entry);
+    // kprobe.multi: one link per program.
+    for (const [program, hooks] of group(fns.filter((h) => h.backend === "kprobe-multi"), programOf))
+      into.links.push(obj.program(program).attachKprobeMulti(hooks.map((h) => h.fn.symbol), hooks.map(cookie), retprobe));
+    // kprobe: one link per function (skb_clone and netfilter programs on kprobe-multi kernels too).
+    for (const h of fns) {
+      const program = programOf(h);
+      const single = h.backend === "kprobe" || (h.backend === "kprobe-multi" && program && !program.startsWith("kmulti_"));
+      if (program && single) into.links.push(obj.program(program).attachKprobe(h.fn.symbol, cookie(h), retprobe));
+    }
+    // fentry/fexit: the template is attached to its own target, copies to the rest.
+    for (const [program, hooks] of group(fns.filter((h) => h.backend === "fentry"), programOf)) {
+      const prog = obj.program(program);
+      into.links.push(prog.attach());
+      if (!/_skb\d$/.test(program)) continue; // fixed-target programs (nf_hook_slow, skb_clone…)
+      for (const h of hooks.slice(1)) into.linkFds.push(prog.cloneAndAttach(h.fn.btfId, retprobe ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY));
+    }
+  }
+}

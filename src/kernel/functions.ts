@@ -1,0 +1,111 @@
+// Kernel functions that can be traced: where their sk_buff argument is
+// (from BTF, never from a table), which symbol to attach to (the compiler
+// may have renamed it ip_rcv_core.isra.0), and whether ftrace can hook it
+// (fentry and kprobe.multi need that; plain kprobes do not).
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { Btf, Kind } from "./btf";
+import type { Symbolizer } from "./kallsyms";
+import { globToRegExp } from "../tracer-tree";
+
+export interface KernelFunction {
+  name: string;
+  /** The kallsyms symbol to attach to: the name, or a compiler-renamed copy. */
+  symbol: string;
+  /** Low 48 bits of the address (see kallsyms.ts); the full address is 0xffff… */
+  key: number;
+  /** 0-based position of the struct sk_buff * parameter. */
+  skbArg: number;
+  /** Module name when the function lives in a module. */
+  module?: string;
+  /** BTF FUNC id in the BTF it was found in (vmlinux, or the module's). */
+  btfId: number;
+  /** In available_filter_functions; undefined when that list is unreadable. */
+  ftrace?: boolean;
+}
+
+export type Resolution = { fn: KernelFunction } | { why: string };
+
+const RENAMED = /^(.+)\.(isra|constprop|part|llvm)\.\d+$/;
+const MAX_KPROBE_ARG = 4; // PT_REGS_PARM1..5; the programs exist for positions 0..4
+
+export class FunctionIndex {
+  private readonly renamed = new Map<string, string>(); // plain name → renamed symbol
+  private readonly filterFunctions?: Set<string>;
+  private moduleBtfs?: { module: string; btf: Btf }[];
+
+  constructor(
+    private readonly vmlinux: Btf,
+    private readonly symbols: Symbolizer,
+    filterFunctionsText?: string,
+  ) {
+    for (const name of symbols.names()) {
+      const m = RENAMED.exec(name);
+      if (m && !this.renamed.has(m[1]!)) this.renamed.set(m[1]!, name);
+    }
+    if (filterFunctionsText !== undefined)
+      this.filterFunctions = new Set(filterFunctionsText.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean));
+  }
+
+  /** BTF of loaded modules (/sys/kernel/btf/<module>, split on vmlinux's). */
+  private modules(): { module: string; btf: Btf }[] {
+    if (this.moduleBtfs) return this.moduleBtfs;
+    const dir = "/sys/kernel/btf";
+    this.moduleBtfs = existsSync(dir)
+      ? readdirSync(dir)
+          .filter((m) => m !== "vmlinux")
+          .map((module) => ({ module, btf: Btf.parse(new Uint8Array(readFileSync(`${dir}/${module}`)), this.vmlinux) }))
+      : [];
+    return this.moduleBtfs;
+  }
+
+  private findFunc(name: string): { btf: Btf; id: number; module?: string } | undefined {
+    const [id] = this.vmlinux.find(name, Kind.FUNC);
+    if (id !== undefined) return { btf: this.vmlinux, id };
+    for (const { module, btf } of this.modules()) {
+      const own = btf.find(name, Kind.FUNC).filter((i) => i >= btf.firstId);
+      if (own.length) return { btf, id: own[0]!, module };
+    }
+    return undefined;
+  }
+
+  /** Position of the first struct sk_buff * parameter, or -1. */
+  static skbParam(btf: Btf, funcId: number): number {
+    return btf.params(btf.sizeOrType(funcId)).findIndex((p) => btf.typeString(p.type) === "struct sk_buff *");
+  }
+
+  /** `ownProgram`: skbtrail has a program of its own for it, which finds the skb itself. */
+  resolve(name: string, ownProgram = false): Resolution {
+    const found = this.findFunc(name);
+    if (!found) return { why: "not in this kernel's BTF (absent, inlined, or its module is not loaded)" };
+    const skbArg = FunctionIndex.skbParam(found.btf, found.id);
+    if (skbArg < 0 && !ownProgram) return { why: "takes no struct sk_buff * argument" };
+    if (skbArg > MAX_KPROBE_ARG) return { why: `its sk_buff is argument ${skbArg + 1}; skbtrail reads the first ${MAX_KPROBE_ARG + 1}` };
+    let symbol = name;
+    let key = this.symbols.addressOf(name);
+    if (key === undefined) {
+      const renamed = this.renamed.get(name);
+      if (renamed) {
+        symbol = renamed;
+        key = this.symbols.addressOf(renamed);
+      }
+    }
+    if (key === undefined) return { why: "no symbol in /proc/kallsyms (inlined everywhere)" };
+    const ftrace = this.filterFunctions ? this.filterFunctions.has(symbol) : undefined;
+    return { fn: { name, symbol, key, skbArg, module: found.module, btfId: found.id, ftrace } };
+  }
+
+  /** Names of BTF functions matching a glob (* and ?) that take an skb. */
+  glob(pattern: string): string[] {
+    const re = globToRegExp(pattern);
+    const out: string[] = [];
+    const scan = (btf: Btf) => {
+      for (const id of btf.ownIds(Kind.FUNC)) {
+        const name = btf.name(id);
+        if (re.test(name) && FunctionIndex.skbParam(btf, id) >= 0) out.push(name);
+      }
+    };
+    scan(this.vmlinux);
+    for (const { btf } of this.modules()) scan(btf);
+    return [...new Set(out)].sort();
+  }
+}

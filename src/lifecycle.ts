@@ -1,0 +1,125 @@
+// Groups hook events into packet contexts: one per packet the user cares
+// about, holding every skb it became (clones included) and every event, in
+// time order. A context is complete when its last live skb is freed; one
+// whose end is never seen is flushed after an idle time. Memory is bounded:
+// past the limits, the oldest contexts are flushed early and events beyond
+// a context's cap are counted, not kept.
+import type { HookEvent } from "./decode";
+
+const HOOK_FREE = 1;
+const HOOK_CLONE = 2;
+
+export interface PacketContext {
+  id: number;
+  /** Every skb of the context, in the order they appeared (hex). */
+  skbs: string[];
+  events: HookEvent[];
+  firstNs: number;
+  lastNs: number;
+  /** How it ended: freed, idle (no free seen), evicted (memory bound), or still open at exit. */
+  end: "freed" | "idle" | "evicted" | "exit";
+  /** Events not kept because the context reached its cap. */
+  truncated: number;
+}
+
+interface Open extends PacketContext {
+  live: Set<number>;
+  seen: Set<number>;
+  freed: boolean;
+}
+
+export interface LifecycleLimits {
+  /** Flush a context after this long without an event. */
+  idleNs: number;
+  maxContexts: number;
+  maxEventsPerContext: number;
+}
+
+export interface LifecycleCounts {
+  completed: number;
+  idle: number;
+  evicted: number;
+  truncatedEvents: number;
+}
+
+export class Lifecycle {
+  private readonly open = new Map<number, Open>();
+  readonly counts: LifecycleCounts = { completed: 0, idle: 0, evicted: 0, truncatedEvents: 0 };
+
+  constructor(
+    private readonly limits: LifecycleLimits,
+    private readonly emit: (ctx: PacketContext) => void,
+  ) {}
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  add(e: HookEvent): void {
+    // With --pkt-fixed the kernel tracks nothing: one context per skb address.
+    const id = e.ctxId || e.meta.skbKey;
+    let ctx = this.open.get(id);
+    if (!ctx) {
+      if (this.open.size >= this.limits.maxContexts) this.evictOldest();
+      ctx = { id, skbs: [], events: [], firstNs: e.timeNs, lastNs: e.timeNs, end: "freed", truncated: 0, live: new Set(), seen: new Set(), freed: false };
+      this.open.set(id, ctx);
+    } else {
+      // Map order is the order of the last event: keep the oldest first.
+      this.open.delete(id);
+      this.open.set(id, ctx);
+    }
+    this.remember(ctx, e.meta.skbKey, e.meta.skb);
+    if (e.flags & HOOK_CLONE && e.skb2Key) this.remember(ctx, e.skb2Key, e.skb2);
+    if (ctx.events.length < this.limits.maxEventsPerContext) ctx.events.push(e);
+    else {
+      ctx.truncated++;
+      this.counts.truncatedEvents++;
+    }
+    ctx.firstNs = Math.min(ctx.firstNs, e.timeNs);
+    ctx.lastNs = Math.max(ctx.lastNs, e.timeNs);
+    if (e.flags & HOOK_FREE) {
+      ctx.live.delete(e.meta.skbKey);
+      if (ctx.live.size === 0) ctx.freed = true;
+    }
+  }
+
+  private remember(ctx: Open, key: number, hex: string): void {
+    if (!ctx.seen.has(key)) {
+      ctx.seen.add(key);
+      ctx.skbs.push(hex);
+    }
+    ctx.live.add(key);
+  }
+
+  /**
+   * Emits complete contexts, and those idle since before `nowNs - idleNs`.
+   * Call after each batch, so events of one packet from other CPUs that
+   * arrived in the same batch are already in.
+   */
+  flush(nowNs: number): void {
+    for (const ctx of [...this.open.values()]) {
+      if (ctx.freed) this.finish(ctx, "freed");
+      else if (ctx.lastNs < nowNs - this.limits.idleNs) this.finish(ctx, "idle");
+    }
+  }
+
+  /** Emits everything still open (at exit). */
+  flushAll(): void {
+    for (const ctx of [...this.open.values()]) this.finish(ctx, ctx.freed ? "freed" : "exit");
+  }
+
+  private evictOldest(): void {
+    const oldest = this.open.values().next().value;
+    if (oldest) this.finish(oldest, "evicted");
+  }
+
+  private finish(ctx: Open, end: PacketContext["end"]): void {
+    this.open.delete(ctx.id);
+    if (end === "freed") this.counts.completed++;
+    else if (end === "idle") this.counts.idle++;
+    else if (end === "evicted") this.counts.evicted++;
+    ctx.events.sort((a, b) => a.timeNs - b.timeNs);
+    const { live: _l, seen: _s, freed: _f, ...done } = ctx;
+    this.emit({ ...done, end });
+  }
+}

@@ -1,0 +1,92 @@
+// What a hook event means, in words, next to its line (as nettrace does):
+//   *ipv4 in chain: FORWARD*  *reason: NO_SOCKET, __udp4_lib_rcv+0x4bc*  *return: 0*
+// Netfilter, drops, frees, clones, and the tracepoints' own arguments.
+import type { HookEvent } from "../decode";
+import { tracepoint_id } from "../layout.generated";
+import { icmpTypeText } from "./packet";
+
+const HOOK_FREE = 1;
+const HOOK_CLONE = 2;
+const HOOK_DROP = 4;
+
+export const NF_FAMILIES: Record<number, string> = { 1: "inet", 2: "ipv4", 3: "arp", 5: "netdev", 7: "bridge", 10: "ipv6" };
+const INET_HOOKS = ["PRE_ROUTING", "INPUT", "FORWARD", "OUTPUT", "POST_ROUTING", "INGRESS"];
+const ARP_HOOKS = ["IN", "OUT", "FORWARD"];
+const NETDEV_HOOKS = ["INGRESS", "EGRESS"];
+
+export function nfHookName(family: number, hook: number): string {
+  const names = family === 3 ? ARP_HOOKS : family === 5 ? NETDEV_HOOKS : INET_HOOKS;
+  return names[hook] ?? `hook ${hook}`;
+}
+
+/** Netfilter verdicts (include/uapi/linux/netfilter.h); the low byte of a verdict. */
+export const NF_VERDICTS = ["NF_DROP", "NF_ACCEPT", "NF_STOLEN", "NF_QUEUE", "NF_REPEAT", "NF_STOP"];
+
+export interface Namer {
+  /** Drop reason name for this kernel's value. */
+  reason(value: number): string | undefined;
+  /** func+0xoff for a kernel address. */
+  symbol(hi: number, lo: number): string;
+  /** sk_rst_reason name (6.10+). */
+  rstReason(value: number): string | undefined;
+}
+
+/** The notes of an entry event, with its return (when merged) folded in. */
+export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent): string[] {
+  const notes: string[] = [];
+  const T = tracepoint_id;
+  if (e.nf) {
+    const family = NF_FAMILIES[e.nf.family] ?? `family ${e.nf.family}`;
+    if (name === "nf_hook_slow") notes.push(`${family} in chain: ${nfHookName(e.nf.family, e.nf.hook)}`);
+    if (e.nf.table) notes.push(`nftables table: ${e.nf.table}, chain: ${e.nf.chain}`);
+  }
+  if (e.flags & HOOK_DROP) {
+    const reason = n.reason(e.reason);
+    const where = n.symbol(e.location.hi, e.location.lo);
+    notes.push(reason ? `reason: ${reason}, ${where}` : where, "packet is dropped by kernel");
+  } else if (e.flags & HOOK_FREE) {
+    notes.push("packet is freed (normally)");
+  }
+  if (e.flags & HOOK_CLONE) notes.push(e.skb2Key ? `packet is cloned (${e.skb2})` : "clone failed");
+  switch (e.tracepoint) {
+    case T.TP_NET_DEV_XMIT:
+      notes.push(e.info[0] === 0 ? "skb is successfully sent to the NIC driver" : `driver returned ${e.info[0]}`);
+      break;
+    case T.TP_TCP_SEND_RESET: {
+      const reason = e.info[0] >= 0 ? n.rstReason(e.info[0]) : undefined;
+      notes.push(reason ? `TCP reset sent (reason: ${reason})` : "TCP reset sent");
+      break;
+    }
+    case T.TP_ICMP_SEND:
+      notes.push(`ICMP ${icmpTypeText(false, e.info[0], e.info[1])} sent`);
+      break;
+    case T.TP_UDP_FAIL_QUEUE_RCV_SKB:
+      notes.push(`UDP socket could not queue the packet (error ${e.info[0]})`);
+      break;
+    case T.TP_SOCK_RCVQUEUE_FULL:
+      notes.push("socket receive queue is full");
+      break;
+    case T.TP_TCP_RETRANSMIT_SKB:
+      notes.push("TCP retransmission");
+      break;
+    case T.TP_TCP_BAD_CSUM:
+      notes.push("bad TCP checksum");
+      break;
+    case T.TP_SKB_COPY_DATAGRAM_IOVEC:
+      notes.push(`${e.info[0]} bytes delivered to user space`);
+      break;
+  }
+  const r = ret ?? (e.phase === 1 ? e : undefined);
+  if (r) notes.push(...returnNotes(r, name));
+  return notes;
+}
+
+function returnNotes(r: HookEvent, name: string): string[] {
+  if (r.flags & HOOK_CLONE) return [];
+  if (name === "nf_hook_slow") return r.retval < 0 ? ["packet is dropped by netfilter (NF_DROP)"] : [];
+  if (name === "nft_do_chain") {
+    const verdict = NF_VERDICTS[r.retval & 0xff] ?? `verdict ${r.retval}`;
+    return verdict === "NF_DROP" ? ["packet is dropped by nftables (NF_DROP)"] : verdict === "NF_ACCEPT" ? ["packet is accepted"] : [verdict];
+  }
+  return [`return: ${r.retval}`];
+}

@@ -1,0 +1,56 @@
+// The tracepoints skbtrail has programs for (bpf/tracepoints.bpf.h), with
+// the argument list each program expects. A tracepoint's arguments change
+// between kernels, so the running kernel's BTF decides which variant loads,
+// or that the tracepoint is skipped.
+import { tracepoint_id } from "./layout.generated";
+import { tracepointParams } from "./kernel/probe";
+import type { Btf } from "./kernel/btf";
+
+export interface TracepointSpec {
+  id: number;
+  /** "category:event", as users write it in -t and in knowledge/. */
+  name: string;
+  /** Position of the struct sk_buff * argument. */
+  skbArg: number;
+  /** Program name prefixes, most specific first: [minimum argument count, program]. */
+  variants: [number, string][];
+  /** The skb's life ends here. */
+  free?: boolean;
+}
+
+const T = tracepoint_id;
+
+export const TRACEPOINTS: TracepointSpec[] = [
+  { id: T.TP_KFREE_SKB, name: "skb:kfree_skb", skbArg: 0, variants: [[3, "tp_kfree_skb_reason"], [2, "tp_kfree_skb_noreason"]], free: true },
+  { id: T.TP_CONSUME_SKB, name: "skb:consume_skb", skbArg: 0, variants: [[1, "tp_consume_skb"]], free: true },
+  { id: T.TP_NETIF_RECEIVE_SKB, name: "net:netif_receive_skb", skbArg: 0, variants: [[1, "tp_netif_receive_skb"]] },
+  { id: T.TP_NETIF_RX, name: "net:netif_rx", skbArg: 0, variants: [[1, "tp_netif_rx"]] },
+  { id: T.TP_NAPI_GRO_RECEIVE_ENTRY, name: "net:napi_gro_receive_entry", skbArg: 0, variants: [[1, "tp_napi_gro_receive_entry"]] },
+  { id: T.TP_NET_DEV_QUEUE, name: "net:net_dev_queue", skbArg: 0, variants: [[1, "tp_net_dev_queue"]] },
+  { id: T.TP_NET_DEV_START_XMIT, name: "net:net_dev_start_xmit", skbArg: 0, variants: [[1, "tp_net_dev_start_xmit"]] },
+  { id: T.TP_NET_DEV_XMIT, name: "net:net_dev_xmit", skbArg: 0, variants: [[2, "tp_net_dev_xmit"]] },
+  { id: T.TP_QDISC_ENQUEUE, name: "qdisc:qdisc_enqueue", skbArg: 2, variants: [[3, "tp_qdisc_enqueue"]] },
+  { id: T.TP_QDISC_DEQUEUE, name: "qdisc:qdisc_dequeue", skbArg: 3, variants: [[4, "tp_qdisc_dequeue"]] },
+  { id: T.TP_TCP_RETRANSMIT_SKB, name: "tcp:tcp_retransmit_skb", skbArg: 1, variants: [[2, "tp_tcp_retransmit_skb"]] },
+  { id: T.TP_TCP_SEND_RESET, name: "tcp:tcp_send_reset", skbArg: 1, variants: [[3, "tp_tcp_send_reset_reason"], [2, "tp_tcp_send_reset_noreason"]] },
+  { id: T.TP_TCP_BAD_CSUM, name: "tcp:tcp_bad_csum", skbArg: 0, variants: [[1, "tp_tcp_bad_csum"]] },
+  { id: T.TP_TCP_PROBE, name: "tcp:tcp_probe", skbArg: 1, variants: [[2, "tp_tcp_probe"]] },
+  { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: 2, variants: [[3, "tp_udp_fail_queue_rcv_skb"]] },
+  { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, "tp_sock_rcvqueue_full"]] },
+  { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, "tp_icmp_send"]] },
+  { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, "tp_skb_copy_datagram_iovec"]] },
+];
+
+export const tracepointById = new Map(TRACEPOINTS.map((t) => [t.id, t]));
+export const tracepointByName = new Map(TRACEPOINTS.map((t) => [t.name, t]));
+
+/** The program (without _btf/_raw) that fits this kernel's tracepoint, or why none does. */
+export function tracepointProgram(btf: Btf, spec: TracepointSpec): { program?: string; why?: string } {
+  const event = spec.name.split(":")[1]!;
+  const params = tracepointParams(btf, event);
+  if (!params) return { why: "this kernel has no such tracepoint" };
+  if (!/struct sk_buff \*$/.test(params[spec.skbArg] ?? ""))
+    return { why: `argument ${spec.skbArg} is ${params[spec.skbArg] ?? "missing"}, not struct sk_buff * (tracepoint changed: ${params.join(", ")})` };
+  const variant = spec.variants.find(([min]) => params.length >= min);
+  return variant ? { program: variant[1] } : { why: `unexpected arguments (${params.join(", ")})` };
+}

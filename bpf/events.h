@@ -34,6 +34,12 @@ enum hook_flags {
 	HOOK_DROP = 4,    /* reason and location describe a drop */
 };
 
+/* Bits of the hook_flags map: per-hook settings made by TypeScript. */
+enum hook_setting {
+	SETTING_STACK = 1, /* record the kernel stack */
+	SETTING_FREE = 2,  /* the function frees the skb: the packet's life ends */
+};
+
 /*
  * The tracepoints skbtrail has a program for. TypeScript maps each id to
  * "category:event" (src/tracepoints.ts); function hooks carry the traced
@@ -199,7 +205,7 @@ struct skbtrail_config {
 	__u8 has_reasons;
 	__u8 pkt_fixed;               /* no following by skb address: filter at every hook */
 	__u8 trace_ret;               /* --ret: record return values */
-	__u8 stack_hooks;             /* some hooks want stacks: see the stack_hooks map */
+	__u8 hook_settings;           /* the hook_flags map has entries: look hooks up */
 	__u32 wakeup_bytes;           /* wake the reader when this much is pending */
 };
 

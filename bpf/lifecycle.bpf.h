@@ -29,13 +29,13 @@ struct {
 	__type(value, struct nf_event);
 } scratch SEC(".maps");
 
-/* Hooks (function address or tracepoint id) whose events carry a stack. */
+/* Per-hook settings (enum hook_setting) by function address or tracepoint id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(max_entries, 1024);
 	__type(key, __u64);
 	__type(value, __u8);
-} stack_hooks SEC(".maps");
+} hook_flags SEC(".maps");
 
 /* What a hook program knows about the call it saw. */
 struct hit {
@@ -57,11 +57,15 @@ static __always_inline __u64 new_context_id(__u64 now)
 	return (now & ~0xffULL) | (bpf_get_smp_processor_id() & 0xff);
 }
 
-static __always_inline bool wants_stack(const struct hit *h)
+static __always_inline __u8 hook_settings(const struct hit *h)
 {
 	__u64 key = h->func ? h->func : h->tracepoint;
+	__u8 *settings;
 
-	return CFG.stack_hooks && bpf_map_lookup_elem(&stack_hooks, &key);
+	if (!CFG.hook_settings)
+		return 0;
+	settings = bpf_map_lookup_elem(&hook_flags, &key);
+	return settings ? *settings : 0;
 }
 
 /*
@@ -78,11 +82,17 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	struct hook_event *he;
 	__u64 *known = 0;
 	__u64 id = 0;
+	__u8 settings = hook_settings(h);
+	__u8 flags = h->flags | (settings & SETTING_FREE ? HOOK_FREE : 0);
 
 	if (!skb)
 		return 0;
 	if (!CFG.pkt_fixed)
 		known = bpf_map_lookup_elem(&tracked, &key);
+	/* A normal free of an skb never seen is no packet's story (the kernel
+	 * often frees a packet after copying it); a drop always is. */
+	if (!known && !CFG.pkt_fixed && (flags & HOOK_FREE) && !(flags & HOOK_DROP))
+		return 0;
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 0;
@@ -101,14 +111,14 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 		}
 		if (!CFG.pkt_fixed) {
 			id = new_context_id(now);
-			if (!(h->flags & HOOK_FREE))
+			if (!(flags & HOOK_FREE))
 				bpf_map_update_elem(&tracked, &key, &id, BPF_ANY);
 		}
 	}
 	if (!CFG.pkt_fixed) {
 		if ((h->flags & HOOK_CLONE) && h->skb2)
 			bpf_map_update_elem(&tracked, &h->skb2, &id, BPF_ANY);
-		if (known && (h->flags & HOOK_FREE))
+		if (known && (flags & HOOK_FREE))
 			bpf_map_delete_elem(&tracked, &key);
 	}
 
@@ -118,14 +128,14 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	he->func = h->func;
 	he->tracepoint = h->tracepoint;
 	he->phase = h->phase;
-	he->flags = h->flags;
+	he->flags = flags;
 	he->retval = h->retval;
 	he->skb2 = h->skb2;
 	he->location = h->location;
 	he->reason = h->reason;
 	he->info[0] = h->info[0];
 	he->info[1] = h->info[1];
-	he->stack_id = wants_stack(h) ? bpf_get_stackid(ctx, &stacks, 0) : -1;
+	he->stack_id = settings & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	if (nf) {
 		e->nf = *nf;
 		return output(e, sizeof(*e));

@@ -27,6 +27,7 @@ const volatile struct {
 	enum packet_layers layers;
 	enum stat_index stat;
 	enum hook_flags hook_flags;
+	enum hook_setting hook_setting;
 	enum tracepoint_id tracepoint;
 	struct drop_event drop;
 	struct nf_event nf;

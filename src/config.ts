@@ -19,8 +19,8 @@ export interface ConfigInput {
   wakeupBytes: number;
   pktFixed?: boolean;
   traceRet?: boolean;
-  /** Some hooks record stacks (listed in the stack_hooks map). */
-  stackHooks?: boolean;
+  /** Some hooks have settings in the hook_flags map (stacks, frees). */
+  hookSettings?: boolean;
 }
 
 function writeAddr(view: DataView, at: number, f: AddrFilter | undefined): void {
@@ -71,7 +71,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   }
   v.setUint8(C.pkt_fixed.offset, input.pktFixed ? 1 : 0);
   v.setUint8(C.trace_ret.offset, input.traceRet ? 1 : 0);
-  v.setUint8(C.stack_hooks.offset, input.stackHooks ? 1 : 0);
+  v.setUint8(C.hook_settings.offset, input.hookSettings ? 1 : 0);
   v.setUint32(C.wakeup_bytes.offset, input.wakeupBytes, true);
 }
 

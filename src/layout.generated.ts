@@ -22,6 +22,11 @@ export const hook_flags = {
   HOOK_DROP: 4,
 } as const;
 
+export const hook_setting = {
+  SETTING_STACK: 1,
+  SETTING_FREE: 2,
+} as const;
+
 export const tracepoint_id = {
   TP_NONE: 0,
   TP_KFREE_SKB: 1,
@@ -190,7 +195,7 @@ export const layout = {
       has_reasons: { offset: 192, size: 1, type: "__u8" },
       pkt_fixed: { offset: 193, size: 1, type: "__u8" },
       trace_ret: { offset: 194, size: 1, type: "__u8" },
-      stack_hooks: { offset: 195, size: 1, type: "__u8" },
+      hook_settings: { offset: 195, size: 1, type: "__u8" },
       wakeup_bytes: { offset: 196, size: 4, type: "__u32" },
     },
   },

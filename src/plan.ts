@@ -26,6 +26,8 @@ export interface FunctionHook {
   group?: string;
   fn: KernelFunction;
   backend: FunctionBackend;
+  /** It frees the skb: the packet's life ends there. */
+  frees?: boolean;
   /** Programs that run at entry and at return (either may be absent). */
   entry?: string;
   exit?: string;
@@ -65,6 +67,13 @@ export const FREE_FUNCTIONS: Record<string, string> = {
 /** Tracepoints a packet lifecycle always needs: they end contexts. */
 export const LIFE_TRACEPOINTS = ["skb:kfree_skb", "skb:consume_skb"];
 
+/**
+ * Functions that free an skb without those tracepoints (UDP delivery, TCP's
+ * deferred frees, direct __kfree_skb callers): traced when function hooks
+ * exist, so contexts end when the packet really does.
+ */
+export const LIFE_FUNCTIONS = ["skb_consume_udp", "skb_attempt_defer_free", "__kfree_skb"];
+
 export interface PlanInput {
   btf: Btf;
   functions: FunctionIndex;
@@ -74,6 +83,8 @@ export interface PlanInput {
   extraFunctions: string[];
   backend?: BackendChoice;
   ret: boolean;
+  /** Packet lifecycles (not --basic): add the hooks that end them. */
+  lifecycle: boolean;
 }
 
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
@@ -128,7 +139,7 @@ export function makePlan(input: PlanInput): Plan {
     hooks.push({ kind: "tracepoint", name, group, spec, program: `${program}_${features.tpBtf ? "btf" : "raw"}` });
   };
 
-  const addFunction = (name: string, group?: string) => {
+  const addFunction = (name: string, group?: string, frees = false) => {
     if (FREE_FUNCTIONS[name]) return addTracepoint(FREE_FUNCTIONS[name]!, group);
     if (planned.has(name)) return;
     planned.add(name);
@@ -136,10 +147,11 @@ export function makePlan(input: PlanInput): Plan {
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);
     if (typeof backend !== "string") return skipped.push({ name, why: backend.why });
-    hooks.push({ kind: "function", name, group, fn: r.fn, backend, ...programsFor(r.fn, backend, input.ret) });
+    hooks.push({ kind: "function", name, group, fn: r.fn, backend, frees: frees || undefined, ...programsFor(r.fn, backend, input.ret && !frees) });
   };
 
   for (const tp of LIFE_TRACEPOINTS) addTracepoint(tp, "life");
+  if (input.lifecycle && input.backend !== "tracepoint") for (const fn of LIFE_FUNCTIONS) addFunction(fn, "life", true);
   for (const h of selection.hooks as TreeHook[]) (h.kind === "tracepoint" ? addTracepoint : addFunction)(h.name, h.group);
   for (const name of input.extraFunctions) addFunction(name);
   return { hooks, skipped };

@@ -112,10 +112,10 @@ export class Session {
     }
   }
 
-  /** Marks hooks (function addresses, tracepoint ids) whose events carry a stack. After load. */
-  setStackHooks(keys: bigint[]): void {
-    const map = this.obj.map("stack_hooks");
-    for (const k of keys) map.update(new Uint8Array(new BigUint64Array([k]).buffer), new Uint8Array([1]));
+  /** Per-hook settings (enum hook_setting) by function address or tracepoint id. After load. */
+  setHookSettings(settings: Map<bigint, number>): void {
+    const map = this.obj.map("hook_flags");
+    for (const [k, v] of settings) map.update(new Uint8Array(new BigUint64Array([k]).buffer), new Uint8Array([v]));
   }
 
   /** A kernel stack from the "stacks" map, as [hi, lo] address halves. */

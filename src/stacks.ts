@@ -3,8 +3,8 @@
 import { kernelSymbols, type Session } from "./session";
 
 const STACK_DEPTH = 127;
-/** Leading frames that are our BPF program and the tracing machinery. */
-const TRACING_FRAME = /^(bpf_prog_|bpf_trampoline_|bpf_trace_run|__bpf_trace_|__traceiter_|trace_|kprobe_|fprobe_|rethook_)|\[bpf\]$/;
+/** Leading frames that are our BPF program (maybe unknown to kallsyms) and the tracing machinery. */
+const TRACING_FRAME = /^(0x|bpf_prog_|bpf_trampoline_|bpf_trace_run|__bpf_trace_|__traceiter_|trace_|kprobe_|fprobe_|rethook_)|\[bpf\]$/;
 
 export class KernelStacks {
   private readonly cache = new Map<number, string[]>();

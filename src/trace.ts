@@ -19,6 +19,8 @@ import { currentNetns, kernelSymbols, prepareKernel, Session, type KernelInfo, t
 import { tracepointById, tracepointByName } from "./tracepoints";
 import { allHooks, loadTracerTree, selectHooks, type TreeGroup } from "./tracer-tree";
 import { tracerTreeText } from "./assets";
+import { fullAddress } from "./kernel/kallsyms";
+import { hook_setting } from "./layout.generated";
 import { handOff } from "./reaper";
 import { KernelStacks } from "./stacks";
 import type { LifecycleCounts } from "./lifecycle";
@@ -78,7 +80,7 @@ function planFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { plan: 
   const features = readFeatures(kernel, needFunctions);
   checkBackend(opts.backend, features);
   kernel.btf.indexNames();
-  const plan = makePlan({ btf: kernel.btf, functions, features, selection, extraFunctions, backend: opts.backend, ret: opts.ret });
+  const plan = makePlan({ btf: kernel.btf, functions, features, selection, extraFunctions, backend: opts.backend, ret: opts.ret, lifecycle: opts.mode !== "basic" });
   return { plan, features };
 }
 
@@ -136,7 +138,7 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
   };
   const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
   const hookName = (e: HookEvent) => (e.tracepoint ? (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`) : (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0)));
-  const stackKeys = stackHookKeys(opts.traceStack ?? [], plan);
+  const settings = hookSettings(opts.traceStack ?? [], plan);
 
   const session = Session.open(kernel.bpfObject);
   const attachments = new Attachments();
@@ -151,12 +153,12 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
         wakeupBytes: WAKEUP_BYTES,
         pktFixed: opts.pktFixed,
         traceRet: opts.ret,
-        stackHooks: stackKeys.length > 0,
+        hookSettings: settings.size > 0,
       },
       RING_BYTES,
     );
     session.load(programsToLoad(session.obj, plan));
-    session.setStackHooks(stackKeys);
+    session.setHookSettings(settings);
     session.attach(() => attachPlan(session.obj, plan, attachments));
     out.status("begin trace...");
 
@@ -166,12 +168,14 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
       return { e, name, notes: annotate(e, name, namer, ret), stack: e.stackId >= 0 ? stacks.frames(e.stackId) : undefined };
     };
     let shown = 0;
+    const enough = () => opts.count !== undefined && shown >= opts.count;
     const counted = () => {
       if (opts.count !== undefined && ++shown >= opts.count) out.finish("count");
     };
     const minLatencyNs = (opts.minLatencyMs ?? 0) * 1e6;
+    // Contexts still open when tracing stops are printed too (unless -c was reached).
     const lifecycle = opts.mode === "basic" ? undefined : new Lifecycle(LIMITS, (ctx) => {
-      if (out.done || ctx.lastNs - ctx.firstNs < minLatencyNs) return;
+      if (enough() || ctx.lastNs - ctx.firstNs < minLatencyNs) return;
       out.context(ctx, linesOf(ctx, toLine));
       counted();
     });
@@ -179,7 +183,7 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
     await session.read(
       (ring, offset) => {
         const kind = recordKind(ring, offset);
-        if (out.done || (kind !== EVENT_HOOK && kind !== EVENT_NF)) return;
+        if (enough() || (kind !== EVENT_HOOK && kind !== EVENT_NF)) return;
         const e = decodeHook(ring, offset, kind);
         if (lifecycle) return lifecycle.add(e);
         out.hook(toLine(e));
@@ -232,14 +236,16 @@ function enumNames(kernel: KernelInfo, name: string, prefix: RegExp): Map<number
   return new Map(id === undefined ? [] : [...kernel.btf.enumValues(id)].map(([k, v]) => [v, k.replace(prefix, "")]));
 }
 
-/** Keys of the stack_hooks map for --trace-stack: function addresses and tracepoint ids. */
-function stackHookKeys(selectors: string[], plan: Plan): bigint[] {
-  const keys: bigint[] = [];
-  for (const sel of selectors) {
+const hookKey = (h: Plan["hooks"][number]) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
+
+/** The hook_flags map: stacks for --trace-stack, and the functions that free skbs. */
+function hookSettings(stackSelectors: string[], plan: Plan): Map<bigint, number> {
+  const settings = new Map<bigint, number>();
+  for (const sel of stackSelectors) {
     const hooks = plan.hooks.filter((h) => h.name === sel || h.group === sel || (h.kind === "tracepoint" && h.name.endsWith(`:${sel}`)));
     if (!hooks.length) throw usageError(`--trace-stack: '${sel}' is not among the traced hooks; name a traced function, tracepoint or group`);
-    for (const h of hooks) keys.push(h.kind === "function" ? 0xffff_0000_0000_0000n | BigInt(h.fn.key) : BigInt(h.spec.id));
+    for (const h of hooks) settings.set(hookKey(h), hook_setting.SETTING_STACK);
   }
-  if (keys.length > 64) throw usageError("--trace-stack: at most 64 hooks can print stacks");
-  return keys;
+  for (const h of plan.hooks) if (h.kind === "function" && h.frees) settings.set(hookKey(h), (settings.get(hookKey(h)) ?? 0) | hook_setting.SETTING_FREE);
+  return settings;
 }

@@ -3,6 +3,7 @@
 // keeping only their low 48 bits gives exact doubles (no BigInt per event).
 
 const LOW48 = 0x1_0000_0000_0000;
+const MAX_SYMBOL_SIZE = 0x10_0000;
 
 /** The full 64-bit kernel address of a low-48-bit key (for attach cookies). */
 export function fullAddress(key: number): bigint {
@@ -81,7 +82,9 @@ export class Symbolizer {
   format(hi: number, lo: number): string {
     if (hi === 0 && lo === 0) return "0";
     const sym = hi >>> 16 === 0xffff ? this.lookup(addrKey(hi, lo)) : undefined;
-    if (!sym) return `0x${addrHex(hi, lo)}`;
+    // Past the end of a symbol by that much it is really in code kallsyms did
+    // not list when read (e.g. a BPF program loaded afterwards).
+    if (!sym || sym.offset >= MAX_SYMBOL_SIZE) return `0x${addrHex(hi, lo)}`;
     return `${sym.name}+0x${sym.offset.toString(16)}${sym.module ? ` [${sym.module}]` : ""}`;
   }
 }

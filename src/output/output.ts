@@ -91,6 +91,7 @@ export class Output {
     }
     if (ctx.truncated) this.out.line(`(${ctx.truncated} more events of this packet were not kept)`);
     if (ctx.end === "idle") this.out.line("(no free seen: the kernel still holds this packet, or freed it where skbtrail has no hook)");
+    if (ctx.end === "exit") this.out.line("(tracing stopped before this packet was freed)");
     this.out.line("");
   }
 

@@ -160,7 +160,8 @@ struct hook_event {
 struct nf_info {
 	__u8 family;       /* NFPROTO_*: 2 ipv4, 10 ipv6, 3 arp, 7 bridge, 1 inet */
 	__u8 hook;         /* NF_INET_*: 0 PRE_ROUTING … 4 POST_ROUTING */
-	__u8 pad[6];
+	__u8 table_family; /* NFPROTO_* of the nftables table (inet tables serve ipv4 and ipv6) */
+	__u8 pad[5];
 	char table[64];    /* nftables/iptables table name ("" for nf_hook_slow) */
 	char chain[64];    /* nftables chain name */
 };

@@ -20,6 +20,7 @@ static __always_inline void nf_from_chain(struct nf_info *nf, struct nft_chain *
 
 	bpf_probe_read_kernel_str(nf->chain, sizeof(nf->chain), BPF_CORE_READ(chain, name));
 	bpf_probe_read_kernel_str(nf->table, sizeof(nf->table), BPF_CORE_READ(table, name));
+	nf->table_family = BPF_CORE_READ_BITFIELD_PROBED(table, family);
 }
 
 static __always_inline int nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __u8 phase, __s64 ret,

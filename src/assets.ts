@@ -7,3 +7,8 @@ export const probeObjectPath: string = probeObject;
 import tracerTree from "../knowledge/tracers.yaml" with { type: "text" };
 
 export const tracerTreeText: string = tracerTree;
+import dropReasons from "../knowledge/drop-reasons.yaml" with { type: "text" };
+import rules from "../knowledge/rules.yaml" with { type: "text" };
+
+export const dropReasonsText: string = dropReasons;
+export const rulesText: string = rules;

@@ -28,8 +28,8 @@ export interface Filter {
 }
 
 export interface Options {
-  /** drop: the drop monitor; trace: packet lifecycles (default); basic: one line per hook. */
-  mode: "drop" | "trace" | "basic";
+  /** drop: the drop monitor; trace: packet lifecycles (default); basic: one line per hook; diag: lifecycles with findings. */
+  mode: "drop" | "trace" | "basic" | "diag";
   filter: Filter;
   reasons: string[];
   /** -t selectors: groups, names, globs; undefined: the default set. */
@@ -39,6 +39,11 @@ export interface Options {
   traceStack?: string[];
   minLatencyMs?: number;
   backend?: BackendChoice;
+  diagQuiet: boolean;
+  diagKeep: boolean;
+  hooks: boolean;
+  /** --kb: a user's rule file added to the built-in ones. */
+  kb?: string;
   count?: number;
   timeout?: number;
   json: boolean;
@@ -49,7 +54,12 @@ export interface Options {
   debug: boolean;
 }
 
-export type Command = { kind: "run"; options: Options } | { kind: "tracers"; options: Options } | { kind: "help" } | { kind: "version" };
+export type Command =
+  | { kind: "run"; options: Options }
+  | { kind: "tracers"; options: Options }
+  | { kind: "kb-check"; file: string }
+  | { kind: "help" }
+  | { kind: "version" };
 
 const s = (description: string, alias?: string, valueHint?: string) =>
   ({ type: "string", description, ...(alias ? { alias } : {}), ...(valueHint ? { valueHint } : {}) }) as const;
@@ -94,6 +104,7 @@ export const args = {
   "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
   "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
   backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
+  kb: s("--diag: add the rules of this YAML file to the built-in ones", undefined, "FILE"),
   verbose: b("show log information", "v"),
   debug: b("show debug information (libbpf and verifier logs)"),
   help: b("show help information", "h"),
@@ -111,10 +122,6 @@ export const command = defineCommand({
 
 /** Flags nettrace has whose feature skbtrail does not have yet. */
 const NOT_YET: Record<string, string> = {
-  diag: "--diag is not available yet; use --drop to see drops and their reasons",
-  "diag-quiet": "--diag-quiet is not available yet",
-  "diag-keep": "--diag-keep is not available yet",
-  hooks: "--hooks is not available yet",
   sock: "--sock mode is not supported by skbtrail",
   monitor: "--monitor mode is not supported by skbtrail yet; use --drop",
   "tcp-rtt": "--tcp-rtt belongs to sock/monitor modes, which skbtrail does not support",
@@ -160,6 +167,10 @@ function scanFlags(argv: string[]): { given: Set<string> } {
 }
 
 export function parseCommandLine(argv: string[]): Command {
+  if (argv[0] === "kb") {
+    if (argv[1] !== "check" || argv.length !== 3) throw usageError("usage: skbtrail kb check FILE (validates a rule file and prints what it matches)");
+    return { kind: "kb-check", file: argv[2]! };
+  }
   const { given } = scanFlags(argv);
   if (given.has("help")) return { kind: "help" };
   if (given.has("version")) return { kind: "version" };
@@ -170,7 +181,10 @@ export function parseCommandLine(argv: string[]): Command {
     const why = NOT_YET[name];
     if (why) throw usageError(why);
   }
-  const mode = given.has("drop") ? "drop" : given.has("basic") ? "basic" : "trace";
+  const diagFlags = ["diag", "diag-quiet", "diag-keep", "hooks", "kb"].filter((f) => given.has(f));
+  if (diagFlags.length && !given.has("diag")) throw usageError(`--${diagFlags[0]} works with --diag: add --diag`);
+  if (given.has("diag") && (given.has("drop") || given.has("basic"))) throw usageError(`--diag and --${given.has("drop") ? "drop" : "basic"} are different modes: use one`);
+  const mode = given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : "trace";
   if (mode === "drop")
     for (const f of ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"])
       if (given.has(f)) throw usageError(`--${f} is for tracing packets and --drop monitors drops: use one mode (see skbtrail --help)`);
@@ -217,6 +231,10 @@ export function parseCommandLine(argv: string[]): Command {
       traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
       minLatencyMs: str("min-latency") !== undefined ? parseAmount("--min-latency", str("min-latency")!, "milliseconds", "10") : undefined,
       backend: backend as BackendChoice | undefined,
+      diagQuiet: !!a["diag-quiet"],
+      diagKeep: !!a["diag-keep"],
+      hooks: !!a.hooks,
+      kb: str("kb"),
       count: str("count") !== undefined ? parseCount("--count", str("count")!, "100") : undefined,
       timeout: str("timeout") !== undefined ? parseAmount("--timeout", str("timeout")!, "seconds", "30") : undefined,
       json: !!a.json,
@@ -240,6 +258,8 @@ Examples:
   skbtrail --drop                                 every packet the kernel drops, with reason and location
   skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
+  skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
+  skbtrail kb check my-rules.yaml                 validate a rule file for --kb
 
-Exit codes: 0 ok, 2 bad command line, 3 missing privilege or kernel feature, 4 BPF load/attach failure.`;
+Exit codes: 0 ok, 1 --diag found an error, 2 bad command line or knowledge file, 3 missing privilege or kernel feature, 4 BPF load/attach failure.`;
 }

@@ -60,6 +60,7 @@ export interface DropEvent {
 export interface NfInfo {
   family: number;
   hook: number;
+  tableFamily: number;
   table: string;
   chain: string;
 }
@@ -230,6 +231,7 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
     e.nf = {
       family: b.u8[at + N.family.offset]!,
       hook: b.u8[at + N.hook.offset]!,
+      tableFamily: b.u8[at + N.table_family.offset]!,
       table: kernelString(b.u8, at + N.table.offset, N.table.size),
       chain: kernelString(b.u8, at + N.chain.offset, N.chain.size),
     };

@@ -149,7 +149,8 @@ export const layout = {
     fields: {
       family: { offset: 0, size: 1, type: "__u8" },
       hook: { offset: 1, size: 1, type: "__u8" },
-      pad: { offset: 2, size: 6, type: "__u8[6]" },
+      table_family: { offset: 2, size: 1, type: "__u8" },
+      pad: { offset: 3, size: 5, type: "__u8[5]" },
       table: { offset: 8, size: 64, type: "char[64]" },
       chain: { offset: 72, size: 64, type: "char[64]" },
     },

@@ -5,6 +5,7 @@ import { helpText, parseCommandLine } from "./cli";
 import { runDrop } from "./drop";
 import { printTree, runTrace } from "./trace";
 import { detachInherited, REAP_COMMAND } from "./reaper";
+import { checkRuleFile } from "./kb-check";
 import { ExitCode, SkbtrailError } from "./errors";
 import { Output } from "./output/output";
 import { VERSION } from "./version";
@@ -17,6 +18,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command.kind === "version") {
     process.stdout.write(`skbtrail ${VERSION}\n`);
+    return ExitCode.OK;
+  }
+  if (command.kind === "kb-check") {
+    process.stdout.write(checkRuleFile(command.file));
     return ExitCode.OK;
   }
   const opts = command.options;
@@ -35,11 +40,11 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (opts.mode === "drop") {
       out.summary(await runDrop(opts, out), (performance.now() - started) / 1000);
-    } else {
-      const { stats, packets } = await runTrace(opts, out);
-      out.summary(stats, (performance.now() - started) / 1000, packets);
+      return ExitCode.OK;
     }
-    return ExitCode.OK;
+    const { stats, packets, errorFound } = await runTrace(opts, out);
+    out.summary(stats, (performance.now() - started) / 1000, packets);
+    return errorFound ? ExitCode.FINDING : ExitCode.OK;
   } finally {
     clearTimeout(timer);
     out.close();

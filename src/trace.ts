@@ -20,7 +20,9 @@ import { tracepointById, tracepointByName } from "./tracepoints";
 import { allHooks, loadTracerTree, selectHooks, type TreeGroup } from "./tracer-tree";
 import { tracerTreeText } from "./assets";
 import { fullAddress } from "./kernel/kallsyms";
-import { hook_setting } from "./layout.generated";
+import { hook_setting, tracepoint_id } from "./layout.generated";
+import { Diagnosis } from "./diagnosis";
+import { worst } from "./diagnose";
 import { handOff } from "./reaper";
 import { KernelStacks } from "./stacks";
 import type { LifecycleCounts } from "./lifecycle";
@@ -52,6 +54,8 @@ function readFilterFunctions(): string | undefined {
 export interface TraceResult {
   stats: Stats;
   packets?: LifecycleCounts;
+  /** --diag: some packet had an error-level finding. */
+  errorFound: boolean;
 }
 
 /** Builds the plan for the selected hooks on this kernel. */
@@ -138,7 +142,12 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
   };
   const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
   const hookName = (e: HookEvent) => (e.tracepoint ? (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`) : (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0)));
+  let stacks: KernelStacks | undefined;
+  const diagnosis = opts.mode === "diag" ? Diagnosis.create(opts, kernel, plan, tree, namer, (id) => stacks!.frames(id)) : undefined;
   const settings = hookSettings(opts.traceStack ?? [], plan);
+  // Without nft_do_chain, the drop's stack tells which netfilter hook dropped it.
+  const stackWanted = settings.has(BigInt(tracepoint_id.TP_KFREE_SKB));
+  if (diagnosis?.wantsDropStacks) settings.set(BigInt(tracepoint_id.TP_KFREE_SKB), (settings.get(BigInt(tracepoint_id.TP_KFREE_SKB)) ?? 0) | hook_setting.SETTING_STACK);
 
   const session = Session.open(kernel.bpfObject);
   const attachments = new Attachments();
@@ -162,10 +171,13 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
     session.attach(() => attachPlan(session.obj, plan, attachments));
     out.status("begin trace...");
 
-    const stacks = new KernelStacks(session);
+    stacks = new KernelStacks(session);
+    const result: TraceResult = { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0 }, errorFound: false };
+    let queue = Promise.resolve();
     const toLine = (e: HookEvent, ret?: HookEvent): HookLine => {
       const name = hookName(e);
-      return { e, name, notes: annotate(e, name, namer, ret), stack: e.stackId >= 0 ? stacks.frames(e.stackId) : undefined };
+      const wanted = e.stackId >= 0 && !(diagnosis && e.tracepoint === tracepoint_id.TP_KFREE_SKB && !stackWanted);
+      return { e, name, ret, notes: annotate(e, name, namer, ret), stack: wanted ? stacks!.frames(e.stackId) : undefined, stackId: e.stackId };
     };
     let shown = 0;
     const enough = () => opts.count !== undefined && shown >= opts.count;
@@ -176,8 +188,22 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
     // Contexts still open when tracing stops are printed too (unless -c was reached).
     const lifecycle = opts.mode === "basic" ? undefined : new Lifecycle(LIMITS, (ctx) => {
       if (enough() || ctx.lastNs - ctx.firstNs < minLatencyNs) return;
-      out.context(ctx, linesOf(ctx, toLine));
-      counted();
+      const lines = linesOf(ctx, toLine);
+      if (!diagnosis) {
+        out.context(ctx, lines);
+        return counted();
+      }
+      // In order: a finding may wait for the ruleset, the next packet waits for it.
+      queue = queue.then(async () => {
+        if (out.stopReason === "diagnosis") return; // stopped at an earlier packet's error
+        const findings = await diagnosis.examine(lines);
+        const level = worst(findings);
+        if (level === "error") result.errorFound = true;
+        if (opts.diagQuiet && (level === undefined || level === "info")) return;
+        out.context(ctx, lines, findings);
+        counted();
+        if (level === "error" && !opts.diagKeep) out.finish("diagnosis");
+      });
     });
 
     await session.read(
@@ -196,6 +222,7 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
       },
     );
     lifecycle?.flushAll();
+    await queue;
     out.flush();
     const stats = session.stats();
     // Detaching fentry/kprobe links can take seconds (RCU grace periods):
@@ -204,7 +231,9 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
       attachments.release();
       handedOff = true;
     }
-    return { stats, packets: lifecycle?.counts };
+    result.stats = stats;
+    result.packets = lifecycle?.counts;
+    return result;
   } finally {
     if (!handedOff) attachments.destroy();
     session.close();

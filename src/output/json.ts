@@ -3,6 +3,7 @@
 import type { DropEvent, Packet, SkbMeta } from "../decode";
 import type { PacketContext } from "../lifecycle";
 import type { HookLine } from "./text";
+import type { Finding } from "../diagnose";
 import { NF_FAMILIES, nfHookName } from "./annotate";
 import { l3Name, l4Name, tcpFlagsText } from "./packet";
 import type { Clock } from "./time";
@@ -69,7 +70,7 @@ export function basicJson(l: HookLine, clock: Clock): string {
 }
 
 /** Lifecycle --json: one object per packet context with its ordered events. */
-export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock): string {
+export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock, findings?: Finding[]): string {
   return JSON.stringify({
     kind: "packet",
     skbs: ctx.skbs,
@@ -78,5 +79,6 @@ export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock)
     end: ctx.end,
     truncated_events: ctx.truncated,
     events: lines.map((l) => hookJson(l, clock)),
+    ...(findings ? { findings } : {}),
   });
 }

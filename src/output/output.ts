@@ -5,7 +5,8 @@ import type { DropEvent } from "../decode";
 import type { Stats } from "../session";
 import type { PacketContext, LifecycleCounts } from "../lifecycle";
 import { basicJson, contextJson, dropJson } from "./json";
-import { colorsFor, contextHeader, dropLine, hookLine, stackLines, type HookLine, type TextStyle } from "./text";
+import { analysisLines, colorsFor, contextHeader, dropLine, hookLine, stackLines, type HookLine, type TextStyle } from "./text";
+import type { Finding } from "../diagnose";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -81,9 +82,9 @@ export class Output {
     if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
   }
 
-  /** Lifecycle mode: one packet with its hooks in time order. */
-  context(ctx: PacketContext, lines: HookLine[]): void {
-    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock));
+  /** Lifecycle mode: one packet with its hooks in time order (and --diag's findings). */
+  context(ctx: PacketContext, lines: HookLine[], findings?: Finding[]): void {
+    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock, findings));
     this.out.line(contextHeader(ctx.skbs));
     for (const l of lines) {
       this.out.line(hookLine(l, this.style));
@@ -92,6 +93,7 @@ export class Output {
     if (ctx.truncated) this.out.line(`(${ctx.truncated} more events of this packet were not kept)`);
     if (ctx.end === "idle") this.out.line("(no free seen: the kernel still holds this packet, or freed it where skbtrail has no hook)");
     if (ctx.end === "exit") this.out.line("(tracing stopped before this packet was freed)");
+    if (findings?.length) for (const l of analysisLines(findings, this.style)) this.out.line(l);
     this.out.line("");
   }
 

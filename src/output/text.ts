@@ -3,6 +3,7 @@
 import { createColors } from "picocolors";
 import type { DropEvent, HookEvent, SkbMeta } from "../decode";
 import { packetSummary } from "./packet";
+import type { Finding } from "../diagnose";
 import type { Clock } from "./time";
 
 export type Colors = ReturnType<typeof createColors>;
@@ -40,7 +41,10 @@ export interface HookLine {
   e: HookEvent;
   name: string;
   notes: string[];
+  /** The return event folded into this entry's line. */
+  ret?: HookEvent;
   stack?: string[];
+  stackId?: number;
 }
 
 /** "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout). */
@@ -54,4 +58,25 @@ export function hookLine(l: HookLine, s: TextStyle): string {
 
 export function contextHeader(skbs: string[]): string {
   return `***************** ${skbs.join(",")} ***************`;
+}
+
+const LEVEL_WORDS = { info: "INFO", warn: "WARNING", error: "ERROR" } as const;
+
+/** nettrace's ANALYSIS RESULT block. */
+export function analysisLines(findings: Finding[], s: TextStyle): string[] {
+  const c = s.colors;
+  const lines = ["---------------- ANALYSIS RESULT ---------------------"];
+  findings.forEach((f, i) => {
+    const word = LEVEL_WORDS[f.level];
+    const colored = f.level === "error" ? c.red(word) : f.level === "warn" ? c.yellow(word) : c.cyan(word);
+    lines.push(`[${i + 1}] ${colored} happens in ${f.hook}${f.group ? `(${f.group})` : ""}:`, `\t${f.message}`);
+    if (f.explanation) lines.push(`\t${f.explanation}`);
+    if (f.location) lines.push("    location:", `\t${f.location}`);
+    if (f.reason) lines.push("    drop reason:", `\t${f.reason}`);
+    if (f.details?.length) lines.push(...f.details.map((d) => (d.startsWith("\t") ? d : `    ${d}`)));
+    if (f.advice) lines.push("    fix advice:", `\t${c.green(f.advice)}`);
+    lines.push("");
+  });
+  lines.push("analysis finished!");
+  return lines;
 }

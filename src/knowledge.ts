@@ -1,0 +1,174 @@
+// The diagnosis knowledge base: knowledge/drop-reasons.yaml (what each
+// enum skb_drop_reason means and what to do about it) and
+// knowledge/rules.yaml (findings about hooks, return values, tracepoint
+// arguments and whole packet lives). Both are validated when loaded: a
+// mistake is an error naming file, line and key. Everything matches by
+// name; no rule holds a kernel number.
+import { YamlDoc, type YamlMap } from "./yaml";
+
+export type Level = "info" | "warn" | "error";
+export const LEVELS: Level[] = ["info", "warn", "error"];
+
+export interface ReasonEntry {
+  level: Level;
+  summary: string;
+  explanation: string;
+  advice: string;
+  kernels?: string;
+}
+
+/** Return values by meaning: netfilter and XDP verdicts, signs, errno names. */
+export const RETURN_MEANINGS = [
+  "NF_DROP", "NF_ACCEPT", "NF_STOLEN", "NF_QUEUE", "NF_REPEAT", "NF_STOP",
+  "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
+  "zero", "non-zero", "negative", "positive",
+] as const;
+const ERRNO = /^-E[A-Z0-9]+$/;
+
+/** ICMP errors the kernel sends (icmp:icmp_send), by name. */
+export const ICMP_SENT: Record<string, { type: number; code?: number }> = {
+  "net-unreachable": { type: 3, code: 0 },
+  "host-unreachable": { type: 3, code: 1 },
+  "protocol-unreachable": { type: 3, code: 2 },
+  "port-unreachable": { type: 3, code: 3 },
+  "fragmentation-needed": { type: 3, code: 4 },
+  "admin-prohibited": { type: 3, code: 13 },
+  "destination-unreachable": { type: 3 },
+  "ttl-exceeded": { type: 11, code: 0 },
+  "reassembly-timeout": { type: 11, code: 1 },
+  "parameter-problem": { type: 12 },
+  redirect: { type: 5 },
+  any: { type: -1 },
+};
+
+export const NF_HOOKS = ["PRE_ROUTING", "INPUT", "FORWARD", "OUTPUT", "POST_ROUTING", "INGRESS"];
+
+export interface Conditions {
+  hook?: string[];
+  drop_reason?: string[];
+  location?: string[];
+  return?: string;
+  icmp_sent?: string[];
+  rst_reason?: string[];
+  nf_hook?: string;
+  proto?: string[];
+  /** The packet's addresses or ports changed before this event (NAT). */
+  nat_before?: boolean;
+}
+
+export interface Rule {
+  id: string;
+  level: Level;
+  when: Conditions;
+  /** Another event of the same packet, earlier, must match these. */
+  after?: Conditions;
+  message: string;
+  advice?: string;
+  /** Findings (rule ids, or "drop-reason") this one makes redundant for the packet. */
+  overrides: string[];
+  file: string;
+  line: number;
+}
+
+const RULE_ID = /^[a-z0-9][a-z0-9-]*$/;
+const NAME = /^[A-Za-z0-9_:.*-]+$/;
+const CONDITION_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "rst_reason", "nf_hook", "proto", "nat_before"];
+export const PLACEHOLDERS = ["hook", "reason", "location", "table", "table_family", "chain", "nf_family", "nf_hook", "rst_reason", "icmp_sent", "saddr", "daddr", "sport", "dport", "proto", "ifname", "retval", "ip_len", "netns"];
+
+export function loadDropReasons(text: string, file: string): Map<string, ReasonEntry> {
+  const doc = new YamlDoc(file, text);
+  if (!doc.root || typeof doc.root !== "object" || Array.isArray(doc.root)) throw doc.error(doc.root, undefined, "the drop reason file maps reason names to entries");
+  const root = doc.root as YamlMap;
+  const out = new Map<string, ReasonEntry>();
+  for (const [name, node] of Object.entries(root)) {
+    if (!/^[A-Z0-9_]+$/.test(name)) throw doc.error(root, name, "a drop reason is written like NO_SOCKET (the enum name without SKB_DROP_REASON_)");
+    const m = doc.map(node, `drop reason ${name}`, ["level", "summary", "explanation", "advice", "kernels"], ["level", "summary", "explanation", "advice"]);
+    out.set(name, {
+      level: level(doc, m),
+      summary: doc.string(m, "summary"),
+      explanation: doc.string(m, "explanation"),
+      advice: doc.string(m, "advice"),
+      kernels: doc.optionalString(m, "kernels"),
+    });
+  }
+  return out;
+}
+
+function level(doc: YamlDoc, m: YamlMap): Level {
+  return doc.string(m, "level", /^(info|warn|error)$/, "use info, warn or error") as Level;
+}
+
+/** A name or a list of names. */
+function names(doc: YamlDoc, m: YamlMap, key: string, check?: (name: string) => string | undefined): string[] | undefined {
+  const v = m[key];
+  if (v === undefined) return undefined;
+  const list = Array.isArray(v) ? v : [v];
+  if (!list.length || list.some((x) => typeof x !== "string" || !NAME.test(x))) throw doc.error(m, key, "must be a name or a list of names");
+  for (const x of list as string[]) {
+    const problem = check?.(x);
+    if (problem) throw doc.error(m, key, problem);
+  }
+  return list as string[];
+}
+
+export interface KnownNames {
+  /** Every drop reason name skbtrail knows (the drop reason file). */
+  reasons: Set<string>;
+  /** Hook names: tracer tree functions and tracepoints (rules may also name other kernel functions). */
+  hooks: Set<string>;
+}
+
+function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames): Conditions {
+  const m = doc.map(node, what, CONDITION_KEYS);
+  if (!Object.keys(m).length) throw doc.error(m, undefined, `${what} needs at least one condition (${CONDITION_KEYS.join(", ")})`);
+  const c: Conditions = {};
+  c.hook = names(doc, m, "hook", (h) => (/^[A-Za-z_][A-Za-z0-9_.]*$|^[a-z0-9_]+:[a-z0-9_]+$/.test(h) ? undefined : `'${h}' is not a function or tracepoint name`));
+  c.drop_reason = names(doc, m, "drop_reason", (r) => (r === "any" || known.reasons.has(r) ? undefined : `'${r}' is not a drop reason of any supported kernel`));
+  c.location = names(doc, m, "location");
+  c.rst_reason = names(doc, m, "rst_reason");
+  c.proto = names(doc, m, "proto");
+  if (m.return !== undefined) {
+    const r = doc.string(m, "return");
+    if (!(RETURN_MEANINGS as readonly string[]).includes(r) && !ERRNO.test(r))
+      throw doc.error(m, "return", `'${r}' is not a return value meaning: use ${RETURN_MEANINGS.join(", ")} or an errno like -EINVAL`);
+    c.return = r;
+  }
+  c.icmp_sent = names(doc, m, "icmp_sent", (r) => (ICMP_SENT[r] ? undefined : `'${r}' is not an ICMP error name: use ${Object.keys(ICMP_SENT).join(", ")}`));
+  if (m.nf_hook !== undefined) {
+    const r = doc.string(m, "nf_hook");
+    if (!NF_HOOKS.includes(r)) throw doc.error(m, "nf_hook", `'${r}' is not a netfilter hook: use ${NF_HOOKS.join(", ")}`);
+    c.nf_hook = r;
+  }
+  if (m.nat_before !== undefined) c.nat_before = doc.boolean(m, "nat_before", false);
+  return c;
+}
+
+function template(doc: YamlDoc, m: YamlMap, key: string): string {
+  const text = doc.string(m, key);
+  for (const [, name] of text.matchAll(/\{([^}]*)\}/g))
+    if (!PLACEHOLDERS.includes(name!)) throw doc.error(m, key, `unknown placeholder {${name}}: use ${PLACEHOLDERS.map((p) => `{${p}}`).join(", ")}`);
+  return text;
+}
+
+export function loadRules(text: string, file: string, known: KnownNames): Rule[] {
+  const doc = new YamlDoc(file, text);
+  if (!Array.isArray(doc.root)) throw doc.error(doc.root, undefined, "a rule file is a list of rules");
+  const ids = new Set<string>();
+  return doc.root.map((node) => {
+    const m = doc.map(node, "a rule", ["id", "level", "when", "after", "message", "advice", "overrides"], ["id", "level", "when", "message"]);
+    const id = doc.string(m, "id", RULE_ID, "lowercase letters, digits and -");
+    if (ids.has(id)) throw doc.error(m, "id", `'${id}' is used twice`);
+    ids.add(id);
+    return {
+      id,
+      level: level(doc, m),
+      when: conditions(doc, m.when, `the conditions of rule ${id}`, known),
+      after: m.after === undefined ? undefined : conditions(doc, m.after, `the 'after' conditions of rule ${id}`, known),
+      message: template(doc, m, "message"),
+      advice: m.advice === undefined ? undefined : template(doc, m, "advice"),
+      overrides: names(doc, m, "overrides") ?? [],
+      file,
+      line: doc.line(m),
+    };
+  });
+}

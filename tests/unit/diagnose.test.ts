@@ -1,0 +1,145 @@
+// The rule engine on event sequences shaped like real packet lives (as the
+// kernel tests record them), one per rule family.
+import { describe, expect, test } from "bun:test";
+import { dropReasonsText, rulesText } from "../../src/assets";
+import { Diagnoser, worst, type Finding, type Names } from "../../src/diagnose";
+import type { HookEvent, NfInfo, Packet } from "../../src/decode";
+import { loadDropReasons, loadRules } from "../../src/knowledge";
+import { tracepoint_id } from "../../src/layout.generated";
+import type { HookLine } from "../../src/output/text";
+import { tracepointById } from "../../src/tracepoints";
+
+const reasonNames = new Map([[2, "NOT_SPECIFIED"], [3, "NO_SOCKET"], [12, "NETFILTER_DROP"], [16, "IP_RPFILTER"]]);
+const symbols = new Map([[0x1000, "__udp4_lib_rcv+0x4bc"], [0x2000, "ping_rcv+0xab"], [0x3000, "nft_do_chain+0x3e8"], [0x4000, "tcp_v4_rcv+0x91"]]);
+const names: Names = {
+  reason: (v) => reasonNames.get(v),
+  symbol: (_hi, lo) => symbols.get(lo) ?? "?",
+  rstReason: (v) => (v === 1 ? "NO_SOCKET" : undefined),
+  tracepoint: (e) => tracepointById.get(e.tracepoint)?.name,
+};
+const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
+const known = { reasons: new Set(reasons.keys()), hooks: new Set<string>() };
+const diagnoser = (extra = "") => new Diagnoser([...loadRules(rulesText, "rules.yaml", known), ...(extra ? loadRules(extra, "mine.yaml", known) : [])], reasons, names);
+
+const UDP: Partial<Packet> = { l3: 0x0800, l4: 17, saddr: "10.0.0.1", daddr: "10.0.0.2", sport: 5000, dport: 7777, ipLen: 48 };
+const TCP: Partial<Packet> = { ...UDP, l4: 6, tcpFlags: 2 };
+
+interface Step {
+  name: string;
+  tp?: number;
+  pkt?: Partial<Packet>;
+  drop?: { reason: number; at: number };
+  info?: [number, number];
+  ret?: number;
+  nf?: Partial<NfInfo>;
+}
+
+function life(steps: Step[], base: Partial<Packet> = UDP): HookLine[] {
+  return steps.map((s, i) => {
+    const pkt = { parsed: 6, tcpFlags: 0, tcpSeq: 0, tcpAck: 0, icmpType: 0, icmpCode: 0, icmpId: 0, icmpSeq: 0, arpOp: 0, vlan: 0, ttl: 64, ...base, ...s.pkt } as Packet;
+    const e: HookEvent = {
+      kind: "hook", cpu: 0, timeNs: 1000 + i, pkt, ctxId: 1, func: s.tp ? 0 : 0x9000 + i, tracepoint: s.tp ?? 0, phase: 0,
+      flags: s.drop ? 5 : 0, retval: 0, skb2: "", skb2Key: 0, location: { hi: 0xffffffff, lo: s.drop?.at ?? 0 }, reason: s.drop?.reason ?? 0,
+      info: s.info ?? [0, 0], stackId: -1,
+      meta: { skb: "ffff888100000000", skbKey: 1, len: 0, mark: 0, ifindex: 2, netns: 1, pid: 1, ifname: "veth1", comm: "x" },
+      nf: s.nf ? { family: 2, hook: 1, tableFamily: 1, table: "", chain: "", ...s.nf } : undefined,
+    };
+    const ret = s.ret === undefined ? undefined : { ...e, phase: 1, retval: s.ret };
+    return { e, name: s.name, notes: [], ret };
+  });
+}
+
+const T = tracepoint_id;
+const kfree = (reason: number, at: number): Step => ({ name: "kfree_skb", tp: T.TP_KFREE_SKB, drop: { reason, at } });
+const findings = (lines: HookLine[], extra = "") => diagnoser(extra).diagnose(lines, () => undefined);
+const summary = (fs: Finding[]) => fs.map((f) => `${f.level}:${f.rule}`);
+
+describe("rule families", () => {
+  test("closed UDP port: the ICMP error explains it, the bare drop reason is not repeated", () => {
+    const fs = findings(life([{ name: "netif_receive_skb", tp: T.TP_NETIF_RECEIVE_SKB }, { name: "icmp_send", tp: T.TP_ICMP_SEND, info: [3, 3] }, kfree(3, 0x1000)]));
+    expect(summary(fs)).toEqual(["error:port-unreachable"]);
+    expect(fs[0]!.message).toBe("nothing listens on udp port 7777 at 10.0.0.2: the host answered ICMP port unreachable");
+    expect(fs[0]!.advice).toContain("ss -lunp | grep ':7777'");
+  });
+
+  test("closed TCP port: connection refused, once, whether or not the reset carries a reason", () => {
+    const withReason = findings(life([{ name: "tcp_send_reset", tp: T.TP_TCP_SEND_RESET, info: [1, 0] }, kfree(3, 0x4000)], TCP));
+    const without = findings(life([kfree(3, 0x4000)], TCP));
+    expect(summary(withReason)).toEqual(["error:closed-tcp-port"]);
+    expect(summary(without)).toEqual(["error:closed-tcp-port"]);
+    expect(without[0]!.advice).toContain("ss -ltnp");
+  });
+
+  test("nftables drop seen by function hooks: table and chain in full, verdicts by name", () => {
+    const fs = findings(life([
+      { name: "nf_hook_slow", nf: { family: 2, hook: 1 }, ret: -1 },
+      { name: "nft_do_chain", nf: { family: 2, hook: 1, table: "my_long_table_name", chain: "my_input_chain", tableFamily: 1 }, ret: 0 },
+      kfree(12, 0x3000),
+    ]));
+    expect(summary(fs)).toEqual(["error:nft-chain-drop", "error:drop-reason"]);
+    expect(fs[0]!.message).toBe("packet is dropped by nftables: table inet my_long_table_name, chain my_input_chain (ipv4 INPUT)");
+    expect(fs[0]!.advice).toContain("nft -a list chain inet my_long_table_name my_input_chain");
+    expect(fs[1]).toMatchObject({ reason: "NETFILTER_DROP", location: "nft_do_chain+0x3e8" });
+  });
+
+  test("an accepting chain is no finding", () => {
+    const fs = findings(life([{ name: "nf_hook_slow", nf: { hook: 0 }, ret: 1 }, { name: "nft_do_chain", nf: { table: "t", chain: "c" }, ret: 1 }]));
+    expect(fs).toEqual([]);
+  });
+
+  test("NAT and then no socket: one finding about the mapping", () => {
+    const dnat = { daddr: "10.9.9.9", dport: 8080 };
+    const fs = findings(life([{ name: "netif_receive_skb", tp: T.TP_NETIF_RECEIVE_SKB }, { name: "ip_local_deliver", pkt: dnat }, { ...kfree(3, 0x1000), pkt: dnat }]));
+    expect(summary(fs)).toEqual(["error:nat-then-no-socket"]);
+    expect(fs[0]!.advice).toContain("10.9.9.9:8080");
+  });
+
+  test("a raw-socket ping's reply found no ping socket: information, not an error", () => {
+    const fs = findings(life([kfree(3, 0x2000)], { l3: 0x0800, l4: 1, saddr: "10.0.0.2", daddr: "10.0.0.1", icmpType: 0 }));
+    expect(summary(fs)).toEqual(["info:ping-reply-raw-socket"]);
+    expect(worst(fs)).toBe("info");
+  });
+
+  test("ICMP errors the kernel sent: TTL, MTU, no route, reject", () => {
+    const sent = (type: number, code: number) => summary(findings(life([{ name: "icmp_send", tp: T.TP_ICMP_SEND, info: [type, code] }], { ...UDP, ipLen: 1400 })));
+    expect(sent(11, 0)).toEqual(["error:ttl-exceeded"]);
+    expect(sent(3, 4)).toEqual(["error:fragmentation-needed"]);
+    expect(sent(3, 1)).toEqual(["error:no-route"]);
+    expect(sent(3, 13)).toEqual(["error:admin-prohibited"]);
+    const mtu = findings(life([{ name: "icmp_send", tp: T.TP_ICMP_SEND, info: [3, 4] }], { ...UDP, ipLen: 1400 }));
+    expect(mtu[0]!.message).toContain("1400 bytes");
+  });
+
+  test("sockets: receive queue full, UDP queueing failure", () => {
+    expect(summary(findings(life([{ name: "sock_rcvqueue_full", tp: T.TP_SOCK_RCVQUEUE_FULL }])))).toEqual(["error:socket-receive-queue-full"]);
+    expect(summary(findings(life([{ name: "udp_fail_queue_rcv_skb", tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, info: [-105, 0] }])))).toEqual(["error:udp-queue-failed"]);
+  });
+
+  test("return values by meaning: XDP_DROP, conntrack out of window, iptables NF_DROP", () => {
+    expect(summary(findings(life([{ name: "do_xdp_generic", ret: 1 }])))).toEqual(["error:xdp-drop"]);
+    expect(summary(findings(life([{ name: "do_xdp_generic", ret: 2 }])))).toEqual([]);
+    expect(summary(findings(life([{ name: "tcp_in_window", ret: 0 }], TCP)))).toEqual(["warn:conntrack-out-of-window"]);
+    expect(summary(findings(life([{ name: "ipt_do_table", ret: 0 }])))).toEqual(["error:iptables-drop"]);
+  });
+
+  test("TCP retransmission and bad checksum", () => {
+    expect(summary(findings(life([{ name: "tcp_retransmit_skb", tp: T.TP_TCP_RETRANSMIT_SKB }], TCP)))).toEqual(["warn:tcp-retransmission"]);
+    expect(summary(findings(life([{ name: "tcp_bad_csum", tp: T.TP_TCP_BAD_CSUM }], TCP)))).toEqual(["error:tcp-bad-checksum"]);
+  });
+
+  test("a drop with only its reason gets the knowledge base's explanation and advice", () => {
+    const fs = findings(life([kfree(16, 0x1000)]));
+    expect(fs).toHaveLength(1);
+    expect(fs[0]).toMatchObject({ rule: "drop-reason", reason: "IP_RPFILTER", level: reasons.get("IP_RPFILTER")!.level, advice: reasons.get("IP_RPFILTER")!.advice });
+  });
+
+  test("a normal life has no findings", () => {
+    expect(findings(life([{ name: "net_dev_queue", tp: T.TP_NET_DEV_QUEUE }, { name: "consume_skb", tp: T.TP_CONSUME_SKB }]))).toEqual([]);
+  });
+
+  test("user rules: 'after' looks at earlier events of the same packet", () => {
+    const rule = "- id: after-nat\n  level: warn\n  after: { hook: nf_nat_manip_pkt }\n  when: { drop_reason: any }\n  message: dropped after NAT at {hook}\n";
+    expect(summary(findings(life([{ name: "nf_nat_manip_pkt" }, kfree(2, 0x1000)]), rule))).toContain("warn:after-nat");
+    expect(summary(findings(life([kfree(2, 0x1000), { name: "nf_nat_manip_pkt" }]), rule))).not.toContain("warn:after-nat");
+  });
+});

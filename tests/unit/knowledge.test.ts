@@ -1,0 +1,63 @@
+// The knowledge base: the built-in files load, and every kind of mistake in
+// a rule file is reported with file, line and key.
+import { describe, expect, test } from "bun:test";
+import { dropReasonsText, rulesText, tracerTreeText } from "../../src/assets";
+import { loadDropReasons, loadRules, type KnownNames } from "../../src/knowledge";
+import { loadTracerTree } from "../../src/tracer-tree";
+import { SkbtrailError } from "../../src/errors";
+
+const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
+const known: KnownNames = { reasons: new Set(reasons.keys()), hooks: new Set() };
+
+function problem(text: string): string {
+  try {
+    loadRules(text, "mine.yaml", known);
+  } catch (e) {
+    expect(e).toBeInstanceOf(SkbtrailError);
+    expect((e as Error).message).not.toContain("\n");
+    return (e as Error).message;
+  }
+  throw new Error("the rule file was accepted");
+}
+
+describe("built-in knowledge", () => {
+  test("the drop reasons, rules and tracer tree load and validate", () => {
+    expect(reasons.get("NO_SOCKET")).toMatchObject({ level: "error" });
+    const rules = loadRules(rulesText, "knowledge/rules.yaml", known);
+    expect(rules.length).toBeGreaterThan(10);
+    expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
+    expect(loadTracerTree(tracerTreeText, "knowledge/tracers.yaml").length).toBeGreaterThan(3);
+  });
+});
+
+describe("a rule file with a mistake names file, line and key", () => {
+  const good = "- id: mine\n  level: warn\n  when: { hook: ip_rcv }\n  message: seen\n";
+
+  test("a valid file is accepted", () => {
+    expect(loadRules(good, "mine.yaml", known)[0]).toMatchObject({ id: "mine", level: "warn", line: 1, when: { hook: ["ip_rcv"] } });
+  });
+
+  const cases: [string, string, RegExp][] = [
+    ["unknown key", `${good}  colour: red\n`, /^mine\.yaml:5: colour: unknown key in a rule \(allowed: id, level, when/],
+    ["unknown level", good.replace("warn", "fatal"), /^mine\.yaml:2: level: 'fatal' is not valid: use info, warn or error$/],
+    ["wrong type", good.replace("message: seen", "message: [a, b]"), /^mine\.yaml:4: message: must be a non-empty string$/],
+    ["missing key", good.replace("  message: seen\n", ""), /^mine\.yaml:1: a rule lacks the key 'message'$/],
+    ["unknown condition", good.replace("hook: ip_rcv", "hook: ip_rcv, colour: red"), /^mine\.yaml:3: colour: unknown key in the conditions of rule mine/],
+    ["a drop reason no kernel has", good.replace("hook: ip_rcv", "drop_reason: NO_SUCH_REASON"), /^mine\.yaml:3: drop_reason: 'NO_SUCH_REASON' is not a drop reason of any supported kernel$/],
+    ["a return value given as a number", good.replace("hook: ip_rcv", "return: 4"), /^mine\.yaml:3: return: must be a non-empty string$/],
+    ["an unknown return meaning", good.replace("hook: ip_rcv", "return: NF_MAYBE"), /^mine\.yaml:3: return: 'NF_MAYBE' is not a return value meaning: use NF_DROP/],
+    ["an unknown ICMP error", good.replace("hook: ip_rcv", "icmp_sent: port-closed"), /^mine\.yaml:3: icmp_sent: 'port-closed' is not an ICMP error name/],
+    ["an unknown netfilter hook", good.replace("hook: ip_rcv", "nf_hook: INBOUND"), /^mine\.yaml:3: nf_hook: 'INBOUND' is not a netfilter hook/],
+    ["an unknown placeholder", good.replace("message: seen", "message: seen {colour}"), /^mine\.yaml:4: message: unknown placeholder \{colour\}/],
+    ["a duplicate id", good + good.replace("  level: warn", "  level: info"), /^mine\.yaml:5: id: 'mine' is used twice$/],
+    ["no conditions", good.replace("{ hook: ip_rcv }", "{}"), /^mine\.yaml:3: the conditions of rule mine needs at least one condition/],
+    ["not YAML", "- id: [unclosed\n", /^mine\.yaml:2: not valid YAML/],
+    ["not a list", "id: x\n", /^mine\.yaml:1: a rule file is a list of rules$/],
+  ];
+  for (const [what, text, expected] of cases) test(what, () => expect(problem(text)).toMatch(expected));
+
+  test("YAML tags that would build objects or run code are refused", () => {
+    expect(problem('- id: x\n  level: warn\n  when: { hook: !!js/function "function(){}" }\n  message: m\n')).toMatch(/^mine\.yaml:\d+: not valid YAML: unknown tag/);
+    expect(problem("- id: x\n  level: warn\n  when: { hook: !!binary aGVsbG8= }\n  message: m\n")).toMatch(/^mine\.yaml:\d+: not valid YAML: unknown tag/);
+  });
+});

@@ -37,7 +37,6 @@ enum hook_flags {
 /* Bits of the hook_flags map: per-hook settings made by TypeScript. */
 enum hook_setting {
 	SETTING_STACK = 1, /* record the kernel stack */
-	SETTING_FREE = 2,  /* the function frees the skb: the packet's life ends */
 };
 
 /*
@@ -65,6 +64,7 @@ enum tracepoint_id {
 	TP_ICMP_SEND = 16,
 	TP_SKB_COPY_DATAGRAM_IOVEC = 17,
 	TP_TCP_PROBE = 18,
+	TP_KMEM_CACHE_FREE = 19, /* a tracked skb's memory went back to the slab */
 };
 
 /* Set in packet.parsed: which layers the parser decoded. */

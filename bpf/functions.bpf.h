@@ -62,14 +62,14 @@ static __always_inline int func_entry(void *ctx, __u64 func, void *skb, bool kpr
 
 	if (kprobe && CFG.trace_ret)
 		stash_put(func, skb, 0);
-	return on_skb(ctx, skb, &h, 0);
+	return on_skb(ctx, skb, &h, false);
 }
 
 static __always_inline int func_return(void *ctx, __u64 func, void *skb, __s64 ret)
 {
 	struct hit h = { .func = func, .phase = PHASE_RETURN, .retval = ret };
 
-	return on_skb(ctx, skb, &h, 0);
+	return on_skb(ctx, skb, &h, false);
 }
 
 static __always_inline int kretprobe_return(struct pt_regs *ctx)
@@ -136,7 +136,7 @@ static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)
 {
 	struct hit h = { .func = func, .phase = PHASE_RETURN, .flags = HOOK_CLONE, .skb2 = clone };
 
-	return on_skb(ctx, skb, &h, 0);
+	return on_skb(ctx, skb, &h, false);
 }
 
 SEC("kprobe/skb_clone")

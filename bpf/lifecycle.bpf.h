@@ -12,14 +12,37 @@
 #ifndef SKBTRAIL_LIFECYCLE_BPF_H
 #define SKBTRAIL_LIFECYCLE_BPF_H
 
-/* skb address → packet context id. LRU: a flood cannot exhaust it; TypeScript
- * sizes it before load. */
+struct tracked_skb {
+	__u64 ctx_id;
+	__u32 flow;   /* hash of the addresses and ports last seen, see flow_hash() */
+	__u32 pad;
+};
+
+/* skb address → its packet context. LRU: a flood cannot exhaust it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct tracked_skb);
 } tracked SEC(".maps");
+
+/* FNV-1a of (source, destination) or, reversed, (destination, source). */
+static __always_inline __u32 flow_hash(const struct packet *pkt, bool reversed)
+{
+	const __u8 *a = reversed ? pkt->daddr : pkt->saddr;
+	const __u8 *b = reversed ? pkt->saddr : pkt->daddr;
+	__u32 pa = reversed ? pkt->dport : pkt->sport;
+	__u32 pb = reversed ? pkt->sport : pkt->dport;
+	__u32 h = 2166136261u;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		h = (h ^ a[i]) * 16777619u;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return ((h ^ pa) * 16777619u ^ pb) * 16777619u;
+}
 
 /* Events are built here, then copied to the ring only if kept. */
 struct {
@@ -68,22 +91,29 @@ static __always_inline __u8 hook_settings(const struct hit *h)
 	return settings ? *settings : 0;
 }
 
+/* The per-CPU event being built (its nf part is filled by netfilter hooks). */
+static __always_inline struct nf_event *scratch_event(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
+
 /*
- * Records the hit if the skb is tracked or matches the filters. `nf`, when
- * set, makes it an nf_event carrying netfilter details.
+ * Records the hit if the skb is tracked or matches the filters. With `nf`,
+ * it is an nf_event: the caller filled scratch_event()->nf.
  */
-static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct hit *h,
-				  const struct nf_info *nf)
+static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct hit *h, bool nf)
 {
 	__u64 key = (__u64)skb;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 zero = 0;
 	struct nf_event *e;
 	struct hook_event *he;
-	__u64 *known = 0;
-	__u64 id = 0;
+	struct tracked_skb *known = 0;
+	struct tracked_skb entry = {};
+	__u32 flow;
 	__u8 settings = hook_settings(h);
-	__u8 flags = h->flags | (settings & SETTING_FREE ? HOOK_FREE : 0);
+	__u8 flags = h->flags;
 
 	if (!skb)
 		return 0;
@@ -93,7 +123,7 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	 * often frees a packet after copying it); a drop always is. */
 	if (!known && !CFG.pkt_fixed && (flags & HOOK_FREE) && !(flags & HOOK_DROP))
 		return 0;
-	e = bpf_map_lookup_elem(&scratch, &zero);
+	e = scratch_event();
 	if (!e)
 		return 0;
 	he = &e->hook;
@@ -101,30 +131,41 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	__builtin_memset(&he->pkt, 0, sizeof(he->pkt));
 	fill_meta(skb, &he->meta);
 	parse_skb(skb, &he->pkt);
+	flow = flow_hash(&he->pkt, false);
+
+	/* A packet never turns into its own reverse: when a tracked skb shows
+	 * the reverse of its last addresses, the kernel freed it unseen (e.g.
+	 * into a per-CPU cache) and reused it for a reply. */
+	if (known && (he->pkt.parsed & PKT_L3) && known->flow == flow_hash(&he->pkt, true) && known->flow != flow)
+		known = 0;
 
 	if (known) {
-		id = *known;
+		entry = *known;
+		entry.flow = flow;
+		if (!(flags & HOOK_FREE))
+			bpf_map_update_elem(&tracked, &key, &entry, BPF_ANY);
 	} else {
 		if (!packet_matches(&he->pkt, &he->meta)) {
 			count(STAT_FILTERED);
 			return 0;
 		}
 		if (!CFG.pkt_fixed) {
-			id = new_context_id(now);
+			entry.ctx_id = new_context_id(now);
+			entry.flow = flow;
 			if (!(flags & HOOK_FREE))
-				bpf_map_update_elem(&tracked, &key, &id, BPF_ANY);
+				bpf_map_update_elem(&tracked, &key, &entry, BPF_ANY);
 		}
 	}
 	if (!CFG.pkt_fixed) {
 		if ((h->flags & HOOK_CLONE) && h->skb2)
-			bpf_map_update_elem(&tracked, &h->skb2, &id, BPF_ANY);
+			bpf_map_update_elem(&tracked, &h->skb2, &entry, BPF_ANY);
 		if (known && (flags & HOOK_FREE))
 			bpf_map_delete_elem(&tracked, &key);
 	}
 
 	fill_header(&he->hdr, nf ? EVENT_NF : EVENT_HOOK, nf ? sizeof(*e) : sizeof(*he));
 	he->hdr.time_ns = now;
-	he->ctx_id = id;
+	he->ctx_id = entry.ctx_id;
 	he->func = h->func;
 	he->tracepoint = h->tracepoint;
 	he->phase = h->phase;
@@ -136,10 +177,37 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	he->info[0] = h->info[0];
 	he->info[1] = h->info[1];
 	he->stack_id = settings & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
-	if (nf) {
-		e->nf = *nf;
+	if (nf)
 		return output(e, sizeof(*e));
-	}
+	return output(he, sizeof(*he));
+}
+
+/*
+ * kmem:kmem_cache_free(call_site, ptr, cache): a slab object is freed. When
+ * it is a tracked skb, the packet's life ended through a path without an
+ * skb tracepoint (__kfree_skb, UDP delivery, TCP's deferred frees…). Say so
+ * and forget the address, or the next skb allocated there would join the
+ * old packet. The skb's data is already released: nothing is parsed.
+ */
+static __always_inline int on_slab_free(void *ptr)
+{
+	__u64 key = (__u64)ptr;
+	struct tracked_skb *known = bpf_map_lookup_elem(&tracked, &key);
+	struct hook_event *he;
+
+	if (!known)
+		return 0;
+	he = (struct hook_event *)scratch_event();
+	if (!he)
+		return 0;
+	__builtin_memset(he, 0, sizeof(*he));
+	fill_header(&he->hdr, EVENT_HOOK, sizeof(*he));
+	he->meta.skb = key;
+	he->ctx_id = known->ctx_id;
+	he->tracepoint = TP_KMEM_CACHE_FREE;
+	he->flags = HOOK_FREE;
+	he->stack_id = -1;
+	bpf_map_delete_elem(&tracked, &key);
 	return output(he, sizeof(*he));
 }
 

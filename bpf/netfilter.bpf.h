@@ -27,13 +27,16 @@ static __always_inline int nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __
 				  const struct nf_hook_state *state, struct nft_chain *chain)
 {
 	struct hit h = { .func = func, .phase = phase, .retval = ret };
-	struct nf_info nf = {};
+	struct nf_event *e = scratch_event();
 
+	if (!e)
+		return 0;
+	__builtin_memset(&e->nf, 0, sizeof(e->nf));
 	if (state)
-		nf_from_state(&nf, state);
+		nf_from_state(&e->nf, state);
 	if (chain)
-		nf_from_chain(&nf, chain);
-	return on_skb(ctx, skb, &h, &nf);
+		nf_from_chain(&e->nf, chain);
+	return on_skb(ctx, skb, &h, true);
 }
 
 /* int nf_hook_slow(struct sk_buff *skb, struct nf_hook_state *state, …) */

@@ -32,7 +32,7 @@ static __always_inline int tp_hit(__u64 *ctx, __u32 id, void *skb, __u8 flags, _
 {
 	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 } };
 
-	return on_skb(ctx, skb, &h, 0);
+	return on_skb(ctx, skb, &h, false);
 }
 
 static __always_inline int tp_kfree_skb(__u64 *ctx, __u32 reason)
@@ -44,7 +44,7 @@ static __always_inline int tp_kfree_skb(__u64 *ctx, __u32 reason)
 		.reason = reason,
 	};
 
-	return on_skb(ctx, (void *)ctx[0], &h, 0);
+	return on_skb(ctx, (void *)ctx[0], &h, false);
 }
 
 /* (skb, location, reason[, rx_sk]) from 5.17; (skb, location) before */
@@ -70,5 +70,7 @@ TP_PROGRAMS(udp_fail_queue_rcv_skb, tp_hit(ctx, TP_UDP_FAIL_QUEUE_RCV_SKB, (void
 TP_PROGRAMS(sock_rcvqueue_full, tp_hit(ctx, TP_SOCK_RCVQUEUE_FULL, (void *)ctx[1], 0, 0, 0))
 TP_PROGRAMS(icmp_send, tp_hit(ctx, TP_ICMP_SEND, (void *)ctx[0], 0, (__s32)ctx[1], (__s32)ctx[2]))
 TP_PROGRAMS(skb_copy_datagram_iovec, tp_hit(ctx, TP_SKB_COPY_DATAGRAM_IOVEC, (void *)ctx[0], 0, (__s32)ctx[1], 0))
+/* (call_site, ptr, cache): no skb argument, see on_slab_free() */
+TP_PROGRAMS(kmem_cache_free, on_slab_free((void *)ctx[1]))
 
 #endif /* SKBTRAIL_TRACEPOINTS_BPF_H */

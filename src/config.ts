@@ -19,7 +19,7 @@ export interface ConfigInput {
   wakeupBytes: number;
   pktFixed?: boolean;
   traceRet?: boolean;
-  /** Some hooks have settings in the hook_flags map (stacks, frees). */
+  /** Some hooks have settings in the hook_flags map (stacks). */
   hookSettings?: boolean;
 }
 

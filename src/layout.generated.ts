@@ -24,7 +24,6 @@ export const hook_flags = {
 
 export const hook_setting = {
   SETTING_STACK: 1,
-  SETTING_FREE: 2,
 } as const;
 
 export const tracepoint_id = {
@@ -47,6 +46,7 @@ export const tracepoint_id = {
   TP_ICMP_SEND: 16,
   TP_SKB_COPY_DATAGRAM_IOVEC: 17,
   TP_TCP_PROBE: 18,
+  TP_KMEM_CACHE_FREE: 19,
 } as const;
 
 export const packet_layers = {

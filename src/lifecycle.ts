@@ -5,9 +5,11 @@
 // past the limits, the oldest contexts are flushed early and events beyond
 // a context's cap are counted, not kept.
 import type { HookEvent } from "./decode";
+import { tracepoint_id } from "./layout.generated";
 
 const HOOK_FREE = 1;
 const HOOK_CLONE = 2;
+const SLAB_FREE = tracepoint_id.TP_KMEM_CACHE_FREE;
 
 export interface PacketContext {
   id: number;
@@ -59,6 +61,11 @@ export class Lifecycle {
     // With --pkt-fixed the kernel tracks nothing: one context per skb address.
     const id = e.ctxId || e.meta.skbKey;
     let ctx = this.open.get(id);
+    if (e.tracepoint === SLAB_FREE) {
+      // The skb's memory was freed: it only ends a life, nothing to show.
+      if (ctx) this.free(ctx, e.meta.skbKey);
+      return;
+    }
     if (!ctx) {
       if (this.open.size >= this.limits.maxContexts) this.evictOldest();
       ctx = { id, skbs: [], events: [], firstNs: e.timeNs, lastNs: e.timeNs, end: "freed", truncated: 0, live: new Set(), seen: new Set(), freed: false };
@@ -77,10 +84,12 @@ export class Lifecycle {
     }
     ctx.firstNs = Math.min(ctx.firstNs, e.timeNs);
     ctx.lastNs = Math.max(ctx.lastNs, e.timeNs);
-    if (e.flags & HOOK_FREE) {
-      ctx.live.delete(e.meta.skbKey);
-      if (ctx.live.size === 0) ctx.freed = true;
-    }
+    if (e.flags & HOOK_FREE) this.free(ctx, e.meta.skbKey);
+  }
+
+  private free(ctx: Open, skb: number): void {
+    ctx.live.delete(skb);
+    if (ctx.live.size === 0) ctx.freed = true;
   }
 
   private remember(ctx: Open, key: number, hex: string): void {

@@ -26,8 +26,6 @@ export interface FunctionHook {
   group?: string;
   fn: KernelFunction;
   backend: FunctionBackend;
-  /** It frees the skb: the packet's life ends there. */
-  frees?: boolean;
   /** Programs that run at entry and at return (either may be absent). */
   entry?: string;
   exit?: string;
@@ -68,11 +66,11 @@ export const FREE_FUNCTIONS: Record<string, string> = {
 export const LIFE_TRACEPOINTS = ["skb:kfree_skb", "skb:consume_skb"];
 
 /**
- * Functions that free an skb without those tracepoints (UDP delivery, TCP's
- * deferred frees, direct __kfree_skb callers): traced when function hooks
- * exist, so contexts end when the packet really does.
+ * Frees without an skb tracepoint (__kfree_skb, UDP delivery, TCP's
+ * deferred frees) still return the skb to its slab: kmem_cache_free ends
+ * those lives, and keeps a reused address out of the old packet.
  */
-export const LIFE_FUNCTIONS = ["skb_consume_udp", "skb_attempt_defer_free", "__kfree_skb"];
+export const SLAB_FREE_TRACEPOINT = "kmem:kmem_cache_free";
 
 export interface PlanInput {
   btf: Btf;
@@ -83,8 +81,8 @@ export interface PlanInput {
   extraFunctions: string[];
   backend?: BackendChoice;
   ret: boolean;
-  /** Packet lifecycles (not --basic): add the hooks that end them. */
-  lifecycle: boolean;
+  /** skbs are followed by address (not --pkt-fixed): watch their memory being freed. */
+  followSkbs: boolean;
 }
 
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
@@ -139,7 +137,7 @@ export function makePlan(input: PlanInput): Plan {
     hooks.push({ kind: "tracepoint", name, group, spec, program: `${program}_${features.tpBtf ? "btf" : "raw"}` });
   };
 
-  const addFunction = (name: string, group?: string, frees = false) => {
+  const addFunction = (name: string, group?: string) => {
     if (FREE_FUNCTIONS[name]) return addTracepoint(FREE_FUNCTIONS[name]!, group);
     if (planned.has(name)) return;
     planned.add(name);
@@ -147,11 +145,11 @@ export function makePlan(input: PlanInput): Plan {
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);
     if (typeof backend !== "string") return skipped.push({ name, why: backend.why });
-    hooks.push({ kind: "function", name, group, fn: r.fn, backend, frees: frees || undefined, ...programsFor(r.fn, backend, input.ret && !frees) });
+    hooks.push({ kind: "function", name, group, fn: r.fn, backend, ...programsFor(r.fn, backend, input.ret) });
   };
 
   for (const tp of LIFE_TRACEPOINTS) addTracepoint(tp, "life");
-  if (input.lifecycle && input.backend !== "tracepoint") for (const fn of LIFE_FUNCTIONS) addFunction(fn, "life", true);
+  if (input.followSkbs) addTracepoint(SLAB_FREE_TRACEPOINT, "life");
   for (const h of selection.hooks as TreeHook[]) (h.kind === "tracepoint" ? addTracepoint : addFunction)(h.name, h.group);
   for (const name of input.extraFunctions) addFunction(name);
   return { hooks, skipped };

@@ -84,7 +84,7 @@ function planFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { plan: 
   const features = readFeatures(kernel, needFunctions);
   checkBackend(opts.backend, features);
   kernel.btf.indexNames();
-  const plan = makePlan({ btf: kernel.btf, functions, features, selection, extraFunctions, backend: opts.backend, ret: opts.ret, lifecycle: opts.mode !== "basic" });
+  const plan = makePlan({ btf: kernel.btf, functions, features, selection, extraFunctions, backend: opts.backend, ret: opts.ret, followSkbs: !opts.pktFixed });
   return { plan, features };
 }
 
@@ -267,7 +267,7 @@ function enumNames(kernel: KernelInfo, name: string, prefix: RegExp): Map<number
 
 const hookKey = (h: Plan["hooks"][number]) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
 
-/** The hook_flags map: stacks for --trace-stack, and the functions that free skbs. */
+/** The hook_flags map: stacks for --trace-stack. */
 function hookSettings(stackSelectors: string[], plan: Plan): Map<bigint, number> {
   const settings = new Map<bigint, number>();
   for (const sel of stackSelectors) {
@@ -275,6 +275,5 @@ function hookSettings(stackSelectors: string[], plan: Plan): Map<bigint, number>
     if (!hooks.length) throw usageError(`--trace-stack: '${sel}' is not among the traced hooks; name a traced function, tracepoint or group`);
     for (const h of hooks) settings.set(hookKey(h), hook_setting.SETTING_STACK);
   }
-  for (const h of plan.hooks) if (h.kind === "function" && h.frees) settings.set(hookKey(h), (settings.get(hookKey(h)) ?? 0) | hook_setting.SETTING_FREE);
   return settings;
 }

@@ -10,7 +10,7 @@ export interface TracepointSpec {
   id: number;
   /** "category:event", as users write it in -t and in knowledge/. */
   name: string;
-  /** Position of the struct sk_buff * argument. */
+  /** Position of the struct sk_buff * argument (-1: the program finds its object itself). */
   skbArg: number;
   /** Program name prefixes, most specific first: [minimum argument count, program]. */
   variants: [number, string][];
@@ -39,6 +39,7 @@ export const TRACEPOINTS: TracepointSpec[] = [
   { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, "tp_sock_rcvqueue_full"]] },
   { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, "tp_icmp_send"]] },
   { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, "tp_skb_copy_datagram_iovec"]] },
+  { id: T.TP_KMEM_CACHE_FREE, name: "kmem:kmem_cache_free", skbArg: -1, variants: [[2, "tp_kmem_cache_free"]], free: true },
 ];
 
 export const tracepointById = new Map(TRACEPOINTS.map((t) => [t.id, t]));
@@ -49,7 +50,7 @@ export function tracepointProgram(btf: Btf, spec: TracepointSpec): { program?: s
   const event = spec.name.split(":")[1]!;
   const params = tracepointParams(btf, event);
   if (!params) return { why: "this kernel has no such tracepoint" };
-  if (!/struct sk_buff \*$/.test(params[spec.skbArg] ?? ""))
+  if (spec.skbArg >= 0 && !/struct sk_buff \*$/.test(params[spec.skbArg] ?? ""))
     return { why: `argument ${spec.skbArg} is ${params[spec.skbArg] ?? "missing"}, not struct sk_buff * (tracepoint changed: ${params.join(", ")})` };
   const variant = spec.variants.find(([min]) => params.length >= min);
   return variant ? { program: variant[1] } : { why: `unexpected arguments (${params.join(", ")})` };

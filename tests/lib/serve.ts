@@ -1,6 +1,6 @@
 // A tiny server for test traffic, run inside a namespace:
 //   bun tests/lib/serve.ts udp|tcp PORT SECONDS
-// It accepts/reads what comes, answers TCP with "ok", and exits after SECONDS.
+// It echoes UDP datagrams, answers TCP with "ok", and exits after SECONDS.
 export {};
 const [proto, port, seconds] = process.argv.slice(2);
 if ((proto !== "udp" && proto !== "tcp") || !port) {
@@ -8,7 +8,15 @@ if ((proto !== "udp" && proto !== "tcp") || !port) {
   process.exit(2);
 }
 if (proto === "udp") {
-  await Bun.udpSocket({ port: Number(port), hostname: "::", socket: { data() {} } });
+  await Bun.udpSocket({
+    port: Number(port),
+    hostname: "::",
+    socket: {
+      data(sock, data, peerPort, peerAddr) {
+        sock.send(data, peerPort, peerAddr);
+      },
+    },
+  });
 } else {
   Bun.listen({
     hostname: "::",

@@ -161,9 +161,12 @@ struct nf_info {
 	__u8 family;       /* NFPROTO_*: 2 ipv4, 10 ipv6, 3 arp, 7 bridge, 1 inet */
 	__u8 hook;         /* NF_INET_*: 0 PRE_ROUTING … 4 POST_ROUTING */
 	__u8 table_family; /* NFPROTO_* of the nftables table (inet tables serve ipv4 and ipv6) */
-	__u8 pad[5];
+	__u8 hook_count;   /* nf_hook_slow with --hooks: functions registered on the hook */
+	__u8 hook_start;   /* index of the first one this call runs */
+	__u8 pad[3];
 	char table[64];    /* nftables/iptables table name ("" for nf_hook_slow) */
 	char chain[64];    /* nftables chain name */
+	__u64 hook_funcs[8];
 };
 
 struct nf_event {
@@ -207,6 +210,8 @@ struct skbtrail_config {
 	__u8 pkt_fixed;               /* no following by skb address: filter at every hook */
 	__u8 trace_ret;               /* --ret: record return values */
 	__u8 hook_settings;           /* the hook_flags map has entries: look hooks up */
+	__u8 nf_hooks;                /* --hooks: record the functions on each netfilter hook */
+	__u8 pad2[7];
 	__u32 wakeup_bytes;           /* wake the reader when this much is pending */
 };
 

@@ -94,6 +94,16 @@ struct nf_hook_state {
 	__u8 pf;
 } __attribute__((preserve_access_index));
 
+struct nf_hook_entry {
+	void *hook;
+	void *priv;
+} __attribute__((preserve_access_index));
+
+struct nf_hook_entries {
+	__u16 num_hook_entries;
+	struct nf_hook_entry hooks[];
+} __attribute__((preserve_access_index));
+
 struct nft_pktinfo {
 	struct sk_buff *skb;
 	const struct nf_hook_state *state;

@@ -1,30 +1,50 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Netfilter hooks with their details: nf_hook_slow (family and hook of the
- * hook being run, verdict at return) and nft_do_chain (the nftables table
- * and chain, full names, and the chain's verdict). Each as kprobe/kretprobe
- * and fentry/fexit; TypeScript picks what the kernel supports.
+ * hook being run, with --hooks the functions registered on it, and the
+ * verdict at return) and nft_do_chain (the nftables table and chain, full
+ * names, and the chain's verdict). Each as kprobe/kretprobe and
+ * fentry/fexit; TypeScript picks what the kernel supports.
  */
 #ifndef SKBTRAIL_NETFILTER_BPF_H
 #define SKBTRAIL_NETFILTER_BPF_H
 
-static __always_inline void nf_from_state(struct nf_info *nf, const struct nf_hook_state *state)
-{
-	nf->family = BPF_CORE_READ(state, pf);
-	nf->hook = BPF_CORE_READ(state, hook);
-}
+struct nf_details {
+	const struct nf_hook_state *state;
+	struct nft_chain *chain;
+	const struct nf_hook_entries *entries; /* nf_hook_slow's hook functions */
+	__u32 start;                           /* the first entry this call runs */
+};
 
-static __always_inline void nf_from_chain(struct nf_info *nf, struct nft_chain *chain)
+static __always_inline void nf_fill(struct nf_info *nf, const struct nf_details *d)
 {
-	struct nft_table *table = BPF_CORE_READ(chain, table);
+	if (d->state) {
+		nf->family = BPF_CORE_READ(d->state, pf);
+		nf->hook = BPF_CORE_READ(d->state, hook);
+	}
+	if (d->chain) {
+		struct nft_table *table = BPF_CORE_READ(d->chain, table);
 
-	bpf_probe_read_kernel_str(nf->chain, sizeof(nf->chain), BPF_CORE_READ(chain, name));
-	bpf_probe_read_kernel_str(nf->table, sizeof(nf->table), BPF_CORE_READ(table, name));
-	nf->table_family = BPF_CORE_READ_BITFIELD_PROBED(table, family);
+		bpf_probe_read_kernel_str(nf->chain, sizeof(nf->chain), BPF_CORE_READ(d->chain, name));
+		bpf_probe_read_kernel_str(nf->table, sizeof(nf->table), BPF_CORE_READ(table, name));
+		nf->table_family = BPF_CORE_READ_BITFIELD_PROBED(table, family);
+	}
+	if (d->entries && CFG.nf_hooks) {
+		__u16 count = BPF_CORE_READ(d->entries, num_hook_entries);
+		/* struct nf_hook_entry is two pointers on every kernel */
+		const void **first = (const void **)__builtin_preserve_access_index(&d->entries->hooks[0]);
+
+		nf->hook_count = count;
+		nf->hook_start = d->start;
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			if (i < count)
+				bpf_probe_read_kernel(&nf->hook_funcs[i], sizeof(__u64), &first[2 * i]);
+	}
 }
 
 static __always_inline int nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __u8 phase, __s64 ret,
-				  const struct nf_hook_state *state, struct nft_chain *chain)
+				  const struct nf_details *d)
 {
 	struct hit h = { .func = func, .phase = phase, .retval = ret };
 	struct nf_event *e = scratch_event();
@@ -32,23 +52,20 @@ static __always_inline int nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __
 	if (!e)
 		return 0;
 	__builtin_memset(&e->nf, 0, sizeof(e->nf));
-	if (state)
-		nf_from_state(&e->nf, state);
-	if (chain)
-		nf_from_chain(&e->nf, chain);
+	nf_fill(&e->nf, d);
 	return on_skb(ctx, skb, &h, true);
 }
 
-/* int nf_hook_slow(struct sk_buff *skb, struct nf_hook_state *state, …) */
+/* int nf_hook_slow(struct sk_buff *skb, struct nf_hook_state *state,
+ *                  const struct nf_hook_entries *e, unsigned int s) */
 SEC("kprobe/nf_hook_slow")
 int kprobe_nf_hook_slow(struct pt_regs *ctx)
 {
 	__u64 func = bpf_get_attach_cookie(ctx);
-	struct sk_buff *skb = (void *)PT_REGS_PARM1(ctx);
-	struct nf_hook_state *state = (void *)PT_REGS_PARM2(ctx);
+	struct nf_details d = { (void *)PT_REGS_PARM2(ctx), 0, (void *)PT_REGS_PARM3(ctx), PT_REGS_PARM4(ctx) };
 
-	stash_put(func, skb, state);
-	return nf_hit(ctx, func, skb, PHASE_ENTRY, 0, state, 0);
+	stash_put(func, (void *)PT_REGS_PARM1(ctx), (void *)d.state);
+	return nf_hit(ctx, func, (void *)PT_REGS_PARM1(ctx), PHASE_ENTRY, 0, &d);
 }
 
 SEC("kretprobe/nf_hook_slow")
@@ -56,28 +73,36 @@ int kretprobe_nf_hook_slow(struct pt_regs *ctx)
 {
 	__u64 func = bpf_get_attach_cookie(ctx);
 	struct stash_value v;
+	struct nf_details d = {};
 
 	if (!stash_take(func, &v))
 		return 0;
-	return nf_hit(ctx, func, (void *)v.skb, PHASE_RETURN, (int)PT_REGS_RC(ctx), (void *)v.arg, 0);
+	d.state = (void *)v.arg;
+	return nf_hit(ctx, func, (void *)v.skb, PHASE_RETURN, (int)PT_REGS_RC(ctx), &d);
 }
 
 SEC("fentry/nf_hook_slow")
 int fentry_nf_hook_slow(__u64 *ctx)
 {
-	return nf_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], PHASE_ENTRY, 0, (void *)ctx[1], 0);
+	struct nf_details d = { (void *)ctx[1], 0, (void *)ctx[2], (__u32)ctx[3] };
+
+	return nf_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], PHASE_ENTRY, 0, &d);
 }
 
 SEC("fexit/nf_hook_slow")
 int fexit_nf_hook_slow(__u64 *ctx)
 {
-	return nf_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], PHASE_RETURN, (int)fexit_ret(ctx), (void *)ctx[1], 0);
+	struct nf_details d = { .state = (void *)ctx[1] };
+
+	return nf_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], PHASE_RETURN, (int)fexit_ret(ctx), &d);
 }
 
 /* unsigned int nft_do_chain(struct nft_pktinfo *pkt, void *priv): priv is the chain */
 static __always_inline int nft_hit(void *ctx, __u64 func, struct nft_pktinfo *pkt, void *chain, __u8 phase, __s64 ret)
 {
-	return nf_hit(ctx, func, BPF_CORE_READ(pkt, skb), phase, ret, BPF_CORE_READ(pkt, state), chain);
+	struct nf_details d = { BPF_CORE_READ(pkt, state), chain };
+
+	return nf_hit(ctx, func, BPF_CORE_READ(pkt, skb), phase, ret, &d);
 }
 
 SEC("kprobe/nft_do_chain")

@@ -21,6 +21,8 @@ export interface ConfigInput {
   traceRet?: boolean;
   /** Some hooks have settings in the hook_flags map (stacks). */
   hookSettings?: boolean;
+  /** --hooks: record the functions registered on each netfilter hook. */
+  nfHooks?: boolean;
 }
 
 function writeAddr(view: DataView, at: number, f: AddrFilter | undefined): void {
@@ -72,6 +74,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   v.setUint8(C.pkt_fixed.offset, input.pktFixed ? 1 : 0);
   v.setUint8(C.trace_ret.offset, input.traceRet ? 1 : 0);
   v.setUint8(C.hook_settings.offset, input.hookSettings ? 1 : 0);
+  v.setUint8(C.nf_hooks.offset, input.nfHooks ? 1 : 0);
   v.setUint32(C.wakeup_bytes.offset, input.wakeupBytes, true);
 }
 

@@ -63,6 +63,8 @@ export interface NfInfo {
   tableFamily: number;
   table: string;
   chain: string;
+  /** --hooks: addresses of the functions registered on the hook, as [hi, lo]. */
+  hookFuncs: [number, number][];
 }
 
 export interface HookEvent {
@@ -234,7 +236,13 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
       tableFamily: b.u8[at + N.table_family.offset]!,
       table: kernelString(b.u8, at + N.table.offset, N.table.size),
       chain: kernelString(b.u8, at + N.chain.offset, N.chain.size),
+      hookFuncs: [],
     };
+    const count = Math.min(b.u8[at + N.hook_count.offset]!, N.hook_funcs.size / 8);
+    for (let i = 0; i < count; i++) {
+      const w = (at + N.hook_funcs.offset + 8 * i) >>> 2;
+      e.nf.hookFuncs.push([b.u32[w + 1]!, b.u32[w]!]);
+    }
   }
   return e;
 }

@@ -49,6 +49,7 @@ export class Diagnosis {
     /** The plan has no nft_do_chain hook: ask the kernel for drop stacks instead. */
     readonly wantsDropStacks: boolean,
     private readonly stackOf: (id: number) => string[],
+    private readonly symbol: (hi: number, lo: number) => string,
   ) {}
 
   static create(opts: Options, kernel: KernelInfo, plan: Plan, tree: TreeGroup[], namer: Namer, stackOf: (id: number) => string[]): Diagnosis {
@@ -57,7 +58,7 @@ export class Diagnosis {
     const groups = new Map(plan.hooks.map((h) => [h.name, h.group]));
     for (const h of plan.hooks) if (h.kind === "tracepoint") groups.set(h.name.split(":")[1]!, h.group);
     const hasNftHook = plan.hooks.some((h) => h.name === "nft_do_chain");
-    return new Diagnosis(new Diagnoser(rules, reasons, names), (n) => groups.get(n), opts.hooks, !hasNftHook, stackOf);
+    return new Diagnosis(new Diagnoser(rules, reasons, names), (n) => groups.get(n), opts.hooks, !hasNftHook, stackOf, namer.symbol);
   }
 
   async examine(lines: HookLine[]): Promise<Finding[]> {
@@ -65,9 +66,17 @@ export class Diagnosis {
     for (const f of findings) {
       if (f.rule !== "drop-reason" || f.reason !== "NETFILTER_DROP") continue;
       const drop = lines.find((l) => l.e.flags & 4);
-      if (drop) f.details = await this.firewallDetails(drop, lines, f);
+      if (drop) f.details = [...(await this.firewallDetails(drop, lines, f)), ...this.hookFunctions(lines)];
     }
     return findings;
+  }
+
+  /** --hooks with function hooks: the kernel functions registered on the netfilter hook that dropped. */
+  private hookFunctions(lines: HookLine[]): string[] {
+    if (!this.showHooks) return [];
+    const dropped = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length);
+    if (!dropped?.e.nf) return [];
+    return ["hook functions on this hook, in order:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${this.symbol(hi, lo).replace(/\+0x0$/, "")}`)];
   }
 
   /** Which hook dropped it and which nftables chains sit there, from the stack and the ruleset. */

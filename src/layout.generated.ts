@@ -145,21 +145,24 @@ export const layout = {
     },
   },
   nf_info: {
-    size: 136,
+    size: 200,
     fields: {
       family: { offset: 0, size: 1, type: "__u8" },
       hook: { offset: 1, size: 1, type: "__u8" },
       table_family: { offset: 2, size: 1, type: "__u8" },
-      pad: { offset: 3, size: 5, type: "__u8[5]" },
+      hook_count: { offset: 3, size: 1, type: "__u8" },
+      hook_start: { offset: 4, size: 1, type: "__u8" },
+      pad: { offset: 5, size: 3, type: "__u8[3]" },
       table: { offset: 8, size: 64, type: "char[64]" },
       chain: { offset: 72, size: 64, type: "char[64]" },
+      hook_funcs: { offset: 136, size: 64, type: "__u64[8]" },
     },
   },
   nf_event: {
-    size: 352,
+    size: 416,
     fields: {
       hook: { offset: 0, size: 216, type: "struct hook_event" },
-      nf: { offset: 216, size: 136, type: "struct nf_info" },
+      nf: { offset: 216, size: 200, type: "struct nf_info" },
     },
   },
   addr_filter: {
@@ -172,7 +175,7 @@ export const layout = {
     },
   },
   skbtrail_config: {
-    size: 200,
+    size: 208,
     fields: {
       saddr: { offset: 0, size: 36, type: "struct addr_filter" },
       daddr: { offset: 36, size: 36, type: "struct addr_filter" },
@@ -197,7 +200,9 @@ export const layout = {
       pkt_fixed: { offset: 193, size: 1, type: "__u8" },
       trace_ret: { offset: 194, size: 1, type: "__u8" },
       hook_settings: { offset: 195, size: 1, type: "__u8" },
-      wakeup_bytes: { offset: 196, size: 4, type: "__u32" },
+      nf_hooks: { offset: 196, size: 1, type: "__u8" },
+      pad2: { offset: 197, size: 7, type: "__u8[7]" },
+      wakeup_bytes: { offset: 204, size: 4, type: "__u32" },
     },
   },
 } as const;

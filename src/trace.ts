@@ -163,6 +163,7 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
         pktFixed: opts.pktFixed,
         traceRet: opts.ret,
         hookSettings: settings.size > 0,
+        nfHooks: opts.hooks,
       },
       RING_BYTES,
     );

@@ -42,7 +42,7 @@ function life(steps: Step[], base: Partial<Packet> = UDP): HookLine[] {
       flags: s.drop ? 5 : 0, retval: 0, skb2: "", skb2Key: 0, location: { hi: 0xffffffff, lo: s.drop?.at ?? 0 }, reason: s.drop?.reason ?? 0,
       info: s.info ?? [0, 0], stackId: -1,
       meta: { skb: "ffff888100000000", skbKey: 1, len: 0, mark: 0, ifindex: 2, netns: 1, pid: 1, ifname: "veth1", comm: "x" },
-      nf: s.nf ? { family: 2, hook: 1, tableFamily: 1, table: "", chain: "", ...s.nf } : undefined,
+      nf: s.nf ? { family: 2, hook: 1, tableFamily: 1, table: "", chain: "", hookFuncs: [], ...s.nf } : undefined,
     };
     const ret = s.ret === undefined ? undefined : { ...e, phase: 1, retval: s.ret };
     return { e, name: s.name, notes: [], ret };

@@ -118,6 +118,34 @@ KPROBE_PROGRAMS(2, PT_REGS_PARM3)
 KPROBE_PROGRAMS(3, PT_REGS_PARM4)
 KPROBE_PROGRAMS(4, PT_REGS_PARM5)
 
+/* __netif_receive_skb_core(struct sk_buff **pskb, …) since 5.x: the skb is
+ * behind the first argument. */
+static __always_inline void *deref_skb(void *pskb)
+{
+	void *skb = 0;
+
+	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
+	return skb;
+}
+
+SEC("kprobe.multi")
+int kmulti_pskb0(struct pt_regs *ctx)
+{
+	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)), false);
+}
+
+SEC("kprobe")
+int kprobe_pskb0(struct pt_regs *ctx)
+{
+	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)), false);
+}
+
+SEC("fentry")
+int fentry_pskb0(__u64 *ctx)
+{
+	return func_entry(ctx, bpf_get_func_ip(ctx), deref_skb((void *)ctx[0]), false);
+}
+
 SEC("kretprobe.multi")
 int kmulti_return(struct pt_regs *ctx)
 {

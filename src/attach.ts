@@ -9,6 +9,9 @@ import { close } from "../ffi/libc";
 import { fullAddress } from "./kernel/kallsyms";
 import type { FunctionHook, Plan } from "./plan";
 
+/** fentry/fexit programs without a fixed target: loaded for a first function, copied for the others. */
+const CLONED = /_p?skb\d$/;
+
 /** Everything attached, as file descriptors the kernel counts as owners. */
 export class Attachments {
   readonly links: BpfLink[] = [];
@@ -48,7 +51,7 @@ export function programsToLoad(obj: BpfObject, plan: Plan): string[] {
     for (const p of [h.entry, h.exit]) {
       if (!p) continue;
       names.add(p);
-      if (h.backend === "fentry" && /_skb\d$/.test(p) && !templates.has(p)) templates.set(p, h.fn.symbol);
+      if (h.backend === "fentry" && CLONED.test(p) && !templates.has(p)) templates.set(p, h.fn.symbol);
     }
   }
   for (const [program, target] of templates) obj.program(program).setAttachTarget(target);
@@ -85,7 +88,7 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): void 
     for (const [program, hooks] of group(fns.filter((h) => h.backend === "fentry"), programOf)) {
       const prog = obj.program(program);
       into.links.push(prog.attach());
-      if (!/_skb\d$/.test(program)) continue; // fixed-target programs (nf_hook_slow, skb_clone…)
+      if (!CLONED.test(program)) continue; // fixed-target programs (nf_hook_slow, skb_clone…)
       for (const h of hooks.slice(1)) into.linkFds.push(prog.cloneAndAttach(h.fn.btfId, retprobe ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY));
     }
   }

@@ -106,6 +106,7 @@ function programsFor(fn: KernelFunction, backend: FunctionBackend, ret: boolean)
       : { entry: special.kprobe, exit: special.kretprobe };
   }
   const n = fn.skbArg;
+  if (fn.pskb) return { entry: `${backend === "kprobe-multi" ? "kmulti" : backend}_pskb0` };
   switch (backend) {
     case "kprobe-multi": return { entry: `kmulti_skb${n}`, exit: ret ? "kmulti_return" : undefined };
     case "fentry": return { entry: `fentry_skb${n}`, exit: ret ? `fexit_skb${n}` : undefined };

@@ -15,6 +15,8 @@ export interface KernelFunction {
   key: number;
   /** 0-based position of the struct sk_buff * parameter. */
   skbArg: number;
+  /** The parameter is struct sk_buff ** (__netif_receive_skb_core): read through it. */
+  pskb?: boolean;
   /** Module name when the function lives in a module. */
   module?: string;
   /** BTF FUNC id in the BTF it was found in (vmlinux, or the module's). */
@@ -73,11 +75,18 @@ export class FunctionIndex {
     return btf.params(btf.sizeOrType(funcId)).findIndex((p) => btf.typeString(p.type) === "struct sk_buff *");
   }
 
+  /** True when the first parameter is struct sk_buff ** (the skb can be replaced by the callee). */
+  static pskbFirst(btf: Btf, funcId: number): boolean {
+    const [first] = btf.params(btf.sizeOrType(funcId));
+    return first !== undefined && btf.typeString(first.type) === "struct sk_buff * *";
+  }
+
   /** `ownProgram`: skbtrail has a program of its own for it, which finds the skb itself. */
   resolve(name: string, ownProgram = false): Resolution {
     const found = this.findFunc(name);
     if (!found) return { why: "not in this kernel's BTF (absent, inlined, or its module is not loaded)" };
-    const skbArg = FunctionIndex.skbParam(found.btf, found.id);
+    const pskb = FunctionIndex.pskbFirst(found.btf, found.id);
+    const skbArg = pskb ? 0 : FunctionIndex.skbParam(found.btf, found.id);
     if (skbArg < 0 && !ownProgram) return { why: "takes no struct sk_buff * argument" };
     if (skbArg > MAX_KPROBE_ARG) return { why: `its sk_buff is argument ${skbArg + 1}; skbtrail reads the first ${MAX_KPROBE_ARG + 1}` };
     let symbol = name;
@@ -91,7 +100,7 @@ export class FunctionIndex {
     }
     if (key === undefined) return { why: "no symbol in /proc/kallsyms (inlined everywhere)" };
     const ftrace = this.filterFunctions ? this.filterFunctions.has(symbol) : undefined;
-    return { fn: { name, symbol, key, skbArg, module: found.module, btfId: found.id, ftrace } };
+    return { fn: { name, symbol, key, skbArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace } };
   }
 
   /** Names of BTF functions matching a glob (* and ?) that take an skb. */
@@ -101,7 +110,7 @@ export class FunctionIndex {
     const scan = (btf: Btf) => {
       for (const id of btf.ownIds(Kind.FUNC)) {
         const name = btf.name(id);
-        if (re.test(name) && FunctionIndex.skbParam(btf, id) >= 0) out.push(name);
+        if (re.test(name) && (FunctionIndex.skbParam(btf, id) >= 0 || FunctionIndex.pskbFirst(btf, id))) out.push(name);
       }
     };
     scan(this.vmlinux);

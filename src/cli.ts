@@ -47,6 +47,8 @@ export interface Options {
   count?: number;
   timeout?: number;
   json: boolean;
+  /** --output: events go to this file; status lines stay on the terminal. */
+  output?: string;
   detail: boolean;
   date: boolean;
   dropStack: boolean;
@@ -92,6 +94,7 @@ export const args = {
   count: s("exit after COUNT events (packets in lifecycle mode)", "c", "COUNT"),
   timeout: s("exit after SECONDS", undefined, "SECONDS"),
   json: b("print one JSON object per line (schema in the README)"),
+  output: s("write events to FILE instead of standard output", undefined, "FILE"),
   basic: b("'basic' trace mode: one line per hook, no per-packet grouping"),
   diag: b("enable 'diagnose' mode"),
   "diag-quiet": b("only print abnormal packets"),
@@ -238,6 +241,7 @@ export function parseCommandLine(argv: string[]): Command {
       count: str("count") !== undefined ? parseCount("--count", str("count")!, "100") : undefined,
       timeout: str("timeout") !== undefined ? parseAmount("--timeout", str("timeout")!, "seconds", "30") : undefined,
       json: !!a.json,
+      output: str("output"),
       detail: !!a.detail,
       date: !!a.date,
       dropStack: !!a["drop-stack"],

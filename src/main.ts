@@ -6,9 +6,18 @@ import { runDrop } from "./drop";
 import { printTree, runTrace } from "./trace";
 import { detachInherited, REAP_COMMAND } from "./reaper";
 import { checkRuleFile } from "./kb-check";
-import { ExitCode, SkbtrailError } from "./errors";
+import { ExitCode, SkbtrailError, usageError } from "./errors";
+import { Writer } from "./output/writer";
 import { Output } from "./output/output";
 import { VERSION } from "./version";
+
+function openOutput(path: string): Writer {
+  try {
+    return Writer.toFile(path);
+  } catch (e) {
+    throw usageError(`--output: cannot write ${path} (${(e as NodeJS.ErrnoException).code}); give a writable file path`);
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const command = parseCommandLine(argv);
@@ -25,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   const opts = command.options;
-  const out = new Output(opts);
+  const out = new Output(opts, opts.output ? openOutput(opts.output) : undefined);
   if (command.kind === "tracers") {
     await printTree(opts, out);
     out.close();

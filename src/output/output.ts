@@ -26,9 +26,9 @@ export class Output {
   constructor(
     private readonly opts: OutputOptions,
     private readonly out: Writer = new Writer(1),
-    isTTY = !!process.stdout.isTTY,
   ) {
-    this.style = { colors: colorsFor(isTTY && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail };
+    const tty = out.fd === 1 && !!process.stdout.isTTY;
+    this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail };
   }
 
   get done(): boolean {
@@ -40,7 +40,7 @@ export class Output {
   }
 
   status(line: string): void {
-    if (this.opts.json) {
+    if (this.opts.json || this.out.fd !== 1) {
       this.err.line(line);
       this.err.flush();
     } else {

@@ -9,7 +9,7 @@ export class Writer {
   /** Set when the reader went away (EPIPE): stop tracing. */
   closed = false;
 
-  constructor(private readonly fd: number) {}
+  constructor(readonly fd: number) {}
 
   static toFile(path: string): Writer {
     return new Writer(openSync(path, "w"));

@@ -9,7 +9,7 @@ import { requireKernelTests } from "../lib/require";
 
 describe("the compiled binary", () => {
   test("bad input: one line naming the flag and the fix, exit 2", async () => {
-    for (const args of [["--drop", "--dport", "99999"], ["--drop", "--bogus"], ["-t", "ip", "--drop"]]) {
+    for (const args of [["--drop", "--dport", "99999"], ["--drop", "--bogus"], ["-t", "ip", "--drop"], ["--drop", "--output", "/nonexistent/dir/out"]]) {
       const r = await runSkbtrail(args);
       expect(r.code).toBe(2);
       expect(r.stdout).toBe("");

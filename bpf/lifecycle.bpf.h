@@ -111,8 +111,6 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	struct hook_event *he;
 	struct tracked_skb *known = 0;
 	struct tracked_skb entry = {};
-	__u32 flow;
-	__u8 settings = hook_settings(h);
 	__u8 flags = h->flags;
 
 	if (!skb)
@@ -131,27 +129,28 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	__builtin_memset(&he->pkt, 0, sizeof(he->pkt));
 	fill_meta(skb, &he->meta);
 	parse_skb(skb, &he->pkt);
-	flow = flow_hash(&he->pkt, false);
-
-	/* A packet never turns into its own reverse: when a tracked skb shows
-	 * the reverse of its last addresses, the kernel freed it unseen (e.g.
-	 * into a per-CPU cache) and reused it for a reply. */
-	if (known && (he->pkt.parsed & PKT_L3) && known->flow == flow_hash(&he->pkt, true) && known->flow != flow)
-		known = 0;
 
 	if (known) {
-		entry = *known;
-		entry.flow = flow;
-		if (!(flags & HOOK_FREE))
-			bpf_map_update_elem(&tracked, &key, &entry, BPF_ANY);
-	} else {
+		__u32 flow = flow_hash(&he->pkt, false);
+
+		/* A packet never turns into its own reverse: when a tracked skb
+		 * shows the reverse of its last addresses, the kernel freed it
+		 * unseen (e.g. into a per-CPU cache) and reused it for a reply. */
+		if ((he->pkt.parsed & PKT_L3) && known->flow != flow && known->flow == flow_hash(&he->pkt, true)) {
+			known = 0;
+		} else {
+			entry = *known;
+			known->flow = flow;
+		}
+	}
+	if (!known) {
 		if (!packet_matches(&he->pkt, &he->meta)) {
 			count(STAT_FILTERED);
 			return 0;
 		}
 		if (!CFG.pkt_fixed) {
 			entry.ctx_id = new_context_id(now);
-			entry.flow = flow;
+			entry.flow = flow_hash(&he->pkt, false);
 			if (!(flags & HOOK_FREE))
 				bpf_map_update_elem(&tracked, &key, &entry, BPF_ANY);
 		}
@@ -176,7 +175,7 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	he->reason = h->reason;
 	he->info[0] = h->info[0];
 	he->info[1] = h->info[1];
-	he->stack_id = settings & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
+	he->stack_id = hook_settings(h) & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	if (nf)
 		return output(e, sizeof(*e));
 	return output(he, sizeof(*he));

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The C side of skbtrail's benchmarks (built by bench/run.ts with
+ * cc -O2 ... -lbpf). Every mode prints one JSON line on stdout.
+ *
+ *   ringbench produce SECONDS [RATE [BATCH]]
+ *       Waits for a line on stdin, then calls getpid() in a loop for SECONDS
+ *       (each call makes bench/producer.bpf.c write BATCH records). RATE > 0
+ *       paces the calls to RATE records/s (BATCH records per call). Reports
+ *       its CPU time, which includes the BPF program's (it runs in the
+ *       producer's system calls).
+ *   ringbench fill
+ *       For each line N on stdin: N getpid() calls, then prints "ok".
+ *   ringbench consume MAP_FD SECONDS [IDLE_MS]
+ *       Consumes the ring buffer map at MAP_FD (inherited) with libbpf's
+ *       ring_buffer__new + ring_buffer__poll, decoding every struct drop_event
+ *       (the fields src/decode.ts reads). Stops after IDLE_MS (default 200)
+ *       without a record once records were seen, or after SECONDS.
+ *   ringbench drain MAP_FD
+ *       Prints "ready"; for each line on stdin consumes what the ring holds
+ *       (ring_buffer__consume, no waiting) and prints the count and the time.
+ *   ringbench flood ADDR PORT SECONDS
+ *       Sends 16-byte UDP datagrams to ADDR:PORT with unconnected sendto()
+ *       as fast as it can for SECONDS.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/types.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include "../bpf/events.h"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS\n");
+	return 2;
+}
+
+/* ---- produce ------------------------------------------------------------ */
+
+static int produce(double seconds, double rate, int batch)
+{
+	char line[16];
+	unsigned long calls = 0;
+	double start, end, cpu, interval = rate > 0 ? batch / rate : 0;
+
+	if (!fgets(line, sizeof(line), stdin)) /* the go signal */
+		return 1;
+	cpu = cpu_seconds();
+	start = now();
+	end = start + seconds;
+	if (interval <= 0) {
+		do {
+			for (int i = 0; i < 64; i++)
+				syscall(SYS_getpid);
+			calls += 64;
+		} while (now() < end);
+	} else {
+		/* Make the calls due by now: (now - start) / interval. */
+		double t;
+
+		while ((t = now()) < end) {
+			unsigned long due = (unsigned long)((t - start) / interval);
+
+			while (calls < due) {
+				syscall(SYS_getpid);
+				calls++;
+			}
+		}
+	}
+	end = now();
+	cpu = cpu_seconds() - cpu;
+	printf("{\"calls\":%lu,\"seconds\":%.6f,\"cpu_seconds\":%.6f}\n", calls, end - start, cpu);
+	return 0;
+}
+
+static int fill(void)
+{
+	char line[32];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		long n = atol(line);
+
+		for (long i = 0; i < n; i++)
+			syscall(SYS_getpid);
+		printf("ok\n");
+	}
+	return 0;
+}
+
+/* ---- consume ------------------------------------------------------------ */
+
+/* What src/decode.ts's decodeDrop reads, field by field (no formatting). */
+struct decoded {
+	__u32 cpu;
+	__u64 time_ns;
+	__u64 skb;
+	__u32 len, mark, ifindex, netns, pid;
+	char ifname[16], comm[16];
+	__u16 l3;
+	__u8 l4, parsed, tcp_flags, icmp_type, icmp_code, ttl;
+	__u8 saddr[16], daddr[16];
+	__u16 sport, dport, ip_len, icmp_id, icmp_seq, arp_op, vlan;
+	__u32 tcp_seq, tcp_ack;
+	__u64 location;
+	__u32 reason;
+	__s32 stack_id;
+};
+
+struct consumer {
+	unsigned long events, bad;
+	__u64 checksum;
+	double first, last;
+};
+
+static void copy_string(char *dst, const char *src, size_t max)
+{
+	size_t n = strnlen(src, max);
+
+	memcpy(dst, src, n);
+	if (n < max)
+		dst[n] = 0;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct consumer *c = ctx;
+	const struct drop_event *e = data;
+	struct decoded d;
+
+	if (size < sizeof(*e) || e->hdr.version != EVENT_VERSION || e->hdr.kind != EVENT_DROP) {
+		c->bad++;
+		return 0;
+	}
+	d.cpu = e->hdr.cpu;
+	d.time_ns = e->hdr.time_ns;
+	d.skb = e->meta.skb;
+	d.len = e->meta.len;
+	d.mark = e->meta.mark;
+	d.ifindex = e->meta.ifindex;
+	d.netns = e->meta.netns;
+	d.pid = e->meta.pid;
+	copy_string(d.ifname, e->meta.ifname, sizeof(d.ifname));
+	copy_string(d.comm, e->meta.comm, sizeof(d.comm));
+	d.l3 = e->pkt.l3_proto;
+	d.l4 = e->pkt.l4_proto;
+	d.parsed = e->pkt.parsed;
+	memcpy(d.saddr, e->pkt.saddr, d.l3 == 0x86dd ? 16 : 4);
+	memcpy(d.daddr, e->pkt.daddr, d.l3 == 0x86dd ? 16 : 4);
+	d.sport = e->pkt.sport;
+	d.dport = e->pkt.dport;
+	d.tcp_flags = e->pkt.tcp_flags;
+	d.tcp_seq = e->pkt.tcp_seq;
+	d.tcp_ack = e->pkt.tcp_ack;
+	d.ip_len = e->pkt.ip_len;
+	d.icmp_type = e->pkt.icmp_type;
+	d.icmp_code = e->pkt.icmp_code;
+	d.icmp_id = e->pkt.icmp_id;
+	d.icmp_seq = e->pkt.icmp_seq;
+	d.arp_op = e->pkt.arp_op;
+	d.vlan = e->pkt.vlan_id;
+	d.ttl = e->pkt.ttl;
+	d.location = e->location;
+	d.reason = e->reason;
+	d.stack_id = e->stack_id;
+	/* Use every field, so none of the reads above can be left out. */
+	c->checksum += d.cpu + d.time_ns + d.skb + d.len + d.mark + d.ifindex + d.netns + d.pid +
+		       (__u8)d.ifname[0] + (__u8)d.comm[0] + d.l3 + d.l4 + d.parsed + d.saddr[3] + d.daddr[3] +
+		       d.sport + d.dport + d.tcp_flags + d.tcp_seq + d.tcp_ack + d.ip_len + d.icmp_type +
+		       d.icmp_code + d.icmp_id + d.icmp_seq + d.arp_op + d.vlan + d.ttl + d.location +
+		       d.reason + (__u32)d.stack_id;
+	if (!c->events++)
+		c->first = now();
+	return 0;
+}
+
+static int consume(int map_fd, double seconds, int idle_ms)
+{
+	struct consumer c = { 0 };
+	struct ring_buffer *rb;
+	double start = now(), cpu = cpu_seconds(), t;
+
+	rb = ring_buffer__new(map_fd, on_record, &c, NULL);
+	if (!rb) {
+		fprintf(stderr, "ringbench: ring_buffer__new: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("ready\n");
+	/* Same short timeout as the product's reader (src/session.ts, 50 ms). */
+	while ((t = now()) < start + seconds) {
+		unsigned long before = c.events;
+		int n = ring_buffer__poll(rb, 50);
+
+		if (n < 0 && n != -EINTR) {
+			fprintf(stderr, "ringbench: ring_buffer__poll: %s\n", strerror(-n));
+			break;
+		}
+		if (c.events != before) {
+			c.last = now();
+		} else if (c.events && (t - c.last) * 1000 >= idle_ms) {
+			break;
+		}
+	}
+	cpu = cpu_seconds() - cpu;
+	ring_buffer__free(rb);
+	printf("{\"events\":%lu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,\"bad\":%lu,\"checksum\":%llu}\n", c.events,
+	       c.events ? c.last - c.first : 0, cpu, c.bad, (unsigned long long)c.checksum);
+	return 0;
+}
+
+static int drain(int map_fd)
+{
+	struct consumer c = { 0 };
+	struct ring_buffer *rb = ring_buffer__new(map_fd, on_record, &c, NULL);
+	char line[16];
+
+	if (!rb) {
+		fprintf(stderr, "ringbench: ring_buffer__new: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("ready\n");
+	while (fgets(line, sizeof(line), stdin)) {
+		unsigned long before = c.events;
+		double t = now();
+
+		ring_buffer__consume(rb);
+		t = now() - t;
+		printf("{\"events\":%lu,\"seconds\":%.9f,\"bad\":%lu}\n", c.events - before, t, c.bad);
+	}
+	ring_buffer__free(rb);
+	return 0;
+}
+
+/* ---- flood -------------------------------------------------------------- */
+
+static int flood(const char *addr, int port, double seconds)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port) };
+	char payload[16] = "skbtrail bench!";
+	unsigned long sent = 0, errors = 0;
+	double start, end;
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd < 0 || inet_pton(AF_INET, addr, &to.sin_addr) != 1) {
+		fprintf(stderr, "ringbench: bad address %s or socket: %s\n", addr, strerror(errno));
+		return 1;
+	}
+	start = now();
+	end = start + seconds;
+	do {
+		for (int i = 0; i < 256; i++) {
+			if (sendto(fd, payload, sizeof(payload), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
+				errors++;
+			else
+				sent++;
+		}
+	} while (now() < end);
+	printf("{\"packets\":%lu,\"errors\":%lu,\"seconds\":%.6f}\n", sent, errors, now() - start);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cpu = getenv("RINGBENCH_CPU");
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (cpu && *cpu) { /* pin this process to one CPU */
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(atoi(cpu), &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			perror("ringbench: sched_setaffinity");
+	}
+	if (argc >= 3 && !strcmp(argv[1], "produce"))
+		return produce(atof(argv[2]), argc > 3 ? atof(argv[3]) : 0, argc > 4 ? atoi(argv[4]) : 64);
+	if (argc >= 4 && !strcmp(argv[1], "consume"))
+		return consume(atoi(argv[2]), atof(argv[3]), argc > 4 ? atoi(argv[4]) : 200);
+	if (argc == 5 && !strcmp(argv[1], "flood"))
+		return flood(argv[2], atoi(argv[3]), atof(argv[4]));
+	if (argc == 2 && !strcmp(argv[1], "fill"))
+		return fill();
+	if (argc == 3 && !strcmp(argv[1], "drain"))
+		return drain(atoi(argv[2]));
+	return usage();
+}

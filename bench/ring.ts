@@ -26,10 +26,10 @@ export const WAKEUP_BYTES = 256 << 10;
 const POLL_MS = 50;
 /** A consumer stops once the ring stayed empty this long after records came. */
 const IDLE_MS = 200;
-/** Records the producer writes per system call. */
-export const BATCH = 64;
+/** Records the producer writes per system call (larger batches let one CPU produce faster). */
+export const BATCH = 1024;
 /** getpid() calls that overfill the ring (47,662 records of 176 bytes fit in 8 MiB). */
-const FILL_CALLS = 1000;
+const FILL_CALLS = Math.ceil(64_000 / BATCH);
 
 export type ConsumerName = "ts" | "c";
 
@@ -143,7 +143,7 @@ export class RingBench {
     // A fresh reader: the C consumer may have moved the consumer position.
     const ring = new RingBuffer(events.fd, events.maxEntries);
     try {
-      ring.drain(() => {});
+      ring.drain(onRecord); // leftovers (none expected); the same handler keeps the call site monomorphic
       let count = 0;
       let first = 0;
       let last = 0;
@@ -196,10 +196,11 @@ export class RingBench {
 
   /**
    * Consumer speed alone: fill the ring to the brim (no producer running),
-   * then time one drain of it; `rounds` times per consumer. Returns ns per
+   * then time one drain of it; `rounds` times per consumer (and for the
+   * TypeScript reader once more walking without decoding). Returns ns per
    * record of each drain.
    */
-  async drainFullRing(rounds: number): Promise<{ ts: number[]; c: number[] }> {
+  async drainFullRing(rounds: number): Promise<{ ts: number[]; tsWalk: number[]; c: number[] }> {
     const filler = this.spawn(["fill"], { pin: true });
     this.setTarget(filler.pid);
     const filled = readLines(filler.stdout);
@@ -208,17 +209,26 @@ export class RingBench {
       filler.stdin.flush();
       await filled.next();
     };
-    const out = { ts: [] as number[], c: [] as number[] };
+    const out = { ts: [] as number[], tsWalk: [] as number[], c: [] as number[] };
     try {
       const events = this.session.obj.map("events");
       const ring = new RingBuffer(events.fd, events.maxEntries);
       try {
-        for (let i = 0; i < rounds; i++) {
-          await fill();
-          const t = performance.now();
-          const n = ring.drain(onRecord);
-          out.ts.push(((performance.now() - t) * 1e6) / n);
+        let kinds = 0;
+        const walkOnly = (r: RingBuffer, offset: number) => {
+          kinds += recordKind(r, offset);
+        };
+        // Twice the rounds, the first half unreported: a new handler makes
+        // drain()'s call site polymorphic and the JIT recompile it.
+        for (const [handler, into] of [[onRecord, out.ts], [walkOnly, out.tsWalk]] as const) {
+          for (let i = 0; i < 2 * rounds; i++) {
+            await fill();
+            const t = performance.now();
+            const n = ring.drain(handler);
+            if (i >= rounds) into.push(((performance.now() - t) * 1e6) / n);
+          }
         }
+        sink += kinds;
       } finally {
         ring.close();
       }
@@ -245,26 +255,37 @@ export class RingBench {
 
   /**
    * The highest paced producer rate the consumer keeps up with: no record
-   * lost and the producer not held back (it reached 97% of its target; a
-   * lagging reader slows the producer through the wakeups). Trials of
-   * `seconds`, starting at `guess` records/s, stepping by 1.4× until the
-   * outcome flips, then bisecting; `trials` in all.
+   * lost, every record read, and the producer not held back (it reached 97%
+   * of its target; a lagging reader slows the producer through the wakeups).
+   * Trials of `seconds`, starting at `guess` records/s, stepping by 1.4×
+   * until the outcome flips, then bisecting; `trials` rates in all, a failing
+   * rate tried twice.
    */
   async maxSustained(consumer: ConsumerName, guess: number, seconds: number, trials: number): Promise<SearchResult> {
     let lo = 0; // highest target that passed
     let hi = Infinity; // lowest target that failed
     const result: SearchResult = { trials: [] };
     let rate = guess;
+    const passes = (p: Phase) => p.lost === 0 && p.events === p.submitted && p.producedRate >= 0.97 * p.targetRate;
     for (let i = 0; i < trials; i++) {
-      const p = await this.run(consumer, seconds, Math.round(rate));
+      let p = await this.run(consumer, seconds, Math.round(rate));
       result.trials.push(p);
-      const held = p.producedRate < 0.97 * rate;
-      if (p.lost === 0 && !held && p.events === p.submitted) {
+      if (!passes(p)) {
+        // A failure counts only if it repeats: a hiccup of either process
+        // (this machine is a VM) would otherwise end the search low.
+        p = await this.run(consumer, seconds, Math.round(rate));
+        result.trials.push(p);
+      }
+      if (passes(p)) {
         if (!result.best || p.producedRate > result.best.producedRate) result.best = p;
         lo = Math.max(lo, rate);
       } else if (rate < hi) {
         hi = rate;
-        result.limit = p.lost ? `${fmtRate(rate)}/s: ${p.lost} lost` : `${fmtRate(rate)}/s: producer reached only ${fmtRate(p.producedRate)}/s`;
+        result.limit = p.lost
+          ? `${fmtRate(rate)}/s: ${p.lost} lost`
+          : p.events !== p.submitted
+            ? `${fmtRate(rate)}/s: ${p.submitted - p.events} records not read`
+            : `${fmtRate(rate)}/s: the producer reached only ${fmtRate(p.producedRate)}/s`;
       }
       rate = hi === Infinity ? rate * 1.4 : lo === 0 ? rate / 1.4 : Math.sqrt(lo * hi);
     }

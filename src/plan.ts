@@ -135,7 +135,7 @@ export function makePlan(input: PlanInput): Plan {
     if (!spec) return skipped.push({ name, why: "skbtrail has no program for this tracepoint" });
     const { program, why } = tracepointProgram(btf, spec);
     if (!program) return skipped.push({ name, why: why! });
-    hooks.push({ kind: "tracepoint", name, group, spec, program: `${program}_${features.tpBtf ? "btf" : "raw"}` });
+    hooks.push({ kind: "tracepoint", name, group, spec, program: `${program}_${features.tpBtf && !spec.rawOnly ? "btf" : "raw"}` });
   };
 
   const addFunction = (name: string, group?: string) => {

@@ -16,6 +16,8 @@ export interface TracepointSpec {
   variants: [number, string][];
   /** The skb's life ends here. */
   free?: boolean;
+  /** Always the raw_tp program: before 6.2 tp_btf refuses to read a void * argument. */
+  rawOnly?: boolean;
 }
 
 const T = tracepoint_id;
@@ -39,7 +41,7 @@ export const TRACEPOINTS: TracepointSpec[] = [
   { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, "tp_sock_rcvqueue_full"]] },
   { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, "tp_icmp_send"]] },
   { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, "tp_skb_copy_datagram_iovec"]] },
-  { id: T.TP_KMEM_CACHE_FREE, name: "kmem:kmem_cache_free", skbArg: -1, variants: [[2, "tp_kmem_cache_free"]], free: true },
+  { id: T.TP_KMEM_CACHE_FREE, name: "kmem:kmem_cache_free", skbArg: -1, variants: [[2, "tp_kmem_cache_free"]], free: true, rawOnly: true },
 ];
 
 export const tracepointById = new Map(TRACEPOINTS.map((t) => [t.id, t]));

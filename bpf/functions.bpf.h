@@ -10,9 +10,11 @@
  * TypeScript; fentry/fexit read it with bpf_get_func_ip(). Either way the
  * event names the function by address.
  *
- * Return values (--ret, and the functions below that need them): fexit
- * sees the arguments too; a kretprobe does not, so the entry program
- * stashes the skb per thread and function.
+ * Return values (--ret, and the functions below that need them): the
+ * entry program stashes the skb and its packet context per thread and
+ * function, so the return joins the packet even when the call freed the
+ * skb (ip_rcv delivering it, nf_hook_slow dropping it), and is recorded
+ * only if the entry was.
  */
 #ifndef SKBTRAIL_FUNCTIONS_BPF_H
 #define SKBTRAIL_FUNCTIONS_BPF_H
@@ -27,6 +29,7 @@ struct stash_key {
 struct stash_value {
 	__u64 skb;
 	__u64 arg; /* e.g. nft_do_chain's chain */
+	__u64 ctx; /* the entry's packet context (0: not recorded) */
 };
 
 struct {
@@ -36,10 +39,10 @@ struct {
 	__type(value, struct stash_value);
 } stash SEC(".maps");
 
-static __always_inline void stash_put(__u64 func, void *skb, void *arg)
+static __always_inline void stash_put(__u64 func, void *skb, void *arg, __u64 ctx_id)
 {
 	struct stash_key k = { .tid = bpf_get_current_pid_tgid(), .func = func };
-	struct stash_value v = { .skb = (__u64)skb, .arg = (__u64)arg };
+	struct stash_value v = { .skb = (__u64)skb, .arg = (__u64)arg, .ctx = ctx_id };
 
 	bpf_map_update_elem(&stash, &k, &v, BPF_ANY);
 }
@@ -56,30 +59,26 @@ static __always_inline bool stash_take(__u64 func, struct stash_value *out)
 	return true;
 }
 
-static __always_inline int func_entry(void *ctx, __u64 func, void *skb, bool kprobe)
+static __always_inline int func_entry(void *ctx, __u64 func, void *skb)
 {
 	struct hit h = { .func = func };
+	__u64 recorded = on_skb(ctx, skb, &h, false);
 
-	if (kprobe && CFG.trace_ret)
-		stash_put(func, skb, 0);
-	return on_skb(ctx, skb, &h, false);
+	if (CFG.trace_ret && recorded)
+		stash_put(func, skb, 0, recorded);
+	return 0;
 }
 
-static __always_inline int func_return(void *ctx, __u64 func, void *skb, __s64 ret)
+static __always_inline int func_return(void *ctx, __u64 func, __s64 ret)
 {
-	struct hit h = { .func = func, .phase = PHASE_RETURN, .retval = ret };
-
-	return on_skb(ctx, skb, &h, false);
-}
-
-static __always_inline int kretprobe_return(struct pt_regs *ctx)
-{
-	__u64 func = bpf_get_attach_cookie(ctx);
 	struct stash_value v;
+	struct hit h = { .func = func, .phase = PHASE_RETURN, .retval = ret };
 
 	if (!stash_take(func, &v))
 		return 0;
-	return func_return(ctx, func, (void *)v.skb, PT_REGS_RC(ctx));
+	h.ctx_hint = v.ctx;
+	on_skb(ctx, (void *)v.skb, &h, false);
+	return 0;
 }
 
 static __always_inline __s64 fexit_ret(__u64 *ctx)
@@ -94,22 +93,24 @@ static __always_inline __s64 fexit_ret(__u64 *ctx)
 	SEC("kprobe.multi")                                                                    \
 	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
-		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx), true); \
+		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx)); \
 	}                                                                                      \
 	SEC("kprobe")                                                                          \
 	int kprobe_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
-		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx), true); \
+		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx)); \
 	}                                                                                      \
 	SEC("fentry")                                                                          \
 	int fentry_skb##n(__u64 *ctx)                                                          \
 	{                                                                                      \
-		return func_entry(ctx, bpf_get_func_ip(ctx), (void *)ctx[n], false);           \
+		func_entry(ctx, bpf_get_func_ip(ctx), (void *)ctx[n]);                  \
+		return 0; /* fentry/fexit must return 0 before 6.5 */                         \
 	}                                                                                      \
 	SEC("fexit")                                                                           \
 	int fexit_skb##n(__u64 *ctx)                                                           \
 	{                                                                                      \
-		return func_return(ctx, bpf_get_func_ip(ctx), (void *)ctx[n], fexit_ret(ctx)); \
+		func_return(ctx, bpf_get_func_ip(ctx), fexit_ret(ctx));        \
+		return 0;                                                                      \
 	}
 
 KPROBE_PROGRAMS(0, PT_REGS_PARM1)
@@ -131,31 +132,32 @@ static __always_inline void *deref_skb(void *pskb)
 SEC("kprobe.multi")
 int kmulti_pskb0(struct pt_regs *ctx)
 {
-	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)), false);
+	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)));
 }
 
 SEC("kprobe")
 int kprobe_pskb0(struct pt_regs *ctx)
 {
-	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)), false);
+	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)));
 }
 
 SEC("fentry")
 int fentry_pskb0(__u64 *ctx)
 {
-	return func_entry(ctx, bpf_get_func_ip(ctx), deref_skb((void *)ctx[0]), false);
+	func_entry(ctx, bpf_get_func_ip(ctx), deref_skb((void *)ctx[0]));
+	return 0;
 }
 
 SEC("kretprobe.multi")
 int kmulti_return(struct pt_regs *ctx)
 {
-	return kretprobe_return(ctx);
+	return func_return(ctx, bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
 }
 
 SEC("kretprobe")
 int kretprobe_return_value(struct pt_regs *ctx)
 {
-	return kretprobe_return(ctx);
+	return func_return(ctx, bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
 }
 
 /* ---- skb_clone: the returned skb joins the original's packet context ---- */
@@ -164,13 +166,14 @@ static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)
 {
 	struct hit h = { .func = func, .phase = PHASE_RETURN, .flags = HOOK_CLONE, .skb2 = clone };
 
-	return on_skb(ctx, skb, &h, false);
+	on_skb(ctx, skb, &h, false);
+	return 0;
 }
 
 SEC("kprobe/skb_clone")
 int kprobe_skb_clone(struct pt_regs *ctx)
 {
-	stash_put(bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), 0);
+	stash_put(bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), 0, 0);
 	return 0;
 }
 
@@ -188,7 +191,8 @@ int kretprobe_skb_clone(struct pt_regs *ctx)
 SEC("fexit/skb_clone")
 int fexit_skb_clone(__u64 *ctx)
 {
-	return cloned(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], fexit_ret(ctx));
+	cloned(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], fexit_ret(ctx));
+	return 0;
 }
 
 #endif /* SKBTRAIL_FUNCTIONS_BPF_H */

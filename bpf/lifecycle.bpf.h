@@ -71,6 +71,7 @@ struct hit {
 	__u64 location;
 	__u32 reason;
 	__s32 info[2];
+	__u64 ctx_hint;    /* a return's context, recorded at its entry: the call may have freed the skb */
 };
 
 static __always_inline __u64 new_context_id(__u64 now)
@@ -101,9 +102,10 @@ static __always_inline struct nf_event *scratch_event(void)
 
 /*
  * Records the hit if the skb is tracked or matches the filters. With `nf`,
- * it is an nf_event: the caller filled scratch_event()->nf.
+ * it is an nf_event: the caller filled scratch_event()->nf. Returns the
+ * packet context's id when the hit was recorded (1 with --pkt-fixed), else 0.
  */
-static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct hit *h, bool nf)
+static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct hit *h, bool nf)
 {
 	__u64 key = (__u64)skb;
 	__u64 now = bpf_ktime_get_ns();
@@ -143,7 +145,9 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 			known->flow = flow;
 		}
 	}
-	if (!known) {
+	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
+		entry.ctx_id = h->ctx_hint;
+	} else if (!known) {
 		if (!packet_matches(&he->pkt, &he->meta)) {
 			count(STAT_FILTERED);
 			return 0;
@@ -177,8 +181,10 @@ static __always_inline int on_skb(void *ctx, struct sk_buff *skb, const struct h
 	he->info[1] = h->info[1];
 	he->stack_id = hook_settings(h) & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	if (nf)
-		return output(e, sizeof(*e));
-	return output(he, sizeof(*he));
+		output(e, sizeof(*e));
+	else
+		output(he, sizeof(*he));
+	return CFG.pkt_fixed ? 1 : entry.ctx_id;
 }
 
 /*

@@ -18,21 +18,27 @@ struct nf_details {
 
 static __always_inline void nf_fill(struct nf_info *nf, const struct nf_details *d)
 {
-	if (d->state) {
-		nf->family = BPF_CORE_READ(d->state, pf);
-		nf->hook = BPF_CORE_READ(d->state, hook);
-	}
-	if (d->chain) {
-		struct nft_table *table = BPF_CORE_READ(d->chain, table);
+	/* Kernel pointers copied out first: a CO-RE access through d-> would be
+	 * relocated against struct nf_details, which no kernel has. */
+	const struct nf_hook_state *state = d->state;
+	struct nft_chain *chain = d->chain;
+	const struct nf_hook_entries *entries = d->entries;
 
-		bpf_probe_read_kernel_str(nf->chain, sizeof(nf->chain), BPF_CORE_READ(d->chain, name));
+	if (state) {
+		nf->family = BPF_CORE_READ(state, pf);
+		nf->hook = BPF_CORE_READ(state, hook);
+	}
+	if (chain) {
+		struct nft_table *table = BPF_CORE_READ(chain, table);
+
+		bpf_probe_read_kernel_str(nf->chain, sizeof(nf->chain), BPF_CORE_READ(chain, name));
 		bpf_probe_read_kernel_str(nf->table, sizeof(nf->table), BPF_CORE_READ(table, name));
 		nf->table_family = BPF_CORE_READ_BITFIELD_PROBED(table, family);
 	}
-	if (d->entries && CFG.nf_hooks) {
-		__u16 count = BPF_CORE_READ(d->entries, num_hook_entries);
+	if (entries && CFG.nf_hooks) {
+		__u16 count = BPF_CORE_READ(entries, num_hook_entries);
 		/* struct nf_hook_entry is two pointers on every kernel */
-		const void **first = (const void **)__builtin_preserve_access_index(&d->entries->hooks[0]);
+		const void **first = (const void **)__builtin_preserve_access_index(&entries->hooks[0]);
 
 		nf->hook_count = count;
 		nf->hook_start = d->start;
@@ -43,10 +49,11 @@ static __always_inline void nf_fill(struct nf_info *nf, const struct nf_details 
 	}
 }
 
-static __always_inline int nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __u8 phase, __s64 ret,
-				  const struct nf_details *d)
+/* Returns the packet context when recorded (see on_skb). */
+static __always_inline __u64 nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __u8 phase, __s64 ret,
+				    const struct nf_details *d, __u64 ctx_hint)
 {
-	struct hit h = { .func = func, .phase = phase, .retval = ret };
+	struct hit h = { .func = func, .phase = phase, .retval = ret, .ctx_hint = ctx_hint };
 	struct nf_event *e = scratch_event();
 
 	if (!e)
@@ -56,29 +63,43 @@ static __always_inline int nf_hit(void *ctx, __u64 func, struct sk_buff *skb, __
 	return on_skb(ctx, skb, &h, true);
 }
 
-/* int nf_hook_slow(struct sk_buff *skb, struct nf_hook_state *state,
- *                  const struct nf_hook_entries *e, unsigned int s) */
-SEC("kprobe/nf_hook_slow")
-int kprobe_nf_hook_slow(struct pt_regs *ctx)
+/* nf_hook_slow's verdict is always wanted; a drop frees the skb inside the
+ * call, so the return finds its packet through the stash (see functions.bpf.h). */
+static __always_inline int nf_hook_entry(void *ctx, __u64 func, struct sk_buff *skb, const struct nf_details *d)
 {
-	__u64 func = bpf_get_attach_cookie(ctx);
-	struct nf_details d = { (void *)PT_REGS_PARM2(ctx), 0, (void *)PT_REGS_PARM3(ctx), PT_REGS_PARM4(ctx) };
+	__u64 recorded = nf_hit(ctx, func, skb, PHASE_ENTRY, 0, d, 0);
 
-	stash_put(func, (void *)PT_REGS_PARM1(ctx), (void *)d.state);
-	return nf_hit(ctx, func, (void *)PT_REGS_PARM1(ctx), PHASE_ENTRY, 0, &d);
+	if (recorded)
+		stash_put(func, skb, (void *)d->state, recorded);
+	return 0;
 }
 
-SEC("kretprobe/nf_hook_slow")
-int kretprobe_nf_hook_slow(struct pt_regs *ctx)
+static __always_inline int nf_hook_return(void *ctx, __u64 func, __s64 ret)
 {
-	__u64 func = bpf_get_attach_cookie(ctx);
 	struct stash_value v;
 	struct nf_details d = {};
 
 	if (!stash_take(func, &v))
 		return 0;
 	d.state = (void *)v.arg;
-	return nf_hit(ctx, func, (void *)v.skb, PHASE_RETURN, (int)PT_REGS_RC(ctx), &d);
+	nf_hit(ctx, func, (void *)v.skb, PHASE_RETURN, ret, &d, v.ctx);
+	return 0;
+}
+
+/* int nf_hook_slow(struct sk_buff *skb, struct nf_hook_state *state,
+ *                  const struct nf_hook_entries *e, unsigned int s) */
+SEC("kprobe/nf_hook_slow")
+int kprobe_nf_hook_slow(struct pt_regs *ctx)
+{
+	struct nf_details d = { (void *)PT_REGS_PARM2(ctx), 0, (void *)PT_REGS_PARM3(ctx), PT_REGS_PARM4(ctx) };
+
+	return nf_hook_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), &d);
+}
+
+SEC("kretprobe/nf_hook_slow")
+int kretprobe_nf_hook_slow(struct pt_regs *ctx)
+{
+	return nf_hook_return(ctx, bpf_get_attach_cookie(ctx), (int)PT_REGS_RC(ctx));
 }
 
 SEC("fentry/nf_hook_slow")
@@ -86,15 +107,13 @@ int fentry_nf_hook_slow(__u64 *ctx)
 {
 	struct nf_details d = { (void *)ctx[1], 0, (void *)ctx[2], (__u32)ctx[3] };
 
-	return nf_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], PHASE_ENTRY, 0, &d);
+	return nf_hook_entry(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], &d);
 }
 
 SEC("fexit/nf_hook_slow")
 int fexit_nf_hook_slow(__u64 *ctx)
 {
-	struct nf_details d = { .state = (void *)ctx[1] };
-
-	return nf_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], PHASE_RETURN, (int)fexit_ret(ctx), &d);
+	return nf_hook_return(ctx, bpf_get_func_ip(ctx), (int)fexit_ret(ctx));
 }
 
 /* unsigned int nft_do_chain(struct nft_pktinfo *pkt, void *priv): priv is the chain */
@@ -102,7 +121,8 @@ static __always_inline int nft_hit(void *ctx, __u64 func, struct nft_pktinfo *pk
 {
 	struct nf_details d = { BPF_CORE_READ(pkt, state), chain };
 
-	return nf_hit(ctx, func, BPF_CORE_READ(pkt, skb), phase, ret, &d);
+	nf_hit(ctx, func, BPF_CORE_READ(pkt, skb), phase, ret, &d, 0);
+	return 0;
 }
 
 SEC("kprobe/nft_do_chain")
@@ -113,7 +133,7 @@ int kprobe_nft_do_chain(struct pt_regs *ctx)
 	void *chain = (void *)PT_REGS_PARM2(ctx);
 
 	/* The pktinfo lives on the caller's stack: still valid at return. */
-	stash_put(func, pkt, chain);
+	stash_put(func, pkt, chain, 0);
 	return nft_hit(ctx, func, pkt, chain, PHASE_ENTRY, 0);
 }
 
@@ -131,13 +151,15 @@ int kretprobe_nft_do_chain(struct pt_regs *ctx)
 SEC("fentry/nft_do_chain")
 int fentry_nft_do_chain(__u64 *ctx)
 {
-	return nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_ENTRY, 0);
+	nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_ENTRY, 0);
+	return 0;
 }
 
 SEC("fexit/nft_do_chain")
 int fexit_nft_do_chain(__u64 *ctx)
 {
-	return nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_RETURN, (__u32)fexit_ret(ctx));
+	nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_RETURN, (__u32)fexit_ret(ctx));
+	return 0;
 }
 
 #endif /* SKBTRAIL_NETFILTER_BPF_H */

@@ -38,7 +38,8 @@ int probe_kprobe_multi(void *ctx)
 SEC("fentry/ip_rcv")
 int probe_fentry(void *ctx)
 {
-	return bpf_get_func_ip(ctx) != 0;
+	bpf_get_func_ip(ctx);
+	return 0; /* tracing programs must return 0 before 6.5 */
 }
 
 SEC("fexit/ip_rcv")
@@ -46,5 +47,6 @@ int probe_fexit(void *ctx)
 {
 	__u64 ret;
 
-	return bpf_get_func_ret(ctx, &ret);
+	bpf_get_func_ret(ctx, &ret);
+	return 0;
 }

@@ -32,7 +32,8 @@ static __always_inline int tp_hit(__u64 *ctx, __u32 id, void *skb, __u8 flags, _
 {
 	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 } };
 
-	return on_skb(ctx, skb, &h, false);
+	on_skb(ctx, skb, &h, false);
+	return 0;
 }
 
 static __always_inline int tp_kfree_skb(__u64 *ctx, __u32 reason)
@@ -44,7 +45,8 @@ static __always_inline int tp_kfree_skb(__u64 *ctx, __u32 reason)
 		.reason = reason,
 	};
 
-	return on_skb(ctx, (void *)ctx[0], &h, false);
+	on_skb(ctx, (void *)ctx[0], &h, false);
+	return 0;
 }
 
 /* (skb, location, reason[, rx_sk]) from 5.17; (skb, location) before */

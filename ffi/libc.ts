@@ -119,9 +119,13 @@ export function monotonicNowNs(): number {
   return clockNs(CLOCK_MONOTONIC);
 }
 
+// Big enough for a whole verifier log, which libbpf prints with one "%s"
+// (a va_list cannot be formatted twice to retry with a bigger buffer).
+const formatBuffer = new Uint8Array(1 << 20);
+
 /** Formats a C printf format with its va_list (libbpf's print callback). */
 export function formatVaList(fmt: Pointer, args: Pointer): string {
-  const buf = new Uint8Array(2048);
+  const buf = formatBuffer;
   const n = libc.vsnprintf(buf, buf.length, fmt, args);
   return Buffer.from(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1)))).toString("utf8");
 }

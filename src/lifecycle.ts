@@ -9,6 +9,7 @@ import { tracepoint_id } from "./layout.generated";
 
 const HOOK_FREE = 1;
 const HOOK_CLONE = 2;
+const PHASE_RETURN = 1;
 const SLAB_FREE = tracepoint_id.TP_KMEM_CACHE_FREE;
 
 export interface PacketContext {
@@ -33,6 +34,8 @@ interface Open extends PacketContext {
 export interface LifecycleLimits {
   /** Flush a context after this long without an event. */
   idleNs: number;
+  /** A freed context waits this long for events that follow the free (returns of the functions that freed it). */
+  settleNs: number;
   maxContexts: number;
   maxEventsPerContext: number;
 }
@@ -75,8 +78,10 @@ export class Lifecycle {
       this.open.delete(id);
       this.open.set(id, ctx);
     }
-    this.remember(ctx, e.meta.skbKey, e.meta.skb);
-    if (e.flags & HOOK_CLONE && e.skb2Key) this.remember(ctx, e.skb2Key, e.skb2);
+    // A function's return can follow the free of the skb it was given (the
+    // call freed it): it never brings the skb back to life.
+    this.remember(ctx, e.meta.skbKey, e.meta.skb, e.phase !== PHASE_RETURN || (e.flags & HOOK_CLONE) !== 0);
+    if (e.flags & HOOK_CLONE && e.skb2Key) this.remember(ctx, e.skb2Key, e.skb2, true);
     if (ctx.events.length < this.limits.maxEventsPerContext) ctx.events.push(e);
     else {
       ctx.truncated++;
@@ -92,12 +97,12 @@ export class Lifecycle {
     if (ctx.live.size === 0) ctx.freed = true;
   }
 
-  private remember(ctx: Open, key: number, hex: string): void {
+  private remember(ctx: Open, key: number, hex: string, live: boolean): void {
     if (!ctx.seen.has(key)) {
       ctx.seen.add(key);
       ctx.skbs.push(hex);
     }
-    ctx.live.add(key);
+    if (live) ctx.live.add(key);
   }
 
   /**
@@ -107,7 +112,7 @@ export class Lifecycle {
    */
   flush(nowNs: number): void {
     for (const ctx of [...this.open.values()]) {
-      if (ctx.freed) this.finish(ctx, "freed");
+      if (ctx.freed && ctx.lastNs < nowNs - this.limits.settleNs) this.finish(ctx, "freed");
       else if (ctx.lastNs < nowNs - this.limits.idleNs) this.finish(ctx, "idle");
     }
   }

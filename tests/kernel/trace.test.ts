@@ -4,34 +4,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { jsonLines, runSkbtrail, Skbtrail } from "../lib/skbtrail";
 import { requireKernelTests } from "../lib/require";
+import { blocks, inOrder } from "../lib/blocks";
 
 const LIB = `${import.meta.dir}/../lib`;
 const enabled = requireKernelTests();
-
-interface Block {
-  skbs: string[];
-  lines: string[];
-  hooks: string[];
-}
-
-/** The packet blocks of the text output. */
-export function blocks(stdout: string): Block[] {
-  return stdout
-    .split(/^\*{17} /m)
-    .slice(1)
-    .map((chunk) => {
-      const [head, ...rest] = chunk.split("\n");
-      const lines = rest.filter((l) => l.startsWith("["));
-      return { skbs: head!.replace(/ \*+$/, "").split(","), lines, hooks: lines.map((l) => /^\[[^\]]+\] \[([^\] ]+) *\]/.exec(l)?.[1] ?? "?") };
-    });
-}
-
-/** True when `expected` appears in `hooks` in this order (other hooks may come between). */
-export function inOrder(hooks: string[], expected: string[]): boolean {
-  let i = 0;
-  for (const h of hooks) if (h === expected[i]) i++;
-  return i === expected.length;
-}
 
 describe.skipIf(!enabled)("packet lifecycles with tracepoints (host kernel)", () => {
   let lo: Netns;

@@ -141,13 +141,6 @@ int kprobe_pskb0(struct pt_regs *ctx)
 	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)));
 }
 
-SEC("fentry")
-int fentry_pskb0(__u64 *ctx)
-{
-	func_entry(ctx, bpf_get_func_ip(ctx), deref_skb((void *)ctx[0]));
-	return 0;
-}
-
 SEC("kretprobe.multi")
 int kmulti_return(struct pt_regs *ctx)
 {

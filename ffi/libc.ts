@@ -36,6 +36,8 @@ export function errno(): number {
 }
 
 export function strerror(code: number): string {
+  // The kernel's internal ENOTSUPP leaks out of BPF attach calls; libc has no text for it.
+  if (code === 524) return "Not supported by the kernel (ENOTSUPP)";
   return String(libc.strerror(code));
 }
 

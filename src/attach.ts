@@ -67,29 +67,59 @@ function group<T>(items: T[], key: (t: T) => string | undefined): Map<string, T[
   return out;
 }
 
-export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): void {
+/** A hook the kernel refused at attach time (e.g. a notrace function): skipped, not fatal. */
+export interface AttachFailure {
+  name: string;
+  why: string;
+}
+
+/**
+ * Attaches every hook of the plan. A tracepoint that fails is fatal (the
+ * probe said it works); a function the kernel refuses is skipped and
+ * returned, so one odd function never costs the whole trace.
+ */
+export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): AttachFailure[] {
   for (const h of plan.hooks) if (h.kind === "tracepoint") into.links.push(obj.program(h.program).attach());
 
+  const failures = new Map<string, string>();
+  const attempt = (h: FunctionHook, attach: () => void) => {
+    try {
+      attach();
+    } catch (e) {
+      failures.set(h.name, `the kernel refused to attach: ${e instanceof Error ? e.message : e}`);
+    }
+  };
   const fns = plan.hooks.filter((h): h is FunctionHook => h.kind === "function");
   const cookie = (h: FunctionHook) => fullAddress(h.fn.key);
+  // One refused symbol fails a whole kprobe.multi link: split and retry, so
+  // only the refused ones are left out (a few extra attaches per bad symbol).
+  const attachMulti = (program: string, hooks: FunctionHook[], retprobe: boolean): void => {
+    try {
+      into.links.push(obj.program(program).attachKprobeMulti(hooks.map((h) => h.fn.symbol), hooks.map(cookie), retprobe));
+    } catch (e) {
+      if (hooks.length === 1) return attempt(hooks[0]!, () => { throw e; });
+      const half = hooks.length >> 1;
+      attachMulti(program, hooks.slice(0, half), retprobe);
+      attachMulti(program, hooks.slice(half), retprobe);
+    }
+  };
 
   for (const retprobe of [false, true]) {
     const programOf = (h: FunctionHook) => (retprobe ? h.exit : h.entry);
-    // kprobe.multi: one link per program.
-    for (const [program, hooks] of group(fns.filter((h) => h.backend === "kprobe-multi"), programOf))
-      into.links.push(obj.program(program).attachKprobeMulti(hooks.map((h) => h.fn.symbol), hooks.map(cookie), retprobe));
+    for (const [program, hooks] of group(fns.filter((h) => h.backend === "kprobe-multi"), programOf)) attachMulti(program, hooks, retprobe);
     // kprobe: one link per function (skb_clone and netfilter programs on kprobe-multi kernels too).
     for (const h of fns) {
       const program = programOf(h);
       const single = h.backend === "kprobe" || (h.backend === "kprobe-multi" && program && !program.startsWith("kmulti_"));
-      if (program && single) into.links.push(obj.program(program).attachKprobe(h.fn.symbol, cookie(h), retprobe));
+      if (program && single) attempt(h, () => into.links.push(obj.program(program).attachKprobe(h.fn.symbol, cookie(h), retprobe)));
     }
     // fentry/fexit: the template is attached to its own target, copies to the rest.
     for (const [program, hooks] of group(fns.filter((h) => h.backend === "fentry"), programOf)) {
       const prog = obj.program(program);
-      into.links.push(prog.attach());
+      attempt(hooks[0]!, () => into.links.push(prog.attach()));
       if (!CLONED.test(program)) continue; // fixed-target programs (nf_hook_slow, skb_clone…)
-      for (const h of hooks.slice(1)) into.linkFds.push(prog.cloneAndAttach(h.fn.btfId, retprobe ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY));
+      for (const h of hooks.slice(1)) attempt(h, () => into.linkFds.push(prog.cloneAndAttach(h.fn.btfId, retprobe ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY)));
     }
   }
+  return [...failures].map(([name, why]) => ({ name, why }));
 }

@@ -86,10 +86,13 @@ export interface PlanInput {
 }
 
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
-  const fentryOk = f.fentry && fn.ftrace !== false && !fn.module && fn.symbol === fn.name;
+  // fentry reads the skb from the arguments' BTF types, and kernels before
+  // 6.x refuse to read through a struct sk_buff ** there: kprobes for those.
+  const fentryOk = f.fentry && fn.ftrace !== false && !fn.module && fn.symbol === fn.name && !fn.pskb;
   const multiOk = f.kprobeMulti && fn.ftrace !== false;
   if (forced === "tracepoint") return { why: "--backend tracepoint traces tracepoints only" };
-  if (forced === "fentry") return fentryOk ? "fentry" : { why: fn.module ? "fentry is used for vmlinux functions only" : `fentry cannot attach to ${fn.symbol}` };
+  if (forced === "fentry")
+    return fentryOk ? "fentry" : { why: fn.module ? "fentry is used for vmlinux functions only" : fn.pskb ? "its skb is behind a pointer, which fentry cannot read on every kernel" : `fentry cannot attach to ${fn.symbol}` };
   if (forced === "kprobe-multi") return multiOk ? "kprobe-multi" : { why: `kprobe.multi cannot attach to ${fn.symbol}` };
   if (forced === "kprobe") return "kprobe";
   if (multiOk) return "kprobe-multi";
@@ -106,7 +109,7 @@ function programsFor(fn: KernelFunction, backend: FunctionBackend, ret: boolean)
       : { entry: special.kprobe, exit: special.kretprobe };
   }
   const n = fn.skbArg;
-  if (fn.pskb) return { entry: `${backend === "kprobe-multi" ? "kmulti" : backend}_pskb0` };
+  if (fn.pskb) return { entry: `${backend === "kprobe-multi" ? "kmulti" : "kprobe"}_pskb0` };
   switch (backend) {
     case "kprobe-multi": return { entry: `kmulti_skb${n}`, exit: ret ? "kmulti_return" : undefined };
     case "fentry": return { entry: `fentry_skb${n}`, exit: ret ? `fexit_skb${n}` : undefined };

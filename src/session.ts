@@ -104,9 +104,9 @@ export class Session {
   }
 
   /** Runs `attachAll`, turning a failure into one clear line. */
-  attach(attachAll: () => void): void {
+  attach<T>(attachAll: () => T): T {
     try {
-      attachAll();
+      return attachAll();
     } catch (e) {
       throw loadError(e, "attaching");
     }

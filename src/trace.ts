@@ -169,7 +169,8 @@ export async function runTrace(opts: Options, out: Output): Promise<TraceResult>
     );
     session.load(programsToLoad(session.obj, plan));
     session.setHookSettings(settings);
-    session.attach(() => attachPlan(session.obj, plan, attachments));
+    const refused = session.attach(() => attachPlan(session.obj, plan, attachments));
+    for (const r of refused) out.verbose(`  skipped ${r.name}: ${r.why}`);
     out.status("begin trace...");
 
     stacks = new KernelStacks(session);

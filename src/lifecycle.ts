@@ -29,12 +29,18 @@ interface Open extends PacketContext {
   live: Set<number>;
   seen: Set<number>;
   freed: boolean;
+  /** When a flush first saw it freed (reader's clock). */
+  freedSeenNs?: number;
 }
 
 export interface LifecycleLimits {
   /** Flush a context after this long without an event. */
   idleNs: number;
-  /** A freed context waits this long for events that follow the free (returns of the functions that freed it). */
+  /**
+   * A freed context waits this long, from the first flush that sees it freed,
+   * for events that follow the free (returns of the functions that freed it,
+   * which may come in the next batch).
+   */
   settleNs: number;
   maxContexts: number;
   maxEventsPerContext: number;
@@ -112,8 +118,10 @@ export class Lifecycle {
    */
   flush(nowNs: number): void {
     for (const ctx of [...this.open.values()]) {
-      if (ctx.freed && ctx.lastNs < nowNs - this.limits.settleNs) this.finish(ctx, "freed");
-      else if (ctx.lastNs < nowNs - this.limits.idleNs) this.finish(ctx, "idle");
+      if (ctx.freed) {
+        ctx.freedSeenNs ??= nowNs;
+        if (nowNs - ctx.freedSeenNs >= this.limits.settleNs) this.finish(ctx, "freed");
+      } else if (ctx.lastNs < nowNs - this.limits.idleNs) this.finish(ctx, "idle");
     }
   }
 
@@ -133,7 +141,7 @@ export class Lifecycle {
     else if (end === "idle") this.counts.idle++;
     else if (end === "evicted") this.counts.evicted++;
     ctx.events.sort((a, b) => a.timeNs - b.timeNs);
-    const { live: _l, seen: _s, freed: _f, ...done } = ctx;
+    const { live: _l, seen: _s, freed: _f, freedSeenNs: _n, ...done } = ctx;
     this.emit({ ...done, end });
   }
 }

@@ -29,7 +29,7 @@ import type { LifecycleCounts } from "./lifecycle";
 
 const RING_BYTES = 16 << 20;
 const WAKEUP_BYTES = 256 << 10;
-const LIMITS = { idleNs: 3e9, settleNs: 20e6, maxContexts: 4096, maxEventsPerContext: 1000 };
+const LIMITS = { idleNs: 3e9, settleNs: 100e6, maxContexts: 4096, maxEventsPerContext: 1000 };
 const PHASE_RETURN = 1;
 
 function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {

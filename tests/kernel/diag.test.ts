@@ -10,7 +10,8 @@ const enabled = requireKernelTests();
 
 /** Runs --diag with these filters around `traffic`; stops at the first error (no --diag-keep). */
 async function diagnose(args: string[], traffic: () => Promise<unknown>) {
-  const t = Skbtrail.start(["--diag", ...args, "--timeout", "10"]);
+  // It stops at the first error; the timeout only bounds a failing run (VMs are slow).
+  const t = Skbtrail.start(["--diag", ...args, "--timeout", "90"]);
   await t.ready();
   await traffic();
   return t.finished;

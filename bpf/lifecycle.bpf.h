@@ -127,9 +127,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	if (!e)
 		return 0;
 	he = &e->hook;
-	__builtin_memset(&he->meta, 0, sizeof(he->meta));
 	__builtin_memset(&he->pkt, 0, sizeof(he->pkt));
-	fill_meta(skb, &he->meta);
 	parse_skb(skb, &he->pkt);
 
 	if (known) {
@@ -145,13 +143,18 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 			known->flow = flow;
 		}
 	}
+	/* Headers first: a packet nobody asked for costs no metadata reads. */
+	bool untracked = !known && !(h->ctx_hint && !CFG.pkt_fixed);
+
+	if (untracked && !headers_match(&he->pkt))
+		goto filtered;
+	__builtin_memset(&he->meta, 0, sizeof(he->meta));
+	fill_meta(skb, &he->meta);
 	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
 		entry.ctx_id = h->ctx_hint;
 	} else if (!known) {
-		if (!packet_matches(&he->pkt, &he->meta)) {
-			count(STAT_FILTERED);
-			return 0;
-		}
+		if (!meta_matches(&he->meta))
+			goto filtered;
 		if (!CFG.pkt_fixed) {
 			entry.ctx_id = new_context_id(now);
 			entry.flow = flow_hash(&he->pkt, false);
@@ -185,6 +188,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	else
 		output(he, sizeof(*he));
 	return CFG.pkt_fixed ? 1 : entry.ctx_id;
+filtered:
+	count(STAT_FILTERED);
+	return 0;
 }
 
 /*

@@ -354,7 +354,9 @@ static __always_inline bool ifname_matches(const char *name)
 
 /* Does the packet pass every filter the user set? Filters that are off are
  * constant-folded away by the verifier (CFG is read-only). */
-static __always_inline bool packet_matches(const struct packet *pkt, const struct skb_meta *meta)
+/* The filters on the packet's headers: checked before the skb's metadata is
+ * even read, so a packet the user does not want costs one parse per hook. */
+static __always_inline bool headers_match(const struct packet *pkt)
 {
 	if (CFG.l3_proto && pkt->l3_proto != CFG.l3_proto)
 		return false;
@@ -381,6 +383,12 @@ static __always_inline bool packet_matches(const struct packet *pkt, const struc
 	if (CFG.pkt_len_max && (!(pkt->parsed & PKT_L3) || pkt->l3_proto == ETH_P_ARP ||
 				pkt->ip_len < CFG.pkt_len_min || pkt->ip_len > CFG.pkt_len_max))
 		return false;
+	return true;
+}
+
+/* The filters on where the packet is: namespace, process, mark, interface. */
+static __always_inline bool meta_matches(const struct skb_meta *meta)
+{
 	if (CFG.netns && meta->netns != CFG.netns)
 		return false;
 	if (CFG.pid && meta->pid != CFG.pid)
@@ -390,6 +398,11 @@ static __always_inline bool packet_matches(const struct packet *pkt, const struc
 	if (CFG.ifname[0] && !ifname_matches(meta->ifname))
 		return false;
 	return true;
+}
+
+static __always_inline bool packet_matches(const struct packet *pkt, const struct skb_meta *meta)
+{
+	return headers_match(pkt) && meta_matches(meta);
 }
 
 #endif /* SKBTRAIL_PACKET_BPF_H */

@@ -29,12 +29,20 @@ static __always_inline void count(__u32 index)
 
 /*
  * Submit without waking the reader until enough bytes are pending: a
- * wakeup per record costs far more than decoding it. The reader polls with
- * a short timeout, so a lone event still shows up promptly.
+ * wakeup per record costs far more than decoding it. Wake it once, when the
+ * backlog crosses the threshold (a record moves it by less than the window):
+ * asking on every record past the threshold, while the reader drains, made
+ * the traced traffic pay for a wakeup per packet (bench/README.md,
+ * "Wakeups"). The reader also polls every 50 ms, so a lone event still
+ * shows up promptly and a missed wakeup costs at most one poll.
  */
+#define WAKEUP_WINDOW 1024 /* bytes: more than any record */
+
 static __always_inline __u64 wakeup_flags(void)
 {
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= CFG.wakeup_bytes)
+	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	if (pending >= CFG.wakeup_bytes && pending < CFG.wakeup_bytes + WAKEUP_WINDOW)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }

@@ -106,20 +106,23 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 		count(STAT_LOST);
 		return 0;
 	}
-	__builtin_memset(&e->meta, 0, sizeof(e->meta));
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
-	fill_meta(skb, &e->meta);
 	parse_skb(skb, &e->pkt);
-	if (!packet_matches(&e->pkt, &e->meta)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		count(STAT_FILTERED);
-		return 0;
-	}
+	if (!headers_match(&e->pkt))
+		goto filtered;
+	__builtin_memset(&e->meta, 0, sizeof(e->meta));
+	fill_meta(skb, &e->meta);
+	if (!meta_matches(&e->meta))
+		goto filtered;
 	fill_header(&e->hdr, EVENT_DROP, sizeof(*e));
 	e->location = location;
 	e->reason = reason;
 	e->stack_id = CFG.drop_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	submit(e);
+	return 0;
+filtered:
+	bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	count(STAT_FILTERED);
 	return 0;
 }
 

@@ -98,8 +98,10 @@ function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | 
   if (multiOk) return "kprobe-multi";
   if (fentryOk) return "fentry";
   if (f.kprobe) return "kprobe";
-  return { why: "function hooks need kprobes or fentry, and this kernel has neither" };
+  return { why: NO_FUNCTION_BACKEND };
 }
+
+const NO_FUNCTION_BACKEND = "function hooks need kprobes or fentry, and this kernel has neither";
 
 function programsFor(fn: KernelFunction, backend: FunctionBackend, ret: boolean): { entry?: string; exit?: string } {
   const special = SPECIAL[fn.name];
@@ -145,6 +147,7 @@ export function makePlan(input: PlanInput): Plan {
     if (FREE_FUNCTIONS[name]) return addTracepoint(FREE_FUNCTIONS[name]!, group);
     if (planned.has(name)) return;
     planned.add(name);
+    if (!features.kprobe && !features.kprobeMulti && !features.fentry) return skipped.push({ name, why: NO_FUNCTION_BACKEND });
     const r = functions.resolve(name, name in SPECIAL);
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);

@@ -1,7 +1,7 @@
 // Packet lifecycle tracing (the default mode) and --basic: the selected
 // hooks are planned onto the backends this kernel has, attached, and their
 // events grouped per packet (or printed one by one with --basic).
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { monotonicNowNs } from "../ffi/libc";
 import type { Options } from "./cli";
 import { decodeHook, recordKind, EVENT_HOOK, EVENT_NF, type HookEvent } from "./decode";
@@ -32,14 +32,22 @@ const WAKEUP_BYTES = 256 << 10;
 const LIMITS = { idleNs: 3e9, settleNs: 100e6, maxContexts: 4096, maxEventsPerContext: 1000 };
 const PHASE_RETURN = 1;
 
+/**
+ * Each probe loads a small object (libbpf parses the kernel's BTF each
+ * time): skip the ones that cannot succeed. kprobes and kprobe.multi need
+ * kprobe events in tracefs; fexit is asked only where fentry works.
+ */
 function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
   const ok = (p: string) => probeProgram(kernel.probeObject, p).ok;
+  const kprobeEvents = needFunctions && existsSync("/sys/kernel/tracing/kprobe_events");
+  const kprobe = kprobeEvents && ok("probe_kprobe");
+  const fentry = needFunctions && ok("probe_fentry");
   return {
     tpBtf: ok("probe_tp_btf"),
-    kprobe: needFunctions && ok("probe_kprobe"),
-    kprobeMulti: needFunctions && ok("probe_kprobe_multi"),
-    fentry: needFunctions && ok("probe_fentry"),
-    fexit: needFunctions && ok("probe_fexit"),
+    kprobe,
+    kprobeMulti: kprobe && ok("probe_kprobe_multi"),
+    fentry,
+    fexit: fentry && ok("probe_fexit"),
   };
 }
 
@@ -62,7 +70,7 @@ export interface TraceResult {
 function planFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { plan: Plan; features: Features } {
   const selectors = opts.trace;
   const selection = selectHooks(tree, selectors);
-  const functions = new FunctionIndex(kernel.btf, kernelSymbols(), readFilterFunctions());
+  const functions = new FunctionIndex(kernel.btf, kernelSymbols, readFilterFunctions());
   // Names outside the tree: tracepoints skbtrail knows, or kernel functions taking an skb.
   const extraFunctions: string[] = [];
   for (const sel of selection.outside) {

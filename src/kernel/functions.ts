@@ -34,18 +34,27 @@ export class FunctionIndex {
   private readonly renamed = new Map<string, string>(); // plain name → renamed symbol
   private readonly filterFunctions?: Set<string>;
   private moduleBtfs?: { module: string; btf: Btf }[];
+  private symbolTable?: Symbolizer;
 
+  /** `loadSymbols` runs on first need: reading /proc/kallsyms takes ~150 ms. */
   constructor(
     private readonly vmlinux: Btf,
-    private readonly symbols: Symbolizer,
+    private readonly loadSymbols: () => Symbolizer,
     filterFunctionsText?: string,
   ) {
-    for (const name of symbols.names()) {
-      const m = RENAMED.exec(name);
-      if (m && !this.renamed.has(m[1]!)) this.renamed.set(m[1]!, name);
-    }
     if (filterFunctionsText !== undefined)
       this.filterFunctions = new Set(filterFunctionsText.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean));
+  }
+
+  private get symbols(): Symbolizer {
+    if (!this.symbolTable) {
+      this.symbolTable = this.loadSymbols();
+      for (const name of this.symbolTable.names()) {
+        const m = RENAMED.exec(name);
+        if (m && !this.renamed.has(m[1]!)) this.renamed.set(m[1]!, name);
+      }
+    }
+    return this.symbolTable;
   }
 
   /** BTF of loaded modules (/sys/kernel/btf/<module>, split on vmlinux's). */

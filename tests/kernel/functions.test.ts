@@ -55,11 +55,11 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
 
   describe.each(available)("--backend %s", (backend) => {
     test("UDP over veth with the default hooks: socket to socket in path order, return values with --ret", async () => {
-      const server = Bun.spawn(["ip", "netns", "exec", pair.b.ns.name, "bun", `${LIB}/serve.ts`, "udp", "7401", "30"], { stdout: "pipe" });
+      const server = Bun.spawn(["ip", "netns", "exec", pair.b.ns.name, "bun", `${LIB}/serve.ts`, "udp", "7401", "300"], { stdout: "pipe" });
       try {
         await server.stdout.getReader().read(); // "listening"
         const t = Skbtrail.start(["--backend", backend, "--ret", "-p", "udp", "--dport", "7401", "-c", "1"]);
-        await t.ready(120_000);
+        await t.ready();
         await pair.a.ns.sh(`bun ${LIB}/send.ts udp ${pair.b.ip4} 7401 5401`);
         const { code, stdout } = await t.finished;
         expect(code).toBe(0);
@@ -74,11 +74,11 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
     });
 
     test("TCP between namespaces: the SYN reaches tcp_v4_rcv and the listener", async () => {
-      const server = Bun.spawn(["ip", "netns", "exec", pair.b.ns.name, "bun", `${LIB}/serve.ts`, "tcp", "7402", "30"], { stdout: "pipe" });
+      const server = Bun.spawn(["ip", "netns", "exec", pair.b.ns.name, "bun", `${LIB}/serve.ts`, "tcp", "7402", "300"], { stdout: "pipe" });
       try {
         await server.stdout.getReader().read();
         const t = Skbtrail.start(["--backend", backend, "-t", "ip,tcp,life", "-p", "tcp", "--dport", "7402", "--tcp-flags", "S", "-c", "1"]);
-        await t.ready(120_000);
+        await t.ready();
         await pair.a.ns.try(`timeout 5 bash -c 'exec 3<>/dev/tcp/${pair.b.ip4}/7402; echo hi >&3'`);
         const [b] = blocks((await t.finished).stdout);
         expect(b!.lines[0]).toMatch(new RegExp(`TCP: ${pair.a.ip4}:\\d+ -> ${pair.b.ip4}:7402 seq:\\d+, ack:0, flags:S`));
@@ -96,7 +96,7 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
       try {
         await sniffer.stdout.getReader().read();
         const t = Skbtrail.start(["--backend", backend, "-t", "link,ip,icmp,life", "-p", "icmp", "--netns-current", "-c", "1"], ["ip", "netns", "exec", lo.name]);
-        await t.ready(120_000);
+        await t.ready();
         await lo.try("ping -c1 -W1 127.0.0.1");
         const [b] = blocks((await t.finished).stdout);
         expect(b!.skbs.length).toBeGreaterThanOrEqual(2);
@@ -109,7 +109,7 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
 
     test("NAT: masquerade rewrites the source inside the block and the packet is still followed", async () => {
       const t = Skbtrail.start(["--backend", backend, "-t", "ip,netfilter,life", "-p", "icmp", "--saddr", routed.clientIp, "-c", "1"]);
-      await t.ready(120_000);
+      await t.ready();
       await routed.client.try(`ping -c1 -W1 ${routed.serverIp}`);
       const [b] = blocks((await t.finished).stdout);
       const before = b!.lines.findIndex((l) => l.includes(`ICMP: ${routed.clientIp} -> ${routed.serverIp} ping request`));
@@ -128,7 +128,7 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
 
     test("an nftables drop: table, chain and verdict at nft_do_chain, then the drop", async () => {
       const t = Skbtrail.start(["--backend", backend, "-t", "netfilter,ip-in,life", "-p", "udp", "--dport", "7777", "-c", "1"]);
-      await t.ready(120_000);
+      await t.ready();
       await pair.a.ns.sh(`bun ${LIB}/send.ts udp ${pair.b.ip4} 7777 5777`);
       const [b] = blocks((await t.finished).stdout);
       const input = b!.lines.find((l) => l.includes("[nf_hook_slow ") && l.includes("*ipv4 in chain: INPUT*"));
@@ -143,7 +143,7 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
 
     test("SIGINT: the prompt comes back at once, and nothing stays attached once detaching is done", async () => {
       const t = Skbtrail.start(["--backend", backend, "-p", "udp", "--dport", "9"]);
-      await t.ready(120_000);
+      await t.ready();
       expect((await ourPrograms()).length).toBeGreaterThan(0);
       const stopped = performance.now();
       const { code, stdout } = await t.stop("SIGINT");

@@ -39,7 +39,7 @@ export class Skbtrail {
   }
 
   /** Resolves once "begin trace..." appeared (stdout, or stderr with --json). */
-  async ready(timeoutMs = 30_000): Promise<void> {
+  async ready(timeoutMs = 180_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!/begin trace\.\.\./.test(this.stdoutText + this.stderrText)) {
       if (this.proc.exitCode !== null) throw new Error(`skbtrail exited before tracing: ${this.stderrText.trim()}`);

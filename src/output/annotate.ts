@@ -88,5 +88,5 @@ function returnNotes(r: HookEvent, name: string): string[] {
     const verdict = NF_VERDICTS[r.retval & 0xff] ?? `verdict ${r.retval}`;
     return verdict === "NF_DROP" ? ["packet is dropped by nftables (NF_DROP)"] : verdict === "NF_ACCEPT" ? ["packet is accepted"] : [verdict];
   }
-  return [`return: ${r.retval}`];
+  return [`return: ${r.retvalWide ?? r.retval}`];
 }

@@ -2,8 +2,13 @@
 // BPF object's BTF (src/layout.generated.ts). Decoders read through typed
 // arrays over the ring's memory; 64-bit values are read as two 32-bit
 // halves (BigInt would make decoding several times slower).
+//
+// This runs once per record, millions of times a second at full rate, so
+// strings are the cost to watch: the ones that repeat from record to record
+// (comm, ifname, addresses) come from small caches keyed by their bytes, and
+// the skb address is put in hex only when the output prints it.
 import { layout, event_kind, event_version } from "./layout.generated";
-import { addrHex, addrKey } from "./kernel/kallsyms";
+import { addrKey } from "./kernel/kallsyms";
 
 /** Typed views over the bytes a record lives in (the ring, or a test fixture). */
 export interface RecordBytes {
@@ -35,7 +40,7 @@ export interface Packet {
 }
 
 export interface SkbMeta {
-  skb: string; // hex address
+  readonly skb: string; // hex address
   skbKey: number; // low 48 bits, for maps
   len: number;
   mark: number;
@@ -81,6 +86,8 @@ export interface HookEvent {
   phase: number;
   flags: number;
   retval: number;
+  /** The return value in hex when it does not fit 32 bits (a pointer: `retval` would be inexact). */
+  retvalWide?: string;
   skb2: string;
   skb2Key: number;
   location: { hi: number; lo: number };
@@ -97,6 +104,10 @@ const D = layout.drop_event.fields;
 const E = layout.hook_event.fields;
 const N = layout.nf_info.fields;
 const NF_AT = layout.nf_event.fields.nf.offset;
+
+// The caches below compare fields as 32-bit words.
+if (M.comm.size !== 16 || M.ifname.size !== 16 || P.saddr.size !== 16 || P.daddr.size !== 16 || (M.comm.offset | M.ifname.offset | P.saddr.offset | P.daddr.offset) & 3)
+  throw new Error("layout: comm, ifname and addresses must be 16 bytes at 4-byte offsets");
 
 const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
 
@@ -144,17 +155,70 @@ export function kernelString(u8: Uint8Array, off: number, max: number): string {
   return out;
 }
 
+let hex4: string[] | undefined;
+
+/** A 64-bit value given as two 32-bit halves, as 16 hex digits ("ffff888100a3c000"). */
+export function hex64(hi: number, lo: number): string {
+  // Four lookups in a table of 4-digit strings instead of toString(16) +
+  // padStart (~150 ns). Built on first use (~5 ms) to keep it out of startup.
+  const t = (hex4 ??= Array.from({ length: 0x10000 }, (_, i) => i.toString(16).padStart(4, "0")));
+  return t[hi >>> 16]! + t[hi & 0xffff]! + t[lo >>> 16]! + t[lo & 0xffff]!;
+}
+
+const CACHE_SLOTS = 256;
+
+/**
+ * Strings decoded from 16-byte fields, kept by their bytes. Process names,
+ * interface names and addresses repeat from one record to the next, and
+ * comparing four words costs far less than decoding them again. Direct-mapped:
+ * a slot holds the last field whose words hash to it; a collision only means
+ * decoding again. The key is all 16 bytes, so a hit gives exactly what
+ * `decode` would.
+ */
+export class StringCache {
+  private readonly keys = new Int32Array(CACHE_SLOTS * 4);
+  private readonly texts: string[];
+
+  constructor(private readonly decode: (u8: Uint8Array, off: number) => string) {
+    // An unused slot's key is 16 zero bytes: it holds what they decode to.
+    this.texts = new Array<string>(CACHE_SLOTS).fill(decode(new Uint8Array(16), 0));
+  }
+
+  /** The string for the 16 bytes at `off` (4-byte aligned). */
+  get(b: RecordBytes, off: number): string {
+    const at = off >>> 2;
+    const w0 = b.i32[at]!;
+    const w1 = b.i32[at + 1]!;
+    const w2 = b.i32[at + 2]!;
+    const w3 = b.i32[at + 3]!;
+    const slot = Math.imul(w0 ^ w1 ^ w2 ^ w3, 0x9e3779b1) >>> 24; // top 8 bits: 0..255
+    const k = slot * 4;
+    const keys = this.keys;
+    if (keys[k] === w0 && keys[k + 1] === w1 && keys[k + 2] === w2 && keys[k + 3] === w3) return this.texts[slot]!;
+    keys[k] = w0;
+    keys[k + 1] = w1;
+    keys[k + 2] = w2;
+    keys[k + 3] = w3;
+    return (this.texts[slot] = this.decode(b.u8, off));
+  }
+}
+
+// One cache per field kind: the same bytes read differently as IPv4 and IPv6.
+const comms = new StringCache((u8, off) => kernelString(u8, off, 16));
+const ifnames = new StringCache((u8, off) => kernelString(u8, off, 16));
+const ipv4Addrs = new StringCache(formatIPv4);
+const ipv6Addrs = new StringCache(formatIPv6);
+
 export function decodePacket(b: RecordBytes, off: number): Packet {
   const u8 = b.u8;
   const l3 = b.u16[(off + P.l3_proto.offset) >>> 1]!;
-  const v6 = l3 === 0x86dd;
-  const addr = (at: number) => (v6 ? formatIPv6(u8, at) : formatIPv4(u8, at));
+  const addrs = l3 === 0x86dd ? ipv6Addrs : ipv4Addrs;
   return {
     l3,
     l4: u8[off + P.l4_proto.offset]!,
     parsed: u8[off + P.parsed.offset]!,
-    saddr: addr(off + P.saddr.offset),
-    daddr: addr(off + P.daddr.offset),
+    saddr: addrs.get(b, off + P.saddr.offset),
+    daddr: addrs.get(b, off + P.daddr.offset),
     sport: b.u16[(off + P.sport.offset) >>> 1]!,
     dport: b.u16[(off + P.dport.offset) >>> 1]!,
     tcpFlags: u8[off + P.tcp_flags.offset]!,
@@ -171,21 +235,41 @@ export function decodePacket(b: RecordBytes, off: number): Packet {
   };
 }
 
+/** struct skb_meta as read from a record. */
+class DecodedMeta implements SkbMeta {
+  skbKey: number;
+  len: number;
+  mark: number;
+  ifindex: number;
+  netns: number;
+  pid: number;
+  ifname: string;
+  comm: string;
+  private readonly skbHi: number;
+  private readonly skbLo: number;
+
+  constructor(b: RecordBytes, off: number) {
+    const at = (off + M.skb.offset) >>> 2;
+    this.skbLo = b.u32[at]!;
+    this.skbHi = b.u32[at + 1]!;
+    this.skbKey = addrKey(this.skbHi, this.skbLo);
+    this.len = b.u32[(off + M.len.offset) >>> 2]!;
+    this.mark = b.u32[(off + M.mark.offset) >>> 2]!;
+    this.ifindex = b.u32[(off + M.ifindex.offset) >>> 2]!;
+    this.netns = b.u32[(off + M.netns.offset) >>> 2]!;
+    this.pid = b.u32[(off + M.pid.offset) >>> 2]!;
+    this.ifname = ifnames.get(b, off + M.ifname.offset);
+    this.comm = comms.get(b, off + M.comm.offset);
+  }
+
+  /** Made when asked for: text output prints it only with --detail. */
+  get skb(): string {
+    return hex64(this.skbHi, this.skbLo);
+  }
+}
+
 export function decodeMeta(b: RecordBytes, off: number): SkbMeta {
-  const at = (off + M.skb.offset) >>> 2;
-  const lo = b.u32[at]!;
-  const hi = b.u32[at + 1]!;
-  return {
-    skb: addrHex(hi, lo),
-    skbKey: addrKey(hi, lo),
-    len: b.u32[(off + M.len.offset) >>> 2]!,
-    mark: b.u32[(off + M.mark.offset) >>> 2]!,
-    ifindex: b.u32[(off + M.ifindex.offset) >>> 2]!,
-    netns: b.u32[(off + M.netns.offset) >>> 2]!,
-    pid: b.u32[(off + M.pid.offset) >>> 2]!,
-    ifname: kernelString(b.u8, off + M.ifname.offset, M.ifname.size),
-    comm: kernelString(b.u8, off + M.comm.offset, M.comm.size),
-  };
+  return new DecodedMeta(b, off);
 }
 
 export function decodeDrop(b: RecordBytes, off: number): DropEvent {
@@ -209,6 +293,8 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
   const func = w(E.func);
   const skb2 = w(E.skb2);
   const loc = w(E.location);
+  const retHi = b.i32[w(E.retval) + 1]!;
+  const retLo = b.u32[w(E.retval)]!;
   const e: HookEvent = {
     kind: "hook",
     cpu: b.u32[(off + H.cpu.offset) >>> 2]!,
@@ -220,8 +306,9 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
     tracepoint: b.u32[w(E.tracepoint)]!,
     phase: b.u8[off + E.phase.offset]!,
     flags: b.u8[off + E.flags.offset]!,
-    retval: b.i32[w(E.retval) + 1]! * 0x1_0000_0000 + b.u32[w(E.retval)]!,
-    skb2: addrHex(b.u32[skb2 + 1]!, b.u32[skb2]!),
+    retval: retHi * 0x1_0000_0000 + retLo,
+    retvalWide: retHi === 0 || retHi === -1 ? undefined : `0x${hex64(retHi >>> 0, retLo)}`,
+    skb2: hex64(b.u32[skb2 + 1]!, b.u32[skb2]!),
     skb2Key: addrKey(b.u32[skb2 + 1]!, b.u32[skb2]!),
     location: { hi: b.u32[loc + 1]!, lo: b.u32[loc]! },
     reason: b.u32[w(E.reason)]!,

@@ -8,6 +8,7 @@ import { currentNetns, kernelSymbols, prepareKernel, Session, type Stats } from 
 import type { Output } from "./output/output";
 import { Attachments } from "./attach";
 import { KernelStacks } from "./stacks";
+import { addrKey } from "./kernel/kallsyms";
 
 const RING_BYTES = 8 << 20;
 const WAKEUP_BYTES = 256 << 10;
@@ -46,12 +47,25 @@ export async function runDrop(opts: Options, out: Output): Promise<Stats> {
     out.status("begin trace...");
 
     const stacks = opts.dropStack ? new KernelStacks(session) : undefined;
+    // Drops come from a few code sites: name each once. (Kernel addresses
+    // only, so the low 48 bits are the key; bounded in case of garbage.)
+    const locations = new Map<number, string>();
+    const locationName = (hi: number, lo: number): string => {
+      if (hi >>> 16 !== 0xffff) return kernelSymbols().format(hi, lo);
+      const key = addrKey(hi, lo);
+      let name = locations.get(key);
+      if (name === undefined) {
+        if (locations.size >= 4096) locations.clear();
+        locations.set(key, (name = kernelSymbols().format(hi, lo)));
+      }
+      return name;
+    };
     let shown = 0;
     await session.read(
       (ring, offset) => {
         if (out.done || recordKind(ring, offset) !== EVENT_DROP) return;
         const e = decodeDrop(ring, offset);
-        out.drop(e, reasons.get(e.reason), kernelSymbols().format(e.location.hi, e.location.lo), stacks?.frames(e.stackId));
+        out.drop(e, reasons.get(e.reason), locationName(e.location.hi, e.location.lo), stacks?.frames(e.stackId));
         if (opts.count !== undefined && ++shown >= opts.count) out.finish("count");
       },
       () => out.done,

@@ -10,8 +10,15 @@ const PKT_L4 = 4;
 
 const TCP_FLAGS: [number, string][] = [[0x02, "S"], [0x10, "A"], [0x08, "P"], [0x04, "R"], [0x01, "F"], [0x20, "U"]];
 
-export function tcpFlagsText(flags: number): string {
+function flagsText(flags: number): string {
   return TCP_FLAGS.filter(([bit]) => flags & bit).map(([, c]) => c).join("");
+}
+
+// Every value of the 8-bit flags field, made once: this runs per TCP event.
+const TCP_FLAGS_TEXT = Array.from({ length: 256 }, (_, flags) => flagsText(flags));
+
+export function tcpFlagsText(flags: number): string {
+  return TCP_FLAGS_TEXT[flags] ?? flagsText(flags);
 }
 
 const L4_NAMES: Record<number, string> = {

@@ -4,6 +4,12 @@ import { monotonicToRealtimeNs } from "../../ffi/libc";
 
 export class Clock {
   private readonly offsetNs = monotonicToRealtimeNs();
+  // The date-and-time part of the last second formatted, for iso() and
+  // local(): events come many per second, and formatting a Date costs ~1 µs.
+  private isoSecond = NaN;
+  private isoPrefix = "";
+  private localSecond = NaN;
+  private localPrefix = "";
 
   /** "[153.345912]" or, with --date, "[2026-11-23 03:50:00.123456]". */
   stamp(ns: number, date: boolean): string {
@@ -13,16 +19,26 @@ export class Clock {
   /** ISO 8601 UTC with microseconds, for JSON. */
   iso(ns: number): string {
     const wall = ns + this.offsetNs;
-    const d = new Date(Math.floor(wall / 1e6));
-    const micros = String(Math.floor(wall / 1e3) % 1e6).padStart(6, "0");
-    return d.toISOString().replace(/\.\d{3}Z$/, `.${micros}Z`);
+    const ms = Math.floor(wall / 1e6);
+    const second = Math.floor(ms / 1000);
+    if (second !== this.isoSecond) {
+      this.isoSecond = second;
+      this.isoPrefix = new Date(ms).toISOString().slice(0, -4); // "2026-11-23T03:50:00." (drop "123Z")
+    }
+    return `${this.isoPrefix}${String(Math.floor(wall / 1e3) % 1e6).padStart(6, "0")}Z`;
   }
 
   private local(ns: number): string {
     const wall = ns + this.offsetNs;
-    const d = new Date(Math.floor(wall / 1e6));
-    const p = (n: number, w = 2) => String(n).padStart(w, "0");
-    const micros = p(Math.floor(wall / 1e3) % 1e6, 6);
-    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${micros}`;
+    const ms = Math.floor(wall / 1e6);
+    const second = Math.floor(ms / 1000);
+    if (second !== this.localSecond) {
+      // Time zone changes fall on whole seconds, so one prefix holds for the second.
+      const d = new Date(ms);
+      const p = (n: number) => String(n).padStart(2, "0");
+      this.localSecond = second;
+      this.localPrefix = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.`;
+    }
+    return `${this.localPrefix}${String(Math.floor(wall / 1e3) % 1e6).padStart(6, "0")}`;
   }
 }

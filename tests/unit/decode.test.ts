@@ -1,10 +1,12 @@
 // Decoders on real records captured from the kernel (tests/fixtures/capture.ts).
 import { describe, expect, test } from "bun:test";
 import fixtures from "../fixtures/drops.json";
-import { decodeDrop, formatIPv6, kernelString, recordKind, EVENT_DROP, type RecordBytes } from "../../src/decode";
+import { decodeDrop, formatIPv6, hex64, kernelString, recordKind, StringCache, EVENT_DROP, type DropEvent, type RecordBytes } from "../../src/decode";
 import { layout } from "../../src/layout.generated";
-import { packetSummary } from "../../src/output/packet";
-import { packetJson } from "../../src/output/json";
+import { packetSummary, tcpFlagsText } from "../../src/output/packet";
+import { dropJson, metaJson, packetJson } from "../../src/output/json";
+import { colorsFor, dropLine } from "../../src/output/text";
+import { Clock } from "../../src/output/time";
 
 function bytes(hex: string): RecordBytes {
   const u8 = new Uint8Array(Buffer.from(hex, "hex"));
@@ -89,5 +91,147 @@ describe("formatting helpers", () => {
   test("kernel strings are cut at NUL and escaped when unprintable", () => {
     const u8 = new Uint8Array([0x65, 0x74, 0x68, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0x5c, 0, 0x41]);
     expect(kernelString(u8, 0, 11)).toBe("eth\\x1b[31m\\x5c");
+  });
+});
+
+// The per-record fast paths (tables, caches, one-literal JSON) must print
+// exactly what the plain code printed.
+describe("fast paths give the same text", () => {
+  const M = layout.skb_meta.fields;
+  const META = layout.drop_event.fields.meta.offset;
+  const PKT = layout.drop_event.fields.pkt.offset;
+  const record = (name: keyof typeof fixtures = "udp4") => bytes(fixtures[name].bytes);
+  const setString = (b: RecordBytes, off: number, text: string | number[]) => {
+    b.u8.fill(0, off, off + 16);
+    b.u8.set(typeof text === "string" ? new TextEncoder().encode(text) : text, off);
+  };
+
+  test("64-bit addresses in hex, high bit set or not", () => {
+    expect(hex64(0xffff8881, 0x00a3c000)).toBe("ffff888100a3c000");
+    expect(hex64(0x80000000, 0xffffffff)).toBe("80000000ffffffff");
+    expect(hex64(0, 0)).toBe("0000000000000000");
+    expect(hex64(0x1, 0xf)).toBe("000000010000000f");
+    for (const [hi, lo] of [[0xdeadbeef, 0x80000001], [0x7fffffff, 0x12345678], [0xffffffff, 0]])
+      expect(hex64(hi!, lo!)).toBe(hi!.toString(16).padStart(8, "0") + lo!.toString(16).padStart(8, "0"));
+    const b = record();
+    const at = (META + M.skb.offset) >>> 2;
+    [b.u32[at], b.u32[at + 1]] = [0x00000001, 0x80000000];
+    expect(decodeDrop(b, 0).meta.skb).toBe("8000000000000001");
+  });
+
+  test("comm and ifname follow their bytes", () => {
+    const b = record();
+    const comm = META + M.comm.offset;
+    const ifname = META + M.ifname.offset;
+    setString(b, comm, "bash");
+    setString(b, ifname, "veth1");
+    expect(decodeDrop(b, 0).meta).toMatchObject({ comm: "bash", ifname: "veth1" });
+    setString(b, comm, "bask");
+    setString(b, ifname, "veth2");
+    expect(decodeDrop(b, 0).meta).toMatchObject({ comm: "bask", ifname: "veth2" });
+    setString(b, comm, "0123456789abcdef"); // all 16 bytes, no NUL
+    expect(decodeDrop(b, 0).meta.comm).toBe("0123456789abcdef");
+    b.u8[comm + 15] = 0x46; // only the last byte changes
+    expect(decodeDrop(b, 0).meta.comm).toBe("0123456789abcdeF");
+    setString(b, comm, [0x62, 0x61, 0x73, 0x68, 0, 0x41]); // same text, other bytes after the NUL
+    expect(decodeDrop(b, 0).meta.comm).toBe("bash");
+    setString(b, comm, "");
+    expect(decodeDrop(b, 0).meta.comm).toBe("");
+  });
+
+  test("a cache slot shared by two fields holds the right text for each", () => {
+    // Words [A, B] and [B, A] hash alike (the hash XORs the words): same slot.
+    const names = new StringCache((u8, off) => kernelString(u8, off, 16));
+    const u8 = new Uint8Array(32);
+    u8.set(new TextEncoder().encode("abcdefgh"), 0);
+    u8.set(new TextEncoder().encode("efghabcd"), 16);
+    const b: RecordBytes = { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
+    for (let i = 0; i < 3; i++) {
+      expect(names.get(b, 0)).toBe("abcdefgh");
+      expect(names.get(b, 16)).toBe("efghabcd");
+    }
+  });
+
+  test("addresses follow their bytes, and the same bytes read as IPv4 and IPv6 differ", () => {
+    const v4 = record("udp4");
+    expect(decodeDrop(v4, 0).pkt.daddr).toBe("10.62.0.2");
+    v4.u8[PKT + layout.packet.fields.daddr.offset + 3] = 9;
+    expect(decodeDrop(v4, 0).pkt.daddr).toBe("10.62.0.9");
+    const v6 = record("tcp6_syn");
+    expect(decodeDrop(v6, 0).pkt.daddr).toBe("fd00:62::2");
+    v6.u8[PKT + layout.packet.fields.daddr.offset + 15] = 9;
+    expect(decodeDrop(v6, 0).pkt.daddr).toBe("fd00:62::9");
+    // IPv4 bytes in a record that says IPv6
+    v4.u16[(PKT + layout.packet.fields.l3_proto.offset) >>> 1] = 0x86dd;
+    expect(decodeDrop(v4, 0).pkt.saddr).toBe("a3e:1::");
+  });
+
+  test("TCP flags", () => {
+    expect(tcpFlagsText(0x02)).toBe("S");
+    expect(tcpFlagsText(0x12)).toBe("SA");
+    expect(tcpFlagsText(0x3f)).toBe("SAPRFU");
+    expect(tcpFlagsText(0xc0)).toBe("");
+  });
+
+  // dropJson as it was: the two objects of the README's schema, spread.
+  const reference = (e: DropEvent, reason: string | undefined, location: string, clock: Clock, stack?: string[]) =>
+    JSON.stringify({ kind: "drop", time: clock.iso(e.timeNs), ts_ns: e.timeNs, reason: reason ?? null, location, ...packetJson(e.pkt), ...metaJson(e.cpu, e.meta), ...(stack ? { stack } : {}) });
+
+  test("JSON drop lines: every captured packet, with and without reason and stack", () => {
+    const clock = new Clock();
+    for (const name of Object.keys(fixtures) as (keyof typeof fixtures)[]) {
+      const e = drop(name);
+      expect(dropJson(e, "NO_SOCKET", "__udp4_lib_rcv+0x4bc", clock)).toBe(reference(e, "NO_SOCKET", "__udp4_lib_rcv+0x4bc", clock));
+      expect(dropJson(e, undefined, "0x0", clock, ["a+0x1", "b+0x2 [mod]"])).toBe(reference(e, undefined, "0x0", clock, ["a+0x1", "b+0x2 [mod]"]));
+    }
+  });
+
+  test("JSON escapes a comm with quotes, backslashes and control characters", () => {
+    const b = record();
+    setString(b, META + M.comm.offset, [0x61, 0x22, 0x62, 0x5c, 0x63, 0x01, 0x0a, 0x7f, 0xe9]); // a " b \ c, then 0x01 0x0a 0x7f 0xe9
+    setString(b, META + M.ifname.offset, [0x22, 0x22]);
+    const e = decodeDrop(b, 0);
+    expect(e.meta.comm).toBe('a"b\\x5cc\\x01\\x0a\\x7f\\xe9');
+    const line = dropJson(e, 'x"y', "f\\g", new Clock());
+    expect(line).toContain(String.raw`"comm":"a\"b\\x5cc\\x01\\x0a\\x7f\\xe9"`);
+    expect(line).toContain(String.raw`"ifname":"\"\""`);
+    expect(line).toContain(String.raw`"reason":"x\"y","location":"f\\g"`);
+    expect(JSON.parse(line)).toMatchObject({ comm: e.meta.comm, ifname: '""', reason: 'x"y', location: "f\\g" });
+  });
+
+  test("time stamps: the cached second, across second boundaries", () => {
+    const clock = new Clock();
+    const offsetNs = (clock as unknown as { offsetNs: number }).offsetNs;
+    // The formulas before the cache.
+    const iso = (ns: number) => {
+      const wall = ns + offsetNs;
+      const micros = String(Math.floor(wall / 1e3) % 1e6).padStart(6, "0");
+      return new Date(Math.floor(wall / 1e6)).toISOString().replace(/\.\d{3}Z$/, `.${micros}Z`);
+    };
+    const local = (ns: number) => {
+      const wall = ns + offsetNs;
+      const d = new Date(Math.floor(wall / 1e6));
+      const p = (n: number, w = 2) => String(n).padStart(w, "0");
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(Math.floor(wall / 1e3) % 1e6, 6)}`;
+    };
+    // Start just before a wall-clock second, step across a few of them.
+    const start = 5_000_000_000_000 - (offsetNs % 1e9) - 3_000;
+    for (let ns = start; ns < start + 3e9; ns += 49_999_991) {
+      for (const t of [ns, ns + 1_000, ns + 2_999, ns + 3_000, ns + 3_001]) {
+        expect(clock.iso(t)).toBe(iso(t));
+        expect(clock.stamp(t, true)).toBe(local(t));
+      }
+    }
+    expect(clock.stamp(153_345_912_400, false)).toBe("153.345912");
+  });
+
+  test("text lines print the skb address only with --detail", () => {
+    const e = drop("udp4");
+    const style = { colors: colorsFor(false), clock: new Clock(), date: false, detail: false };
+    const plain = dropLine(e, "NO_SOCKET", "__udp4_lib_rcv+0x4bc", style);
+    expect(plain).toMatch(/^\[\d+\.\d{6}\] UDP: 10\.62\.0\.1:5001 -> 10\.62\.0\.2:7001 \*reason: NO_SOCKET, __udp4_lib_rcv\+0x4bc\* \*packet is dropped by kernel\*$/);
+    const detail = dropLine(e, "NO_SOCKET", "__udp4_lib_rcv+0x4bc", { ...style, detail: true });
+    expect(detail).toContain(`[${e.meta.skb}][cpu:`);
+    expect(e.meta.skb).toMatch(/^ffff[0-9a-f]{12}$/);
   });
 });

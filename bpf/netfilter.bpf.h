@@ -117,12 +117,12 @@ int fexit_nf_hook_slow(__u64 *ctx)
 }
 
 /* unsigned int nft_do_chain(struct nft_pktinfo *pkt, void *priv): priv is the chain */
-static __always_inline int nft_hit(void *ctx, __u64 func, struct nft_pktinfo *pkt, void *chain, __u8 phase, __s64 ret)
+static __always_inline __u64 nft_hit(void *ctx, __u64 func, struct nft_pktinfo *pkt, void *chain, __u8 phase, __s64 ret,
+				     __u64 ctx_hint)
 {
 	struct nf_details d = { BPF_CORE_READ(pkt, state), chain };
 
-	nf_hit(ctx, func, BPF_CORE_READ(pkt, skb), phase, ret, &d, 0);
-	return 0;
+	return nf_hit(ctx, func, BPF_CORE_READ(pkt, skb), phase, ret, &d, ctx_hint);
 }
 
 SEC("kprobe/nft_do_chain")
@@ -131,10 +131,13 @@ int kprobe_nft_do_chain(struct pt_regs *ctx)
 	__u64 func = bpf_get_attach_cookie(ctx);
 	struct nft_pktinfo *pkt = (void *)PT_REGS_PARM1(ctx);
 	void *chain = (void *)PT_REGS_PARM2(ctx);
+	__u64 recorded = nft_hit(ctx, func, pkt, chain, PHASE_ENTRY, 0, 0);
 
-	/* The pktinfo lives on the caller's stack: still valid at return. */
-	stash_put(func, pkt, chain, 0);
-	return nft_hit(ctx, func, pkt, chain, PHASE_ENTRY, 0);
+	/* The pktinfo lives on the caller's stack: still valid at return. Newer
+	 * kernels free a dropped skb inside nft_do_chain: the context comes too. */
+	if (recorded)
+		stash_put(func, pkt, chain, recorded);
+	return 0;
 }
 
 SEC("kretprobe/nft_do_chain")
@@ -145,20 +148,21 @@ int kretprobe_nft_do_chain(struct pt_regs *ctx)
 
 	if (!stash_take(func, &v))
 		return 0;
-	return nft_hit(ctx, func, (void *)v.skb, (void *)v.arg, PHASE_RETURN, (__u32)PT_REGS_RC(ctx));
+	nft_hit(ctx, func, (void *)v.skb, (void *)v.arg, PHASE_RETURN, (__u32)PT_REGS_RC(ctx), v.ctx);
+	return 0;
 }
 
 SEC("fentry/nft_do_chain")
 int fentry_nft_do_chain(__u64 *ctx)
 {
-	nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_ENTRY, 0);
+	nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_ENTRY, 0, 0);
 	return 0;
 }
 
 SEC("fexit/nft_do_chain")
 int fexit_nft_do_chain(__u64 *ctx)
 {
-	nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_RETURN, (__u32)fexit_ret(ctx));
+	nft_hit(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (void *)ctx[1], PHASE_RETURN, (__u32)fexit_ret(ctx), 0);
 	return 0;
 }
 

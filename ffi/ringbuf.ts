@@ -12,6 +12,8 @@ import { mmap, munmap, pageSize, Poller, PROT_READ, PROT_WRITE } from "./libc";
 const BUSY_BIT = 0x80000000;
 const DISCARD_BIT = 0x40000000;
 const HEADER_SIZE = 8;
+/** Consumer position stored at least this often during a drain. */
+const RELEASE_BYTES = 64 << 10;
 
 /** Called for each record: its offset in `data` and its length in bytes. */
 export type RecordHandler = (ring: RingBuffer, offset: number, length: number) => void;
@@ -60,6 +62,7 @@ export class RingBuffer {
   drain(onRecord: RecordHandler): number {
     let pos = this.consumerPos;
     let end = this.producerPos();
+    let released = pos;
     let n = 0;
     while (pos < end) {
       const offset = (pos >>> 0) & this.mask;
@@ -71,6 +74,12 @@ export class RingBuffer {
         n++;
       }
       pos += (length + HEADER_SIZE + 7) & ~7;
+      // Give space back during a long drain, not only at its end, or the
+      // producers see a full ring while we are busy emptying it.
+      if (pos - released >= RELEASE_BYTES) {
+        this.consumer[0] = BigInt(pos);
+        released = pos;
+      }
       if (pos >= end) end = this.producerPos();
     }
     if (pos !== this.consumerPos) {

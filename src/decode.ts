@@ -306,7 +306,9 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
     tracepoint: b.u32[w(E.tracepoint)]!,
     phase: b.u8[off + E.phase.offset]!,
     flags: b.u8[off + E.flags.offset]!,
-    retval: retHi * 0x1_0000_0000 + retLo,
+    // kretprobes and fexit see the whole register: a C int's negative value
+    // comes with zero high bits. Kernel pointers never have them zero.
+    retval: retHi === 0 && retLo >= 0x8000_0000 ? retLo | 0 : retHi * 0x1_0000_0000 + retLo,
     retvalWide: retHi === 0 || retHi === -1 ? undefined : `0x${hex64(retHi >>> 0, retLo)}`,
     skb2: hex64(b.u32[skb2 + 1]!, b.u32[skb2]!),
     skb2Key: addrKey(b.u32[skb2 + 1]!, b.u32[skb2]!),

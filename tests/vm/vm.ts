@@ -7,7 +7,7 @@
 // writable with an overlay on tmpfs (nothing reaches the host), puts the
 // kernel's own modules at /lib/modules, and powers off when the command ends. The command's output
 // comes back over the serial console between two marker lines.
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { $ } from "bun";
 import { CACHE, type VmKernel } from "./kernels";
 
@@ -151,7 +151,3 @@ function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-/** Removes run directories left by VMs that were killed. */
-export function cleanRuns(): void {
-  for (const d of readdirSync(`${CACHE}/runs`, { withFileTypes: true })) rmSync(`${CACHE}/runs/${d.name}`, { recursive: true, force: true });
-}

@@ -11,8 +11,8 @@
 // plain arrays and in the ring benchmark on the RingBuffer would see two
 // shapes of argument and be compiled for both, slowing the ring figure.
 import { layout, event_kind, event_version } from "../src/layout.generated";
-import { decodeDrop, decodePacket, hex64, kernelString, recordKind, StringCache, type RecordBytes } from "../src/decode";
-import { Symbolizer } from "../src/kernel/kallsyms";
+import { decodeDrop, decodePacket, kernelString, recordKind, StringCache, type RecordBytes } from "../src/decode";
+import { addrHex, Symbolizer } from "../src/kernel/kallsyms";
 import { dropJson } from "../src/output/json";
 import { colorsFor, dropLine } from "../src/output/text";
 import { Clock } from "../src/output/time";
@@ -128,7 +128,7 @@ export function decodeCosts(ms = 250): DecodeCosts {
   return {
     walk: measure(ring, ms, (b, off) => recordKind(b, off)),
     decodeDrop: measure(ring, ms, (b, off) => (recordKind(b, off) === event_kind.EVENT_DROP ? decodeDrop(b, off).pkt.sport : 0)),
-    addrHex: measure(ring, ms, (b, off) => hex64(b.u32[((off + meta) >>> 2) + 1]!, b.u32[(off + meta) >>> 2]!).length),
+    addrHex: measure(ring, ms, (b, off) => addrHex(b.u32[((off + meta) >>> 2) + 1]!, b.u32[(off + meta) >>> 2]!).length),
     commString: measure(ring, ms, (b, off) => comms.get(b, off + meta + M.comm.offset).length),
     decodePacket: measure(ring, ms, (b, off) => decodePacket(b, off + pkt).saddr.length),
     symbolize: measure(ring, ms, (_b, _off, i) => symbols.format(locHi, locLo + (i & 0xff)).length),

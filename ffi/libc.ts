@@ -123,11 +123,11 @@ export function monotonicNowNs(): number {
 
 // Big enough for a whole verifier log, which libbpf prints with one "%s"
 // (a va_list cannot be formatted twice to retry with a bigger buffer).
-const formatBuffer = new Uint8Array(1 << 20);
+let formatBuffer: Uint8Array | undefined;
 
 /** Formats a C printf format with its va_list (libbpf's print callback). */
 export function formatVaList(fmt: Pointer, args: Pointer): string {
-  const buf = formatBuffer;
+  const buf = (formatBuffer ??= new Uint8Array(1 << 20));
   const n = libc.vsnprintf(buf, buf.length, fmt, args);
   return Buffer.from(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1)))).toString("utf8");
 }

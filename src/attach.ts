@@ -82,11 +82,12 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): Attac
   for (const h of plan.hooks) if (h.kind === "tracepoint") into.links.push(obj.program(h.program).attach());
 
   const failures = new Map<string, string>();
+  const refused = (h: FunctionHook, e: unknown) => failures.set(h.name, `the kernel refused to attach: ${e instanceof Error ? e.message : e}`);
   const attempt = (h: FunctionHook, attach: () => void) => {
     try {
       attach();
     } catch (e) {
-      failures.set(h.name, `the kernel refused to attach: ${e instanceof Error ? e.message : e}`);
+      refused(h, e);
     }
   };
   const fns = plan.hooks.filter((h): h is FunctionHook => h.kind === "function");
@@ -97,7 +98,7 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): Attac
     try {
       into.links.push(obj.program(program).attachKprobeMulti(hooks.map((h) => h.fn.symbol), hooks.map(cookie), retprobe));
     } catch (e) {
-      if (hooks.length === 1) return attempt(hooks[0]!, () => { throw e; });
+      if (hooks.length === 1) return void refused(hooks[0]!, e);
       const half = hooks.length >> 1;
       attachMulti(program, hooks.slice(0, half), retprobe);
       attachMulti(program, hooks.slice(half), retprobe);

@@ -8,7 +8,7 @@
 // (comm, ifname, addresses) come from small caches keyed by their bytes, and
 // the skb address is put in hex only when the output prints it.
 import { layout, event_kind, event_version } from "./layout.generated";
-import { addrKey } from "./kernel/kallsyms";
+import { addrHex, addrKey } from "./kernel/kallsyms";
 
 /** Typed views over the bytes a record lives in (the ring, or a test fixture). */
 export interface RecordBytes {
@@ -155,16 +155,6 @@ export function kernelString(u8: Uint8Array, off: number, max: number): string {
   return out;
 }
 
-let hex4: string[] | undefined;
-
-/** A 64-bit value given as two 32-bit halves, as 16 hex digits ("ffff888100a3c000"). */
-export function hex64(hi: number, lo: number): string {
-  // Four lookups in a table of 4-digit strings instead of toString(16) +
-  // padStart (~150 ns). Built on first use (~5 ms) to keep it out of startup.
-  const t = (hex4 ??= Array.from({ length: 0x10000 }, (_, i) => i.toString(16).padStart(4, "0")));
-  return t[hi >>> 16]! + t[hi & 0xffff]! + t[lo >>> 16]! + t[lo & 0xffff]!;
-}
-
 const CACHE_SLOTS = 256;
 
 /**
@@ -264,7 +254,7 @@ class DecodedMeta implements SkbMeta {
 
   /** Made when asked for: text output prints it only with --detail. */
   get skb(): string {
-    return hex64(this.skbHi, this.skbLo);
+    return addrHex(this.skbHi, this.skbLo);
   }
 }
 
@@ -309,8 +299,8 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
     // kretprobes and fexit see the whole register: a C int's negative value
     // comes with zero high bits. Kernel pointers never have them zero.
     retval: retHi === 0 && retLo >= 0x8000_0000 ? retLo | 0 : retHi * 0x1_0000_0000 + retLo,
-    retvalWide: retHi === 0 || retHi === -1 ? undefined : `0x${hex64(retHi >>> 0, retLo)}`,
-    skb2: hex64(b.u32[skb2 + 1]!, b.u32[skb2]!),
+    retvalWide: retHi === 0 || retHi === -1 ? undefined : `0x${addrHex(retHi >>> 0, retLo)}`,
+    skb2: addrHex(b.u32[skb2 + 1]!, b.u32[skb2]!),
     skb2Key: addrKey(b.u32[skb2 + 1]!, b.u32[skb2]!),
     location: { hi: b.u32[loc + 1]!, lo: b.u32[loc]! },
     reason: b.u32[w(E.reason)]!,

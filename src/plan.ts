@@ -85,6 +85,8 @@ export interface PlanInput {
   followSkbs: boolean;
 }
 
+const NO_FUNCTION_BACKEND = "function hooks need kprobes or fentry, and this kernel has neither";
+
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
   // fentry reads the skb from the arguments' BTF types, and kernels before
   // 6.x refuse to read through a struct sk_buff ** there: kprobes for those.
@@ -101,7 +103,6 @@ function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | 
   return { why: NO_FUNCTION_BACKEND };
 }
 
-const NO_FUNCTION_BACKEND = "function hooks need kprobes or fentry, and this kernel has neither";
 
 function programsFor(fn: KernelFunction, backend: FunctionBackend, ret: boolean): { entry?: string; exit?: string } {
   const special = SPECIAL[fn.name];

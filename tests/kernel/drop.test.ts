@@ -5,6 +5,7 @@ import { $ } from "bun";
 import { connectTcp, sendUdp, TwoHosts } from "../lib/netns";
 import { jsonLines, runSkbtrail, Skbtrail } from "../lib/skbtrail";
 import { requireKernelTests } from "../lib/require";
+import { loadedPrograms } from "../lib/bpf";
 
 const SEND = `${import.meta.dir}/../lib/send.ts`;
 const enabled = requireKernelTests();
@@ -162,10 +163,7 @@ describe.skipIf(!enabled)("skbtrail --drop on the host kernel", () => {
 });
 
 describe.skipIf(!enabled)("stopping leaves nothing attached", () => {
-  const ourPrograms = async () => {
-    const progs = JSON.parse(await $`bpftool -j prog show`.text()) as { name?: string }[];
-    return progs.filter((p) => /^drop_(no)?reason_(btf|raw)$|^probe_/.test(p.name ?? ""));
-  };
+  const ourPrograms = () => loadedPrograms(/^drop_(no)?reason_(btf|raw)$|^probe_/);
   // The kernel frees a detached program after an RCU grace period: allow it a moment.
   const noneOfOursLoaded = async () => {
     for (let i = 0; i < 50 && (await ourPrograms()).length; i++) await Bun.sleep(100);

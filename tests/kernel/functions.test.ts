@@ -4,15 +4,15 @@
 // with a visible reason; tests/vm runs it in real Debian kernels, telling it
 // which backends must be there (SKBTRAIL_EXPECT_BACKENDS).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { $ } from "bun";
 import { blocks, expectInOrder } from "../lib/blocks";
+import { loadedPrograms } from "../lib/bpf";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { runSkbtrail, Skbtrail } from "../lib/skbtrail";
 
 const LIB = `${import.meta.dir}/../lib`;
 const enabled = requireKernelTests();
-const CANDIDATES = process.env.SKBTRAIL_TEST_ONLY_BACKEND ? [process.env.SKBTRAIL_TEST_ONLY_BACKEND] : ["kprobe-multi", "fentry", "kprobe"];
+const CANDIDATES = ["kprobe-multi", "fentry", "kprobe"];
 const expected = process.env.SKBTRAIL_EXPECT_BACKENDS?.split(",").filter(Boolean);
 
 // --backend fails with one clear line when the kernel cannot run it.
@@ -26,11 +26,8 @@ test.skipIf(!expected)("the kernel offers the expected backends", () => {
   expect(available).toEqual(expected!);
 });
 
-// Programs of ours, by name (kernels before 5.x cut names at 15 characters).
-const ourPrograms = async () => {
-  const progs = JSON.parse(await $`bpftool -j prog show`.text()) as { name?: string }[];
-  return progs.filter((p) => /^(kmulti|kprobe|kretprobe|fentry|fexit|tp)_/.test(p.name ?? ""));
-};
+// Programs of ours, by name (the kernel keeps 15 characters of a name).
+const ourPrograms = () => loadedPrograms(/^(kmulti|kprobe|kretprobe|fentry|fexit|tp)_/);
 
 describe.skipIf(available.length === 0)("packet lifecycles through kernel functions", () => {
   let lo: Netns;

@@ -1,7 +1,8 @@
 // Decoders on real records captured from the kernel (tests/fixtures/capture.ts).
 import { describe, expect, test } from "bun:test";
+import { addrHex } from "../../src/kernel/kallsyms";
 import fixtures from "../fixtures/drops.json";
-import { decodeDrop, formatIPv6, hex64, kernelString, recordKind, StringCache, EVENT_DROP, type DropEvent, type RecordBytes } from "../../src/decode";
+import { decodeDrop, formatIPv6, kernelString, recordKind, StringCache, EVENT_DROP, type DropEvent, type RecordBytes } from "../../src/decode";
 import { layout } from "../../src/layout.generated";
 import { packetSummary, tcpFlagsText } from "../../src/output/packet";
 import { dropJson, metaJson, packetJson } from "../../src/output/json";
@@ -107,12 +108,12 @@ describe("fast paths give the same text", () => {
   };
 
   test("64-bit addresses in hex, high bit set or not", () => {
-    expect(hex64(0xffff8881, 0x00a3c000)).toBe("ffff888100a3c000");
-    expect(hex64(0x80000000, 0xffffffff)).toBe("80000000ffffffff");
-    expect(hex64(0, 0)).toBe("0000000000000000");
-    expect(hex64(0x1, 0xf)).toBe("000000010000000f");
+    expect(addrHex(0xffff8881, 0x00a3c000)).toBe("ffff888100a3c000");
+    expect(addrHex(0x80000000, 0xffffffff)).toBe("80000000ffffffff");
+    expect(addrHex(0, 0)).toBe("0000000000000000");
+    expect(addrHex(0x1, 0xf)).toBe("000000010000000f");
     for (const [hi, lo] of [[0xdeadbeef, 0x80000001], [0x7fffffff, 0x12345678], [0xffffffff, 0]])
-      expect(hex64(hi!, lo!)).toBe(hi!.toString(16).padStart(8, "0") + lo!.toString(16).padStart(8, "0"));
+      expect(addrHex(hi!, lo!)).toBe(hi!.toString(16).padStart(8, "0") + lo!.toString(16).padStart(8, "0"));
     const b = record();
     const at = (META + M.skb.offset) >>> 2;
     [b.u32[at], b.u32[at + 1]] = [0x00000001, 0x80000000];

@@ -28,11 +28,9 @@ export interface VmOptions {
   cwd?: string;
   env?: Record<string, string>;
   timeoutMs?: number;
-  /** QEMU accelerator: software emulation unless SKBTRAIL_VM_ACCEL=kvm (nested KVM hangs on these machines). */
-  accel?: "kvm" | "tcg";
 }
 
-export function modulesDir(k: VmKernel): string {
+function modulesDir(k: VmKernel): string {
   return `${k.root}/lib/modules/${k.version}`;
 }
 
@@ -116,7 +114,8 @@ export async function runInVm(k: VmKernel, command: string, opts: VmOptions = {}
     command,
   ].join("\n");
   writeFileSync(`${runDir}/run.sh`, `${script}\n`);
-  const accel = opts.accel ?? (process.env.SKBTRAIL_VM_ACCEL === "kvm" ? "kvm" : "tcg");
+  // Software emulation unless SKBTRAIL_VM_ACCEL=kvm: nested KVM hangs on these machines.
+  const accel = process.env.SKBTRAIL_VM_ACCEL === "kvm" ? "kvm" : "tcg";
   const started = performance.now();
   const qemu = Bun.spawn(
     [

@@ -1,4 +1,4 @@
-// Build: BPF C → build/*.bpf.o (clang, CO-RE, -g) → src/layout.generated.ts
+// Build: BPF C → build/*.bpf.o (clang, CO-RE, -g) → src/abi/layout.generated.ts
 // (from the object's BTF) → copy the libraries the executable carries →
 // bun build --compile → dist/skbtrail.
 //
@@ -6,25 +6,25 @@
 //   bun run build.ts --no-exe   objects, layouts and libraries only (fast)
 import { $ } from "bun";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
-import { generateLayouts } from "./src/layouts";
+import { generateLayouts } from "./tools/layouts";
 
 const root = import.meta.dir;
 const buildDir = `${root}/build`;
 const BPF_OBJECTS = ["skbtrail", "probe"];
 const LIBRARIES = ["libz.so.1", "libelf.so.1", "libbpf.so.1"];
 const LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64"];
-export const LAYOUT_FILE = `${root}/src/layout.generated.ts`;
+export const LAYOUT_FILE = `${root}/src/abi/layout.generated.ts`;
 
 /** Compiles bpf/NAME.bpf.c (CO-RE, with BTF) into OUTDIR/NAME.bpf.o. */
 export async function compileBpf(name: string, outDir: string): Promise<string> {
   const out = `${outDir}/${name}.bpf.o`;
-  await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I${root}/bpf -c ${root}/bpf/${name}.bpf.c -o ${out}`;
+  await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I${root}/bpf/include -I${root}/bpf -c ${root}/bpf/${name}.bpf.c -o ${out}`;
   return out;
 }
 
 /** The layout file generated from a compiled skbtrail.bpf.o. */
 export function layoutsFor(object: string): string {
-  return generateLayouts(readFileSync(object), readFileSync(`${root}/bpf/events.h`, "utf8"));
+  return generateLayouts(readFileSync(object), readFileSync(`${root}/bpf/include/events.h`, "utf8"));
 }
 
 async function build(): Promise<void> {
@@ -34,7 +34,7 @@ async function build(): Promise<void> {
   const layouts = layoutsFor(`${buildDir}/skbtrail.bpf.o`);
   if (!existsSync(LAYOUT_FILE) || readFileSync(LAYOUT_FILE, "utf8") !== layouts) {
     writeFileSync(LAYOUT_FILE, layouts);
-    console.log("build: regenerated src/layout.generated.ts (commit it)");
+    console.log("build: regenerated src/abi/layout.generated.ts (commit it)");
   }
 
   for (const lib of LIBRARIES) {

@@ -10,8 +10,8 @@
 // bench/run.ts runs it as a process of its own: decodeDrop called here on
 // plain arrays and in the ring benchmark on the RingBuffer would see two
 // shapes of argument and be compiled for both, slowing the ring figure.
-import { layout, event_kind, event_version } from "../src/layout.generated";
-import { decodeDrop, decodePacket, kernelString, recordKind, StringCache, type RecordBytes } from "../src/decode";
+import { layout, event_kind, event_version } from "../src/abi/layout.generated";
+import { decodeDrop, decodePacket, kernelString, recordKind, StringCache, type RecordBytes } from "../src/events/decode";
 import { addrHex, Symbolizer } from "../src/kernel/kallsyms";
 import { dropJson } from "../src/output/json";
 import { colorsFor, dropLine } from "../src/output/text";

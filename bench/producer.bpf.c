@@ -3,7 +3,7 @@
  * Synthetic producer for the ring-buffer benchmark. On every system call
  * entry (raw_tp/sys_enter) of the target process it writes a batch of
  * struct drop_event records into the product's ring ("events", from
- * ../bpf/ringbuf.bpf.h) with the product's submit(): threshold wakeups,
+ * bpf/lib/ringbuf.bpf.h) with the product's submit(): threshold wakeups,
  * the same per-CPU counters, reserve failures counted in stats[STAT_LOST].
  *
  * The target thread group and the batch size live in the "bench" array map,
@@ -11,14 +11,14 @@
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
-#include "../bpf/events.h"
+#include "events.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* The product's configuration section: submit() reads CFG.wakeup_bytes. */
 const volatile struct skbtrail_config CFG SEC(".rodata.cfg") = {};
 
-#include "../bpf/ringbuf.bpf.h"
+#include "lib/ringbuf.bpf.h"
 
 struct bench_ctl {
 	__u32 tgid;  /* the process whose system calls produce records */

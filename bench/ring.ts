@@ -13,10 +13,10 @@
 // covers the whole phase (process.cpuUsage / getrusage). "lost" counts the
 // producer's failed reservations (the product's stats[STAT_LOST]) during the
 // phase. The producer is pinned to one CPU; the consumers are not pinned.
-import { Session, type Stats } from "../src/session";
+import { Session, type Stats } from "../src/bpf/session";
 import { loadLibbpf, type BpfLink } from "../ffi/libbpf";
 import { RingBuffer } from "../ffi/ringbuf";
-import { decodeDrop, recordKind, EVENT_DROP, type DropEvent } from "../src/decode";
+import { decodeDrop, recordKind, EVENT_DROP, type DropEvent } from "../src/events/decode";
 import type { Subprocess } from "bun";
 
 /** The product's ring size and wakeup threshold (src/drop.ts RING_BYTES, WAKEUP_BYTES). */

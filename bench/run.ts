@@ -51,7 +51,7 @@ async function build(): Promise<void> {
   }
   mkdirSync(OUT, { recursive: true });
   // The product's flags (build.ts compileBpf), with bpf/ on the include path.
-  await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I${ROOT}/bpf -c ${BENCH}/producer.bpf.c -o ${OUT}/producer.bpf.o`;
+  await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I${ROOT}/bpf/include -I${ROOT}/bpf -c ${BENCH}/producer.bpf.c -o ${OUT}/producer.bpf.o`;
   await $`cc -O2 -Wall -Wextra -o ${OUT}/ringbench ${BENCH}/ringbench.c -lbpf`;
 }
 

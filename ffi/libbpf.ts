@@ -6,7 +6,7 @@
 import { dlopen, FFIType, JSCallback, ptr, read, toArrayBuffer, CString, type Pointer } from "bun:ffi";
 import { close, errno, formatVaList, memfdWithContents, SysError } from "./libc";
 import { embeddedLibraries } from "./embedded";
-import { ExitCode, SkbtrailError } from "../src/errors";
+import { ExitCode, SkbtrailError } from "../src/common/errors";
 
 const symbols = {
   libbpf_major_version: { args: [], returns: FFIType.u32 },

@@ -1,15 +1,15 @@
 #!/usr/bin/env bun
 // Entry point: command line → mode → exit code. Every failure ends here as
 // one line on stderr and a documented exit code.
-import { helpText, parseCommandLine } from "./cli";
-import { runDrop } from "./drop";
-import { printTree, runTrace } from "./trace";
-import { detachInherited, REAP_COMMAND } from "./reaper";
-import { checkRuleFile } from "./kb-check";
-import { ExitCode, SkbtrailError, usageError } from "./errors";
+import { helpText, parseCommandLine } from "./cli/parse";
+import { runDrop } from "./modes/drop";
+import { printTree, runTrace } from "./modes/trace";
+import { detachInherited, REAP_COMMAND } from "./bpf/detach";
+import { checkRuleFile } from "./modes/kb-check";
+import { ExitCode, SkbtrailError, usageError } from "./common/errors";
 import { Writer } from "./output/writer";
 import { Output } from "./output/output";
-import { VERSION } from "./version";
+import { VERSION } from "./common/version";
 
 function openOutput(path: string): Writer {
   try {

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { Btf, Kind } from "./btf";
 import type { Symbolizer } from "./kallsyms";
-import { globToRegExp } from "../tracer-tree";
+import { globToRegExp } from "../plan/tracer-tree";
 
 export interface KernelFunction {
   name: string;

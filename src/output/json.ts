@@ -1,11 +1,11 @@
 // NDJSON output: one object per line, names rather than numbers. The schema
 // is documented in the README ("JSON output"); change both together.
-import type { DropEvent, Packet, SkbMeta } from "../decode";
-import type { PacketContext } from "../lifecycle";
+import type { DropEvent, Packet, SkbMeta } from "../events/decode";
+import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "./text";
-import type { Finding } from "../diagnose";
-import { NF_FAMILIES, nfHookName } from "./annotate";
-import { l3Name, l4Name, tcpFlagsText } from "./packet";
+import type { Finding } from "../diagnosis/rules";
+import { NF_FAMILIES, nfHookName } from "../events/line";
+import { l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
 const PKT_L3 = 2;

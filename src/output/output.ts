@@ -1,12 +1,12 @@
 // Where everything the user sees goes: events (text or NDJSON), status lines
 // ("begin trace...", on stdout like nettrace, on stderr with --json so stdout
 // stays pure NDJSON), -v notes, and the closing summary.
-import type { DropEvent } from "../decode";
-import type { Stats } from "../session";
-import type { PacketContext, LifecycleCounts } from "../lifecycle";
+import type { DropEvent } from "../events/decode";
+import type { Stats } from "../bpf/session";
+import type { PacketContext, LifecycleCounts } from "../events/lifecycle";
 import { basicJson, contextJson, dropJson } from "./json";
 import { analysisLines, colorsFor, contextHeader, dropLine, hookLine, stackLines, type HookLine, type TextStyle } from "./text";
-import type { Finding } from "../diagnose";
+import type { Finding } from "../diagnosis/rules";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 

@@ -1,9 +1,9 @@
 // Human output in nettrace's style, so its users (and their greps) feel at home:
 //   [153.345912] UDP: 127.0.0.1:55033 -> 127.0.0.1:9997 *reason: NO_SOCKET, __udp4_lib_rcv+0x9a2* *packet is dropped by kernel*
 import { createColors } from "picocolors";
-import type { DropEvent, HookEvent, SkbMeta } from "../decode";
-import { packetSummary } from "./packet";
-import type { Finding } from "../diagnose";
+import type { DropEvent, HookEvent, SkbMeta } from "../events/decode";
+import { packetSummary } from "../events/protocols";
+import type { Finding } from "../diagnosis/rules";
 import type { Clock } from "./time";
 
 export type Colors = ReturnType<typeof createColors>;

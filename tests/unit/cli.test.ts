@@ -1,7 +1,7 @@
 // Command-line parsing and every usage error: one line naming the flag and the fix.
 import { describe, expect, test } from "bun:test";
-import { parseCommandLine, type Options } from "../../src/cli";
-import { SkbtrailError, ExitCode } from "../../src/errors";
+import { parseCommandLine, type Options } from "../../src/cli/parse";
+import { SkbtrailError, ExitCode } from "../../src/common/errors";
 
 function options(...argv: string[]): Options {
   const c = parseCommandLine(argv);

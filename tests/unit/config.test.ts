@@ -1,9 +1,9 @@
 // Filters compiled into struct skbtrail_config bytes, checked field by field.
 import { expect, test } from "bun:test";
-import { resolveReasons, writeConfig } from "../../src/config";
-import { layout } from "../../src/layout.generated";
-import { parseAddr } from "../../src/options";
-import { SkbtrailError } from "../../src/errors";
+import { resolveReasons, writeConfig } from "../../src/bpf/config";
+import { layout } from "../../src/abi/layout.generated";
+import { parseAddr } from "../../src/cli/values";
+import { SkbtrailError } from "../../src/common/errors";
 
 const C = layout.skbtrail_config.fields;
 const A = layout.addr_filter.fields;

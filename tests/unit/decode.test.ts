@@ -1,10 +1,10 @@
-// Decoders on real records captured from the kernel (tests/fixtures/capture.ts).
+// Decoders on real records captured from the kernel (tools/capture-fixtures.ts).
 import { describe, expect, test } from "bun:test";
 import { addrHex } from "../../src/kernel/kallsyms";
 import fixtures from "../fixtures/drops.json";
-import { decodeDrop, formatIPv6, kernelString, recordKind, StringCache, EVENT_DROP, type DropEvent, type RecordBytes } from "../../src/decode";
-import { layout } from "../../src/layout.generated";
-import { packetSummary, tcpFlagsText } from "../../src/output/packet";
+import { decodeDrop, formatIPv6, kernelString, recordKind, StringCache, EVENT_DROP, type DropEvent, type RecordBytes } from "../../src/events/decode";
+import { layout } from "../../src/abi/layout.generated";
+import { packetSummary, tcpFlagsText } from "../../src/events/protocols";
 import { dropJson, metaJson, packetJson } from "../../src/output/json";
 import { colorsFor, dropLine } from "../../src/output/text";
 import { Clock } from "../../src/output/time";

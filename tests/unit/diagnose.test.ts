@@ -1,13 +1,13 @@
 // The rule engine on event sequences shaped like real packet lives (as the
 // kernel tests record them), one per rule family.
 import { describe, expect, test } from "bun:test";
-import { dropReasonsText, rulesText } from "../../src/assets";
-import { Diagnoser, worst, type Finding, type Names } from "../../src/diagnose";
-import type { HookEvent, NfInfo, Packet } from "../../src/decode";
-import { loadDropReasons, loadRules } from "../../src/knowledge";
-import { tracepoint_id } from "../../src/layout.generated";
+import { dropReasonsText, rulesText } from "../../src/common/assets";
+import { Diagnoser, worst, type Finding, type Names } from "../../src/diagnosis/rules";
+import type { HookEvent, NfInfo, Packet } from "../../src/events/decode";
+import { loadDropReasons, loadRules } from "../../src/diagnosis/knowledge";
+import { tracepoint_id } from "../../src/abi/layout.generated";
 import type { HookLine } from "../../src/output/text";
-import { tracepointById } from "../../src/tracepoints";
+import { tracepointById } from "../../src/plan/tracepoints";
 
 const reasonNames = new Map([[2, "NOT_SPECIFIED"], [3, "NO_SOCKET"], [12, "NETFILTER_DROP"], [16, "IP_RPFILTER"]]);
 const symbols = new Map([[0x1000, "__udp4_lib_rcv+0x4bc"], [0x2000, "ping_rcv+0xab"], [0x3000, "nft_do_chain+0x3e8"], [0x4000, "tcp_v4_rcv+0x91"]]);

@@ -1,10 +1,10 @@
 // The knowledge base: the built-in files load, and every kind of mistake in
 // a rule file is reported with file, line and key.
 import { describe, expect, test } from "bun:test";
-import { dropReasonsText, rulesText, tracerTreeText } from "../../src/assets";
-import { loadDropReasons, loadRules, type KnownNames } from "../../src/knowledge";
-import { loadTracerTree } from "../../src/tracer-tree";
-import { SkbtrailError } from "../../src/errors";
+import { dropReasonsText, rulesText, tracerTreeText } from "../../src/common/assets";
+import { loadDropReasons, loadRules, type KnownNames } from "../../src/diagnosis/knowledge";
+import { loadTracerTree } from "../../src/plan/tracer-tree";
+import { SkbtrailError } from "../../src/common/errors";
 
 const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
 const known: KnownNames = { reasons: new Set(reasons.keys()), hooks: new Set() };

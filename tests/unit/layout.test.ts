@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { $ } from "bun";
 import { compileBpf, LAYOUT_FILE, layoutsFor } from "../../build";
-import { generateLayouts } from "../../src/layouts";
+import { generateLayouts } from "../../tools/layouts";
 
-test("src/layout.generated.ts matches a fresh compile of bpf/", async () => {
+test("src/abi/layout.generated.ts matches a fresh compile of bpf/", async () => {
   const dir = mkdtempSync(`${tmpdir()}/skbtrail-layout-`);
   try {
     const object = await compileBpf("skbtrail", dir);

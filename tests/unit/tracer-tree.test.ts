@@ -2,11 +2,11 @@
 // tracepoints are ones skbtrail has programs for, -t selections pick the
 // right hooks, and a broken tree names the file and line.
 import { describe, expect, test } from "bun:test";
-import { tracerTreeText } from "../../src/assets";
-import { allHooks, findGroup, loadTracerTree, selectHooks, type TreeGroup } from "../../src/tracer-tree";
-import { TRACEPOINTS } from "../../src/tracepoints";
-import { FREE_FUNCTIONS } from "../../src/plan";
-import { SkbtrailError } from "../../src/errors";
+import { tracerTreeText } from "../../src/common/assets";
+import { allHooks, findGroup, loadTracerTree, selectHooks, type TreeGroup } from "../../src/plan/tracer-tree";
+import { TRACEPOINTS } from "../../src/plan/tracepoints";
+import { FREE_FUNCTIONS } from "../../src/plan/plan";
+import { SkbtrailError } from "../../src/common/errors";
 
 const FILE = "knowledge/tracers.yaml";
 const tree = loadTracerTree(tracerTreeText, FILE);

@@ -1,9 +1,9 @@
 // skbtrail kb check FILE: validates a user's rule file against the schema
 // (the same checks --kb applies) and says, rule by rule, what it matches.
-import { loadTracerTree } from "./tracer-tree";
-import { loadKnowledge } from "./diagnosis";
-import { tracerTreeText } from "./assets";
-import type { Conditions } from "./knowledge";
+import { loadTracerTree } from "../plan/tracer-tree";
+import { loadKnowledge } from "../diagnosis/diagnosis";
+import { tracerTreeText } from "../common/assets";
+import type { Conditions } from "../diagnosis/knowledge";
 
 function describe(c: Conditions): string {
   return Object.entries(c)

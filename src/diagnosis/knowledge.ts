@@ -4,7 +4,7 @@
 // arguments and whole packet lives). Both are validated when loaded: a
 // mistake is an error naming file, line and key. Everything matches by
 // name; no rule holds a kernel number.
-import { YamlDoc, type YamlMap } from "./yaml";
+import { YamlDoc, type YamlMap } from "../common/yaml";
 
 export type Level = "info" | "warn" | "error";
 export const LEVELS: Level[] = ["info", "warn", "error"];

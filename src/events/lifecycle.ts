@@ -5,7 +5,7 @@
 // past the limits, the oldest contexts are flushed early and events beyond
 // a context's cap are counted, not kept.
 import type { HookEvent } from "./decode";
-import { tracepoint_id } from "./layout.generated";
+import { tracepoint_id } from "../abi/layout.generated";
 
 const HOOK_FREE = 1;
 const HOOK_CLONE = 2;

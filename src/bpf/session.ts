@@ -3,15 +3,15 @@
 // are owned by file descriptors (never pinned), so even a crash leaves
 // nothing attached.
 import { readFileSync, statSync } from "node:fs";
-import { BpfObject, LibbpfError, loadLibbpf, possibleCpus, setLibbpfDebug } from "../ffi/libbpf";
-import { RingBuffer, type RecordHandler } from "../ffi/ringbuf";
+import { BpfObject, LibbpfError, loadLibbpf, possibleCpus, setLibbpfDebug } from "../../ffi/libbpf";
+import { RingBuffer, type RecordHandler } from "../../ffi/ringbuf";
 import { writeConfig, type ConfigInput } from "./config";
-import { ExitCode, SkbtrailError } from "./errors";
-import { checkPrivileges, ensureTracefs, loadKernelBtf } from "./kernel/probe";
-import type { Btf } from "./kernel/btf";
-import { Symbolizer } from "./kernel/kallsyms";
-import { stat_index } from "./layout.generated";
-import { bpfObjectPath, probeObjectPath } from "./assets";
+import { ExitCode, SkbtrailError } from "../common/errors";
+import { checkPrivileges, ensureTracefs, loadKernelBtf } from "../kernel/environment";
+import type { Btf } from "../kernel/btf";
+import { Symbolizer } from "../kernel/kallsyms";
+import { stat_index } from "../abi/layout.generated";
+import { bpfObjectPath, probeObjectPath } from "../common/assets";
 
 /** How long one wait on the ring may block: bounds the delay of a lone event and of Ctrl-C. */
 const POLL_MS = 50;

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { geteuid, mount } from "../../ffi/libc";
 import { BpfObject, LibbpfError, takeLibbpfLog } from "../../ffi/libbpf";
-import { environmentError } from "../errors";
+import { environmentError } from "../common/errors";
 import { Btf, Kind } from "./btf";
 
 const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";

@@ -1,14 +1,14 @@
 // skbtrail --drop: every packet the kernel frees as dropped (skb:kfree_skb),
 // with the reason, the location and the packet.
-import type { Options } from "./cli";
-import { resolveReasons } from "./config";
-import { decodeDrop, recordKind, EVENT_DROP } from "./decode";
-import { dropReasons, probeProgram, tracepointParams } from "./kernel/probe";
-import { currentNetns, kernelSymbols, prepareKernel, Session, type Stats } from "./session";
-import type { Output } from "./output/output";
-import { Attachments } from "./attach";
-import { KernelStacks } from "./stacks";
-import { addrKey } from "./kernel/kallsyms";
+import type { Options } from "../cli/parse";
+import { resolveReasons } from "../bpf/config";
+import { decodeDrop, recordKind, EVENT_DROP } from "../events/decode";
+import { dropReasons, probeProgram, tracepointParams } from "../kernel/environment";
+import { currentNetns, kernelSymbols, prepareKernel, Session, type Stats } from "../bpf/session";
+import type { Output } from "../output/output";
+import { Attachments } from "../bpf/attach";
+import { KernelStacks } from "../bpf/stacks";
+import { addrKey } from "../kernel/kallsyms";
 
 const RING_BYTES = 8 << 20;
 const WAKEUP_BYTES = 256 << 10;

@@ -4,7 +4,7 @@
 // and closes them in the background; the user's prompt returns at once and
 // nothing stays attached once it is done. (The links are fd-owned: if the
 // copy dies, the kernel closes its fds and detaches all the same.)
-import { close } from "../ffi/libc";
+import { close } from "../../ffi/libc";
 
 /** The hidden command line of the background copy. */
 export const REAP_COMMAND = "__detach";

@@ -1,5 +1,5 @@
 // Ring-buffer records → typed events, using the offsets generated from the
-// BPF object's BTF (src/layout.generated.ts). Decoders read through typed
+// BPF object's BTF (src/abi/layout.generated.ts). Decoders read through typed
 // arrays over the ring's memory; 64-bit values are read as two 32-bit
 // halves (BigInt would make decoding several times slower).
 //
@@ -7,8 +7,8 @@
 // strings are the cost to watch: the ones that repeat from record to record
 // (comm, ifname, addresses) come from small caches keyed by their bytes, and
 // the skb address is put in hex only when the output prints it.
-import { layout, event_kind, event_version } from "./layout.generated";
-import { addrHex, addrKey } from "./kernel/kallsyms";
+import { layout, event_kind, event_version } from "../abi/layout.generated";
+import { addrHex, addrKey } from "../kernel/kallsyms";
 
 /** Typed views over the bytes a record lives in (the ring, or a test fixture). */
 export interface RecordBytes {

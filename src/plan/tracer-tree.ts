@@ -1,7 +1,7 @@
 // The tracer tree (knowledge/tracers.yaml): groups of kernel functions and
 // tracepoints, as nettrace organizes them, validated when loaded. Turns -t
 // selections (groups, names, globs, "all") into the hooks to trace.
-import { YamlDoc, type YamlMap } from "./yaml";
+import { YamlDoc, type YamlMap } from "../common/yaml";
 
 export interface TreeHook {
   kind: "function" | "tracepoint";

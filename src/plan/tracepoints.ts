@@ -2,9 +2,9 @@
 // the argument list each program expects. A tracepoint's arguments change
 // between kernels, so the running kernel's BTF decides which variant loads,
 // or that the tracepoint is skipped.
-import { tracepoint_id } from "./layout.generated";
-import { tracepointParams } from "./kernel/probe";
-import type { Btf } from "./kernel/btf";
+import { tracepoint_id } from "../abi/layout.generated";
+import { tracepointParams } from "../kernel/environment";
+import type { Btf } from "../kernel/btf";
 
 export interface TracepointSpec {
   id: number;

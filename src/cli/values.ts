@@ -1,6 +1,6 @@
 // Parsers for the values of command-line flags. Each failure is a usage
 // error that names the flag and shows a valid example.
-import { usageError } from "./errors";
+import { usageError } from "../common/errors";
 
 /** An address filter: bytes, prefix length, family. */
 export interface AddrFilter {

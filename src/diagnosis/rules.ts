@@ -3,11 +3,11 @@
 // rules match hooks, return values by meaning, tracepoint arguments by name
 // and sequences within the packet's life.
 import { ICMP_SENT, NF_HOOKS, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
-import type { HookLine } from "./output/text";
-import { NF_FAMILIES, NF_VERDICTS } from "./output/annotate";
-import { icmpTypeText, l3Name, l4Name } from "./output/packet";
-import { tracepoint_id } from "./layout.generated";
-import type { HookEvent } from "./decode";
+import type { HookLine } from "../output/text";
+import { NF_FAMILIES, NF_VERDICTS } from "../events/line";
+import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
+import { tracepoint_id } from "../abi/layout.generated";
+import type { HookEvent } from "../events/decode";
 
 const HOOK_DROP = 4;
 

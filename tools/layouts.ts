@@ -1,9 +1,9 @@
-// Generates src/layout.generated.ts: the offsets and sizes of every struct,
+// Generates src/abi/layout.generated.ts: the offsets and sizes of every struct,
 // and the values of every enum, declared in bpf/events.h, read from the BTF
 // of the compiled BPF object. build.ts writes it; a test checks it has not
 // drifted from the object. TypeScript never hand-copies a layout.
-import { Btf, Kind } from "./kernel/btf";
-import { elfSection } from "./kernel/elf";
+import { Btf, Kind } from "../src/kernel/btf";
+import { elfSection } from "./elf";
 
 /** Names of the structs and enums declared in events.h, in order. */
 export function declaredTypes(header: string): { structs: string[]; enums: string[] } {

@@ -3,7 +3,7 @@
 //   UDP: 10.0.0.1:5 -> 10.0.0.2:53
 //   ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 0, id: 545
 // IPv6 endpoints with ports are bracketed ([fd00::1]:80) so they stay unambiguous.
-import type { Packet } from "../decode";
+import type { Packet } from "./decode";
 
 const PKT_L3 = 2;
 const PKT_L4 = 4;

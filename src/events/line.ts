@@ -1,9 +1,9 @@
 // What a hook event means, in words, next to its line (as nettrace does):
 //   *ipv4 in chain: FORWARD*  *reason: NO_SOCKET, __udp4_lib_rcv+0x4bc*  *return: 0*
 // Netfilter, drops, frees, clones, and the tracepoints' own arguments.
-import type { HookEvent } from "../decode";
-import { tracepoint_id } from "../layout.generated";
-import { icmpTypeText } from "./packet";
+import type { HookEvent } from "./decode";
+import { tracepoint_id } from "../abi/layout.generated";
+import { icmpTypeText } from "./protocols";
 
 const HOOK_FREE = 1;
 const HOOK_CLONE = 2;

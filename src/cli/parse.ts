@@ -2,13 +2,13 @@
 // skbtrail's own. Parsing only: it turns argv into Options or a usage error
 // (exit 2) before anything touches the kernel.
 import { defineCommand, parseArgs, renderUsage, type ArgsDef } from "citty";
-import { usageError } from "./errors";
+import { usageError } from "../common/errors";
 import {
   parseAddr, parseCount, parseIfname, parseLengthRange, parseList, parseMark, parsePort, parseProto,
   parseAmount, parseTcpFlags, type AddrFilter,
-} from "./options";
-import { VERSION } from "./version";
-import { BACKENDS, type BackendChoice } from "./plan";
+} from "./values";
+import { VERSION } from "../common/version";
+import { BACKENDS, type BackendChoice } from "../plan/plan";
 
 export interface Filter {
   saddr?: AddrFilter;

@@ -3,19 +3,19 @@
 // through its drop reason (no nft_do_chain hook on this kernel), the hook
 // from the drop's stack and the nftables chains sitting on that hook.
 import { readFileSync } from "node:fs";
-import type { Options } from "./cli";
-import { dropReasonsText, rulesText } from "./assets";
-import { Diagnoser, type Finding, type Names } from "./diagnose";
-import { usageError } from "./errors";
-import { dropReasons } from "./kernel/probe";
+import type { Options } from "../cli/parse";
+import { dropReasonsText, rulesText } from "../common/assets";
+import { Diagnoser, type Finding, type Names } from "./rules";
+import { usageError } from "../common/errors";
+import { dropReasons } from "../kernel/environment";
 import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
-import { chainsOnHook, hookFromStack, readRuleset } from "./nftables";
-import type { Namer } from "./output/annotate";
-import type { HookLine } from "./output/text";
-import type { Plan } from "./plan";
-import type { KernelInfo } from "./session";
-import { tracepointById } from "./tracepoints";
-import { allHooks, type TreeGroup } from "./tracer-tree";
+import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
+import type { Namer } from "../events/line";
+import type { HookLine } from "../output/text";
+import type { Plan } from "../plan/plan";
+import type { KernelInfo } from "../bpf/session";
+import { tracepointById } from "../plan/tracepoints";
+import { allHooks, type TreeGroup } from "../plan/tracer-tree";
 
 /** Loads the built-in knowledge and a user's rule file; every error names file and line. */
 export function loadKnowledge(kernelReasons: Iterable<string>, tree: TreeGroup[], userFile?: string) {

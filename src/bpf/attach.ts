@@ -4,10 +4,10 @@
 // fentry/fexit the loaded template for the first function and copies of
 // its instructions for the others (loading one big program per function
 // would make the verifier run each time).
-import { BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, type BpfLink, type BpfObject } from "../ffi/libbpf";
-import { close } from "../ffi/libc";
-import { fullAddress } from "./kernel/kallsyms";
-import type { FunctionHook, Plan } from "./plan";
+import { BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, type BpfLink, type BpfObject } from "../../ffi/libbpf";
+import { close } from "../../ffi/libc";
+import { fullAddress } from "../kernel/kallsyms";
+import type { FunctionHook, Plan } from "../plan/plan";
 
 /** fentry/fexit programs without a fixed target: loaded for a first function, copied for the others. */
 const CLONED = /_p?skb\d$/;

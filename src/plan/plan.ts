@@ -2,11 +2,11 @@
 // backend the running kernel supports (kprobe.multi, fentry/fexit, kprobe,
 // tp_btf, raw_tp) and the BPF program(s) that serve it, or a reason it is
 // skipped. Nothing here touches the kernel: the probe results come in.
-import type { Btf } from "./kernel/btf";
-import type { FunctionIndex, KernelFunction } from "./kernel/functions";
+import type { Btf } from "../kernel/btf";
+import type { FunctionIndex, KernelFunction } from "../kernel/functions";
 import { tracepointByName, tracepointProgram, type TracepointSpec } from "./tracepoints";
 import type { Selection, TreeHook } from "./tracer-tree";
-import { environmentError } from "./errors";
+import { environmentError } from "../common/errors";
 
 export type FunctionBackend = "kprobe-multi" | "fentry" | "kprobe";
 export const BACKENDS = ["kprobe-multi", "fentry", "kprobe", "tracepoint"] as const;

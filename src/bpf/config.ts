@@ -1,10 +1,10 @@
 // Compiles the user's filters into struct skbtrail_config, the read-only
 // data of the BPF object: the kernel evaluates them before anything is
 // written to the ring, and the verifier drops the code of unused ones.
-import { layout } from "./layout.generated";
-import { usageError } from "./errors";
-import type { Filter } from "./cli";
-import type { AddrFilter } from "./options";
+import { layout } from "../abi/layout.generated";
+import { usageError } from "../common/errors";
+import type { Filter } from "../cli/parse";
+import type { AddrFilter } from "../cli/values";
 
 const C = layout.skbtrail_config.fields;
 const A = layout.addr_filter.fields;

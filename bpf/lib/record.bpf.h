@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What every record starts with: the common header, and the facts about the
+ * skb and the context it was seen in (struct skb_meta).
+ */
+#ifndef SKBTRAIL_RECORD_BPF_H
+#define SKBTRAIL_RECORD_BPF_H
+
+static __always_inline void fill_header(struct event_header *hdr, __u16 kind, __u16 size)
+{
+	hdr->kind = kind;
+	hdr->size = size;
+	hdr->version = EVENT_VERSION;
+	hdr->cpu = bpf_get_smp_processor_id();
+	hdr->time_ns = bpf_ktime_get_ns();
+}
+
+static __always_inline void fill_meta(struct sk_buff *skb, struct skb_meta *meta)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net *net = 0;
+
+	meta->skb = (__u64)skb;
+	meta->len = BPF_CORE_READ(skb, len);
+	meta->mark = BPF_CORE_READ(skb, mark);
+	meta->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(meta->comm, sizeof(meta->comm));
+	if (dev) {
+		meta->ifindex = BPF_CORE_READ(dev, ifindex);
+		bpf_probe_read_kernel_str(meta->ifname, sizeof(meta->ifname), dev->name);
+		net = BPF_CORE_READ(dev, nd_net.net);
+	} else {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+
+		if (sk)
+			net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	}
+	if (net)
+		meta->netns = BPF_CORE_READ(net, ns.inum);
+}
+
+#endif /* SKBTRAIL_RECORD_BPF_H */

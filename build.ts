@@ -3,10 +3,10 @@
 // bun build --compile → dist/skbtrail.
 //
 //   bun run build.ts            everything
-//   bun run build.ts --no-exe   objects, layouts and libraries only (fast)
+//   bun run build.ts --no-exe   objects, generated files, type check, libraries (no executable)
 import { $ } from "bun";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
-import { generateLayouts } from "./tools/layouts";
+import { generateLayouts, generatePrograms } from "./tools/layouts";
 
 const root = import.meta.dir;
 const buildDir = `${root}/build`;
@@ -14,6 +14,7 @@ const BPF_OBJECTS = ["skbtrail", "probe"];
 const LIBRARIES = ["libz.so.1", "libelf.so.1", "libbpf.so.1"];
 const LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64"];
 export const LAYOUT_FILE = `${root}/src/abi/layout.generated.ts`;
+export const PROGRAMS_FILE = `${root}/src/abi/programs.generated.ts`;
 
 /** Compiles bpf/NAME.bpf.c (CO-RE, with BTF) into OUTDIR/NAME.bpf.o. */
 export async function compileBpf(name: string, outDir: string): Promise<string> {
@@ -27,21 +28,36 @@ export function layoutsFor(object: string): string {
   return generateLayouts(readFileSync(object), readFileSync(`${root}/bpf/include/events.h`, "utf8"));
 }
 
+/** The program-name file generated from the compiled skbtrail.bpf.o and probe.bpf.o. */
+export function programsFor(skbtrailObject: string, probeObject: string): string {
+  return generatePrograms([
+    { constant: "program", object: readFileSync(skbtrailObject) },
+    { constant: "probe_program", object: readFileSync(probeObject) },
+  ]);
+}
+
+function writeGenerated(file: string, text: string): void {
+  if (existsSync(file) && readFileSync(file, "utf8") === text) return;
+  writeFileSync(file, text);
+  console.log(`build: regenerated ${file.slice(root.length + 1)} (commit it)`);
+}
+
 async function build(): Promise<void> {
   mkdirSync(`${buildDir}/lib`, { recursive: true });
   for (const name of BPF_OBJECTS) await compileBpf(name, buildDir);
 
-  const layouts = layoutsFor(`${buildDir}/skbtrail.bpf.o`);
-  if (!existsSync(LAYOUT_FILE) || readFileSync(LAYOUT_FILE, "utf8") !== layouts) {
-    writeFileSync(LAYOUT_FILE, layouts);
-    console.log("build: regenerated src/abi/layout.generated.ts (commit it)");
-  }
+  writeGenerated(LAYOUT_FILE, layoutsFor(`${buildDir}/skbtrail.bpf.o`));
+  writeGenerated(PROGRAMS_FILE, programsFor(`${buildDir}/skbtrail.bpf.o`, `${buildDir}/probe.bpf.o`));
 
   for (const lib of LIBRARIES) {
     const dir = LIBRARY_DIRS.find((d) => existsSync(`${d}/${lib}`));
     if (!dir) throw new Error(`build: ${lib} not found; install it: apt-get install libbpf1 libelf1 zlib1g`);
     copyFileSync(realpathSync(`${dir}/${lib}`), `${buildDir}/lib/${lib}`);
   }
+
+  // The type check is part of the build: a BPF program renamed in bpf/
+  // changes programs.generated.ts and fails here, not in a user's run.
+  await $`${root}/node_modules/.bin/tsc --noEmit -p ${root}`;
 
   if (!process.argv.includes("--no-exe")) {
     mkdirSync(`${root}/dist`, { recursive: true });

@@ -126,8 +126,8 @@ export function decodeCosts(ms = 250): DecodeCosts {
   const meta = D.fields.meta.offset;
   const pkt = D.fields.pkt.offset;
   return {
-    walk: measure(ring, ms, (b, off) => recordKind(b, off)),
-    decodeDrop: measure(ring, ms, (b, off) => (recordKind(b, off) === event_kind.EVENT_DROP ? decodeDrop(b, off).pkt.sport : 0)),
+    walk: measure(ring, ms, (b, off) => recordKind(b, off, RECORD - 8)),
+    decodeDrop: measure(ring, ms, (b, off) => (recordKind(b, off, RECORD - 8) === event_kind.EVENT_DROP ? decodeDrop(b, off).pkt.sport : 0)),
     addrHex: measure(ring, ms, (b, off) => addrHex(b.u32[((off + meta) >>> 2) + 1]!, b.u32[(off + meta) >>> 2]!).length),
     commString: measure(ring, ms, (b, off) => comms.get(b, off + meta + M.comm.offset).length),
     decodePacket: measure(ring, ms, (b, off) => decodePacket(b, off + pkt).saddr.length),
@@ -135,12 +135,12 @@ export function decodeCosts(ms = 250): DecodeCosts {
     textLine: measure(ring, ms, (_b, _off, i) => dropLine(events[i]!, "NO_SOCKET", location, style).length),
     jsonLine: measure(ring, ms, (_b, _off, i) => dropJson(events[i]!, "NO_SOCKET", location, clock).length),
     jsonPipeline: measure(ring, ms, (b, off) => {
-      if (recordKind(b, off) !== event_kind.EVENT_DROP) return 0;
+      if (recordKind(b, off, RECORD - 8) !== event_kind.EVENT_DROP) return 0;
       const e = decodeDrop(b, off);
       return dropJson(e, "NO_SOCKET", symbols.format(e.location.hi, e.location.lo), clock).length;
     }),
     textPipeline: measure(ring, ms, (b, off) => {
-      if (recordKind(b, off) !== event_kind.EVENT_DROP) return 0;
+      if (recordKind(b, off, RECORD - 8) !== event_kind.EVENT_DROP) return 0;
       const e = decodeDrop(b, off);
       return dropLine(e, "NO_SOCKET", symbols.format(e.location.hi, e.location.lo), style).length;
     }),

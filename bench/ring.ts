@@ -16,7 +16,8 @@
 import { Session, type Stats } from "../src/bpf/session";
 import { loadLibbpf, type BpfLink } from "../ffi/libbpf";
 import { RingBuffer } from "../ffi/ringbuf";
-import { decodeDrop, recordKind, EVENT_DROP, type DropEvent } from "../src/events/decode";
+import { event_kind } from "../src/abi/layout.generated";
+import { decodeDrop, recordKind, type DropEvent } from "../src/events/decode";
 import type { Subprocess } from "bun";
 
 /** The product's ring size and wakeup threshold (src/drop.ts RING_BYTES, WAKEUP_BYTES). */
@@ -73,8 +74,8 @@ let sink = 0;
 let lastEvent: DropEvent | undefined;
 
 /** What the product does per record in --drop mode before output: check the kind, decode. */
-function onRecord(r: RingBuffer, offset: number): void {
-  if (recordKind(r, offset) !== EVENT_DROP) return;
+function onRecord(r: RingBuffer, offset: number, length: number): void {
+  if (recordKind(r, offset, length) !== event_kind.EVENT_DROP) return;
   const e = decodeDrop(r, offset);
   sink += e.pkt.sport + e.meta.comm.length + e.pkt.saddr.length;
   lastEvent = e;
@@ -215,8 +216,8 @@ export class RingBench {
       const ring = new RingBuffer(events.fd, events.maxEntries);
       try {
         let kinds = 0;
-        const walkOnly = (r: RingBuffer, offset: number) => {
-          kinds += recordKind(r, offset);
+        const walkOnly = (r: RingBuffer, offset: number, length: number) => {
+          kinds += recordKind(r, offset, length);
         };
         // Twice the rounds, the first half unreported: a new handler makes
         // drain()'s call site polymorphic and the JIT recompile it.

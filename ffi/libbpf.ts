@@ -6,7 +6,6 @@
 import { dlopen, FFIType, JSCallback, ptr, read, toArrayBuffer, CString, type Pointer } from "bun:ffi";
 import { close, errno, formatVaList, memfdWithContents, SysError } from "./libc";
 import { embeddedLibraries } from "./embedded";
-import { ExitCode, SkbtrailError } from "../src/common/errors";
 
 const symbols = {
   libbpf_major_version: { args: [], returns: FFIType.u32 },
@@ -50,6 +49,16 @@ type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 let lib: Lib | undefined;
 const keepAlive: unknown[] = [];
 
+/** $SKBTRAIL_LIBBPF names a library that cannot be loaded. */
+export class LibraryLoadError extends Error {
+  constructor(
+    readonly path: string,
+    why: string,
+  ) {
+    super(why);
+  }
+}
+
 /** Loads libbpf once: the embedded copy, or $SKBTRAIL_LIBBPF. */
 export async function loadLibbpf(): Promise<Lib> {
   if (lib) return lib;
@@ -58,7 +67,7 @@ export async function loadLibbpf(): Promise<Lib> {
     try {
       lib = dlopen(override, symbols).symbols;
     } catch (e) {
-      throw new SkbtrailError(`SKBTRAIL_LIBBPF=${override} cannot be loaded (${(e as Error).message}); unset it to use the libbpf built into skbtrail`, ExitCode.ENVIRONMENT);
+      throw new LibraryLoadError(override, (e as Error).message);
     }
   } else {
     // Keep every memfd open until all are loaded: glibc matches dlopen paths

@@ -18,6 +18,8 @@ const libc = dlopen("libc.so.6", {
   geteuid: { args: [], returns: FFIType.u32 },
   sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
   mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
 }).symbols;
 
 export const PROT_READ = 1;
@@ -30,6 +32,7 @@ const EINTR = 4;
 const CLOCK_REALTIME = 0;
 const CLOCK_MONOTONIC = 1;
 const SC_PAGESIZE = 30;
+const RLIMIT_NOFILE = 7;
 
 export function errno(): number {
   return read.i32(libc.__errno_location() as Pointer, 0);
@@ -136,4 +139,21 @@ export function formatVaList(fmt: Pointer, args: Pointer): string {
 export function mount(source: string, target: string, fstype: string): void {
   const c = (s: string) => Buffer.from(`${s}\0`);
   if (libc.mount(c(source), c(target), c(fstype), 0, null) !== 0) throw new SysError(`mount ${target}`, errno());
+}
+
+/** RLIMIT_NOFILE as [soft, hard] (RLIM_INFINITY as Infinity). */
+export function fileLimit(): [number, number] {
+  const lim = new BigUint64Array(2);
+  if (libc.getrlimit(RLIMIT_NOFILE, lim) !== 0) throw new SysError("getrlimit", errno());
+  const n = (v: bigint) => (v >= 1n << 62n ? Infinity : Number(v));
+  return [n(lim[0]!), n(lim[1]!)];
+}
+
+/** Raises the soft RLIMIT_NOFILE to `soft` (at most the hard limit); returns the new soft limit. */
+export function raiseFileLimit(soft: number): number {
+  const [current, hard] = fileLimit();
+  const wanted = Math.min(soft, hard);
+  if (wanted <= current) return current;
+  const lim = new BigUint64Array([BigInt(wanted), hard === Infinity ? 0xffff_ffff_ffff_ffffn : BigInt(hard)]);
+  return libc.setrlimit(RLIMIT_NOFILE, lim) === 0 ? wanted : current;
 }

@@ -12,7 +12,7 @@ import { mmap, munmap, pageSize, Poller, PROT_READ, PROT_WRITE } from "./libc";
 const BUSY_BIT = 0x80000000;
 const DISCARD_BIT = 0x40000000;
 const HEADER_SIZE = 8;
-/** Consumer position stored at least this often during a drain. */
+/** Consumer position stored (and the clock looked at) at least this often during a drain. */
 const RELEASE_BYTES = 64 << 10;
 
 /** Called for each record: its offset in `data` and its length in bytes. */
@@ -58,8 +58,16 @@ export class RingBuffer {
     }
   }
 
-  /** Hands every committed record to `onRecord`; returns how many. */
-  drain(onRecord: RecordHandler): number {
+  /** True when a record may be waiting (the producer is ahead of us). */
+  hasRecords(): boolean {
+    return this.producerPos() > this.consumerPos;
+  }
+
+  /**
+   * Hands committed records to `onRecord` until the ring is empty or the
+   * clock passes `untilMs` (performance.now()); returns how many.
+   */
+  drain(onRecord: RecordHandler, untilMs = Infinity): number {
     let pos = this.consumerPos;
     let end = this.producerPos();
     let released = pos;
@@ -79,6 +87,7 @@ export class RingBuffer {
       if (pos - released >= RELEASE_BYTES) {
         this.consumer[0] = BigInt(pos);
         released = pos;
+        if (performance.now() > untilMs) break;
       }
       if (pos >= end) end = this.producerPos();
     }
@@ -86,6 +95,22 @@ export class RingBuffer {
       this.consumerPos = pos;
       this.consumer[0] = BigInt(pos);
     }
+    return n;
+  }
+
+  /** Gives back every committed record without reading it; returns how many there were. */
+  skip(): number {
+    let pos = this.consumerPos;
+    const end = this.producerPos();
+    let n = 0;
+    while (pos < end) {
+      const header = this.u32[((pos >>> 0) & this.mask) >>> 2]!;
+      if (header & BUSY_BIT) break;
+      if (!(header & DISCARD_BIT)) n++;
+      pos += ((header & ~(BUSY_BIT | DISCARD_BIT)) + HEADER_SIZE + 7) & ~7;
+    }
+    this.consumerPos = pos;
+    this.consumer[0] = BigInt(pos);
     return n;
   }
 

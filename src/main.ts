@@ -1,28 +1,47 @@
 #!/usr/bin/env bun
 // Entry point: command line → mode → exit code. Every failure ends here as
-// one line on stderr and a documented exit code.
-import { helpText, parseCommandLine } from "./cli/parse";
-import { runDrop } from "./modes/drop";
-import { printTree, runTrace } from "./modes/trace";
+// one line on stderr and a documented exit code; stack traces only with --debug.
 import { detachInherited, REAP_COMMAND } from "./bpf/detach";
-import { checkRuleFile } from "./modes/kb-check";
-import { ExitCode, SkbtrailError, usageError } from "./common/errors";
-import { Writer } from "./output/writer";
-import { Output } from "./output/output";
+import { helpText } from "./cli/flags";
+import { parseCommandLine } from "./cli/parse";
+import { ExitCode, SkbtrailError, shown, usageError } from "./common/errors";
 import { VERSION } from "./common/version";
+import { prepareKernel } from "./kernel/environment";
+import { runDrop } from "./modes/drop";
+import { checkRuleFile } from "./modes/kb-check";
+import { StopControl, type StopReason } from "./modes/stop";
+import { runTrace } from "./modes/trace";
+import { printTree } from "./modes/tree";
+import { Output } from "./output/output";
+import { Writer } from "./output/writer";
 
 function openOutput(path: string): Writer {
   try {
     return Writer.toFile(path);
   } catch (e) {
-    throw usageError(`--output: cannot write ${path} (${(e as NodeJS.ErrnoException).code}); give a writable file path`);
+    throw usageError(`--output: cannot write ${shown(path)} (${(e as NodeJS.ErrnoException).code}); give a writable file path`);
   }
+}
+
+const SIGNALS: [NodeJS.Signals, StopReason, number][] = [
+  ["SIGINT", "interrupted", 2],
+  ["SIGTERM", "terminated", 15],
+  ["SIGHUP", "hangup", 1],
+];
+
+/** The first signal stops the run cleanly; a second one, while it stops, exits at once (links are fd-owned). */
+function stopOnSignals(stop: StopControl): void {
+  for (const [signal, reason, number] of SIGNALS)
+    process.on(signal, () => {
+      if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
+      stop.request(reason);
+    });
 }
 
 async function main(argv: string[]): Promise<number> {
   const command = parseCommandLine(argv);
   if (command.kind === "help") {
-    process.stdout.write(`${await helpText()}\n`);
+    process.stdout.write(`${await helpText(!!process.stdout.isTTY && !("NO_COLOR" in process.env))}\n`);
     return ExitCode.OK;
   }
   if (command.kind === "version") {
@@ -34,33 +53,31 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   const opts = command.options;
+  const stop = new StopControl(opts.count, opts.timeout);
+  stopOnSignals(stop);
   const out = new Output(opts, opts.output ? openOutput(opts.output) : undefined);
-  if (command.kind === "tracers") {
-    await printTree(opts, out);
-    out.close();
-    return ExitCode.OK;
-  }
-  const stop = (reason: string) => () => out.finish(reason);
-  process.on("SIGINT", stop("interrupted"));
-  process.on("SIGTERM", stop("terminated"));
-  process.on("SIGHUP", stop("hangup"));
-  const timer = opts.timeout !== undefined ? setTimeout(stop("timeout"), opts.timeout * 1000) : undefined;
-  const started = performance.now();
+  let exitCode: number = ExitCode.OK;
   try {
-    if (opts.mode === "drop") {
-      out.summary(await runDrop(opts, out), (performance.now() - started) / 1000);
-      return ExitCode.OK;
+    const kernel = await prepareKernel(opts.debug);
+    if (command.kind === "tracers") {
+      printTree(opts, kernel, out);
+    } else if (opts.mode === "drop") {
+      out.summary(await runDrop(opts, kernel, out, stop));
+    } else {
+      const { summary, errorFound } = await runTrace(opts, kernel, out, stop);
+      out.summary(summary);
+      if (errorFound) exitCode = ExitCode.FINDING;
     }
-    const { stats, packets, errorFound } = await runTrace(opts, out);
-    out.summary(stats, (performance.now() - started) / 1000, packets);
-    return errorFound ? ExitCode.FINDING : ExitCode.OK;
   } finally {
-    clearTimeout(timer);
     out.close();
   }
+  // Tracing stopped cleanly when the output failed; say what failed.
+  if (out.failure) throw new SkbtrailError(out.failure, ExitCode.OUTPUT);
+  return exitCode;
 }
 
-const verbose = process.argv.includes("-v") || process.argv.includes("--verbose");
+const debug = process.argv.includes("--debug");
+const verbose = debug || process.argv.includes("-v") || process.argv.includes("--verbose");
 if (process.argv[2] === REAP_COMMAND) {
   detachInherited(Number(process.argv[3]));
   process.exit(0);
@@ -72,8 +89,13 @@ try {
     process.stderr.write(`skbtrail: ${e.message}\n`);
     if (verbose && e.detail) process.stderr.write(`${e.detail}\n`);
     process.exitCode = e.exitCode;
+  } else if ((e as NodeJS.ErrnoException).code === "EMFILE" || (e as NodeJS.ErrnoException).code === "ENFILE") {
+    process.stderr.write("skbtrail: too many open files: raise the limit (ulimit -n 65536) or trace fewer hooks (-t)\n");
+    process.exitCode = ExitCode.ENVIRONMENT;
   } else {
-    process.stderr.write(`skbtrail: internal error: ${(e as Error).stack ?? e}\n`);
+    const err = e as Error;
+    process.stderr.write(`skbtrail: internal error: ${shown(String(err?.message ?? e))} (please report it; --debug shows where)\n`);
+    if (debug) process.stderr.write(`${err?.stack ?? e}\n`);
     process.exitCode = ExitCode.RUNTIME;
   }
 }

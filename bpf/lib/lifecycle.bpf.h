@@ -115,7 +115,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	struct tracked_skb entry = {};
 	__u8 flags = h->flags;
 
-	if (!skb)
+	if (!TRACING || !skb)
 		return 0;
 	if (!CFG.pkt_fixed)
 		known = bpf_map_lookup_elem(&tracked, &key);
@@ -203,9 +203,12 @@ filtered:
 static __always_inline int on_slab_free(void *ptr)
 {
 	__u64 key = (__u64)ptr;
-	struct tracked_skb *known = bpf_map_lookup_elem(&tracked, &key);
+	struct tracked_skb *known;
 	struct hook_event *he;
 
+	if (!TRACING)
+		return 0;
+	known = bpf_map_lookup_elem(&tracked, &key);
 	if (!known)
 		return 0;
 	he = (struct hook_event *)scratch_event();

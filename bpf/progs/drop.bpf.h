@@ -26,6 +26,8 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 {
 	struct drop_event *e;
 
+	if (!TRACING)
+		return 0;
 	if (!reason_selected(reason)) {
 		count(STAT_FILTERED);
 		return 0;

@@ -126,6 +126,8 @@ static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)
 SEC("kprobe/skb_clone")
 int kprobe_skb_clone(struct pt_regs *ctx)
 {
+	if (!TRACING)
+		return 0;
 	stash_put(bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), 0, 0);
 	return 0;
 }

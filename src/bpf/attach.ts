@@ -1,16 +1,14 @@
-// Attaches a plan's hooks: tracepoints one program each; kprobe.multi one
-// link per program for all its functions; kprobes one link per function
-// (program shared, told apart by the attach cookie = function address);
-// fentry/fexit the loaded template for the first function and copies of
-// its instructions for the others (loading one big program per function
-// would make the verifier run each time).
+// Attaches a plan's hooks the way the plan says (Attach.how): tracepoints
+// one link each; kprobe.multi one link per program for all its functions;
+// kprobes one link per function (program shared, told apart by the attach
+// cookie = function address); fentry/fexit templates loaded for a first
+// function and their instructions copied for the others (loading one
+// program per function would make the verifier run each time).
 import { BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, type BpfLink, type BpfObject } from "../../ffi/libbpf";
 import { close } from "../../ffi/libc";
+import type { ProgramName } from "../abi/programs.generated";
 import { fullAddress } from "../kernel/kallsyms";
-import type { FunctionHook, Plan } from "../plan/plan";
-
-/** fentry/fexit programs without a fixed target: loaded for a first function, copied for the others. */
-const CLONED = /_p?skb\d$/;
+import type { Attach, FunctionHook, Plan } from "../plan/plan";
 
 /** Everything attached, as file descriptors the kernel counts as owners. */
 export class Attachments {
@@ -20,6 +18,10 @@ export class Attachments {
   /** File descriptors that keep the hooks attached. */
   fds(): number[] {
     return [...this.links.map((l) => l.fd), ...this.linkFds];
+  }
+
+  get size(): number {
+    return this.links.length + this.linkFds.length;
   }
 
   /** Detaches everything here and now. */
@@ -39,32 +41,14 @@ export class Attachments {
   }
 }
 
-/** Programs to load for a plan; fentry/fexit templates get their first target. */
-export function programsToLoad(obj: BpfObject, plan: Plan): string[] {
-  const names = new Set<string>();
-  const templates = new Map<string, string>();
-  for (const h of plan.hooks) {
-    if (h.kind === "tracepoint") {
-      names.add(h.program);
-      continue;
-    }
-    for (const p of [h.entry, h.exit]) {
-      if (!p) continue;
-      names.add(p);
-      if (h.backend === "fentry" && CLONED.test(p) && !templates.has(p)) templates.set(p, h.fn.symbol);
-    }
-  }
-  for (const [program, target] of templates) obj.program(program).setAttachTarget(target);
-  return [...names];
-}
+type FentryTemplate = Attach & { how: "fentry-template" };
 
-function group<T>(items: T[], key: (t: T) => string | undefined): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const it of items) {
-    const k = key(it);
-    if (k) out.set(k, [...(out.get(k) ?? []), it]);
-  }
-  return out;
+/** Sets each fentry/fexit template's first target. Before load. */
+export function setTemplateTargets(obj: BpfObject, plan: Plan): void {
+  const first = new Map<ProgramName, string>();
+  for (const h of plan.hooks)
+    if (h.kind === "function") for (const a of h.attach) if (a.how === "fentry-template" && !first.has(a.program)) first.set(a.program, h.fn.symbol);
+  for (const [prog, target] of first) obj.program(prog).setAttachTarget(target);
 }
 
 /** A hook the kernel refused at attach time (e.g. a notrace function): skipped, not fatal. */
@@ -79,8 +63,6 @@ export interface AttachFailure {
  * returned, so one odd function never costs the whole trace.
  */
 export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): AttachFailure[] {
-  for (const h of plan.hooks) if (h.kind === "tracepoint") into.links.push(obj.program(h.program).attach());
-
   const failures = new Map<string, string>();
   const refused = (h: FunctionHook, e: unknown) => failures.set(h.name, `the kernel refused to attach: ${e instanceof Error ? e.message : e}`);
   const attempt = (h: FunctionHook, attach: () => void) => {
@@ -90,37 +72,63 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): Attac
       refused(h, e);
     }
   };
-  const fns = plan.hooks.filter((h): h is FunctionHook => h.kind === "function");
   const cookie = (h: FunctionHook) => fullAddress(h.fn.key);
   // One refused symbol fails a whole kprobe.multi link: split and retry, so
   // only the refused ones are left out (a few extra attaches per bad symbol).
-  const attachMulti = (program: string, hooks: FunctionHook[], retprobe: boolean): void => {
+  const attachMulti = (prog: ProgramName, hooks: FunctionHook[], retprobe: boolean): void => {
     try {
-      into.links.push(obj.program(program).attachKprobeMulti(hooks.map((h) => h.fn.symbol), hooks.map(cookie), retprobe));
+      into.links.push(obj.program(prog).attachKprobeMulti(hooks.map((h) => h.fn.symbol), hooks.map(cookie), retprobe));
     } catch (e) {
       if (hooks.length === 1) return void refused(hooks[0]!, e);
       const half = hooks.length >> 1;
-      attachMulti(program, hooks.slice(0, half), retprobe);
-      attachMulti(program, hooks.slice(half), retprobe);
+      attachMulti(prog, hooks.slice(0, half), retprobe);
+      attachMulti(prog, hooks.slice(half), retprobe);
     }
   };
 
-  for (const retprobe of [false, true]) {
-    const programOf = (h: FunctionHook) => (retprobe ? h.exit : h.entry);
-    for (const [program, hooks] of group(fns.filter((h) => h.backend === "kprobe-multi"), programOf)) attachMulti(program, hooks, retprobe);
-    // kprobe: one link per function (skb_clone and netfilter programs on kprobe-multi kernels too).
-    for (const h of fns) {
-      const program = programOf(h);
-      const single = h.backend === "kprobe" || (h.backend === "kprobe-multi" && program && !program.startsWith("kmulti_"));
-      if (program && single) attempt(h, () => into.links.push(obj.program(program).attachKprobe(h.fn.symbol, cookie(h), retprobe)));
+  const multi = new Map<ProgramName, { retprobe: boolean; hooks: FunctionHook[] }>();
+  const templates = new Map<ProgramName, { attach: FentryTemplate; hooks: FunctionHook[] }>();
+  for (const h of plan.hooks) {
+    if (h.kind === "tracepoint") {
+      into.links.push(obj.program(h.attach[0].program).attach());
+      continue;
     }
-    // fentry/fexit: the template is attached to its own target, copies to the rest.
-    for (const [program, hooks] of group(fns.filter((h) => h.backend === "fentry"), programOf)) {
-      const prog = obj.program(program);
-      attempt(hooks[0]!, () => into.links.push(prog.attach()));
-      if (!CLONED.test(program)) continue; // fixed-target programs (nf_hook_slow, skb_clone…)
-      for (const h of hooks.slice(1)) attempt(h, () => into.linkFds.push(prog.cloneAndAttach(h.fn.btfId, retprobe ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY)));
+    for (const a of h.attach) {
+      switch (a.how) {
+        case "kprobe-multi": {
+          const group = multi.get(a.program) ?? { retprobe: a.retprobe, hooks: [] };
+          multi.set(a.program, group);
+          group.hooks.push(h);
+          break;
+        }
+        case "kprobe":
+          attempt(h, () => into.links.push(obj.program(a.program).attachKprobe(h.fn.symbol, cookie(h), a.retprobe)));
+          break;
+        case "fentry-fixed":
+          attempt(h, () => into.links.push(obj.program(a.program).attach()));
+          break;
+        case "fentry-template": {
+          const group = templates.get(a.program) ?? { attach: a, hooks: [] };
+          templates.set(a.program, group);
+          group.hooks.push(h);
+          break;
+        }
+        case "tracepoint":
+          throw new Error(`function hook ${h.name} planned as a tracepoint`);
+      }
     }
   }
+  for (const [prog, { retprobe, hooks }] of multi) attachMulti(prog, hooks, retprobe);
+  // A template is attached to its own (first) target, copies to the rest.
+  for (const [prog, { attach, hooks }] of templates) {
+    const p = obj.program(prog);
+    attempt(hooks[0]!, () => into.links.push(p.attach()));
+    for (const h of hooks.slice(1)) attempt(h, () => into.linkFds.push(p.cloneAndAttach(h.fn.btfId, attach.exit ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY)));
+  }
   return [...failures].map(([name, why]) => ({ name, why }));
+}
+
+/** File descriptors a plan will hold: one per link, plus the loaded programs. */
+export function linkCount(plan: Plan): number {
+  return plan.hooks.reduce((n, h) => n + h.attach.length, 0);
 }

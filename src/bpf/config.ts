@@ -2,9 +2,33 @@
 // data of the BPF object: the kernel evaluates them before anything is
 // written to the ring, and the verifier drops the code of unused ones.
 import { layout } from "../abi/layout.generated";
-import { usageError } from "../common/errors";
-import type { Filter } from "../cli/parse";
-import type { AddrFilter } from "../cli/values";
+import { shown, usageError } from "../common/errors";
+
+/** An address filter: bytes, prefix length, family. */
+export interface AddrFilter {
+  text: string;
+  family: 4 | 6;
+  bytes: Uint8Array; // 16 bytes, IPv4 in the first 4
+  prefix: number;
+}
+
+/** What the kernel filters packets on (the command line's filter flags). */
+export interface Filter {
+  saddr?: AddrFilter;
+  daddr?: AddrFilter;
+  addr?: AddrFilter;
+  sport?: number;
+  dport?: number;
+  port?: number;
+  proto?: { name: string; l3?: number; l4?: number };
+  netns?: number;
+  netnsCurrent?: boolean;
+  pid?: number;
+  pktLen?: [number, number];
+  tcpFlags?: number;
+  ifname?: string;
+  mark?: { value: number; mask: number };
+}
 
 const C = layout.skbtrail_config.fields;
 const A = layout.addr_filter.fields;
@@ -87,7 +111,7 @@ export function resolveReasons(names: string[], reasons: Map<number, string>): n
     const value = byName.get(name.replace(/^SKB_DROP_REASON_/, ""));
     if (value === undefined || value >= 256) {
       const close = [...byName.keys()].filter((n) => n.includes(name) || name.includes(n)).slice(0, 3);
-      throw usageError(`--reason: this kernel has no drop reason '${name}'${close.length ? `; did you mean ${close.join(", ")}?` : "; skbtrail --drop shows the reasons that occur"}`);
+      throw usageError(`--reason: this kernel has no drop reason '${shown(name)}'${close.length ? `; did you mean ${close.join(", ")}?` : "; skbtrail --drop shows the reasons that occur"}`);
     }
     return value;
   });

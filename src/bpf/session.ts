@@ -1,56 +1,20 @@
 // The life of one BPF object, as libbpf-bootstrap does it: open →
-// configure → load → attach → read the ring → tear down in reverse. Links
-// are owned by file descriptors (never pinned), so even a crash leaves
-// nothing attached.
-import { readFileSync, statSync } from "node:fs";
-import { BpfObject, LibbpfError, loadLibbpf, possibleCpus, setLibbpfDebug } from "../../ffi/libbpf";
+// configure → load → attach → read the ring → switch off → tear down.
+// Links are owned by file descriptors (never pinned), so even a crash
+// leaves nothing attached.
+import { BpfObject, LibbpfError, possibleCpus } from "../../ffi/libbpf";
 import { RingBuffer, type RecordHandler } from "../../ffi/ringbuf";
-import { writeConfig, type ConfigInput } from "./config";
-import { ExitCode, SkbtrailError } from "../common/errors";
-import { checkPrivileges, ensureTracefs, loadKernelBtf } from "../kernel/environment";
-import type { Btf } from "../kernel/btf";
-import { Symbolizer } from "../kernel/kallsyms";
 import { stat_index } from "../abi/layout.generated";
-import { bpfObjectPath, probeObjectPath } from "../common/assets";
+import { ExitCode, SkbtrailError } from "../common/errors";
+import { writeConfig, type ConfigInput } from "./config";
 
-/** How long one wait on the ring may block: bounds the delay of a lone event and of Ctrl-C. */
+/** How long one wait on the ring may block: bounds the delay of a lone event. */
 const POLL_MS = 50;
-
-export interface KernelInfo {
-  btf: Btf;
-  /** Things worth saying with -v (e.g. tracefs was mounted). */
-  notes: string[];
-  bpfObject: Uint8Array;
-  probeObject: Uint8Array;
-}
-
-/** Checks privileges, loads libbpf and reads the running kernel's BTF. */
-export async function prepareKernel(debug: boolean): Promise<KernelInfo> {
-  checkPrivileges();
-  await loadLibbpf();
-  setLibbpfDebug(debug);
-  const btf = loadKernelBtf();
-  const notes: string[] = [];
-  const tracefs = ensureTracefs();
-  if (tracefs) notes.push(tracefs);
-  return {
-    btf,
-    notes,
-    bpfObject: new Uint8Array(await Bun.file(bpfObjectPath).arrayBuffer()),
-    probeObject: new Uint8Array(await Bun.file(probeObjectPath).arrayBuffer()),
-  };
-}
-
-export function currentNetns(): number {
-  return statSync("/proc/self/ns/net").ino;
-}
-
-let symbolizer: Symbolizer | undefined;
-/** /proc/kallsyms, read on first use. */
-export function kernelSymbols(): Symbolizer {
-  symbolizer ??= new Symbolizer(readFileSync("/proc/kallsyms", "utf8"));
-  return symbolizer;
-}
+/**
+ * How long one batch of records may take before the reader looks at the
+ * stop conditions again (signals, timers, -c): a flood never holds it.
+ */
+const BATCH_MS = 25;
 
 /** Turns a libbpf failure into one line that says what to do. */
 function loadError(e: unknown, what: string): SkbtrailError {
@@ -63,13 +27,18 @@ function loadError(e: unknown, what: string): SkbtrailError {
       ExitCode.ENVIRONMENT,
       e.log,
     );
+  if (e.code === 24 /* EMFILE */ || e.code === 23 /* ENFILE */)
+    return new SkbtrailError(`${what} failed: too many open files; raise the limit (ulimit -n 65536) or trace fewer hooks (-t)`, ExitCode.ENVIRONMENT, e.log);
   return new SkbtrailError(`${what} failed: ${e.message}; run with -v for the verifier log`, ExitCode.RUNTIME, e.log);
 }
 
 export interface Stats {
+  /** Records the programs wrote. */
   events: number;
+  /** Records lost because the ring was full. */
   lost: number;
   lostPerCpu: number[];
+  /** Packets seen and rejected by a filter in the kernel. */
   filtered: number;
 }
 
@@ -93,8 +62,8 @@ export class Session {
   }
 
   /** Loads exactly these programs: any other could fail on this kernel and abort the load. */
-  load(programs: string[]): void {
-    const wanted = new Set(programs);
+  load(programs: readonly string[]): void {
+    const wanted = new Set<string>(programs);
     for (const p of this.obj.programs()) p.setAutoload(wanted.has(p.name));
     try {
       this.obj.load();
@@ -127,17 +96,31 @@ export class Session {
     return frames;
   }
 
-  /** Reads records until `stop()` says so; `afterBatch` runs after each drained batch. */
-  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void): Promise<void> {
+  /**
+   * Reads records until `stopped()` says so, in batches bounded in time;
+   * `afterBatch` runs after each. Returns how many records were still in the
+   * ring when it stopped: they are dropped unread.
+   */
+  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void): Promise<number> {
     const events = this.obj.map("events");
     this.ring ??= new RingBuffer(events.fd, events.maxEntries);
+    const ring = this.ring;
     while (!stopped()) {
-      this.ring.wait(POLL_MS);
-      this.ring.drain(onRecord);
+      if (!ring.hasRecords()) ring.wait(POLL_MS);
+      ring.drain(onRecord, performance.now() + BATCH_MS);
       afterBatch();
-      // Let signal handlers and timers run: the wait above blocks the event loop.
+      // Let signal handlers and timers run: the wait and the drain block the event loop.
       await new Promise((resolve) => setImmediate(resolve));
     }
+    return ring.skip();
+  }
+
+  /**
+   * Switches every program off: from now on each returns at its first
+   * instruction, so hooks still waiting to be detached cost (almost) nothing.
+   */
+  switchOff(): void {
+    this.obj.map(".data.tracing").update(new Uint8Array(4), new Uint8Array(4));
   }
 
   /** Per-CPU counters kept by the BPF programs. */

@@ -1,6 +1,7 @@
 // Symbolized kernel stacks from the "stacks" map. Entries are never
 // deleted, so an id always names the same stack and is symbolized once.
-import { kernelSymbols, type Session } from "./session";
+import { kernelSymbols } from "../kernel/kallsyms";
+import type { Session } from "./session";
 
 const STACK_DEPTH = 127;
 /** Leading frames that are our BPF program (maybe unknown to kallsyms) and the tracing machinery. */

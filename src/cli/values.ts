@@ -1,14 +1,7 @@
 // Parsers for the values of command-line flags. Each failure is a usage
 // error that names the flag and shows a valid example.
-import { usageError } from "../common/errors";
-
-/** An address filter: bytes, prefix length, family. */
-export interface AddrFilter {
-  text: string;
-  family: 4 | 6;
-  bytes: Uint8Array; // 16 bytes, IPv4 in the first 4
-  prefix: number;
-}
+import { shown, usageError } from "../common/errors";
+import type { AddrFilter } from "../bpf/config";
 
 export function parseIPv4(text: string): Uint8Array | undefined {
   const parts = text.split(".");
@@ -53,7 +46,7 @@ export function parseIPv6(text: string): Uint8Array | undefined {
 
 export function parseAddr(flag: string, text: string): AddrFilter {
   const [addr, prefixText, extra] = text.split("/");
-  const bad = () => usageError(`${flag}: '${text}' is not an IPv4 or IPv6 address; use e.g. ${flag} 10.0.0.1, ${flag} 10.0.0.0/24 or ${flag} fd00::1`);
+  const bad = () => usageError(`${flag}: '${shown(text)}' is not an IPv4 or IPv6 address; use e.g. ${flag} 10.0.0.1, ${flag} 10.0.0.0/24 or ${flag} fd00::1`);
   if (extra !== undefined || !addr) throw bad();
   const v4 = parseIPv4(addr);
   const v6 = v4 ? undefined : parseIPv6(addr);
@@ -72,20 +65,23 @@ export function parseAddr(flag: string, text: string): AddrFilter {
 
 export function parsePort(flag: string, text: string): number {
   if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65535)
-    throw usageError(`${flag}: '${text}' is not a port; use a number from 1 to 65535, e.g. ${flag} 443`);
+    throw usageError(`${flag}: '${shown(text)}' is not a port; use a number from 1 to 65535, e.g. ${flag} 443`);
   return Number(text);
 }
 
-export function parseCount(flag: string, text: string, example: string): number {
+/** A whole number from 1 to `max` (--count, --pid, --netns). */
+export function parseCount(flag: string, text: string, example: string, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text)))
-    throw usageError(`${flag}: '${text}' is not a positive whole number; use e.g. ${flag} ${example}`);
+    throw usageError(`${flag}: '${shown(text)}' is not a positive whole number; use e.g. ${flag} ${example}`);
+  if (Number(text) > max) throw usageError(`${flag}: ${shown(text)} is out of range; use a number from 1 to ${max}`);
   return Number(text);
 }
 
-/** A positive number of some unit: --timeout 30 (seconds), --min-latency 5 (ms). */
-export function parseAmount(flag: string, text: string, unit: string, example: string): number {
+/** A positive number of some unit up to `max`: --timeout 30 (seconds), --min-latency 5 (ms). */
+export function parseAmount(flag: string, text: string, unit: string, example: string, max: number): number {
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0)
-    throw usageError(`${flag}: '${text}' is not a number of ${unit}; use e.g. ${flag} ${example}`);
+    throw usageError(`${flag}: '${shown(text)}' is not a number of ${unit}; use e.g. ${flag} ${example}`);
+  if (Number(text) > max) throw usageError(`${flag}: ${shown(text)} is out of range; use at most ${max} ${unit}`);
   return Number(text);
 }
 
@@ -95,7 +91,7 @@ export function parseLengthRange(flag: string, text: string): [number, number] {
   const min = m ? Number(m[1]) : NaN;
   const max = m ? Number(m[2] ?? m[1]) : NaN;
   if (!m || min > max || max > 65535 || max === 0)
-    throw usageError(`${flag}: '${text}' is not a length or range; use e.g. ${flag} 1500 or ${flag} 64-128`);
+    throw usageError(`${flag}: '${shown(text)}' is not a length or range; use e.g. ${flag} 1500 or ${flag} 64-128`);
   return [min, max];
 }
 
@@ -106,7 +102,7 @@ export function parseTcpFlags(flag: string, text: string): number {
   for (const ch of text.toUpperCase()) {
     const bit = TCP_FLAG_BITS[ch];
     if (bit === undefined || text === "")
-      throw usageError(`${flag}: '${text}' has an unknown TCP flag '${ch}'; use letters of SAPRFU, e.g. ${flag} SA`);
+      throw usageError(`${flag}: '${shown(text)}' has an unknown TCP flag '${shown(ch)}'; use letters of SAPRFU, e.g. ${flag} SA`);
     bits |= bit;
   }
   if (!bits) throw usageError(`${flag}: give at least one TCP flag from SAPRFU, e.g. ${flag} S`);
@@ -133,7 +129,7 @@ export const PROTOCOLS: Record<string, { l3?: number; l4?: number }> = {
 
 export function parseProto(flag: string, text: string): { name: string; l3?: number; l4?: number } {
   const p = PROTOCOLS[text.toLowerCase()];
-  if (!p) throw usageError(`${flag}: unknown protocol '${text}'; use one of ${Object.keys(PROTOCOLS).join(", ")}`);
+  if (!p) throw usageError(`${flag}: unknown protocol '${shown(text)}'; use one of ${Object.keys(PROTOCOLS).join(", ")}`);
   return { name: text.toLowerCase(), ...p };
 }
 
@@ -143,18 +139,18 @@ export function parseMark(flag: string, text: string): { value: number; mask: nu
   const value = m ? Number(m[1]) : NaN;
   const mask = m && m[2] ? Number(m[2]) : 0xffffffff;
   if (!m || value > 0xffffffff || mask > 0xffffffff || mask === 0)
-    throw usageError(`${flag}: '${text}' is not a mark; use e.g. ${flag} 0x10 or ${flag} 0x10/0xff`);
+    throw usageError(`${flag}: '${shown(text)}' is not a mark; use e.g. ${flag} 0x10 or ${flag} 0x10/0xff`);
   return { value: (value & mask) >>> 0, mask };
 }
 
 export function parseIfname(flag: string, text: string): string {
-  if (!/^[^\s/]{1,15}$/.test(text)) throw usageError(`${flag}: '${text}' is not an interface name; use e.g. ${flag} eth0`);
+  if (!/^[^\s/]{1,15}$/.test(text)) throw usageError(`${flag}: '${shown(text)}' is not an interface name; use e.g. ${flag} eth0`);
   return text;
 }
 
 /** A comma-separated list of names (drop reasons, tracer groups…). */
 export function parseList(flag: string, text: string, example: string): string[] {
   const items = text.split(",").map((s) => s.trim());
-  if (items.some((s) => s === "")) throw usageError(`${flag}: empty name in '${text}'; use e.g. ${flag} ${example}`);
+  if (items.some((s) => s === "")) throw usageError(`${flag}: empty name in '${shown(text)}'; use e.g. ${flag} ${example}`);
   return items;
 }

@@ -5,12 +5,14 @@ export const ExitCode = {
   OK: 0,
   /** --diag found at least one error-level finding. */
   FINDING: 1,
-  /** Bad command line: nothing was attached. */
+  /** Bad command line or knowledge file: nothing was attached. */
   USAGE: 2,
-  /** The machine lacks something skbtrail needs (root, BTF, bpf()). */
+  /** The machine lacks something skbtrail needs (root, BTF, bpf(), file descriptors). */
   ENVIRONMENT: 3,
   /** Loading or attaching BPF failed, or another runtime failure. */
   RUNTIME: 4,
+  /** The output could not be written (disk full, I/O error): tracing stopped, nothing stays attached. */
+  OUTPUT: 5,
 } as const;
 
 export class SkbtrailError extends Error {
@@ -28,3 +30,14 @@ export class SkbtrailError extends Error {
 export const usageError = (message: string) => new SkbtrailError(message, ExitCode.USAGE);
 
 export const environmentError = (message: string) => new SkbtrailError(message, ExitCode.ENVIRONMENT);
+
+const SHOWN_MAX = 60;
+
+/**
+ * A user's argument as an error message may echo it: control characters
+ * escaped (they could rewrite the terminal) and cut when very long.
+ */
+export function shown(text: string): string {
+  const cut = text.length > SHOWN_MAX ? `${text.slice(0, SHOWN_MAX)}…` : text;
+  return cut.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}

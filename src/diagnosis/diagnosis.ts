@@ -2,38 +2,56 @@
 // the running system adds to a finding: for a firewall drop seen only
 // through its drop reason (no nft_do_chain hook on this kernel), the hook
 // from the drop's stack and the nftables chains sitting on that hook.
-import { readFileSync } from "node:fs";
-import type { Options } from "../cli/parse";
+import { readFileSync, statSync } from "node:fs";
+import { hook_flags } from "../abi/layout.generated";
 import { dropReasonsText, rulesText } from "../common/assets";
-import { Diagnoser, type Finding, type Names } from "./rules";
-import { usageError } from "../common/errors";
-import { dropReasons } from "../kernel/environment";
-import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
-import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
-import type { Namer } from "../events/line";
-import type { HookLine } from "../output/text";
-import type { Plan } from "../plan/plan";
-import type { KernelInfo } from "../bpf/session";
+import { shown, usageError } from "../common/errors";
+import type { HookEvent } from "../events/decode";
+import type { HookLine, Namer } from "../events/line";
+import { nfHookName } from "../events/netfilter";
 import { tracepointById } from "../plan/tracepoints";
-import { allHooks, type TreeGroup } from "../plan/tracer-tree";
+import { chainsOnHook, hookFromStack, RulesetCache } from "./firewall";
+import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
+import { RuleEngine, type Finding, type Names } from "./rules";
 
-/** Loads the built-in knowledge and a user's rule file; every error names file and line. */
-export function loadKnowledge(kernelReasons: Iterable<string>, tree: TreeGroup[], userFile?: string) {
+/** A rule file larger than this is surely not one (and must not fill memory). */
+export const MAX_RULE_FILE_BYTES = 1 << 20;
+
+/** Reads a user's rule file: a regular file of reasonable size, or one clear line. */
+export function readRuleFile(file: string, flag: string): string {
+  const where = flag ? `${flag}: ` : "";
+  let size: number;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw usageError(`${where}${shown(file)} is not a regular file; give the path of a YAML rule file`);
+    size = st.size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === undefined) throw e;
+    throw usageError(`${where}cannot read ${shown(file)} (${(e as NodeJS.ErrnoException).code}); give the path of a YAML rule file`);
+  }
+  if (size > MAX_RULE_FILE_BYTES) throw usageError(`${where}${shown(file)} is ${size} bytes, more than a rule file may be (${MAX_RULE_FILE_BYTES}); check the path`);
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    throw usageError(`${where}cannot read ${shown(file)} (${(e as NodeJS.ErrnoException).code}); give the path of a YAML rule file`);
+  }
+}
+
+/**
+ * Loads the built-in knowledge and a user's rule file; every error names
+ * file and line. `flag` is how the user gave the file (--kb), or "" for
+ * `skbtrail kb check`.
+ */
+export function loadKnowledge(known: KnownNames, userFile?: string, flag = "--kb") {
   const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
-  const known: KnownNames = {
-    reasons: new Set([...reasons.keys(), ...kernelReasons]),
-    hooks: new Set(allHooks(tree).map((h) => h.name)),
-  };
-  const rules: Rule[] = loadRules(rulesText, "knowledge/rules.yaml", known);
+  const knownAll: KnownNames = { ...known, reasons: new Set([...reasons.keys(), ...known.reasons]) };
+  // The built-in rules' hooks are checked by a unit test, against the tree, on no particular kernel.
+  const rules: Rule[] = loadRules(rulesText, "knowledge/rules.yaml", { reasons: knownAll.reasons });
   if (userFile) {
-    let text: string;
-    try {
-      text = readFileSync(userFile, "utf8");
-    } catch (e) {
-      throw usageError(`--kb: cannot read ${userFile} (${(e as NodeJS.ErrnoException).code}); give the path of a YAML rule file`);
-    }
+    const text = readRuleFile(userFile, flag);
     const builtin = new Set(rules.map((r) => r.id));
-    for (const r of loadRules(text, userFile, known)) {
+    const mine = loadRules(text, userFile, knownAll, builtin);
+    for (const r of mine) {
       if (builtin.has(r.id)) throw usageError(`${userFile}:${r.line}: id: '${r.id}' is a built-in rule; give yours another id`);
       rules.push(r);
     }
@@ -41,63 +59,110 @@ export function loadKnowledge(kernelReasons: Iterable<string>, tree: TreeGroup[]
   return { reasons, rules };
 }
 
-export class Diagnosis {
-  private constructor(
-    private readonly engine: Diagnoser,
-    private readonly groupOf: (name: string) => string | undefined,
-    private readonly showHooks: boolean,
-    /** The plan has no nft_do_chain hook: ask the kernel for drop stacks instead. */
-    readonly wantsDropStacks: boolean,
-    private readonly stackOf: (id: number) => string[],
-    private readonly symbol: (hi: number, lo: number) => string,
-  ) {}
+const { HOOK_DROP } = hook_flags;
 
-  static create(opts: Options, kernel: KernelInfo, plan: Plan, tree: TreeGroup[], namer: Namer, stackOf: (id: number) => string[]): Diagnosis {
-    const { reasons, rules } = loadKnowledge(dropReasons(kernel.btf).values(), tree, opts.kb);
-    const names: Names = { ...namer, tracepoint: (e) => tracepointById.get(e.tracepoint)?.name };
-    const groups = new Map(plan.hooks.map((h) => [h.name, h.group]));
-    for (const h of plan.hooks) if (h.kind === "tracepoint") groups.set(h.name.split(":")[1]!, h.group);
-    const hasNftHook = plan.hooks.some((h) => h.name === "nft_do_chain");
-    return new Diagnosis(new Diagnoser(rules, reasons, names), (n) => groups.get(n), opts.hooks, !hasNftHook, stackOf, namer.symbol);
+export interface DiagnosisInput {
+  known: KnownNames;
+  /** A user's rule file (--kb). */
+  kb?: string;
+  /** --hooks: list the functions and chains on the netfilter hook that dropped. */
+  showHooks: boolean;
+  namer: Namer;
+  stackOf: (id: number) => string[];
+}
+
+/** What the diagnosis needs to know of the plan. */
+export interface TracedHooks {
+  /** The trace has nft_do_chain: drops name their table and chain themselves. */
+  hasNftHook: boolean;
+  groupOf: (hookName: string) => string | undefined;
+}
+
+export class Diagnosis {
+  private readonly engine: RuleEngine;
+  private readonly rulesets = new RulesetCache();
+  private traced: TracedHooks = { hasNftHook: false, groupOf: () => undefined };
+
+  /** Loads and checks the knowledge base: a bad --kb file fails here, before anything is attached. */
+  constructor(private readonly input: DiagnosisInput) {
+    const { reasons, rules } = loadKnowledge(input.known, input.kb);
+    const names: Names = { ...input.namer, tracepoint: (e) => tracepointById.get(e.tracepoint)?.name };
+    this.engine = new RuleEngine(rules, reasons, names);
   }
 
-  async examine(lines: HookLine[]): Promise<Finding[]> {
-    const findings = this.engine.diagnose(lines, this.groupOf);
+  /** Once the plan is made. */
+  setTraced(traced: TracedHooks): void {
+    this.traced = traced;
+  }
+
+  /** Without nft_do_chain, the drop's stack tells which netfilter hook dropped it. */
+  get wantsDropStacks(): boolean {
+    return !this.traced.hasNftHook;
+  }
+
+  /** A firewall drop was seen: start reading its namespace's ruleset now, while the packet settles. */
+  noticeDrop(e: HookEvent): void {
+    if (this.needsRuleset(e)) this.rulesets.want(e.meta.netns);
+  }
+
+  private needsRuleset(e: HookEvent): boolean {
+    return (e.flags & HOOK_DROP) !== 0 && this.input.namer.reason(e.reason) === "NETFILTER_DROP" && (!this.traced.hasNftHook || this.input.showHooks);
+  }
+
+  /**
+   * The findings of one packet. Undefined when they need a ruleset that is
+   * still being read and `mayWait`; without `mayWait` they go out without it.
+   */
+  examine(lines: HookLine[], mayWait: boolean): Finding[] | undefined {
+    const drop = lines.find((l) => l.e.flags & HOOK_DROP);
+    const netns = drop && this.needsRuleset(drop.e) ? drop.e.meta.netns : undefined;
+    if (netns !== undefined) {
+      this.rulesets.want(netns);
+      if (mayWait && !this.rulesets.get(netns)) return undefined;
+    }
+    const findings = this.engine.diagnose(lines, this.traced.groupOf);
     for (const f of findings) {
-      if (f.rule !== "drop-reason" || f.reason !== "NETFILTER_DROP") continue;
-      const drop = lines.find((l) => l.e.flags & 4);
-      if (drop) f.details = [...(await this.firewallDetails(drop, lines, f)), ...this.hookFunctions(lines)];
+      if (f.rule !== "drop-reason" || f.reason !== "NETFILTER_DROP" || !drop) continue;
+      f.details = [...this.firewallDetails(drop, lines, f), ...this.hookFunctions(lines)];
     }
     return findings;
   }
 
+  /** Resolves when no ruleset read is in progress (at exit). */
+  settled(): Promise<void> {
+    return this.rulesets.settled();
+  }
+
   /** --hooks with function hooks: the kernel functions registered on the netfilter hook that dropped. */
   private hookFunctions(lines: HookLine[]): string[] {
-    if (!this.showHooks) return [];
+    if (!this.input.showHooks) return [];
     const dropped = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length);
     if (!dropped?.e.nf) return [];
-    return ["hook functions on this hook, in order:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${this.symbol(hi, lo).replace(/\+0x0$/, "")}`)];
+    return ["hook functions on this hook, in order:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${this.input.namer.symbol(hi, lo).replace(/\+0x0$/, "")}`)];
   }
 
   /** Which hook dropped it and which nftables chains sit there, from the stack and the ruleset. */
-  private async firewallDetails(drop: HookLine, lines: HookLine[], f: Finding): Promise<string[]> {
+  private firewallDetails(drop: HookLine, lines: HookLine[], f: Finding): string[] {
     const nft = lines.find((l) => l.e.nf?.table);
-    if (nft && !this.showHooks) return [];
-    const frames = drop.stackId !== undefined && drop.stackId >= 0 ? this.stackOf(drop.stackId) : [];
-    const hook = nft?.e.nf ? ["PRE_ROUTING", "INPUT", "FORWARD", "OUTPUT", "POST_ROUTING"][nft.e.nf.hook] : hookFromStack(frames);
+    if (nft && !this.input.showHooks) return [];
+    const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
+    const hook = nft?.e.nf ? nfHookName(nft.e.nf.family, nft.e.nf.hook) : hookFromStack(frames);
     if (!hook) return ["netfilter hook: unknown (no stack of the drop)"];
-    const out = [`netfilter hook:`, `\t${drop.e.pkt.l3 === 0x86dd ? "ipv6" : "ipv4"} ${hook}`];
-    const ruleset = await readRuleset(drop.e.meta.netns);
-    if (!ruleset) return [...out, "\t(cannot read the ruleset of the packet's network namespace: is the nft command installed?)"];
-    const chains = chainsOnHook(ruleset, hook, drop.e.pkt.l3 === 0x86dd);
+    const ipv6 = drop.e.pkt.l3 === 0x86dd;
+    const out = [`netfilter hook:`, `\t${ipv6 ? "ipv6" : "ipv4"} ${hook}`];
+    const read = this.rulesets.get(drop.e.meta.netns);
+    if (!read) return [...out, "\t(the ruleset of the packet's network namespace was not read in time)"];
+    if (!read.ruleset) return [...out, "\t(cannot read the ruleset of the packet's network namespace: is the nft command installed?)"];
+    const chains = chainsOnHook(read.ruleset, hook, ipv6);
     if (!chains.length) return [...out, "\tno nftables chain on this hook: look at iptables-legacy (iptables-save) or other hook users"];
     const suspects = chains.filter((c) => c.dropRules.length || c.policy === "drop");
     if (suspects.length === 1) {
       const c = suspects[0]!;
       f.advice = `find the rule that drops it: nft -a list chain ${c.family} ${c.table} ${c.chain}`;
     }
-    out.push(this.showHooks || !suspects.length ? "nftables chains on this hook:" : "nftables chains on this hook that drop:");
-    for (const c of this.showHooks || !suspects.length ? chains : suspects) {
+    const all = this.input.showHooks || !suspects.length;
+    out.push(all ? "nftables chains on this hook:" : "nftables chains on this hook that drop:");
+    for (const c of all ? chains : suspects) {
       out.push(`\ttable ${c.family} ${c.table}, chain ${c.chain} (policy ${c.policy})`);
       for (const r of c.dropRules) out.push(`\t\t${r}`);
     }

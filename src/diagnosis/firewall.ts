@@ -1,8 +1,10 @@
 // Where tracepoints alone cannot name the nftables chain that dropped a
 // packet (no function hooks on this kernel), the drop's kernel stack tells
 // which netfilter hook ran it, and the ruleset of the packet's network
-// namespace tells which chains sit on that hook. Read with the nft command
-// in that namespace; without nft, the finding just says what to run.
+// namespace tells which chains sit on that hook. The ruleset is read with
+// the nft command in that namespace, at most once a second per namespace,
+// in the background and bounded by a timeout: a slow or missing nft never
+// holds the output for long.
 import { existsSync, readdirSync, statSync } from "node:fs";
 
 /** Netfilter hook from the frames of a drop's stack: the caller of nf_hook_slow. */
@@ -39,22 +41,68 @@ export interface ChainSummary {
   table: string;
   chain: string;
   policy: string;
-  /** Rules whose verdict is drop or reject, as nft prints them. */
+  /** Rules whose verdict is drop or reject, in nft's own syntax. */
   dropRules: string[];
 }
 
-interface NftJson {
-  nftables: { chain?: { family: string; table: string; name: string; hook?: string; policy?: string }; rule?: { family: string; table: string; chain: string; expr: unknown[] } }[];
+interface NftChain {
+  family: string;
+  table: string;
+  name: string;
+  hook?: string;
+  policy?: string;
 }
 
-const HOOK_NAMES: Record<string, string> = { PRE_ROUTING: "prerouting", INPUT: "input", FORWARD: "forward", OUTPUT: "output", POST_ROUTING: "postrouting" };
+interface NftRule {
+  family: string;
+  table: string;
+  chain: string;
+  handle: number;
+  expr: unknown[];
+}
 
-/** The base chains on `hook` for this address family, with their drop rules. */
-export function chainsOnHook(ruleset: NftJson, hook: string, ipv6: boolean): ChainSummary[] {
+/** A namespace's ruleset: structure from `nft -j`, rules as `nft -a` prints them. */
+export interface Ruleset {
+  nftables: { chain?: NftChain; rule?: NftRule }[];
+  /** "family table chain handle" → the rule in nft syntax. */
+  text: Map<string, string>;
+}
+
+const ruleKey = (family: string, table: string, chain: string, handle: number) => `${family} ${table} ${chain} ${handle}`;
+
+/** Rules of `nft -a list ruleset` by table, chain and handle. */
+export function parseRuleText(text: string): Map<string, string> {
+  const rules = new Map<string, string>();
+  let table: [string, string] | undefined;
+  let chain: string | undefined;
+  for (const line of text.split("\n")) {
+    const t = /^table (\S+) (\S+) \{/.exec(line);
+    if (t) {
+      table = [t[1]!, t[2]!];
+      chain = undefined;
+      continue;
+    }
+    const c = /^\tchain (\S+) \{/.exec(line);
+    if (c) {
+      chain = c[1];
+      continue;
+    }
+    if (/^\t\}/.test(line)) chain = undefined;
+    const r = /^\t\t(.*\S) # handle (\d+)$/.exec(line);
+    if (r && table && chain) rules.set(ruleKey(table[0], table[1], chain, Number(r[2])), r[1]!);
+  }
+  return rules;
+}
+
+/** nft's hook names for the hook names skbtrail uses. */
+const NFT_HOOKS: Record<string, string> = { PRE_ROUTING: "prerouting", INPUT: "input", FORWARD: "forward", OUTPUT: "output", POST_ROUTING: "postrouting" };
+
+/** The base chains on `hook` that see packets of this family, with their drop rules. */
+export function chainsOnHook(ruleset: Ruleset, hook: string, ipv6: boolean): ChainSummary[] {
   const families = ipv6 ? ["inet", "ip6"] : ["inet", "ip"];
   const chains = ruleset.nftables
     .map((o) => o.chain)
-    .filter((c): c is NonNullable<typeof c> => !!c && c.hook === HOOK_NAMES[hook] && families.includes(c.family));
+    .filter((c): c is NftChain => !!c && c.hook === NFT_HOOKS[hook] && families.includes(c.family));
   return chains.map((c) => ({
     family: c.family,
     table: c.table,
@@ -62,38 +110,71 @@ export function chainsOnHook(ruleset: NftJson, hook: string, ipv6: boolean): Cha
     policy: c.policy ?? "accept",
     dropRules: ruleset.nftables
       .map((o) => o.rule)
-      .filter((r): r is NonNullable<typeof r> => !!r && r.family === c.family && r.table === c.table && r.chain === c.name)
+      .filter((r): r is NftRule => !!r && r.family === c.family && r.table === c.table && r.chain === c.name)
       .filter((r) => r.expr.some((x) => typeof x === "object" && x !== null && ("drop" in x || "reject" in x)))
-      .map((r) => describeRule(r.expr)),
+      .map((r) => ruleset.text.get(ruleKey(r.family, r.table, r.chain, r.handle)) ?? `(rule handle ${r.handle})`),
   }));
 }
 
-/** A compact text form of common nft JSON expressions ("udp dport 7777 drop"). */
-function describeRule(expr: unknown[]): string {
-  return expr
-    .map((x) => {
-      const e = x as Record<string, any>;
-      if ("match" in e) {
-        const left = e.match.left;
-        const l = left?.payload ? `${left.payload.protocol} ${left.payload.field}` : left?.meta ? `meta ${left.meta.key}` : JSON.stringify(left);
-        const op = e.match.op === "==" ? "" : `${e.match.op} `;
-        return `${l} ${op}${typeof e.match.right === "object" ? JSON.stringify(e.match.right) : e.match.right}`;
-      }
-      return Object.keys(e)[0];
-    })
-    .join(" ");
+/** How long one nft may take before the finding goes out without it. */
+const NFT_TIMEOUT_MS = 2000;
+/** A ruleset read is reused this long: a flood of drops runs nft once a second, not per packet. */
+const FRESH_MS = 1000;
+
+async function runNft(ns: string, args: string[]): Promise<string | undefined> {
+  const proc = Bun.spawn(["nsenter", `--net=${ns}`, "nft", ...args], { stdout: "pipe", stderr: "ignore", stdin: "ignore" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), NFT_TIMEOUT_MS);
+  try {
+    const text = await new Response(proc.stdout).text();
+    return (await proc.exited) === 0 ? text : undefined;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-/** Reads the ruleset of the namespace with this inode; undefined if nft is missing or fails. */
-export async function readRuleset(inode: number): Promise<NftJson | undefined> {
+/** Reads the ruleset of the namespace with this inode; undefined if nft is missing, fails or is too slow. */
+export async function readRuleset(inode: number): Promise<Ruleset | undefined> {
   const ns = netnsPath(inode);
   if (!ns) return undefined;
   try {
-    const proc = Bun.spawn(["nsenter", `--net=${ns}`, "nft", "-j", "list", "ruleset"], { stdout: "pipe", stderr: "ignore" });
-    const text = await new Response(proc.stdout).text();
-    if ((await proc.exited) !== 0) return undefined;
-    return JSON.parse(text) as NftJson;
+    const [json, text] = await Promise.all([runNft(ns, ["-j", "list", "ruleset"]), runNft(ns, ["-a", "list", "ruleset"])]);
+    if (json === undefined || text === undefined) return undefined;
+    return { ...(JSON.parse(json) as Pick<Ruleset, "nftables">), text: parseRuleText(text) };
   } catch {
     return undefined;
+  }
+}
+
+type CacheEntry = { readAt: number; ruleset?: Ruleset; reading?: Promise<void> };
+
+/** Rulesets per namespace, read in the background and kept for a second. */
+export class RulesetCache {
+  private readonly entries = new Map<number, CacheEntry>();
+
+  constructor(private readonly read: (inode: number) => Promise<Ruleset | undefined> = readRuleset) {}
+
+  /** Starts reading the namespace's ruleset unless a fresh one is here or on its way. */
+  want(inode: number): void {
+    const now = performance.now();
+    const e = this.entries.get(inode);
+    if (e && (e.reading || now - e.readAt < FRESH_MS)) return;
+    const entry: CacheEntry = { readAt: now, ruleset: e?.ruleset };
+    entry.reading = this.read(inode).then((r) => {
+      entry.ruleset = r;
+      entry.readAt = performance.now();
+      entry.reading = undefined;
+    });
+    this.entries.set(inode, entry);
+  }
+
+  /** The ruleset if a read finished ({ ruleset: undefined } when it failed); undefined while reading. */
+  get(inode: number): { ruleset?: Ruleset } | undefined {
+    const e = this.entries.get(inode);
+    return !e || e.reading ? undefined : { ruleset: e.ruleset };
+  }
+
+  /** Resolves when no read is in progress. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.entries.values()].map((e) => e.reading));
   }
 }

@@ -5,6 +5,7 @@
 // mistake is an error naming file, line and key. Everything matches by
 // name; no rule holds a kernel number.
 import { YamlDoc, type YamlMap } from "../common/yaml";
+import { NF_HOOK_NAMES } from "../events/netfilter";
 
 export type Level = "info" | "warn" | "error";
 export const LEVELS: Level[] = ["info", "warn", "error"];
@@ -41,7 +42,6 @@ export const ICMP_SENT: Record<string, { type: number; code?: number }> = {
   any: { type: -1 },
 };
 
-export const NF_HOOKS = ["PRE_ROUTING", "INPUT", "FORWARD", "OUTPUT", "POST_ROUTING", "INGRESS"];
 
 export interface Conditions {
   hook?: string[];
@@ -114,15 +114,26 @@ function names(doc: YamlDoc, m: YamlMap, key: string, check?: (name: string) => 
 export interface KnownNames {
   /** Every drop reason name skbtrail knows (the drop reason file). */
   reasons: Set<string>;
-  /** Hook names: tracer tree functions and tracepoints (rules may also name other kernel functions). */
-  hooks: Set<string>;
+  /** Hook names: tracer tree functions, tracepoints as "category:event" and "event"; undefined: not checked. */
+  hooks?: Set<string>;
+  /** Whether the running kernel has a function of this name (rules may name any function -t can trace). */
+  kernelFunction?: (name: string) => boolean;
+  /** When set, a hook nobody knows is a warning collected here instead of an error. */
+  warnings?: string[];
 }
 
 function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames): Conditions {
   const m = doc.map(node, what, CONDITION_KEYS);
   if (!Object.keys(m).length) throw doc.error(m, undefined, `${what} needs at least one condition (${CONDITION_KEYS.join(", ")})`);
   const c: Conditions = {};
-  c.hook = names(doc, m, "hook", (h) => (/^[A-Za-z_][A-Za-z0-9_.]*$|^[a-z0-9_]+:[a-z0-9_]+$/.test(h) ? undefined : `'${h}' is not a function or tracepoint name`));
+  c.hook = names(doc, m, "hook", (h) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_.]*$|^[a-z0-9_]+:[a-z0-9_]+$/.test(h)) return `'${h}' is not a function or tracepoint name`;
+    if (!known.hooks || known.hooks.has(h) || known.kernelFunction?.(h)) return undefined;
+    const problem = `'${h}' is neither in the tracer tree nor a tracepoint skbtrail traces${known.kernelFunction ? " nor a function of this kernel" : ""}`;
+    if (!known.warnings) return problem;
+    known.warnings.push(`${doc.file}:${doc.line(m, "hook")}: hook: ${problem}; the rule matches only where that hook is traced (-t)`);
+    return undefined;
+  });
   c.drop_reason = names(doc, m, "drop_reason", (r) => (r === "any" || known.reasons.has(r) ? undefined : `'${r}' is not a drop reason of any supported kernel`));
   c.location = names(doc, m, "location");
   c.rst_reason = names(doc, m, "rst_reason");
@@ -136,7 +147,7 @@ function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames
   c.icmp_sent = names(doc, m, "icmp_sent", (r) => (ICMP_SENT[r] ? undefined : `'${r}' is not an ICMP error name: use ${Object.keys(ICMP_SENT).join(", ")}`));
   if (m.nf_hook !== undefined) {
     const r = doc.string(m, "nf_hook");
-    if (!NF_HOOKS.includes(r)) throw doc.error(m, "nf_hook", `'${r}' is not a netfilter hook: use ${NF_HOOKS.join(", ")}`);
+    if (!NF_HOOK_NAMES.includes(r)) throw doc.error(m, "nf_hook", `'${r}' is not a netfilter hook: use ${NF_HOOK_NAMES.join(", ")}`);
     c.nf_hook = r;
   }
   if (m.nat_before !== undefined) c.nat_before = doc.boolean(m, "nat_before", false);
@@ -150,16 +161,21 @@ function template(doc: YamlDoc, m: YamlMap, key: string): string {
   return text;
 }
 
-export function loadRules(text: string, file: string, known: KnownNames): Rule[] {
+/**
+ * Loads a rule file. `otherIds` are the rules loaded before it, which its
+ * rules may override (besides "drop-reason" and each other).
+ */
+export function loadRules(text: string, file: string, known: KnownNames, otherIds: Set<string> = new Set()): Rule[] {
   const doc = new YamlDoc(file, text);
   if (!Array.isArray(doc.root)) throw doc.error(doc.root, undefined, "a rule file is a list of rules");
   const ids = new Set<string>();
-  return doc.root.map((node) => {
+  const nodes = new Map<Rule, YamlMap>();
+  const rules = doc.root.map((node) => {
     const m = doc.map(node, "a rule", ["id", "level", "when", "after", "message", "advice", "overrides"], ["id", "level", "when", "message"]);
     const id = doc.string(m, "id", RULE_ID, "lowercase letters, digits and -");
     if (ids.has(id)) throw doc.error(m, "id", `'${id}' is used twice`);
     ids.add(id);
-    return {
+    const rule: Rule = {
       id,
       level: level(doc, m),
       when: conditions(doc, m.when, `the conditions of rule ${id}`, known),
@@ -170,5 +186,12 @@ export function loadRules(text: string, file: string, known: KnownNames): Rule[]
       file,
       line: doc.line(m),
     };
+    nodes.set(rule, m);
+    return rule;
   });
+  for (const [rule, m] of nodes)
+    for (const o of rule.overrides)
+      if (o !== "drop-reason" && !ids.has(o) && !otherIds.has(o))
+        throw doc.error(m, "overrides", `'${o}' names no rule (use a rule id, or drop-reason for the drop's general explanation)`);
+  return rules;
 }

@@ -2,14 +2,14 @@
 // the knowledge base: every drop gets the explanation of its reason, and
 // rules match hooks, return values by meaning, tracepoint arguments by name
 // and sequences within the packet's life.
-import { ICMP_SENT, NF_HOOKS, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
-import type { HookLine } from "../output/text";
-import { NF_FAMILIES, NF_VERDICTS } from "../events/line";
-import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
-import { tracepoint_id } from "../abi/layout.generated";
+import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "../events/decode";
+import type { HookLine } from "../events/line";
+import { NF_FAMILIES, NF_VERDICTS, nfHookName } from "../events/netfilter";
+import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
+import { ICMP_SENT, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
 
-const HOOK_DROP = 4;
+const { HOOK_DROP } = hook_flags;
 
 export interface Finding {
   rule: string;
@@ -98,7 +98,7 @@ function matches(c: Conditions, f: Facts): boolean {
   return true;
 }
 
-export class Diagnoser {
+export class RuleEngine {
   constructor(
     private readonly rules: Rule[],
     private readonly reasons: Map<string, ReasonEntry>,
@@ -113,7 +113,7 @@ export class Diagnoser {
       tracepoint: this.names.tracepoint(e),
       proto: (p.l3 === 0x0800 || p.l3 === 0x86dd ? l4Name(p.l4) : l3Name(p.l3)).toLowerCase(),
       nat: p.saddr !== first.pkt.saddr || p.daddr !== first.pkt.daddr || p.sport !== first.pkt.sport || p.dport !== first.pkt.dport,
-      retval: l.ret?.retval ?? (e.phase === 1 ? e.retval : undefined),
+      retval: l.ret?.retval ?? (e.phase === hook_phase.PHASE_RETURN ? e.retval : undefined),
     };
     if (e.flags & HOOK_DROP) {
       facts.reason = this.names.reason(e.reason) ?? "NOT_SPECIFIED";
@@ -123,7 +123,7 @@ export class Diagnoser {
     if (e.tracepoint === tracepoint_id.TP_TCP_SEND_RESET && e.info[0] >= 0) facts.rstReason = this.names.rstReason(e.info[0]);
     if (e.nf) {
       facts.nfFamily = NF_FAMILIES[e.nf.family] ?? String(e.nf.family);
-      facts.nfHook = NF_HOOKS[e.nf.hook];
+      facts.nfHook = nfHookName(e.nf.family, e.nf.hook);
       facts.table = e.nf.table || undefined;
       facts.tableFamily = e.nf.table ? (NF_FAMILIES[e.nf.tableFamily] ?? String(e.nf.tableFamily)) : undefined;
       facts.chain = e.nf.chain || undefined;

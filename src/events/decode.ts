@@ -111,10 +111,23 @@ if (M.comm.size !== 16 || M.ifname.size !== 16 || P.saddr.size !== 16 || P.daddr
 
 const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
 
-/** Header of the record at `off`: kind and size, with the version checked. */
-export function recordKind(b: RecordBytes, off: number): number {
-  if (b.u8[off + H.version.offset] !== event_version.EVENT_VERSION) return 0;
-  return b.u16[(off + H.kind.offset) >>> 1]!;
+/** The size of each kind's struct, by kind. */
+const SIZE_BY_KIND: number[] = [];
+SIZE_BY_KIND[event_kind.EVENT_DROP] = layout.drop_event.size;
+SIZE_BY_KIND[event_kind.EVENT_HOOK] = layout.hook_event.size;
+SIZE_BY_KIND[event_kind.EVENT_NF] = layout.nf_event.size;
+
+/**
+ * The kind of the `length`-byte record at `off`, or 0 when it must not be
+ * decoded: another version, an unknown kind, or shorter than its kind's
+ * struct (the header's size and the ring's length both say).
+ */
+export function recordKind(b: RecordBytes, off: number, length: number): number {
+  if (length < layout.event_header.size || b.u8[off + H.version.offset] !== event_version.EVENT_VERSION) return 0;
+  const kind = b.u16[(off + H.kind.offset) >>> 1]!;
+  const size = SIZE_BY_KIND[kind];
+  if (size === undefined || length < size || b.u16[(off + H.size.offset) >>> 1] !== size) return 0;
+  return kind;
 }
 
 export function formatIPv4(u8: Uint8Array, off: number): string {
@@ -307,7 +320,7 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
     info: [b.i32[w(E.info)]!, b.i32[w(E.info) + 1]!],
     stackId: b.i32[w(E.stack_id)]!,
   };
-  if (kind === EVENT_NF) {
+  if (kind === event_kind.EVENT_NF) {
     const at = off + NF_AT;
     e.nf = {
       family: b.u8[at + N.family.offset]!,
@@ -325,7 +338,3 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
   }
   return e;
 }
-
-export const EVENT_DROP = event_kind.EVENT_DROP;
-export const EVENT_HOOK = event_kind.EVENT_HOOK;
-export const EVENT_NF = event_kind.EVENT_NF;

@@ -4,12 +4,11 @@
 // whose end is never seen is flushed after an idle time. Memory is bounded:
 // past the limits, the oldest contexts are flushed early and events beyond
 // a context's cap are counted, not kept.
+import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "./decode";
-import { tracepoint_id } from "../abi/layout.generated";
 
-const HOOK_FREE = 1;
-const HOOK_CLONE = 2;
-const PHASE_RETURN = 1;
+const { HOOK_FREE, HOOK_CLONE } = hook_flags;
+const { PHASE_RETURN } = hook_phase;
 const SLAB_FREE = tracepoint_id.TP_KMEM_CACHE_FREE;
 
 export interface PacketContext {
@@ -19,7 +18,10 @@ export interface PacketContext {
   events: HookEvent[];
   firstNs: number;
   lastNs: number;
-  /** How it ended: freed, idle (no free seen), evicted (memory bound), or still open at exit. */
+  /**
+   * How it ended: freed; idle (no free seen for a while); evicted (still
+   * alive when the memory bound made room); or still alive at exit.
+   */
   end: "freed" | "idle" | "evicted" | "exit";
   /** Events not kept because the context reached its cap. */
   truncated: number;
@@ -51,11 +53,13 @@ export interface LifecycleCounts {
   idle: number;
   evicted: number;
   truncatedEvents: number;
+  /** Still open at the stop and not shown for lack of time. */
+  notShown: number;
 }
 
 export class Lifecycle {
   private readonly open = new Map<number, Open>();
-  readonly counts: LifecycleCounts = { completed: 0, idle: 0, evicted: 0, truncatedEvents: 0 };
+  readonly counts: LifecycleCounts = { completed: 0, idle: 0, evicted: 0, truncatedEvents: 0, notShown: 0 };
 
   constructor(
     private readonly limits: LifecycleLimits,
@@ -112,12 +116,15 @@ export class Lifecycle {
   }
 
   /**
-   * Emits complete contexts, and those idle since before `nowNs - idleNs`.
-   * Call after each batch, so events of one packet from other CPUs that
-   * arrived in the same batch are already in.
+   * Emits complete contexts, and those idle since before `nowNs - idleNs`,
+   * until the clock passes `untilMs` (performance.now()); the rest wait for
+   * the next call. Call after each batch, so events of one packet from other
+   * CPUs that arrived in the same batch are already in.
    */
-  flush(nowNs: number): void {
+  flush(nowNs: number, untilMs = Infinity): void {
+    let n = 0;
     for (const ctx of [...this.open.values()]) {
+      if ((++n & 63) === 0 && performance.now() > untilMs) return;
       if (ctx.freed) {
         ctx.freedSeenNs ??= nowNs;
         if (nowNs - ctx.freedSeenNs >= this.limits.settleNs) this.finish(ctx, "freed");
@@ -125,14 +132,29 @@ export class Lifecycle {
     }
   }
 
-  /** Emits everything still open (at exit). */
-  flushAll(): void {
-    for (const ctx of [...this.open.values()]) this.finish(ctx, ctx.freed ? "freed" : "exit");
+  /**
+   * Emits everything still open (at exit), oldest first, until the clock
+   * passes `untilMs` (performance.now()): under a flood thousands are open,
+   * and the stop must stay prompt. The ones left are counted, not shown.
+   */
+  flushAll(untilMs = Infinity): void {
+    for (const ctx of [...this.open.values()]) {
+      if (performance.now() > untilMs) {
+        this.counts.notShown = this.open.size;
+        this.open.clear();
+        return;
+      }
+      this.finish(ctx, ctx.freed ? "freed" : "exit");
+    }
   }
 
+  /**
+   * Makes room for a new context: the oldest one goes out early. If it was
+   * already freed it only loses its settling time, and it says "freed".
+   */
   private evictOldest(): void {
     const oldest = this.open.values().next().value;
-    if (oldest) this.finish(oldest, "evicted");
+    if (oldest) this.finish(oldest, oldest.freed ? "freed" : "evicted");
   }
 
   private finish(ctx: Open, end: PacketContext["end"]): void {

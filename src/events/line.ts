@@ -1,26 +1,24 @@
-// What a hook event means, in words, next to its line (as nettrace does):
+// The line model: one traced hook of a packet, ready for any output (text,
+// JSON, diagnosis): its event, the hook's name, and what it means in words,
+// next to its line as nettrace does:
 //   *ipv4 in chain: FORWARD*  *reason: NO_SOCKET, __udp4_lib_rcv+0x4bc*  *return: 0*
 // Netfilter, drops, frees, clones, and the tracepoints' own arguments.
+import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "./decode";
-import { tracepoint_id } from "../abi/layout.generated";
+import { NF_FAMILIES, NF_VERDICTS, nfHookName } from "./netfilter";
 import { icmpTypeText } from "./protocols";
 
-const HOOK_FREE = 1;
-const HOOK_CLONE = 2;
-const HOOK_DROP = 4;
+const { HOOK_FREE, HOOK_CLONE, HOOK_DROP } = hook_flags;
 
-export const NF_FAMILIES: Record<number, string> = { 1: "inet", 2: "ipv4", 3: "arp", 5: "netdev", 7: "bridge", 10: "ipv6" };
-const INET_HOOKS = ["PRE_ROUTING", "INPUT", "FORWARD", "OUTPUT", "POST_ROUTING", "INGRESS"];
-const ARP_HOOKS = ["IN", "OUT", "FORWARD"];
-const NETDEV_HOOKS = ["INGRESS", "EGRESS"];
-
-export function nfHookName(family: number, hook: number): string {
-  const names = family === 3 ? ARP_HOOKS : family === 5 ? NETDEV_HOOKS : INET_HOOKS;
-  return names[hook] ?? `hook ${hook}`;
+/** One traced hook of a packet, ready to print. */
+export interface HookLine {
+  e: HookEvent;
+  name: string;
+  notes: string[];
+  /** The return event folded into this entry's line. */
+  ret?: HookEvent;
+  stack?: string[];
 }
-
-/** Netfilter verdicts (include/uapi/linux/netfilter.h); the low byte of a verdict. */
-export const NF_VERDICTS = ["NF_DROP", "NF_ACCEPT", "NF_STOLEN", "NF_QUEUE", "NF_REPEAT", "NF_STOP"];
 
 export interface Namer {
   /** Drop reason name for this kernel's value. */
@@ -76,7 +74,7 @@ export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent):
       notes.push(`${e.info[0]} bytes delivered to user space`);
       break;
   }
-  const r = ret ?? (e.phase === 1 ? e : undefined);
+  const r = ret ?? (e.phase === hook_phase.PHASE_RETURN ? e : undefined);
   if (r) notes.push(...returnNotes(r, name));
   return notes;
 }
@@ -89,4 +87,24 @@ function returnNotes(r: HookEvent, name: string): string[] {
     return verdict === "NF_DROP" ? ["packet is dropped by nftables (NF_DROP)"] : verdict === "NF_ACCEPT" ? ["packet is accepted"] : [verdict];
   }
   return [`return: ${r.retvalWide ?? r.retval}`];
+}
+
+/** Hook lines of a packet's events: each return event folded into its entry's line. */
+export function linesOf(events: HookEvent[], toLine: (e: HookEvent, ret?: HookEvent) => HookLine): HookLine[] {
+  const lines: HookLine[] = [];
+  const openEntries = new Map<string, number>(); // func/tracepoint/skb → index of its latest entry line
+  for (const e of events) {
+    const key = `${e.func}:${e.tracepoint}:${e.meta.skbKey}`;
+    if (e.phase === hook_phase.PHASE_RETURN && !(e.flags & HOOK_CLONE)) {
+      const at = openEntries.get(key);
+      if (at !== undefined) {
+        lines[at] = toLine(lines[at]!.e, e);
+        openEntries.delete(key);
+        continue;
+      }
+    }
+    if (e.phase !== hook_phase.PHASE_RETURN) openEntries.set(key, lines.length);
+    lines.push(toLine(e));
+  }
+  return lines;
 }

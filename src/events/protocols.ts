@@ -1,12 +1,6 @@
-// One-line packet summaries in nettrace's style:
-//   TCP: 10.0.0.1:5 -> 10.0.0.2:80 seq:1, ack:0, flags:S
-//   UDP: 10.0.0.1:5 -> 10.0.0.2:53
-//   ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 0, id: 545
-// IPv6 endpoints with ports are bracketed ([fd00::1]:80) so they stay unambiguous.
-import type { Packet } from "./decode";
-
-const PKT_L3 = 2;
-const PKT_L4 = 4;
+// Names of protocol numbers: ethertypes, IP protocols, TCP flags, ICMP
+// and ICMPv6 types and codes. Shared by the text and JSON output and the
+// diagnosis.
 
 const TCP_FLAGS: [number, string][] = [[0x02, "S"], [0x10, "A"], [0x08, "P"], [0x04, "R"], [0x01, "F"], [0x20, "U"]];
 
@@ -36,7 +30,7 @@ export function l3Name(l3: number): string {
   }
 }
 
-const ICMP_TYPES: Record<number, string> = {
+export const ICMP_TYPES: Record<number, string> = {
   0: "ping reply", 3: "destination unreachable", 4: "source quench", 5: "redirect", 8: "ping request",
   11: "time exceeded", 12: "parameter problem", 13: "timestamp request", 14: "timestamp reply",
 };
@@ -45,7 +39,7 @@ const ICMP_UNREACH: Record<number, string> = {
   4: "fragmentation needed", 5: "source route failed", 9: "net prohibited", 10: "host prohibited",
   13: "administratively prohibited",
 };
-const ICMPV6_TYPES: Record<number, string> = {
+export const ICMPV6_TYPES: Record<number, string> = {
   1: "destination unreachable", 2: "packet too big", 3: "time exceeded", 4: "parameter problem",
   128: "ping request", 129: "ping reply", 133: "router solicitation", 134: "router advertisement",
   135: "neighbour solicitation", 136: "neighbour advertisement", 143: "multicast listener report",
@@ -60,34 +54,4 @@ export function icmpTypeText(v6: boolean, type: number, code: number): string {
   const unreach = v6 ? type === 1 : type === 3;
   const codeName = unreach ? (v6 ? ICMPV6_UNREACH : ICMP_UNREACH)[code] : undefined;
   return codeName ? `${name} (${codeName})` : code ? `${name}, code ${code}` : name;
-}
-
-export function icmpText(p: Packet): string {
-  const v6 = p.l4 === 58;
-  const isEcho = v6 ? p.icmpType === 128 || p.icmpType === 129 : p.icmpType === 0 || p.icmpType === 8;
-  if (isEcho) return `${(v6 ? ICMPV6_TYPES : ICMP_TYPES)[p.icmpType]}, seq: ${p.icmpSeq}, id: ${p.icmpId}`;
-  return icmpTypeText(v6, p.icmpType, p.icmpCode);
-}
-
-function endpoint(addr: string, port: number, v6: boolean): string {
-  return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
-}
-
-export function packetSummary(p: Packet): string {
-  if (!(p.parsed & PKT_L3)) return p.l3 && p.l3 !== 0x0800 && p.l3 !== 0x86dd ? l3Name(p.l3) : "unknown";
-  if (p.l3 === 0x0806) {
-    const op = p.arpOp === 1 ? "request" : p.arpOp === 2 ? "reply" : `op ${p.arpOp}`;
-    return `ARP: ${p.saddr} -> ${p.daddr} ${op}`;
-  }
-  const v6 = p.l3 === 0x86dd;
-  const vlan = p.vlan ? ` vlan ${p.vlan}` : "";
-  if (!(p.parsed & PKT_L4)) return `${v6 ? "IPv6" : "IPv4"}: ${p.saddr} -> ${p.daddr} ${l4Name(p.l4)}${vlan}`;
-  switch (p.l4) {
-    case 6:
-      return `TCP: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)} seq:${p.tcpSeq}, ack:${p.tcpAck}, flags:${tcpFlagsText(p.tcpFlags)}${vlan}`;
-    case 17:
-      return `UDP: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)}${vlan}`;
-    default:
-      return `${l4Name(p.l4)}: ${p.saddr} -> ${p.daddr} ${icmpText(p)}${vlan}`;
-  }
 }

@@ -21,6 +21,9 @@ export interface Param {
 }
 
 const MAGIC = 0xeb9f;
+
+/** The bytes are not well-formed BTF. */
+export class BtfError extends Error {}
 const utf8 = new TextDecoder();
 
 /** Bytes that follow the common 12-byte type record, per kind. */
@@ -51,21 +54,29 @@ export class Btf {
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const v = this.view;
-    if (v.getUint16(0, true) !== MAGIC) throw new Error("not BTF data (bad magic)");
+    // Every offset is checked once here, so later reads stay in bounds.
+    if (bytes.length < 24 || v.getUint16(0, true) !== MAGIC) throw new BtfError("not BTF data (bad magic)");
     const hdrLen = v.getUint32(4, true);
-    this.typeStart = hdrLen + v.getUint32(8, true);
     const typeLen = v.getUint32(12, true);
+    this.typeStart = hdrLen + v.getUint32(8, true);
     this.strStart = hdrLen + v.getUint32(16, true);
     this.strLen = v.getUint32(20, true);
+    if (hdrLen < 24 || this.typeStart + typeLen > bytes.length || this.strStart + this.strLen > bytes.length || (this.strLen && bytes[this.strStart + this.strLen - 1] !== 0))
+      throw new BtfError("truncated or inconsistent BTF header");
     this.firstId = base ? base.count : 1;
 
     // Every record is at least 12 bytes: size the table for the worst case.
     const offsets = new Uint32Array(Math.ceil(typeLen / 12));
     let n = 0;
-    for (let off = this.typeStart, end = this.typeStart + typeLen; off < end; n++) {
+    const end = this.typeStart + typeLen;
+    for (let off = this.typeStart; off < end; n++) {
+      if (off + 12 > end) throw new BtfError(`type ${this.firstId + n} runs past the type section`);
       offsets[n] = off;
       const info = v.getUint32(off + 4, true);
-      off += 12 + extraSize((info >>> 24) & 0x1f, info & 0xffff);
+      const kind = (info >>> 24) & 0x1f;
+      if (kind > Kind.ENUM64) throw new BtfError(`type ${this.firstId + n} has unknown kind ${kind}`);
+      off += 12 + extraSize(kind, info & 0xffff);
+      if (off > end) throw new BtfError(`type ${this.firstId + n} runs past the type section`);
     }
     this.offsets = offsets.subarray(0, n);
     this.count = this.firstId + n;
@@ -80,16 +91,19 @@ export class Btf {
   }
 
   private word(id: number, at: number): number {
-    return this.view.getUint32(this.offsets[id - this.firstId]! + at, true);
+    const off = this.offsets[id - this.firstId];
+    if (off === undefined) throw new BtfError(`type id ${id} does not exist`);
+    return this.view.getUint32(off + at, true);
   }
 
   /** The string at `off` of the string section (split BTF continues the base's). */
   str(off: number): string {
     if (this.base && off < this.base.strLen) return this.base.str(off);
     const local = this.base ? off - this.base.strLen : off;
+    if (local >= this.strLen) throw new BtfError(`string offset ${off} is outside the string section`);
     const start = this.strStart + local;
     let end = start;
-    while (this.view.getUint8(end) !== 0) end++;
+    while (this.view.getUint8(end) !== 0) end++; // the section ends with NUL (checked at parse)
     return utf8.decode(new Uint8Array(this.view.buffer, this.view.byteOffset + start, end - start));
   }
 
@@ -232,7 +246,9 @@ export class Btf {
   private strEquals(off: number, want: Uint8Array): boolean {
     if (this.base && off < this.base.strLen) return this.base.strEquals(off, want);
     if (off === 0) return want.length === 0;
-    const start = this.strStart + (this.base ? off - this.base.strLen : off);
+    const local = this.base ? off - this.base.strLen : off;
+    if (local + want.length >= this.strLen) return false;
+    const start = this.strStart + local;
     for (let i = 0; i < want.length; i++) if (this.view.getUint8(start + i) !== want[i]) return false;
     return this.view.getUint8(start + want.length) === 0;
   }

@@ -1,14 +1,23 @@
-// What the running kernel offers, found at startup: privileges, BTF,
-// tracefs, the shape of tracepoints and enums (they differ between kernels),
-// and which BPF program types actually load and attach.
-import { existsSync, readFileSync } from "node:fs";
-import { geteuid, mount } from "../../ffi/libc";
-import { BpfObject, LibbpfError, takeLibbpfLog } from "../../ffi/libbpf";
+// What skbtrail needs from the machine before it touches the kernel:
+// privileges, libbpf, the kernel's BTF, tracefs, and enough file
+// descriptors. Each missing piece is one line that says what to do (exit 3).
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { fileLimit, geteuid, mount, raiseFileLimit } from "../../ffi/libc";
+import { LibraryLoadError, loadLibbpf, setLibbpfDebug } from "../../ffi/libbpf";
+import { bpfObjectPath, probeObjectPath } from "../common/assets";
 import { environmentError } from "../common/errors";
-import { Btf, Kind } from "./btf";
+import { Btf, BtfError } from "./btf";
 
 const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";
 const TRACEFS = "/sys/kernel/tracing";
+
+export interface KernelInfo {
+  btf: Btf;
+  /** Things worth saying with -v (e.g. tracefs was mounted). */
+  notes: string[];
+  bpfObject: Uint8Array;
+  probeObject: Uint8Array;
+}
 
 /** CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, is what loading tracing programs takes. */
 export function checkPrivileges(): void {
@@ -25,7 +34,12 @@ export function loadKernelBtf(): Btf {
     throw environmentError(
       `this kernel has no BTF (${VMLINUX_BTF} is missing): skbtrail needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, as most distributions ship since 2020`,
     );
-  return Btf.parse(new Uint8Array(readFileSync(VMLINUX_BTF)));
+  try {
+    return Btf.parse(new Uint8Array(readFileSync(VMLINUX_BTF)));
+  } catch (e) {
+    const why = e instanceof BtfError ? e.message : (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw environmentError(`${VMLINUX_BTF} cannot be used (${why}): the kernel's BTF is unreadable or damaged; check the kernel package`);
+  }
 }
 
 /** Mounts tracefs when it is missing (kprobe and tracepoint attachment use it). */
@@ -39,37 +53,46 @@ export function ensureTracefs(): string | undefined {
   }
 }
 
-/** enum skb_drop_reason of this kernel: value → name without SKB_DROP_REASON_. */
-export function dropReasons(btf: Btf): Map<number, string> {
-  const out = new Map<number, string>();
-  const [id] = btf.find("skb_drop_reason", Kind.ENUM);
-  if (id === undefined) return out; // before 5.17: drops carry no reason
-  for (const [name, value] of btf.enumValues(id)) out.set(value, name.replace(/^SKB_DROP_REASON_/, ""));
-  return out;
-}
-
-/** Arguments of a tracepoint, from its btf_trace_<name> typedef (without the leading ctx). */
-export function tracepointParams(btf: Btf, name: string): string[] | undefined {
-  const [id] = btf.find(`btf_trace_${name}`, Kind.TYPEDEF);
-  if (id === undefined) return undefined;
-  const ptr = btf.resolve(btf.sizeOrType(id));
-  const proto = btf.sizeOrType(ptr);
-  if (btf.kind(ptr) !== Kind.PTR || btf.kind(proto) !== Kind.FUNC_PROTO) return undefined;
-  return btf.params(proto).slice(1).map((p) => btf.typeString(p.type));
-}
-
-/** Loads and attaches one program of the probe object alone; true if the kernel took it. */
-export function probeProgram(probeObject: Uint8Array, name: string): { ok: boolean; why?: string } {
-  const obj = BpfObject.open(probeObject);
+/** Checks privileges, loads libbpf and reads the running kernel's BTF. Attaches nothing. */
+export async function prepareKernel(debug: boolean): Promise<KernelInfo> {
+  checkPrivileges();
   try {
-    for (const p of obj.programs()) p.setAutoload(p.name === name);
-    obj.load();
-    obj.program(name).attach().destroy();
-    return { ok: true };
+    await loadLibbpf();
   } catch (e) {
-    return { ok: false, why: e instanceof LibbpfError ? e.message : String(e) };
-  } finally {
-    obj.close();
-    takeLibbpfLog();
+    if (e instanceof LibraryLoadError)
+      throw environmentError(`SKBTRAIL_LIBBPF=${e.path} cannot be loaded (${e.message}); unset it to use the libbpf built into skbtrail`);
+    throw e;
   }
+  setLibbpfDebug(debug);
+  const btf = loadKernelBtf();
+  const notes: string[] = [];
+  const tracefs = ensureTracefs();
+  if (tracefs) notes.push(tracefs);
+  return {
+    btf,
+    notes,
+    bpfObject: new Uint8Array(await Bun.file(bpfObjectPath).arrayBuffer()),
+    probeObject: new Uint8Array(await Bun.file(probeObjectPath).arrayBuffer()),
+  };
+}
+
+export function currentNetns(): number {
+  return statSync("/proc/self/ns/net").ino;
+}
+
+/** What the runtime and libbpf hold open besides our programs, maps and links. */
+const BASE_FDS = 64;
+
+/**
+ * Makes sure `needed` more file descriptors can be opened (each program,
+ * map and link is one), raising the soft limit up to the hard one as
+ * libbpf-tools do. Checked before anything is loaded or attached.
+ */
+export function ensureFileDescriptors(needed: number): void {
+  const want = needed + BASE_FDS;
+  const have = raiseFileLimit(want);
+  if (have < want)
+    throw environmentError(
+      `too few file descriptors: this trace needs about ${want} and the limit is ${have} (hard limit ${fileLimit()[1]}); raise it, e.g. ulimit -n ${Math.max(1024, 2 ** Math.ceil(Math.log2(want)))}`,
+    );
 }

@@ -5,7 +5,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { Btf, Kind } from "./btf";
 import type { Symbolizer } from "./kallsyms";
-import { globToRegExp } from "../plan/tracer-tree";
 
 export interface KernelFunction {
   name: string;
@@ -23,6 +22,11 @@ export interface KernelFunction {
   btfId: number;
   /** In available_filter_functions; undefined when that list is unreadable. */
   ftrace?: boolean;
+}
+
+/** A shell-like glob (* and ?) as an anchored regular expression. */
+export function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
 }
 
 export type Resolution = { fn: KernelFunction } | { why: string };
@@ -77,6 +81,11 @@ export class FunctionIndex {
       if (own.length) return { btf, id: own[0]!, module };
     }
     return undefined;
+  }
+
+  /** Whether this kernel (vmlinux or a loaded module) has a function of this name. */
+  exists(name: string): boolean {
+    return this.findFunc(name) !== undefined;
   }
 
   /** Position of the first struct sk_buff * parameter, or -1. */

@@ -2,6 +2,8 @@
 // from /proc/kallsyms. Kernel addresses live in the top of the 64-bit space;
 // keeping only their low 48 bits gives exact doubles (no BigInt per event).
 
+import { readFileSync } from "node:fs";
+
 const LOW48 = 0x1_0000_0000_0000;
 const MAX_SYMBOL_SIZE = 0x10_0000;
 
@@ -94,4 +96,12 @@ export class Symbolizer {
     if (!sym || sym.offset >= MAX_SYMBOL_SIZE) return `0x${addrHex(hi, lo)}`;
     return `${sym.name}+0x${sym.offset.toString(16)}${sym.module ? ` [${sym.module}]` : ""}`;
   }
+}
+
+let symbolizer: Symbolizer | undefined;
+
+/** /proc/kallsyms of the running kernel, read on first use (~150 ms). */
+export function kernelSymbols(): Symbolizer {
+  symbolizer ??= new Symbolizer(readFileSync("/proc/kallsyms", "utf8"));
+  return symbolizer;
 }

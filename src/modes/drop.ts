@@ -1,79 +1,75 @@
 // skbtrail --drop: every packet the kernel frees as dropped (skb:kfree_skb),
 // with the reason, the location and the packet.
-import type { Options } from "../cli/parse";
+import { event_kind } from "../abi/layout.generated";
+import { probe_program, program, type ProgramName } from "../abi/programs.generated";
 import { resolveReasons } from "../bpf/config";
-import { decodeDrop, recordKind, EVENT_DROP } from "../events/decode";
-import { dropReasons, probeProgram, tracepointParams } from "../kernel/environment";
-import { currentNetns, kernelSymbols, prepareKernel, Session, type Stats } from "../bpf/session";
-import type { Output } from "../output/output";
-import { Attachments } from "../bpf/attach";
 import { KernelStacks } from "../bpf/stacks";
-import { addrKey } from "../kernel/kallsyms";
-
-const RING_BYTES = 8 << 20;
-const WAKEUP_BYTES = 256 << 10;
+import type { Options } from "../cli/parse";
+import { decodeDrop } from "../events/decode";
+import { dropReasons, tracepointParams } from "../kernel/btf-facts";
+import { currentNetns, type KernelInfo } from "../kernel/environment";
+import { probeProgram } from "../kernel/features";
+import { addrKey, kernelSymbols } from "../kernel/kallsyms";
+import type { Output, RunSummary } from "../output/output";
+import { runSession } from "./skeleton";
+import type { StopControl } from "./stop";
 
 /** Which kfree_skb program fits this kernel: tracepoint shape × attach type. */
-function chooseProgram(params: string[] | undefined, tpBtf: boolean): string {
+function chooseProgram(params: string[] | undefined, tpBtf: boolean): ProgramName {
   const hasReason = (params?.length ?? 0) >= 3; // (skb, location, reason[, rx_sk]) since 5.17
-  return `drop_${hasReason ? "reason" : "noreason"}_${tpBtf ? "btf" : "raw"}`;
+  if (hasReason) return tpBtf ? program.drop_reason_btf : program.drop_reason_raw;
+  return tpBtf ? program.drop_noreason_btf : program.drop_noreason_raw;
 }
 
-export async function runDrop(opts: Options, out: Output): Promise<Stats> {
-  const kernel = await prepareKernel(opts.debug);
+/** Drops come from a few code sites: each is named once (kernel addresses only; bounded in case of garbage). */
+function locationNamer(): (hi: number, lo: number) => string {
+  const names = new Map<number, string>();
+  return (hi, lo) => {
+    if (hi >>> 16 !== 0xffff) return kernelSymbols().format(hi, lo);
+    const key = addrKey(hi, lo);
+    let name = names.get(key);
+    if (name === undefined) {
+      if (names.size >= 4096) names.clear();
+      names.set(key, (name = kernelSymbols().format(hi, lo)));
+    }
+    return name;
+  };
+}
+
+export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
   const reasons = dropReasons(kernel.btf);
   const reasonValues = resolveReasons(opts.reasons, reasons);
   const params = tracepointParams(kernel.btf, "kfree_skb");
-  const tpBtf = probeProgram(kernel.probeObject, "probe_tp_btf");
-  const program = chooseProgram(params, tpBtf.ok);
+  const tpBtf = probeProgram(kernel.probeObject, probe_program.probe_tp_btf);
+  const dropProgram = chooseProgram(params, tpBtf.ok);
   for (const note of kernel.notes) out.verbose(note);
-  out.verbose(`skb:kfree_skb(${params?.join(", ") ?? "?"}) via ${program}${tpBtf.ok ? "" : ` (tp_btf unavailable: ${tpBtf.why})`}; ${reasons.size} drop reasons known`);
+  out.verbose(`skb:kfree_skb(${params?.join(", ") ?? "?"}) via ${dropProgram}${tpBtf.ok ? "" : ` (tp_btf unavailable: ${tpBtf.why})`}; ${reasons.size} drop reasons known`);
 
-  const session = Session.open(kernel.bpfObject);
-  const attachments = new Attachments();
-  try {
-    session.configure(
-      {
+  let stacks: KernelStacks | undefined;
+  const locationName = locationNamer();
+  return runSession(
+    kernel,
+    {
+      programs: [dropProgram],
+      config: {
         filter: opts.filter,
         currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
         reasonValues,
         dropStack: opts.dropStack,
-        wakeupBytes: WAKEUP_BYTES,
       },
-      RING_BYTES,
-    );
-    session.load([program]);
-    session.attach(() => attachments.links.push(session.obj.program(program).attach()));
-    out.status("begin trace...");
-
-    const stacks = opts.dropStack ? new KernelStacks(session) : undefined;
-    // Drops come from a few code sites: name each once. (Kernel addresses
-    // only, so the low 48 bits are the key; bounded in case of garbage.)
-    const locations = new Map<number, string>();
-    const locationName = (hi: number, lo: number): string => {
-      if (hi >>> 16 !== 0xffff) return kernelSymbols().format(hi, lo);
-      const key = addrKey(hi, lo);
-      let name = locations.get(key);
-      if (name === undefined) {
-        if (locations.size >= 4096) locations.clear();
-        locations.set(key, (name = kernelSymbols().format(hi, lo)));
-      }
-      return name;
-    };
-    let shown = 0;
-    await session.read(
-      (ring, offset) => {
-        if (out.done || recordKind(ring, offset) !== EVENT_DROP) return;
+      links: 1,
+      slowDetach: false,
+      loaded: (session) => {
+        if (opts.dropStack) stacks = new KernelStacks(session);
+      },
+      attach: (session, into) => into.links.push(session.obj.program(dropProgram).attach()),
+      record: (kind, ring, offset) => {
+        if (kind !== event_kind.EVENT_DROP || !stop.admit()) return;
         const e = decodeDrop(ring, offset);
         out.drop(e, reasons.get(e.reason), locationName(e.location.hi, e.location.lo), stacks?.frames(e.stackId));
-        if (opts.count !== undefined && ++shown >= opts.count) out.finish("count");
       },
-      () => out.done,
-      () => out.flush(),
-    );
-    return session.stats();
-  } finally {
-    attachments.destroy();
-    session.close();
-  }
+    },
+    out,
+    stop,
+  );
 }

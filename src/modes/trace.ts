@@ -1,108 +1,78 @@
-// Packet lifecycle tracing (the default mode) and --basic: the selected
+// Packet lifecycles (the default mode), --basic and --diag: the selected
 // hooks are planned onto the backends this kernel has, attached, and their
-// events grouped per packet (or printed one by one with --basic).
-import { existsSync, readFileSync } from "node:fs";
+// events grouped per packet (or printed one by one with --basic), and with
+// --diag explained by the knowledge base.
 import { monotonicNowNs } from "../../ffi/libc";
-import type { Options } from "../cli/parse";
-import { decodeHook, recordKind, EVENT_HOOK, EVENT_NF, type HookEvent } from "../events/decode";
-import { usageError } from "../common/errors";
-import { FunctionIndex } from "../kernel/functions";
-import { dropReasons, probeProgram } from "../kernel/environment";
-import { Kind } from "../kernel/btf";
-import { Lifecycle, type PacketContext } from "../events/lifecycle";
-import { annotate, type Namer } from "../events/line";
-import type { Output } from "../output/output";
-import type { HookLine } from "../output/text";
-import { checkBackend, FREE_FUNCTIONS, makePlan, type Features, type Plan } from "../plan/plan";
-import { Attachments, attachPlan, programsToLoad } from "../bpf/attach";
-import { currentNetns, kernelSymbols, prepareKernel, Session, type KernelInfo, type Stats } from "../bpf/session";
-import { tracepointById, tracepointByName } from "../plan/tracepoints";
-import { allHooks, loadTracerTree, selectHooks, type TreeGroup } from "../plan/tracer-tree";
+import { event_kind, hook_setting, tracepoint_id } from "../abi/layout.generated";
 import { tracerTreeText } from "../common/assets";
-import { fullAddress } from "../kernel/kallsyms";
-import { hook_setting, tracepoint_id } from "../abi/layout.generated";
-import { Diagnosis } from "../diagnosis/diagnosis";
-import { worst } from "../diagnosis/rules";
-import { handOff } from "../bpf/detach";
+import { shown, usageError } from "../common/errors";
+import { attachPlan, linkCount, setTemplateTargets } from "../bpf/attach";
 import { KernelStacks } from "../bpf/stacks";
-import type { LifecycleCounts } from "../events/lifecycle";
-
-const RING_BYTES = 16 << 20;
-const WAKEUP_BYTES = 256 << 10;
-const LIMITS = { idleNs: 3e9, settleNs: 100e6, maxContexts: 4096, maxEventsPerContext: 1000 };
-const PHASE_RETURN = 1;
+import type { Options } from "../cli/parse";
+import { Diagnosis } from "../diagnosis/diagnosis";
+import { worst, type Finding } from "../diagnosis/rules";
+import { decodeHook, type HookEvent } from "../events/decode";
+import { Lifecycle, type PacketContext } from "../events/lifecycle";
+import { annotate, linesOf, type HookLine, type Namer } from "../events/line";
+import { dropReasons, resetReasons } from "../kernel/btf-facts";
+import { currentNetns, type KernelInfo } from "../kernel/environment";
+import { readFeatures, readTraceableFunctions, type Features } from "../kernel/features";
+import { FunctionIndex } from "../kernel/functions";
+import { fullAddress, kernelSymbols } from "../kernel/kallsyms";
+import type { Output, RunSummary } from "../output/output";
+import { attachedAs, checkBackend, knownHookNames, makePlan, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
+import { tracepointById } from "../plan/tracepoints";
+import { loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
+import { runSession } from "./skeleton";
+import type { StopControl } from "./stop";
 
 /**
- * Each probe loads a small object (libbpf parses the kernel's BTF each
- * time): skip the ones that cannot succeed. kprobes and kprobe.multi need
- * kprobe events in tracefs; fexit is asked only where fentry works.
+ * Memory bounds of the lifecycle grouping: contexts open at once, events
+ * kept per context (the rest are counted), and when an unfreed context is
+ * given up (idle) or a freed one stops waiting for late returns (settle).
  */
-function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
-  const ok = (p: string) => probeProgram(kernel.probeObject, p).ok;
-  const kprobeEvents = needFunctions && existsSync("/sys/kernel/tracing/kprobe_events");
-  const kprobe = kprobeEvents && ok("probe_kprobe");
-  const fentry = needFunctions && ok("probe_fentry");
-  return {
-    tpBtf: ok("probe_tp_btf"),
-    kprobe,
-    kprobeMulti: kprobe && ok("probe_kprobe_multi"),
-    fentry,
-    fexit: fentry && ok("probe_fexit"),
-  };
-}
-
-function readFilterFunctions(): string | undefined {
-  try {
-    return readFileSync("/sys/kernel/tracing/available_filter_functions", "utf8");
-  } catch {
-    return undefined;
-  }
-}
+const LIMITS = { idleNs: 3e9, settleNs: 100e6, maxContexts: 4096, maxEventsPerContext: 256 };
+/** --diag: packets waiting for their namespace's ruleset; past this, they go out without it. */
+const MAX_WAITING_DIAGNOSIS = 256;
+/** At the stop, how long packets still open may take to show, and --diag may wait for a ruleset. */
+const FINAL_SHOW_MS = 150;
+/** After each batch, how long finished packets may take to show before reading goes on. */
+const BATCH_SHOW_MS = 25;
 
 export interface TraceResult {
-  stats: Stats;
-  packets?: LifecycleCounts;
+  summary: RunSummary;
   /** --diag: some packet had an error-level finding. */
   errorFound: boolean;
 }
 
-/** Builds the plan for the selected hooks on this kernel. */
-function planFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { plan: Plan; features: Features } {
-  const selectors = opts.trace;
-  const selection = selectHooks(tree, selectors);
-  const functions = new FunctionIndex(kernel.btf, kernelSymbols, readFilterFunctions());
-  // Names outside the tree: tracepoints skbtrail knows, or kernel functions taking an skb.
-  const extraFunctions: string[] = [];
-  for (const sel of selection.outside) {
-    if (tracepointByName.has(sel)) {
-      selection.hooks.push({ kind: "tracepoint", name: sel, group: "", onByDefault: true });
-      continue;
-    }
-    if (/[*?]/.test(sel)) {
-      const found = functions.glob(sel);
-      if (!found.length && !allHooks(tree).some((h) => h.name === sel)) throw usageError(`-t: no kernel function matching '${sel}' takes an sk_buff; see skbtrail -t '?'`);
-      extraFunctions.push(...found);
-      continue;
-    }
-    const r = functions.resolve(sel);
-    if ("why" in r) throw usageError(`-t: '${sel}' is not a tracer group, a known tracepoint or a kernel function taking an sk_buff (${r.why}); see skbtrail -t '?'`);
-    extraFunctions.push(sel);
-  }
-  const needFunctions = opts.backend !== "tracepoint";
-  const features = readFeatures(kernel, needFunctions);
+export function loadTree(): TreeGroup[] {
+  return loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
+}
+
+/** What -t selects on this kernel, before any probe: names outside the tree are looked up in BTF. */
+export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { selection: Selection; extra: string[]; functions: FunctionIndex } {
+  const selection = selectHooks(tree, opts.trace);
+  const functions = new FunctionIndex(kernel.btf, kernelSymbols, readTraceableFunctions());
+  const extra = resolveOutside(selection, tree, functions);
+  return { selection, extra, functions };
+}
+
+/** Builds the plan: probes the kernel's backends, then gives each hook one. */
+export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<typeof selectionFor>): { plan: Plan; features: Features } {
+  const features = readFeatures(kernel, opts.backend !== "tracepoint");
   checkBackend(opts.backend, features);
-  kernel.btf.indexNames();
-  const plan = makePlan({ btf: kernel.btf, functions, features, selection, extraFunctions, backend: opts.backend, ret: opts.ret, followSkbs: !opts.pktFixed });
+  const plan = makePlan({
+    btf: kernel.btf, functions: selected.functions, features, selection: selected.selection, extraFunctions: selected.extra,
+    backend: opts.backend, ret: opts.ret, followSkbs: !opts.pktFixed,
+  });
   return { plan, features };
 }
 
 function describePlan(plan: Plan, features: Features, out: Output): void {
-  const fnHooks = plan.hooks.filter((h) => h.kind === "function");
-  const backends = (["kprobe-multi", "fentry", "kprobe"] as const).map((b) => [b, fnHooks.filter((h) => h.kind === "function" && h.backend === b).length] as const).filter(([, n]) => n);
-  out.verbose(
-    `plan: ${plan.hooks.length - fnHooks.length} tracepoints (${features.tpBtf ? "tp_btf" : "raw_tp"})${backends.map(([b, n]) => `, ${n} functions (${b})`).join("")}; ${plan.skipped.length} skipped`,
-  );
-  for (const h of plan.hooks) out.verbose(`  ${h.name.padEnd(32)} ${h.kind === "function" ? `${h.backend} ${[h.entry, h.exit].filter(Boolean).join("+")}${h.fn.symbol !== h.name ? ` (symbol ${h.fn.symbol})` : ""}` : h.program}`);
+  const count = new Map<string, number>();
+  for (const h of plan.hooks) count.set(attachedAs(h), (count.get(attachedAs(h)) ?? 0) + 1);
+  out.verbose(`plan: ${[...count].map(([how, n]) => `${n} ${how}`).join(", ")}; ${plan.skipped.length} skipped`);
+  for (const h of plan.hooks) out.verbose(`  ${h.name.padEnd(32)} ${attachedAs(h)} ${h.attach.map((a) => a.program).join("+")}${h.kind === "function" && h.fn.symbol !== h.name ? ` (symbol ${h.fn.symbol})` : ""}`);
   for (const s of plan.skipped) out.verbose(`  skipped ${s.name}: ${s.why}`);
   if (!features.kprobe && !features.fentry && !features.kprobeMulti)
     out.note(
@@ -110,180 +80,165 @@ function describePlan(plan: Plan, features: Features, out: Output): void {
     );
 }
 
-/** `-t ?`: the tree, marking what exists on this kernel and which backend each hook would use. */
-export async function printTree(opts: Options, out: Output): Promise<void> {
-  const kernel = await prepareKernel(opts.debug);
-  const tree = loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
-  const { plan } = planFor({ ...opts, trace: ["all"] }, kernel, tree);
-  const planned = new Map(plan.hooks.map((h) => [h.name, h.kind === "function" ? h.backend : h.program.endsWith("_btf") ? "tp_btf" : "raw_tp"]));
-  const skipped = new Map(plan.skipped.map((s) => [s.name, s.why]));
-  const lines: string[] = ["available tracers (+ traced by default, - only with -t; [backend] or (why not)):"];
-  const walk = (groups: TreeGroup[], depth: number) => {
-    for (const g of groups) {
-      lines.push(`${"  ".repeat(depth)}${g.name}: ${g.description}${g.onByDefault ? "" : " (off by default)"}`);
-      walk(g.children, depth + 1);
-      for (const h of g.hooks) {
-        const name = h.kind === "tracepoint" ? `tracepoint ${h.name}` : h.name;
-        const via = FREE_FUNCTIONS[h.name];
-        const how = via ? `[tracepoint ${via}]` : planned.has(h.name) ? `[${planned.get(h.name)}]` : `(${skipped.get(h.name) ?? "not planned"})`;
-        lines.push(`${"  ".repeat(depth + 1)}${h.onByDefault ? "+" : "-"} ${name} ${how}`);
-      }
-    }
-  };
-  walk(tree, 0);
-  for (const l of lines) out.raw(l);
+/** --trace-stack names must be among the selected hooks or groups: checked before anything loads. */
+function checkTraceStack(names: string[], selected: ReturnType<typeof selectionFor>): void {
+  const known = new Set<string>(selected.extra);
+  for (const h of selected.selection.hooks) {
+    known.add(h.name).add(h.group);
+    if (h.kind === "tracepoint") known.add(h.name.split(":")[1]!);
+  }
+  for (const n of names)
+    if (!known.has(n)) throw usageError(`--trace-stack: '${shown(n)}' is not among the traced hooks; name a traced function, tracepoint or group (skbtrail -t '?')`);
 }
 
-export async function runTrace(opts: Options, out: Output): Promise<TraceResult> {
-  const kernel = await prepareKernel(opts.debug);
-  const tree = loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
-  const { plan, features } = planFor(opts, kernel, tree);
-  for (const note of kernel.notes) out.verbose(note);
-  describePlan(plan, features, out);
+const hookKey = (h: PlannedHook) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
 
+/** The hook_flags map: kernel stacks for --trace-stack. */
+function hookSettings(names: string[], plan: Plan, out: Output): Map<bigint, number> {
+  const settings = new Map<bigint, number>();
+  for (const n of names) {
+    const hooks = plan.hooks.filter((h) => h.name === n || h.group === n || (h.kind === "tracepoint" && h.name.endsWith(`:${n}`)));
+    if (!hooks.length) out.note(`--trace-stack: ${n} is not traced on this kernel (-v says why)`);
+    for (const h of hooks) settings.set(hookKey(h), hook_setting.SETTING_STACK);
+  }
+  return settings;
+}
+
+export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<TraceResult> {
+  const tree = loadTree();
+  const selected = selectionFor(opts, kernel, tree);
+  checkTraceStack(opts.traceStack ?? [], selected);
   const reasons = dropReasons(kernel.btf);
-  const rstReasons = enumNames(kernel, "sk_rst_reason", /^SK_RST_REASON_/);
+  const rstReasons = resetReasons(kernel.btf);
   const namer: Namer = {
     reason: (v) => reasons.get(v),
     symbol: (hi, lo) => kernelSymbols().format(hi, lo),
     rstReason: (v) => rstReasons.get(v),
   };
-  const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
-  const hookName = (e: HookEvent) => (e.tracepoint ? (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`) : (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0)));
   let stacks: KernelStacks | undefined;
-  const diagnosis = opts.mode === "diag" ? Diagnosis.create(opts, kernel, plan, tree, namer, (id) => stacks!.frames(id)) : undefined;
-  const settings = hookSettings(opts.traceStack ?? [], plan);
-  // Without nft_do_chain, the drop's stack tells which netfilter hook dropped it.
-  const stackWanted = settings.has(BigInt(tracepoint_id.TP_KFREE_SKB));
-  if (diagnosis?.wantsDropStacks) settings.set(BigInt(tracepoint_id.TP_KFREE_SKB), (settings.get(BigInt(tracepoint_id.TP_KFREE_SKB)) ?? 0) | hook_setting.SETTING_STACK);
+  const diagnosis =
+    opts.mode === "diag"
+      ? new Diagnosis({
+          known: { reasons: new Set(reasons.values()), hooks: knownHookNames(tree), kernelFunction: (n) => selected.functions.exists(n) },
+          kb: opts.kb,
+          showHooks: opts.hooks,
+          namer,
+          stackOf: (id) => stacks!.frames(id),
+        })
+      : undefined;
 
-  const session = Session.open(kernel.bpfObject);
-  const attachments = new Attachments();
-  let handedOff = false;
-  try {
-    session.configure(
-      {
+  const { plan, features } = planFor(opts, kernel, selected);
+  for (const note of kernel.notes) out.verbose(note);
+  describePlan(plan, features, out);
+  diagnosis?.setTraced({
+    hasNftHook: plan.hooks.some((h) => h.name === "nft_do_chain"),
+    groupOf: (() => {
+      const groups = new Map(plan.hooks.map((h) => [h.kind === "tracepoint" ? h.name.split(":")[1]! : h.name, h.group]));
+      return (n: string) => groups.get(n);
+    })(),
+  });
+  const settings = hookSettings(opts.traceStack ?? [], plan, out);
+  // Without nft_do_chain, the drop's stack tells which netfilter hook dropped it.
+  const kfreeKey = BigInt(tracepoint_id.TP_KFREE_SKB);
+  const kfreeStackWanted = settings.has(kfreeKey);
+  if (diagnosis?.wantsDropStacks) settings.set(kfreeKey, (settings.get(kfreeKey) ?? 0) | hook_setting.SETTING_STACK);
+
+  const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
+  const hookName = (e: HookEvent) =>
+    e.tracepoint
+      ? (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`)
+      : (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0));
+  const toLine = (e: HookEvent, ret?: HookEvent): HookLine => {
+    const name = hookName(e);
+    const wanted = e.stackId >= 0 && !(diagnosis && e.tracepoint === tracepoint_id.TP_KFREE_SKB && !kfreeStackWanted);
+    return { e, name, ret, notes: annotate(e, name, namer, ret), stack: wanted ? stacks!.frames(e.stackId) : undefined };
+  };
+
+  let errorFound = false;
+  // --diag: packets in order, each waiting (boundedly) for its namespace's ruleset.
+  const waiting: { ctx: PacketContext; lines: HookLine[] }[] = [];
+  const showDiagnosed = (mayWait: boolean) => {
+    while (waiting.length) {
+      const { ctx, lines } = waiting[0]!;
+      const findings = diagnosis!.examine(lines, mayWait && waiting.length <= MAX_WAITING_DIAGNOSIS);
+      if (!findings) return;
+      waiting.shift();
+      show(ctx, lines, findings);
+    }
+  };
+  const show = (ctx: PacketContext, lines: HookLine[], findings?: Finding[]) => {
+    if (stop.reason === "diagnosis" || stop.reason === "count") return;
+    const level = findings && worst(findings);
+    if (level === "error") errorFound = true;
+    if (opts.diagQuiet && (level === undefined || level === "info")) return;
+    if (!stop.admit()) return;
+    out.context(ctx, lines, findings);
+    if (level === "error" && !opts.diagKeep) stop.request("diagnosis");
+  };
+  const minLatencyNs = (opts.minLatencyMs ?? 0) * 1e6;
+  const lifecycle =
+    opts.mode === "basic"
+      ? undefined
+      : new Lifecycle(LIMITS, (ctx) => {
+          if (ctx.lastNs - ctx.firstNs < minLatencyNs) return;
+          const lines = linesOf(ctx.events, toLine);
+          if (!diagnosis) return show(ctx, lines);
+          waiting.push({ ctx, lines });
+          showDiagnosed(true);
+        });
+
+  const summary = await runSession(
+    kernel,
+    {
+      programs: plannedPrograms(plan),
+      config: {
         filter: opts.filter,
         currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
         reasonValues: [],
         dropStack: false,
-        wakeupBytes: WAKEUP_BYTES,
         pktFixed: opts.pktFixed,
         traceRet: opts.ret,
         hookSettings: settings.size > 0,
         nfHooks: opts.hooks,
       },
-      RING_BYTES,
-    );
-    session.load(programsToLoad(session.obj, plan));
-    session.setHookSettings(settings);
-    const refused = session.attach(() => attachPlan(session.obj, plan, attachments));
-    for (const r of refused) out.verbose(`  skipped ${r.name}: ${r.why}`);
-    out.status("begin trace...");
-
-    stacks = new KernelStacks(session);
-    const result: TraceResult = { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0 }, errorFound: false };
-    let queue = Promise.resolve();
-    const toLine = (e: HookEvent, ret?: HookEvent): HookLine => {
-      const name = hookName(e);
-      const wanted = e.stackId >= 0 && !(diagnosis && e.tracepoint === tracepoint_id.TP_KFREE_SKB && !stackWanted);
-      return { e, name, ret, notes: annotate(e, name, namer, ret), stack: wanted ? stacks!.frames(e.stackId) : undefined, stackId: e.stackId };
-    };
-    let shown = 0;
-    const enough = () => opts.count !== undefined && shown >= opts.count;
-    const counted = () => {
-      if (opts.count !== undefined && ++shown >= opts.count) out.finish("count");
-    };
-    const minLatencyNs = (opts.minLatencyMs ?? 0) * 1e6;
-    // Contexts still open when tracing stops are printed too (unless -c was reached).
-    const lifecycle = opts.mode === "basic" ? undefined : new Lifecycle(LIMITS, (ctx) => {
-      if (enough() || ctx.lastNs - ctx.firstNs < minLatencyNs) return;
-      const lines = linesOf(ctx, toLine);
-      if (!diagnosis) {
-        out.context(ctx, lines);
-        return counted();
-      }
-      // In order: a finding may wait for the ruleset, the next packet waits for it.
-      queue = queue.then(async () => {
-        if (out.stopReason === "diagnosis") return; // stopped at an earlier packet's error
-        const findings = await diagnosis.examine(lines);
-        const level = worst(findings);
-        if (level === "error") result.errorFound = true;
-        if (opts.diagQuiet && (level === undefined || level === "info")) return;
-        out.context(ctx, lines, findings);
-        counted();
-        if (level === "error" && !opts.diagKeep) out.finish("diagnosis");
-      });
-    });
-
-    await session.read(
-      (ring, offset) => {
-        const kind = recordKind(ring, offset);
-        if (enough() || (kind !== EVENT_HOOK && kind !== EVENT_NF)) return;
+      links: linkCount(plan),
+      // Detaching fentry/kprobe links takes seconds (RCU grace periods).
+      slowDetach: plan.hooks.some((h) => h.kind === "function"),
+      prepare: (obj) => setTemplateTargets(obj, plan),
+      loaded: (session) => {
+        session.setHookSettings(settings);
+        stacks = new KernelStacks(session);
+      },
+      attach: (session, into) => {
+        for (const r of attachPlan(session.obj, plan, into)) out.verbose(`  skipped ${r.name}: ${r.why}`);
+      },
+      record: (kind, ring, offset) => {
+        if (kind !== event_kind.EVENT_HOOK && kind !== event_kind.EVENT_NF) return;
         const e = decodeHook(ring, offset, kind);
-        if (lifecycle) return lifecycle.add(e);
-        out.hook(toLine(e));
-        counted();
+        if (!lifecycle) {
+          if (stop.admit()) out.hook(toLine(e));
+          return;
+        }
+        diagnosis?.noticeDrop(e);
+        lifecycle.add(e);
       },
-      () => out.done,
-      () => {
-        lifecycle?.flush(monotonicNowNs());
-        out.flush();
+      batchDone: () => {
+        lifecycle?.flush(monotonicNowNs(), performance.now() + BATCH_SHOW_MS);
+        if (diagnosis) showDiagnosed(true);
       },
-    );
-    lifecycle?.flushAll();
-    await queue;
-    out.flush();
-    const stats = session.stats();
-    // Detaching fentry/kprobe links can take seconds (RCU grace periods):
-    // hand them to a background process so the prompt comes back now.
-    if (plan.hooks.some((h) => h.kind === "function") && handOff(attachments.fds())) {
-      attachments.release();
-      handedOff = true;
-    }
-    result.stats = stats;
-    result.packets = lifecycle?.counts;
-    return result;
-  } finally {
-    if (!handedOff) attachments.destroy();
-    session.close();
-  }
-}
-
-/** Hook lines of a context: each return event folded into its entry's line. */
-function linesOf(ctx: PacketContext, toLine: (e: HookEvent, ret?: HookEvent) => HookLine): HookLine[] {
-  const lines: HookLine[] = [];
-  const openEntries = new Map<string, number>(); // func/tracepoint → index of its latest entry line
-  for (const e of ctx.events) {
-    const key = `${e.func}:${e.tracepoint}:${e.meta.skbKey}`;
-    if (e.phase === PHASE_RETURN && !(e.flags & 2)) {
-      const at = openEntries.get(key);
-      if (at !== undefined) {
-        lines[at] = toLine(lines[at]!.e, e);
-        openEntries.delete(key);
-        continue;
-      }
-    }
-    if (e.phase !== PHASE_RETURN) openEntries.set(key, lines.length);
-    lines.push(toLine(e));
-  }
-  return lines;
-}
-
-function enumNames(kernel: KernelInfo, name: string, prefix: RegExp): Map<number, string> {
-  const [id] = kernel.btf.find(name, Kind.ENUM);
-  return new Map(id === undefined ? [] : [...kernel.btf.enumValues(id)].map(([k, v]) => [v, k.replace(prefix, "")]));
-}
-
-const hookKey = (h: Plan["hooks"][number]) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
-
-/** The hook_flags map: stacks for --trace-stack. */
-function hookSettings(stackSelectors: string[], plan: Plan): Map<bigint, number> {
-  const settings = new Map<bigint, number>();
-  for (const sel of stackSelectors) {
-    const hooks = plan.hooks.filter((h) => h.name === sel || h.group === sel || (h.kind === "tracepoint" && h.name.endsWith(`:${sel}`)));
-    if (!hooks.length) throw usageError(`--trace-stack: '${sel}' is not among the traced hooks; name a traced function, tracepoint or group`);
-    for (const h of hooks) settings.set(hookKey(h), hook_setting.SETTING_STACK);
-  }
-  return settings;
+      finish: async () => {
+        // Packets still open at the stop are shown too (unless -c was reached).
+        lifecycle?.flushAll(performance.now() + FINAL_SHOW_MS);
+        if (!diagnosis) return;
+        let timer: Timer | undefined;
+        await Promise.race([diagnosis.settled(), new Promise((resolve) => (timer = setTimeout(resolve, FINAL_SHOW_MS)))]);
+        clearTimeout(timer);
+        showDiagnosed(false);
+      },
+    },
+    out,
+    stop,
+  );
+  summary.packets = lifecycle?.counts;
+  return { summary, errorFound };
 }

@@ -1,15 +1,15 @@
 // NDJSON output: one object per line, names rather than numbers. The schema
 // is documented in the README ("JSON output"); change both together.
+import { packet_layers } from "../abi/layout.generated";
+import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, Packet, SkbMeta } from "../events/decode";
 import type { PacketContext } from "../events/lifecycle";
-import type { HookLine } from "./text";
-import type { Finding } from "../diagnosis/rules";
-import { NF_FAMILIES, nfHookName } from "../events/line";
+import type { HookLine } from "../events/line";
+import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
-const PKT_L3 = 2;
-const PKT_L4 = 4;
+const { PKT_L3, PKT_L4 } = packet_layers;
 
 type Json = Record<string, unknown>;
 

@@ -1,14 +1,28 @@
 // Where everything the user sees goes: events (text or NDJSON), status lines
 // ("begin trace...", on stdout like nettrace, on stderr with --json so stdout
 // stays pure NDJSON), -v notes, and the closing summary.
-import type { DropEvent } from "../events/decode";
 import type { Stats } from "../bpf/session";
-import type { PacketContext, LifecycleCounts } from "../events/lifecycle";
-import { basicJson, contextJson, dropJson } from "./json";
-import { analysisLines, colorsFor, contextHeader, dropLine, hookLine, stackLines, type HookLine, type TextStyle } from "./text";
 import type { Finding } from "../diagnosis/rules";
+import type { DropEvent } from "../events/decode";
+import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
+import type { HookLine } from "../events/line";
+import { basicJson, contextJson, dropJson } from "./json";
+import { analysisLines, colorsFor, contextHeader, dropLine, hookLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
+
+/** How a run ended and what it could not show, for the summary. */
+export interface RunSummary {
+  stats: Stats;
+  seconds: number;
+  /** Why it stopped: count, timeout, interrupted, terminated, hangup, diagnosis… */
+  stop?: string;
+  /** Records still in the ring at the stop, dropped unread. */
+  unread: number;
+  /** Records refused by the decoder (short, unknown kind or version). */
+  rejected: number;
+  packets?: LifecycleCounts;
+}
 
 export interface OutputOptions {
   json: boolean;
@@ -18,8 +32,6 @@ export interface OutputOptions {
 }
 
 export class Output {
-  /** Why tracing should stop ("count", "timeout", "signal"…); undefined while running. */
-  stopReason?: string;
   private readonly style: TextStyle;
   private readonly err = new Writer(2);
 
@@ -31,12 +43,14 @@ export class Output {
     this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail };
   }
 
-  get done(): boolean {
-    return this.stopReason !== undefined || this.out.closed;
+  /** The events' destination is gone (reader closed the pipe, or a write failed). */
+  get closed(): boolean {
+    return this.out.closed;
   }
 
-  finish(reason: string): void {
-    this.stopReason ??= reason;
+  /** Why writing the events failed, as one line; undefined when it did not. */
+  get failure(): string | undefined {
+    return this.out.failure && `cannot write to ${this.out.name} (${this.out.failure}): free space or choose another --output`;
   }
 
   status(line: string): void {
@@ -101,18 +115,31 @@ export class Output {
     this.out.flush();
   }
 
-  summary(stats: Stats, seconds: number, packets?: LifecycleCounts): void {
+  summary(r: RunSummary): void {
+    const { stats, packets } = r;
     if (this.opts.json) {
-      const p = packets ? { packets: { complete: packets.completed, idle: packets.idle, evicted: packets.evicted, truncated_events: packets.truncatedEvents } } : {};
-      this.out.line(JSON.stringify({ kind: "summary", events: stats.events, lost: stats.lost, lost_per_cpu: stats.lostPerCpu, filtered: stats.filtered, ...p, seconds: Number(seconds.toFixed(3)), stop: this.stopReason ?? null }));
+      const p = packets
+        ? { packets: { complete: packets.completed, idle: packets.idle, evicted: packets.evicted, not_shown: packets.notShown, truncated_events: packets.truncatedEvents } }
+        : {};
+      this.out.line(
+        JSON.stringify({
+          kind: "summary", events: stats.events, lost: stats.lost, lost_per_cpu: stats.lostPerCpu, filtered: stats.filtered,
+          unread: r.unread, rejected: r.rejected, ...p, seconds: Number(r.seconds.toFixed(3)), stop: r.stop ?? null,
+        }),
+      );
       this.out.flush();
       return;
     }
     this.out.line("end trace...");
     if (packets)
-      this.out.line(`packets: ${packets.completed} complete, ${packets.idle} flushed without a free seen, ${packets.evicted} evicted to bound memory${packets.truncatedEvents ? `, ${packets.truncatedEvents} events over the per-packet cap` : ""}`);
+      this.out.line(
+        `packets: ${packets.completed} complete, ${packets.idle} flushed without a free seen, ${packets.evicted} evicted to bound memory` +
+          `${packets.notShown ? `, ${packets.notShown} still open at the stop not shown` : ""}${packets.truncatedEvents ? `, ${packets.truncatedEvents} events over the per-packet cap` : ""}`,
+      );
     const perCpu = stats.lost ? ` (${stats.lostPerCpu.map((n, cpu) => (n ? `cpu${cpu}: ${n}` : "")).filter(Boolean).join(", ")})` : "";
     this.out.line(`total events: ${stats.events}, lost: ${stats.lost}${perCpu}, filtered in kernel: ${stats.filtered}`);
+    if (r.unread) this.out.line(`${r.unread} events were still queued when tracing stopped (${r.stop}) and were dropped unread`);
+    if (r.rejected) this.out.line(`${r.rejected} malformed records were rejected by the decoder (a bug: please report it)`);
     if (stats.lost) this.out.line("some events were lost because the ring buffer was full: narrow the filters (-p, --saddr, --dport…) to see all of them");
     this.out.flush();
   }

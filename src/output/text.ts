@@ -1,10 +1,50 @@
 // Human output in nettrace's style, so its users (and their greps) feel at home:
 //   [153.345912] UDP: 127.0.0.1:55033 -> 127.0.0.1:9997 *reason: NO_SOCKET, __udp4_lib_rcv+0x9a2* *packet is dropped by kernel*
+// Packets in one line:
+//   TCP: 10.0.0.1:5 -> 10.0.0.2:80 seq:1, ack:0, flags:S
+//   UDP: 10.0.0.1:5 -> 10.0.0.2:53
+//   ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 0, id: 545
+// IPv6 endpoints with ports are bracketed ([fd00::1]:80) so they stay unambiguous.
 import { createColors } from "picocolors";
-import type { DropEvent, HookEvent, SkbMeta } from "../events/decode";
-import { packetSummary } from "../events/protocols";
+import { packet_layers } from "../abi/layout.generated";
 import type { Finding } from "../diagnosis/rules";
+import type { DropEvent, Packet, SkbMeta } from "../events/decode";
+import type { HookLine } from "../events/line";
+import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
+
+const { PKT_L3, PKT_L4 } = packet_layers;
+
+function icmpText(p: Packet): string {
+  const v6 = p.l4 === 58;
+  const isEcho = v6 ? p.icmpType === 128 || p.icmpType === 129 : p.icmpType === 0 || p.icmpType === 8;
+  if (isEcho) return `${(v6 ? ICMPV6_TYPES : ICMP_TYPES)[p.icmpType]}, seq: ${p.icmpSeq}, id: ${p.icmpId}`;
+  return icmpTypeText(v6, p.icmpType, p.icmpCode);
+}
+
+function endpoint(addr: string, port: number, v6: boolean): string {
+  return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+export function packetSummary(p: Packet): string {
+  if (!(p.parsed & PKT_L3)) return p.l3 && p.l3 !== 0x0800 && p.l3 !== 0x86dd ? l3Name(p.l3) : "unknown";
+  if (p.l3 === 0x0806) {
+    const op = p.arpOp === 1 ? "request" : p.arpOp === 2 ? "reply" : `op ${p.arpOp}`;
+    return `ARP: ${p.saddr} -> ${p.daddr} ${op}`;
+  }
+  const v6 = p.l3 === 0x86dd;
+  const vlan = p.vlan ? ` vlan ${p.vlan}` : "";
+  if (!(p.parsed & PKT_L4)) return `${v6 ? "IPv6" : "IPv4"}: ${p.saddr} -> ${p.daddr} ${l4Name(p.l4)}${vlan}`;
+  switch (p.l4) {
+    case 6:
+      return `TCP: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)} seq:${p.tcpSeq}, ack:${p.tcpAck}, flags:${tcpFlagsText(p.tcpFlags)}${vlan}`;
+    case 17:
+      return `UDP: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)}${vlan}`;
+    default:
+      return `${l4Name(p.l4)}: ${p.saddr} -> ${p.daddr} ${icmpText(p)}${vlan}`;
+  }
+}
+
 
 export type Colors = ReturnType<typeof createColors>;
 
@@ -34,17 +74,6 @@ export function dropLine(e: DropEvent, reason: string | undefined, location: str
 
 export function stackLines(frames: string[]): string[] {
   return ["Call Stack:", ...frames.map((f) => `    -> ${f}`)];
-}
-
-/** One traced hook of a packet, ready to print. */
-export interface HookLine {
-  e: HookEvent;
-  name: string;
-  notes: string[];
-  /** The return event folded into this entry's line. */
-  ret?: HookEvent;
-  stack?: string[];
-  stackId?: number;
 }
 
 /** "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout). */

@@ -1,24 +1,32 @@
 // Which hooks to trace and how: each selected function or tracepoint gets a
 // backend the running kernel supports (kprobe.multi, fentry/fexit, kprobe,
-// tp_btf, raw_tp) and the BPF program(s) that serve it, or a reason it is
-// skipped. Nothing here touches the kernel: the probe results come in.
+// tp_btf, raw_tp), and the plan says for each BPF program how it attaches,
+// or why the hook is skipped. The result is plain data: nothing here loads
+// or attaches anything, the probe results come in.
+import { program, type ProgramName } from "../abi/programs.generated";
+import { environmentError, usageError, shown } from "../common/errors";
 import type { Btf } from "../kernel/btf";
+import type { Features } from "../kernel/features";
 import type { FunctionIndex, KernelFunction } from "../kernel/functions";
-import { tracepointByName, tracepointProgram, type TracepointSpec } from "./tracepoints";
-import type { Selection, TreeHook } from "./tracer-tree";
-import { environmentError } from "../common/errors";
+import { tracepointByName, tracepointPrograms, type TracepointSpec } from "./tracepoints";
+import { allHooks, type Selection, type TreeGroup } from "./tracer-tree";
 
 export type FunctionBackend = "kprobe-multi" | "fentry" | "kprobe";
 export const BACKENDS = ["kprobe-multi", "fentry", "kprobe", "tracepoint"] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
-export interface Features {
-  tpBtf: boolean;
-  kprobe: boolean;
-  kprobeMulti: boolean;
-  fentry: boolean;
-  fexit: boolean;
-}
+/** How one BPF program of a hook is attached. */
+export type Attach =
+  /** tp_btf / raw_tp: the program's section names its tracepoint. */
+  | { how: "tracepoint"; program: ProgramName }
+  /** One link for every function that uses this program; the attach cookie is the function's address. */
+  | { how: "kprobe-multi"; program: ProgramName; retprobe: boolean }
+  /** One link per function, the program shared; the attach cookie is the function's address. */
+  | { how: "kprobe"; program: ProgramName; retprobe: boolean }
+  /** A BTF trampoline program whose section names its one target. */
+  | { how: "fentry-fixed"; program: ProgramName }
+  /** A BTF trampoline template: loaded for its first function, its instructions copied for the others. */
+  | { how: "fentry-template"; program: ProgramName; exit: boolean };
 
 export interface FunctionHook {
   kind: "function";
@@ -26,9 +34,8 @@ export interface FunctionHook {
   group?: string;
   fn: KernelFunction;
   backend: FunctionBackend;
-  /** Programs that run at entry and at return (either may be absent). */
-  entry?: string;
-  exit?: string;
+  /** Entry program first, then the return program when there is one. */
+  attach: Attach[];
 }
 
 export interface TracepointHook {
@@ -36,8 +43,8 @@ export interface TracepointHook {
   name: string;
   group?: string;
   spec: TracepointSpec;
-  /** Full program name, ending in _btf or _raw. */
-  program: string;
+  via: "tp_btf" | "raw_tp";
+  attach: [Attach & { how: "tracepoint" }];
 }
 
 export type PlannedHook = FunctionHook | TracepointHook;
@@ -47,12 +54,28 @@ export interface Plan {
   skipped: { name: string; why: string }[];
 }
 
-/** Functions with programs of their own (bpf/functions.bpf.h, netfilter.bpf.h). */
-const SPECIAL: Record<string, { fentry?: string; fexit?: string; kprobe?: string; kretprobe?: string }> = {
-  skb_clone: { fexit: "fexit_skb_clone", kprobe: "kprobe_skb_clone", kretprobe: "kretprobe_skb_clone" },
-  nf_hook_slow: { fentry: "fentry_nf_hook_slow", fexit: "fexit_nf_hook_slow", kprobe: "kprobe_nf_hook_slow", kretprobe: "kretprobe_nf_hook_slow" },
-  nft_do_chain: { fentry: "fentry_nft_do_chain", fexit: "fexit_nft_do_chain", kprobe: "kprobe_nft_do_chain", kretprobe: "kretprobe_nft_do_chain" },
+interface OwnPrograms {
+  fentry?: ProgramName;
+  fexit?: ProgramName;
+  kprobe?: ProgramName;
+  kretprobe?: ProgramName;
+}
+
+/** Functions with programs of their own (bpf/progs/functions.bpf.h, netfilter.bpf.h). */
+const OWN_PROGRAMS: Record<string, OwnPrograms> = {
+  skb_clone: { fexit: program.fexit_skb_clone, kprobe: program.kprobe_skb_clone, kretprobe: program.kretprobe_skb_clone },
+  nf_hook_slow: { fentry: program.fentry_nf_hook_slow, fexit: program.fexit_nf_hook_slow, kprobe: program.kprobe_nf_hook_slow, kretprobe: program.kretprobe_nf_hook_slow },
+  nft_do_chain: { fentry: program.fentry_nft_do_chain, fexit: program.fexit_nft_do_chain, kprobe: program.kprobe_nft_do_chain, kretprobe: program.kretprobe_nft_do_chain },
 };
+
+/** Programs per position of the sk_buff argument (PT_REGS_PARM1..5). */
+const BY_SKB_ARG: { kmulti: ProgramName; kprobe: ProgramName; fentry: ProgramName; fexit: ProgramName }[] = [
+  { kmulti: program.kmulti_skb0, kprobe: program.kprobe_skb0, fentry: program.fentry_skb0, fexit: program.fexit_skb0 },
+  { kmulti: program.kmulti_skb1, kprobe: program.kprobe_skb1, fentry: program.fentry_skb1, fexit: program.fexit_skb1 },
+  { kmulti: program.kmulti_skb2, kprobe: program.kprobe_skb2, fentry: program.fentry_skb2, fexit: program.fexit_skb2 },
+  { kmulti: program.kmulti_skb3, kprobe: program.kprobe_skb3, fentry: program.fentry_skb3, fexit: program.fexit_skb3 },
+  { kmulti: program.kmulti_skb4, kprobe: program.kprobe_skb4, fentry: program.fentry_skb4, fexit: program.fexit_skb4 },
+];
 
 /** Freeing functions are followed through their tracepoints, which every kernel has. */
 export const FREE_FUNCTIONS: Record<string, string> = {
@@ -103,20 +126,27 @@ function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | 
   return { why: NO_FUNCTION_BACKEND };
 }
 
-
-function programsFor(fn: KernelFunction, backend: FunctionBackend, ret: boolean): { entry?: string; exit?: string } {
-  const special = SPECIAL[fn.name];
-  if (special) {
-    return backend === "fentry"
-      ? { entry: special.fentry, exit: special.fexit }
-      : { entry: special.kprobe, exit: special.kretprobe };
+/** The backend and programs of a function hook. */
+function attachFunction(fn: KernelFunction, backend: FunctionBackend, ret: boolean): { backend: FunctionBackend; attach: Attach[] } {
+  const own = OWN_PROGRAMS[fn.name];
+  if (own) {
+    // Fixed-target programs; on kprobe.multi kernels these use plain kprobes.
+    if (backend === "fentry")
+      return { backend, attach: [own.fentry && { how: "fentry-fixed" as const, program: own.fentry }, own.fexit && { how: "fentry-fixed" as const, program: own.fexit }].filter((a) => !!a) };
+    return { backend: "kprobe", attach: [{ how: "kprobe", program: own.kprobe!, retprobe: false }, { how: "kprobe", program: own.kretprobe!, retprobe: true }] };
   }
-  const n = fn.skbArg;
-  if (fn.pskb) return { entry: `${backend === "kprobe-multi" ? "kmulti" : "kprobe"}_pskb0` };
+  const p = BY_SKB_ARG[fn.skbArg]!;
+  if (fn.pskb) {
+    const entry = backend === "kprobe-multi" ? program.kmulti_pskb0 : program.kprobe_pskb0;
+    return { backend, attach: [{ how: backend === "kprobe-multi" ? "kprobe-multi" : "kprobe", program: entry, retprobe: false }] };
+  }
   switch (backend) {
-    case "kprobe-multi": return { entry: `kmulti_skb${n}`, exit: ret ? "kmulti_return" : undefined };
-    case "fentry": return { entry: `fentry_skb${n}`, exit: ret ? `fexit_skb${n}` : undefined };
-    case "kprobe": return { entry: `kprobe_skb${n}`, exit: ret ? "kretprobe_return_value" : undefined };
+    case "kprobe-multi":
+      return { backend, attach: [{ how: "kprobe-multi", program: p.kmulti, retprobe: false }, ...(ret ? [{ how: "kprobe-multi" as const, program: program.kmulti_return, retprobe: true }] : [])] };
+    case "fentry":
+      return { backend, attach: [{ how: "fentry-template", program: p.fentry, exit: false }, ...(ret ? [{ how: "fentry-template" as const, program: p.fexit, exit: true }] : [])] };
+    case "kprobe":
+      return { backend, attach: [{ how: "kprobe", program: p.kprobe, retprobe: false }, ...(ret ? [{ how: "kprobe" as const, program: program.kretprobe_return_value, retprobe: true }] : [])] };
   }
 }
 
@@ -126,6 +156,31 @@ export function checkBackend(backend: BackendChoice | undefined, f: Features): v
     backend === "fentry" && !(f.fentry && f.fexit) ? "fentry/fexit (BPF trampolines)" :
     backend === "kprobe" && !f.kprobe ? "kprobes (CONFIG_KPROBE_EVENTS)" : undefined;
   if (missing) throw environmentError(`--backend ${backend}: this kernel does not support ${missing}; run without --backend to use what it has`);
+}
+
+/**
+ * -t names that are not in the tree: tracepoints skbtrail has programs
+ * for, or kernel functions taking an skb (names and globs, found in BTF).
+ * Adds the tracepoints to the selection; returns the functions.
+ */
+export function resolveOutside(selection: Selection, tree: TreeGroup[], functions: FunctionIndex): string[] {
+  const extra: string[] = [];
+  for (const sel of selection.outside) {
+    if (tracepointByName.has(sel)) {
+      selection.hooks.push({ kind: "tracepoint", name: sel, group: "", onByDefault: true });
+      continue;
+    }
+    if (/[*?]/.test(sel)) {
+      const found = functions.glob(sel);
+      if (!found.length && !allHooks(tree).some((h) => h.name === sel)) throw usageError(`-t: no kernel function matching '${shown(sel)}' takes an sk_buff; see skbtrail -t '?'`);
+      extra.push(...found);
+      continue;
+    }
+    const r = functions.resolve(sel);
+    if ("why" in r) throw usageError(`-t: '${shown(sel)}' is not a tracer group, a known tracepoint or a kernel function taking an sk_buff (${r.why}); see skbtrail -t '?'`);
+    extra.push(sel);
+  }
+  return extra;
 }
 
 export function makePlan(input: PlanInput): Plan {
@@ -139,9 +194,10 @@ export function makePlan(input: PlanInput): Plan {
     planned.add(name);
     const spec = tracepointByName.get(name);
     if (!spec) return skipped.push({ name, why: "skbtrail has no program for this tracepoint" });
-    const { program, why } = tracepointProgram(btf, spec);
-    if (!program) return skipped.push({ name, why: why! });
-    hooks.push({ kind: "tracepoint", name, group, spec, program: `${program}_${features.tpBtf && !spec.rawOnly ? "btf" : "raw"}` });
+    const { programs, why } = tracepointPrograms(btf, spec);
+    if (!programs) return skipped.push({ name, why: why! });
+    const btfOk = features.tpBtf && !spec.rawOnly;
+    hooks.push({ kind: "tracepoint", name, group, spec, via: btfOk ? "tp_btf" : "raw_tp", attach: [{ how: "tracepoint", program: btfOk ? programs.btf : programs.raw }] });
   };
 
   const addFunction = (name: string, group?: string) => {
@@ -149,16 +205,34 @@ export function makePlan(input: PlanInput): Plan {
     if (planned.has(name)) return;
     planned.add(name);
     if (!features.kprobe && !features.kprobeMulti && !features.fentry) return skipped.push({ name, why: NO_FUNCTION_BACKEND });
-    const r = functions.resolve(name, name in SPECIAL);
+    const r = functions.resolve(name, name in OWN_PROGRAMS);
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);
     if (typeof backend !== "string") return skipped.push({ name, why: backend.why });
-    hooks.push({ kind: "function", name, group, fn: r.fn, backend, ...programsFor(r.fn, backend, input.ret) });
+    hooks.push({ kind: "function", name, group, fn: r.fn, ...attachFunction(r.fn, backend, input.ret) });
   };
 
   for (const tp of LIFE_TRACEPOINTS) addTracepoint(tp, "life");
   if (input.followSkbs) addTracepoint(SLAB_FREE_TRACEPOINT, "life");
-  for (const h of selection.hooks as TreeHook[]) (h.kind === "tracepoint" ? addTracepoint : addFunction)(h.name, h.group);
+  for (const h of selection.hooks) (h.kind === "tracepoint" ? addTracepoint : addFunction)(h.name, h.group);
   for (const name of input.extraFunctions) addFunction(name);
   return { hooks, skipped };
+}
+
+/** Every program a plan loads. */
+export function plannedPrograms(plan: Plan): ProgramName[] {
+  return [...new Set(plan.hooks.flatMap((h) => h.attach.map((a) => a.program)))];
+}
+
+/** How a hook is attached, in words (-v, -t '?'). */
+export function attachedAs(h: PlannedHook): string {
+  return h.kind === "tracepoint" ? h.via : h.backend;
+}
+
+/** Every hook name a rule may use: the tree's functions and tracepoints, and skbtrail's tracepoints as "category:event" and "event". */
+export function knownHookNames(tree: TreeGroup[]): Set<string> {
+  const names = new Set(allHooks(tree).map((h) => h.name));
+  for (const name of tracepointByName.keys()) names.add(name).add(name.split(":")[1]!);
+  for (const name of Object.keys(FREE_FUNCTIONS)) names.add(name);
+  return names;
 }

@@ -3,8 +3,15 @@
 // between kernels, so the running kernel's BTF decides which variant loads,
 // or that the tracepoint is skipped.
 import { tracepoint_id } from "../abi/layout.generated";
-import { tracepointParams } from "../kernel/environment";
+import { program, type ProgramName } from "../abi/programs.generated";
+import { tracepointParams } from "../kernel/btf-facts";
 import type { Btf } from "../kernel/btf";
+
+/** A tracepoint program as tp_btf (5.5+) and as raw_tp (the fallback). */
+export interface TracepointPrograms {
+  btf: ProgramName;
+  raw: ProgramName;
+}
 
 export interface TracepointSpec {
   id: number;
@@ -12,8 +19,8 @@ export interface TracepointSpec {
   name: string;
   /** Position of the struct sk_buff * argument (-1: the program finds its object itself). */
   skbArg: number;
-  /** Program name prefixes, most specific first: [minimum argument count, program]. */
-  variants: [number, string][];
+  /** Programs per argument list, most specific first: [minimum argument count, programs]. */
+  variants: [number, TracepointPrograms][];
   /** The skb's life ends here. */
   free?: boolean;
   /** Always the raw_tp program: before 6.2 tp_btf refuses to read a void * argument. */
@@ -23,37 +30,37 @@ export interface TracepointSpec {
 const T = tracepoint_id;
 
 export const TRACEPOINTS: TracepointSpec[] = [
-  { id: T.TP_KFREE_SKB, name: "skb:kfree_skb", skbArg: 0, variants: [[3, "tp_kfree_skb_reason"], [2, "tp_kfree_skb_noreason"]], free: true },
-  { id: T.TP_CONSUME_SKB, name: "skb:consume_skb", skbArg: 0, variants: [[1, "tp_consume_skb"]], free: true },
-  { id: T.TP_NETIF_RECEIVE_SKB, name: "net:netif_receive_skb", skbArg: 0, variants: [[1, "tp_netif_receive_skb"]] },
-  { id: T.TP_NETIF_RX, name: "net:netif_rx", skbArg: 0, variants: [[1, "tp_netif_rx"]] },
-  { id: T.TP_NAPI_GRO_RECEIVE_ENTRY, name: "net:napi_gro_receive_entry", skbArg: 0, variants: [[1, "tp_napi_gro_receive_entry"]] },
-  { id: T.TP_NET_DEV_QUEUE, name: "net:net_dev_queue", skbArg: 0, variants: [[1, "tp_net_dev_queue"]] },
-  { id: T.TP_NET_DEV_START_XMIT, name: "net:net_dev_start_xmit", skbArg: 0, variants: [[1, "tp_net_dev_start_xmit"]] },
-  { id: T.TP_NET_DEV_XMIT, name: "net:net_dev_xmit", skbArg: 0, variants: [[2, "tp_net_dev_xmit"]] },
-  { id: T.TP_QDISC_ENQUEUE, name: "qdisc:qdisc_enqueue", skbArg: 2, variants: [[3, "tp_qdisc_enqueue"]] },
-  { id: T.TP_QDISC_DEQUEUE, name: "qdisc:qdisc_dequeue", skbArg: 3, variants: [[4, "tp_qdisc_dequeue"]] },
-  { id: T.TP_TCP_RETRANSMIT_SKB, name: "tcp:tcp_retransmit_skb", skbArg: 1, variants: [[2, "tp_tcp_retransmit_skb"]] },
-  { id: T.TP_TCP_SEND_RESET, name: "tcp:tcp_send_reset", skbArg: 1, variants: [[3, "tp_tcp_send_reset_reason"], [2, "tp_tcp_send_reset_noreason"]] },
-  { id: T.TP_TCP_BAD_CSUM, name: "tcp:tcp_bad_csum", skbArg: 0, variants: [[1, "tp_tcp_bad_csum"]] },
-  { id: T.TP_TCP_PROBE, name: "tcp:tcp_probe", skbArg: 1, variants: [[2, "tp_tcp_probe"]] },
-  { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: 2, variants: [[3, "tp_udp_fail_queue_rcv_skb"]] },
-  { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, "tp_sock_rcvqueue_full"]] },
-  { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, "tp_icmp_send"]] },
-  { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, "tp_skb_copy_datagram_iovec"]] },
-  { id: T.TP_KMEM_CACHE_FREE, name: "kmem:kmem_cache_free", skbArg: -1, variants: [[2, "tp_kmem_cache_free"]], free: true, rawOnly: true },
+  { id: T.TP_KFREE_SKB, name: "skb:kfree_skb", skbArg: 0, variants: [[3, { btf: program.tp_kfree_skb_reason_btf, raw: program.tp_kfree_skb_reason_raw }], [2, { btf: program.tp_kfree_skb_noreason_btf, raw: program.tp_kfree_skb_noreason_raw }]], free: true },
+  { id: T.TP_CONSUME_SKB, name: "skb:consume_skb", skbArg: 0, variants: [[1, { btf: program.tp_consume_skb_btf, raw: program.tp_consume_skb_raw }]], free: true },
+  { id: T.TP_NETIF_RECEIVE_SKB, name: "net:netif_receive_skb", skbArg: 0, variants: [[1, { btf: program.tp_netif_receive_skb_btf, raw: program.tp_netif_receive_skb_raw }]] },
+  { id: T.TP_NETIF_RX, name: "net:netif_rx", skbArg: 0, variants: [[1, { btf: program.tp_netif_rx_btf, raw: program.tp_netif_rx_raw }]] },
+  { id: T.TP_NAPI_GRO_RECEIVE_ENTRY, name: "net:napi_gro_receive_entry", skbArg: 0, variants: [[1, { btf: program.tp_napi_gro_receive_entry_btf, raw: program.tp_napi_gro_receive_entry_raw }]] },
+  { id: T.TP_NET_DEV_QUEUE, name: "net:net_dev_queue", skbArg: 0, variants: [[1, { btf: program.tp_net_dev_queue_btf, raw: program.tp_net_dev_queue_raw }]] },
+  { id: T.TP_NET_DEV_START_XMIT, name: "net:net_dev_start_xmit", skbArg: 0, variants: [[1, { btf: program.tp_net_dev_start_xmit_btf, raw: program.tp_net_dev_start_xmit_raw }]] },
+  { id: T.TP_NET_DEV_XMIT, name: "net:net_dev_xmit", skbArg: 0, variants: [[2, { btf: program.tp_net_dev_xmit_btf, raw: program.tp_net_dev_xmit_raw }]] },
+  { id: T.TP_QDISC_ENQUEUE, name: "qdisc:qdisc_enqueue", skbArg: 2, variants: [[3, { btf: program.tp_qdisc_enqueue_btf, raw: program.tp_qdisc_enqueue_raw }]] },
+  { id: T.TP_QDISC_DEQUEUE, name: "qdisc:qdisc_dequeue", skbArg: 3, variants: [[4, { btf: program.tp_qdisc_dequeue_btf, raw: program.tp_qdisc_dequeue_raw }]] },
+  { id: T.TP_TCP_RETRANSMIT_SKB, name: "tcp:tcp_retransmit_skb", skbArg: 1, variants: [[2, { btf: program.tp_tcp_retransmit_skb_btf, raw: program.tp_tcp_retransmit_skb_raw }]] },
+  { id: T.TP_TCP_SEND_RESET, name: "tcp:tcp_send_reset", skbArg: 1, variants: [[3, { btf: program.tp_tcp_send_reset_reason_btf, raw: program.tp_tcp_send_reset_reason_raw }], [2, { btf: program.tp_tcp_send_reset_noreason_btf, raw: program.tp_tcp_send_reset_noreason_raw }]] },
+  { id: T.TP_TCP_BAD_CSUM, name: "tcp:tcp_bad_csum", skbArg: 0, variants: [[1, { btf: program.tp_tcp_bad_csum_btf, raw: program.tp_tcp_bad_csum_raw }]] },
+  { id: T.TP_TCP_PROBE, name: "tcp:tcp_probe", skbArg: 1, variants: [[2, { btf: program.tp_tcp_probe_btf, raw: program.tp_tcp_probe_raw }]] },
+  { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: 2, variants: [[3, { btf: program.tp_udp_fail_queue_rcv_skb_btf, raw: program.tp_udp_fail_queue_rcv_skb_raw }]] },
+  { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, { btf: program.tp_sock_rcvqueue_full_btf, raw: program.tp_sock_rcvqueue_full_raw }]] },
+  { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, { btf: program.tp_icmp_send_btf, raw: program.tp_icmp_send_raw }]] },
+  { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, { btf: program.tp_skb_copy_datagram_iovec_btf, raw: program.tp_skb_copy_datagram_iovec_raw }]] },
+  { id: T.TP_KMEM_CACHE_FREE, name: "kmem:kmem_cache_free", skbArg: -1, variants: [[2, { btf: program.tp_kmem_cache_free_btf, raw: program.tp_kmem_cache_free_raw }]], free: true, rawOnly: true },
 ];
 
 export const tracepointById = new Map(TRACEPOINTS.map((t) => [t.id, t]));
 export const tracepointByName = new Map(TRACEPOINTS.map((t) => [t.name, t]));
 
-/** The program (without _btf/_raw) that fits this kernel's tracepoint, or why none does. */
-export function tracepointProgram(btf: Btf, spec: TracepointSpec): { program?: string; why?: string } {
+/** The programs that fit this kernel's tracepoint, or why none does. */
+export function tracepointPrograms(btf: Btf, spec: TracepointSpec): { programs?: TracepointPrograms; why?: string } {
   const event = spec.name.split(":")[1]!;
   const params = tracepointParams(btf, event);
   if (!params) return { why: "this kernel has no such tracepoint" };
   if (spec.skbArg >= 0 && !/struct sk_buff \*$/.test(params[spec.skbArg] ?? ""))
     return { why: `argument ${spec.skbArg} is ${params[spec.skbArg] ?? "missing"}, not struct sk_buff * (tracepoint changed: ${params.join(", ")})` };
   const variant = spec.variants.find(([min]) => params.length >= min);
-  return variant ? { program: variant[1] } : { why: `unexpected arguments (${params.join(", ")})` };
+  return variant ? { programs: variant[1] } : { why: `unexpected arguments (${params.join(", ")})` };
 }

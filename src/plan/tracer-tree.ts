@@ -2,6 +2,7 @@
 // tracepoints, as nettrace organizes them, validated when loaded. Turns -t
 // selections (groups, names, globs, "all") into the hooks to trace.
 import { YamlDoc, type YamlMap } from "../common/yaml";
+import { globToRegExp } from "../kernel/functions";
 
 export interface TreeHook {
   kind: "function" | "tracepoint";
@@ -77,10 +78,6 @@ export function findGroup(groups: TreeGroup[], name: string): TreeGroup | undefi
     if (inner) return inner;
   }
   return undefined;
-}
-
-export function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
 }
 
 export interface Selection {

@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { Btf, Kind } from "../../src/kernel/btf";
-import { dropReasons, tracepointParams } from "../../src/kernel/environment";
+import { dropReasons, tracepointParams } from "../../src/kernel/btf-facts";
 
 const btf = Btf.parse(new Uint8Array(readFileSync(`${import.meta.dir}/../fixtures/btf/kernel-like.btf`)));
 

@@ -2,11 +2,11 @@
 import { describe, expect, test } from "bun:test";
 import { addrHex } from "../../src/kernel/kallsyms";
 import fixtures from "../fixtures/drops.json";
-import { decodeDrop, formatIPv6, kernelString, recordKind, StringCache, EVENT_DROP, type DropEvent, type RecordBytes } from "../../src/events/decode";
-import { layout } from "../../src/abi/layout.generated";
-import { packetSummary, tcpFlagsText } from "../../src/events/protocols";
+import { decodeDrop, formatIPv6, kernelString, recordKind, StringCache, type DropEvent, type RecordBytes } from "../../src/events/decode";
+import { event_kind, layout } from "../../src/abi/layout.generated";
+import { tcpFlagsText } from "../../src/events/protocols";
 import { dropJson, metaJson, packetJson } from "../../src/output/json";
-import { colorsFor, dropLine } from "../../src/output/text";
+import { colorsFor, dropLine, packetSummary } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
 
 function bytes(hex: string): RecordBytes {
@@ -17,7 +17,7 @@ function bytes(hex: string): RecordBytes {
 function drop(name: keyof typeof fixtures) {
   const b = bytes(fixtures[name].bytes);
   expect(b.u8.length).toBe(layout.drop_event.size); // else: re-capture, events.h changed
-  expect(recordKind(b, 0)).toBe(EVENT_DROP);
+  expect(recordKind(b, 0, b.u8.length)).toBe(event_kind.EVENT_DROP);
   return decodeDrop(b, 0);
 }
 
@@ -74,7 +74,7 @@ describe("drop records captured from the kernel", () => {
   test("a record of another version is not decoded as a drop", () => {
     const b = bytes(fixtures.udp4.bytes);
     b.u8[layout.event_header.fields.version.offset] = 99;
-    expect(recordKind(b, 0)).toBe(0);
+    expect(recordKind(b, 0, b.u8.length)).toBe(0);
   });
 });
 

@@ -2,11 +2,11 @@
 // kernel tests record them), one per rule family.
 import { describe, expect, test } from "bun:test";
 import { dropReasonsText, rulesText } from "../../src/common/assets";
-import { Diagnoser, worst, type Finding, type Names } from "../../src/diagnosis/rules";
+import { RuleEngine, worst, type Finding, type Names } from "../../src/diagnosis/rules";
 import type { HookEvent, NfInfo, Packet } from "../../src/events/decode";
 import { loadDropReasons, loadRules } from "../../src/diagnosis/knowledge";
 import { tracepoint_id } from "../../src/abi/layout.generated";
-import type { HookLine } from "../../src/output/text";
+import type { HookLine } from "../../src/events/line";
 import { tracepointById } from "../../src/plan/tracepoints";
 
 const reasonNames = new Map([[2, "NOT_SPECIFIED"], [3, "NO_SOCKET"], [12, "NETFILTER_DROP"], [16, "IP_RPFILTER"]]);
@@ -18,8 +18,8 @@ const names: Names = {
   tracepoint: (e) => tracepointById.get(e.tracepoint)?.name,
 };
 const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
-const known = { reasons: new Set(reasons.keys()), hooks: new Set<string>() };
-const diagnoser = (extra = "") => new Diagnoser([...loadRules(rulesText, "rules.yaml", known), ...(extra ? loadRules(extra, "mine.yaml", known) : [])], reasons, names);
+const known = { reasons: new Set(reasons.keys()) };
+const diagnoser = (extra = "") => new RuleEngine([...loadRules(rulesText, "rules.yaml", known), ...(extra ? loadRules(extra, "mine.yaml", known) : [])], reasons, names);
 
 const UDP: Partial<Packet> = { l3: 0x0800, l4: 17, saddr: "10.0.0.1", daddr: "10.0.0.2", sport: 5000, dport: 7777, ipLen: 48 };
 const TCP: Partial<Packet> = { ...UDP, l4: 6, tcpFlags: 2 };

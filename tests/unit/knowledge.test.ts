@@ -5,9 +5,11 @@ import { dropReasonsText, rulesText, tracerTreeText } from "../../src/common/ass
 import { loadDropReasons, loadRules, type KnownNames } from "../../src/diagnosis/knowledge";
 import { loadTracerTree } from "../../src/plan/tracer-tree";
 import { SkbtrailError } from "../../src/common/errors";
+import { knownHookNames } from "../../src/plan/plan";
 
 const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
-const known: KnownNames = { reasons: new Set(reasons.keys()), hooks: new Set() };
+const tree = loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
+const known: KnownNames = { reasons: new Set(reasons.keys()), hooks: knownHookNames(tree) };
 
 function problem(text: string): string {
   try {
@@ -21,7 +23,7 @@ function problem(text: string): string {
 }
 
 describe("built-in knowledge", () => {
-  test("the drop reasons, rules and tracer tree load and validate", () => {
+  test("the drop reasons, rules and tracer tree load and validate; the rules name only hooks skbtrail traces", () => {
     expect(reasons.get("NO_SOCKET")).toMatchObject({ level: "error" });
     const rules = loadRules(rulesText, "knowledge/rules.yaml", known);
     expect(rules.length).toBeGreaterThan(10);

@@ -1,0 +1,85 @@
+// The flag table: nettrace's flags with nettrace's meaning, plus
+// skbtrail's own, and the help text made from it.
+import { defineCommand, renderUsage, type ArgsDef } from "citty";
+import { VERSION } from "../common/version";
+import { BACKENDS } from "../plan/plan";
+
+const s = (description: string, alias?: string, valueHint?: string) =>
+  ({ type: "string", description, ...(alias ? { alias } : {}), ...(valueHint ? { valueHint } : {}) }) as const;
+const b = (description: string, alias?: string) => ({ type: "boolean", description, ...(alias ? { alias } : {}) }) as const;
+
+export const args = {
+  saddr: s("filter source ip/ipv6 address (CIDR allowed)", "s", "ADDR"),
+  daddr: s("filter dest ip/ipv6 address (CIDR allowed)", "d", "ADDR"),
+  addr: s("filter source or dest ip/ipv6 address", undefined, "ADDR"),
+  sport: s("filter source TCP/UDP port", "S", "PORT"),
+  dport: s("filter dest TCP/UDP port", "D", "PORT"),
+  port: s("filter source or dest TCP/UDP port", "P", "PORT"),
+  proto: s("filter L3/L4 protocol, such as 'tcp', 'arp', 'ipv6'", "p", "PROTO"),
+  netns: s("filter by net namespace inode (ls -l /proc/PID/ns/net)", undefined, "INODE"),
+  "netns-current": b("filter by the current net namespace"),
+  pid: s("filter by the current process id", undefined, "PID"),
+  "pkt-len": s("filter by IP packet length (header included), N or N-M bytes", undefined, "LEN"),
+  "tcp-flags": s("filter TCP packets having all these flags, from SAPRFU", undefined, "FLAGS"),
+  ifname: s("filter by network interface name", "i", "IFNAME"),
+  mark: s("filter by skb mark, VALUE[/MASK]", undefined, "MARK"),
+  reason: s("--drop: keep only these drop reasons, e.g. NO_SOCKET,NETFILTER_DROP", undefined, "NAMES"),
+  "min-latency": s("filter by the minimal time to live of the skb in ms", undefined, "MS"),
+  "tcp-rtt": s("filter by the minimal rtt in ms (sock/monitor modes)", undefined, "MS"),
+  "tcp-srtt": s("filter by the minimal srtt in ms (sock/monitor modes)", undefined, "MS"),
+
+  trace: s("enable trace groups or functions, e.g. ip,tcp_v4_rcv ('?' lists them)", "t", "LIST"),
+  ret: b("show function return values"),
+  detail: b("show extra packet info: cpu, interface, pid/comm, netns"),
+  date: b("print wall-clock timestamps instead of seconds since boot"),
+  count: s("exit after COUNT events (packets in lifecycle mode)", "c", "COUNT"),
+  timeout: s("exit after SECONDS", undefined, "SECONDS"),
+  json: b("print one JSON object per line (schema in the README)"),
+  output: s("write events to FILE instead of standard output", undefined, "FILE"),
+  basic: b("'basic' trace mode: one line per hook, no per-packet grouping"),
+  diag: b("enable 'diagnose' mode"),
+  "diag-quiet": b("only print abnormal packets"),
+  "diag-keep": b("don't quit when an abnormal packet is found"),
+  hooks: b("print netfilter hooks if dropping by netfilter"),
+  drop: b("skb drop monitor mode"),
+  "drop-stack": b("print the kernel call stack of each drop"),
+  sock: b("enable 'sock' mode"),
+  monitor: b("enable 'monitor' mode"),
+  "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
+  "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
+  backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
+  kb: s("--diag: add the rules of this YAML file to the built-in ones", undefined, "FILE"),
+  verbose: b("show log information", "v"),
+  debug: b("show debug information (libbpf and verifier logs)"),
+  help: b("show help information", "h"),
+  version: b("show skbtrail version", "V"),
+} satisfies ArgsDef;
+
+export const command = defineCommand({
+  meta: {
+    name: "skbtrail",
+    version: VERSION,
+    description: "trace sk_buffs through the Linux network stack; say where and why packets are dropped",
+  },
+  args,
+});
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** The help text; coloured only for a terminal, and never with NO_COLOR set. */
+export async function helpText(color: boolean): Promise<string> {
+  const usage = (await renderUsage(command)).replace(color ? /$^/ : ANSI, "");
+  return `${usage}
+
+Examples:
+  skbtrail -p icmp --addr 10.0.0.2               the path of each ping through the kernel, per packet
+  skbtrail -t ip,tcp -p tcp --dport 443 --ret     chosen groups, with return values
+  skbtrail -t '?'                                 the tracer tree and what this kernel supports
+  skbtrail --drop                                 every packet the kernel drops, with reason and location
+  skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
+  skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
+  skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
+  skbtrail kb check my-rules.yaml                 validate a rule file for --kb
+
+Exit codes: 0 ok, 1 --diag found an error, 2 bad command line or knowledge file, 3 missing privilege or kernel feature, 4 BPF load/attach failure, 5 the output could not be written.`;
+}

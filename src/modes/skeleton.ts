@@ -1,0 +1,92 @@
+// The one session skeleton every mode runs on: check file descriptors →
+// open → configure → load → attach → "begin trace..." → read in bounded
+// batches until told to stop → switch the programs off → read the counters
+// → detach (slow links in the background) → let the mode show what it still
+// holds. A mode says what to load and attach and what a record means;
+// stopping, counting and tearing down are the skeleton's.
+import type { BpfObject } from "../../ffi/libbpf";
+import type { ProgramName } from "../abi/programs.generated";
+import { Attachments } from "../bpf/attach";
+import type { ConfigInput } from "../bpf/config";
+import { handOff } from "../bpf/detach";
+import { Session } from "../bpf/session";
+import { recordKind, type RecordBytes } from "../events/decode";
+import { ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
+import type { Output, RunSummary } from "../output/output";
+import type { StopControl } from "./stop";
+
+/** The ring every mode reads: big enough for bursts of a few hundred thousand records. */
+const RING_BYTES = 16 << 20;
+/** The kernel wakes the reader once this much is pending (bench/README.md, "Wakeups"). */
+export const WAKEUP_BYTES = 256 << 10;
+
+export interface ModeSession {
+  programs: ProgramName[];
+  /** The read-only configuration, but for the wakeup threshold (the skeleton's). */
+  config: Omit<ConfigInput, "wakeupBytes">;
+  /** Links it will attach (each holds a file descriptor). */
+  links: number;
+  /** Before load: e.g. the first targets of fentry templates. */
+  prepare?(obj: BpfObject): void;
+  /** After load, before attach: e.g. per-hook settings in a map. */
+  loaded?(session: Session): void;
+  attach(session: Session, into: Attachments): void;
+  /** One whole record of a known kind. */
+  record(kind: number, ring: RecordBytes, offset: number): void;
+  /** After each batch of records: show what is complete. */
+  batchDone?(): void;
+  /** After the last read, programs off: show what is still held. */
+  finish?(): Promise<void> | void;
+  /** Its links take long to detach (function hooks): a background process detaches them. */
+  slowDetach: boolean;
+}
+
+export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Output, stop: StopControl): Promise<RunSummary> {
+  // One fd per program and per link, and a few maps: fail before anything is attached.
+  ensureFileDescriptors(mode.programs.length + mode.links + 16);
+  const session = Session.open(kernel.bpfObject);
+  const attachments = new Attachments();
+  let handedOff = false;
+  try {
+    session.configure({ ...mode.config, wakeupBytes: WAKEUP_BYTES }, RING_BYTES);
+    mode.prepare?.(session.obj);
+    session.load(mode.programs);
+    mode.loaded?.(session);
+    session.attach(() => mode.attach(session, attachments));
+    out.status("begin trace...");
+
+    let rejected = 0;
+    let skipped = 0;
+    const unread = await session.read(
+      (ring, offset, length) => {
+        if (stop.reason !== undefined) return void skipped++; // stopped within this batch
+        const kind = recordKind(ring, offset, length);
+        if (kind === 0) return void rejected++;
+        mode.record(kind, ring, offset);
+      },
+      () => {
+        if (out.closed) stop.request(out.failure ? "output failed" : "output closed");
+        return stop.stopped;
+      },
+      () => {
+        mode.batchDone?.();
+        out.flush();
+      },
+    );
+    // The hooks stop costing the traced traffic now, then go away.
+    session.switchOff();
+    const stats = session.stats();
+    if (mode.slowDetach && handOff(attachments.fds())) {
+      attachments.release();
+      handedOff = true;
+    } else {
+      attachments.destroy();
+    }
+    await mode.finish?.();
+    out.flush();
+    return { stats, seconds: stop.seconds, stop: stop.reason, unread: unread + skipped, rejected };
+  } finally {
+    if (!handedOff) attachments.destroy();
+    session.close();
+  }
+}

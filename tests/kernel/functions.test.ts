@@ -5,7 +5,7 @@
 // which backends must be there (SKBTRAIL_EXPECT_BACKENDS).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { blocks, expectInOrder } from "../lib/blocks";
-import { loadedPrograms } from "../lib/bpf";
+import { programIdsOf, stillLoaded } from "../lib/bpf";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { runSkbtrail, Skbtrail } from "../lib/skbtrail";
@@ -25,9 +25,6 @@ if (enabled && available.length === 0 && !expected)
 test.skipIf(!expected)("the kernel offers the expected backends", () => {
   expect(available).toEqual(expected!);
 });
-
-// Programs of ours, by name (the kernel keeps 15 characters of a name).
-const ourPrograms = () => loadedPrograms(/^(kmulti|kprobe|kretprobe|fentry|fexit|tp)_/);
 
 describe.skipIf(available.length === 0)("packet lifecycles through kernel functions", () => {
   let lo: Netns;
@@ -141,15 +138,15 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
     test("SIGINT: the prompt comes back at once, and nothing stays attached once detaching is done", async () => {
       const t = Skbtrail.start(["--backend", backend, "-p", "udp", "--dport", "9"]);
       await t.ready();
-      expect((await ourPrograms()).length).toBeGreaterThan(0);
+      const ids = programIdsOf(t.proc.pid);
+      expect(ids.length).toBeGreaterThan(0);
       const stopped = performance.now();
       const { code, stdout } = await t.stop("SIGINT");
       console.log(`${backend}: SIGINT to exit ${Math.round(performance.now() - stopped)} ms`);
       expect(code).toBe(0);
       expect(stdout).toContain("end trace...");
       // Slow teardown (fentry trampolines, kprobes) finishes in the background.
-      for (let i = 0; i < 600 && (await ourPrograms()).length; i++) await Bun.sleep(100);
-      expect(await ourPrograms()).toEqual([]);
+      expect(await stillLoaded(ids, 60)).toEqual([]);
     });
   });
 });

@@ -1,8 +1,48 @@
-// BPF programs loaded in the kernel, for tests that check nothing of ours stays behind.
+// The BPF programs a run created, judged by their ids (never by name
+// patterns over every program on the machine): a process's file
+// descriptors say which programs it holds (fdinfo), and bpftool says which
+// are still loaded.
+import { readdirSync, readFileSync } from "node:fs";
 import { $ } from "bun";
+import { scaled } from "./skbtrail";
 
-/** Loaded programs whose name matches (bpftool). */
-export async function loadedPrograms(name: RegExp): Promise<{ id: number; name?: string }[]> {
-  const progs = JSON.parse(await $`bpftool -j prog show`.text()) as { id: number; name?: string }[];
-  return progs.filter((p) => name.test(p.name ?? ""));
+/** Ids of the BPF programs the process holds: program fds and the programs of its link fds. */
+export function programIdsOf(pid: number): number[] {
+  const ids = new Set<number>();
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return [];
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^prog_id:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+      if (m) ids.add(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
+/** Ids of every BPF program loaded in the kernel now. */
+export async function loadedProgramIds(): Promise<Set<number>> {
+  const progs = JSON.parse(await $`bpftool -j prog show`.text()) as { id: number }[];
+  return new Set(progs.map((p) => p.id));
+}
+
+/**
+ * Waits (up to `seconds`, scaled for VMs) until none of `ids` is loaded;
+ * returns those still loaded. The kernel frees a detached program after an
+ * RCU grace period, and a background process may still be detaching.
+ */
+export async function stillLoaded(ids: number[], seconds = 5): Promise<number[]> {
+  const deadline = Date.now() + scaled(seconds * 1000);
+  for (;;) {
+    const loaded = await loadedProgramIds();
+    const left = ids.filter((id) => loaded.has(id));
+    if (!left.length || Date.now() > deadline) return left;
+    await Bun.sleep(100);
+  }
 }

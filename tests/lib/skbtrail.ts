@@ -4,6 +4,15 @@ import type { Subprocess } from "bun";
 
 export const BINARY = `${import.meta.dir}/../../dist/skbtrail`;
 
+/**
+ * Waits are sized for this machine; under software emulation (the VM tests)
+ * everything is 10–50× slower, and SKBTRAIL_TEST_SCALE says by how much.
+ */
+export const SCALE = Number(process.env.SKBTRAIL_TEST_SCALE ?? "1");
+
+/** A wait in ms, scaled for the machine the tests run on. */
+export const scaled = (ms: number) => ms * SCALE;
+
 export interface Finished {
   code: number;
   stdout: string;
@@ -15,13 +24,20 @@ export class Skbtrail {
   private stderrText = "";
   readonly finished: Promise<Finished>;
 
+  private readonly stdoutReader: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(): Promise<void> };
+
   private constructor(readonly proc: Subprocess<"ignore", "pipe", "pipe">) {
-    const collect = async (stream: ReadableStream<Uint8Array>, onText: (t: string) => void) => {
+    const collect = async (reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> }, onText: (t: string) => void) => {
       const decoder = new TextDecoder();
-      for await (const chunk of stream) onText(decoder.decode(chunk, { stream: true }));
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        onText(decoder.decode(value, { stream: true }));
+      }
     };
-    const out = collect(proc.stdout, (t) => (this.stdoutText += t));
-    const err = collect(proc.stderr, (t) => (this.stderrText += t));
+    this.stdoutReader = proc.stdout.getReader();
+    const out = collect(this.stdoutReader, (t) => (this.stdoutText += t));
+    const err = collect(proc.stderr.getReader(), (t) => (this.stderrText += t));
     this.finished = Promise.all([proc.exited, out, err]).then(([code]) => ({ code, stdout: this.stdoutText, stderr: this.stderrText }));
   }
 
@@ -39,7 +55,7 @@ export class Skbtrail {
   }
 
   /** Resolves once "begin trace..." appeared (stdout, or stderr with --json). */
-  async ready(timeoutMs = 180_000): Promise<void> {
+  async ready(timeoutMs = scaled(15_000)): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!/begin trace\.\.\./.test(this.stdoutText + this.stderrText)) {
       if (this.proc.exitCode !== null) throw new Error(`skbtrail exited before tracing: ${this.stderrText.trim()}`);
@@ -49,13 +65,18 @@ export class Skbtrail {
   }
 
   /** Waits until `pattern` shows up in stdout (events may arrive up to a poll interval late). */
-  async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<boolean> {
+  async waitFor(pattern: RegExp, timeoutMs = scaled(10_000)): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.stdoutText)) {
       if (this.proc.exitCode !== null || Date.now() > deadline) return false;
       await Bun.sleep(20);
     }
     return true;
+  }
+
+  /** Closes the reading end of its stdout, as `skbtrail | head -1` does once head has its line. */
+  async closeStdout(): Promise<void> {
+    await this.stdoutReader.cancel();
   }
 
   async stop(signal: NodeJS.Signals = "SIGINT"): Promise<Finished> {

@@ -1,0 +1,73 @@
+// Stopping under load: while a namespace floods a closed UDP port as fast as
+// it can, every mode stops on every cause (SIGINT, SIGTERM, SIGHUP,
+// --timeout, -c, the reader closing the pipe) long before the flood ends,
+// with its summary, -c exact, and every program it created gone.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Subprocess } from "bun";
+import { programIdsOf, stillLoaded } from "../lib/bpf";
+import { TwoHosts } from "../lib/netns";
+import { requireKernelTests } from "../lib/require";
+import { jsonLines, SCALE, scaled, Skbtrail } from "../lib/skbtrail";
+
+const LIB = `${import.meta.dir}/../lib`;
+const enabled = requireKernelTests();
+const PORT = 7901;
+/** Long enough to outlast a slow start in a VM; the tool must stop well before. */
+const FLOOD_SECONDS = Math.min(60, 20 * Math.sqrt(SCALE));
+
+const MODES: { name: string; args: string[]; kind: string }[] = [
+  { name: "drop", args: ["--drop", "-p", "udp", "--dport", String(PORT)], kind: "drop" },
+  { name: "lifecycle", args: ["-p", "udp", "--dport", String(PORT)], kind: "packet" },
+  { name: "basic", args: ["--basic", "-p", "udp", "--dport", String(PORT)], kind: "hook" },
+  { name: "diag", args: ["--diag", "--diag-keep", "-p", "udp", "--dport", String(PORT)], kind: "packet" },
+];
+
+type Cause = { name: string; args?: string[]; signal?: NodeJS.Signals; closePipe?: boolean; stop?: string };
+const CAUSES: Cause[] = [
+  { name: "SIGINT", signal: "SIGINT", stop: "interrupted" },
+  { name: "SIGTERM", signal: "SIGTERM", stop: "terminated" },
+  { name: "SIGHUP", signal: "SIGHUP", stop: "hangup" },
+  { name: "--timeout", args: ["--timeout", "3"], stop: "timeout" },
+  { name: "-c 50", args: ["-c", "50"], stop: "count" },
+  { name: "a closed pipe", closePipe: true },
+];
+
+describe.skipIf(!enabled)("stopping under a flood", () => {
+  let net: TwoHosts;
+  beforeAll(async () => {
+    net = await TwoHosts.create("stop", 67);
+  });
+  afterAll(async () => {
+    await net?.destroy();
+  });
+
+  const flood = (): Subprocess => Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bun", `${LIB}/flood.ts`, net.b.ip4, String(PORT), String(FLOOD_SECONDS)], { stdout: "ignore", stderr: "inherit" });
+
+  describe.each(MODES)("$name", (mode) => {
+    test.each(CAUSES)("stops on $name", async (cause) => {
+      const sender = flood();
+      const t = Skbtrail.start([...mode.args, "--json", ...(cause.args ?? [])]);
+      try {
+        await t.ready(scaled(60_000));
+        const ids = programIdsOf(t.proc.pid);
+        expect(ids.length).toBeGreaterThan(0);
+        if (cause.stop !== "timeout") expect(await t.waitFor(new RegExp(`"kind":"${mode.kind}"`))).toBe(true); // it sees the flood
+        if (cause.signal) t.proc.kill(cause.signal);
+        if (cause.closePipe) await t.closeStdout();
+        const done = await t.finished;
+        expect(sender.exitCode).toBeNull(); // stopped while the flood goes on
+        expect(done.code).toBe(mode.name === "diag" ? 1 : 0); // --diag: NO_SOCKET drops are errors
+        expect(done.stderr).not.toContain("internal error");
+        if (!cause.closePipe) {
+          const lines = jsonLines(done.stdout);
+          expect(lines.at(-1)).toMatchObject({ kind: "summary", stop: cause.stop });
+          if (cause.stop === "count") expect(lines.filter((l) => l.kind === mode.kind)).toHaveLength(50);
+        }
+        expect(await stillLoaded(ids, 60)).toEqual([]);
+      } finally {
+        sender.kill();
+        await t.stop("SIGKILL");
+      }
+    }, scaled(120_000));
+  });
+});

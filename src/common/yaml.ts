@@ -46,7 +46,11 @@ export class YamlDoc {
   line(node: unknown, key?: string): number {
     const start: number = (node !== null && typeof node === "object" ? this.starts.get(node) : undefined) ?? 1;
     if (key === undefined) return start;
-    const re = new RegExp(`^\\s*(- )?["']?${key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}["']?\\s*:`);
+    const name = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    // A flow mapping ({ a: 1, b: 2 }) has its keys on its first line; a
+    // block mapping has each key at the start of a line of its own.
+    if (new RegExp(`[{,]\\s*["']?${name}["']?\\s*:`).test(this.lines[start - 1] ?? "")) return start;
+    const re = new RegExp(`^\\s*(- )?["']?${name}["']?\\s*:`);
     for (let i = start - 1; i < this.lines.length; i++) if (re.test(this.lines[i]!)) return i + 1;
     return start;
   }

@@ -55,6 +55,13 @@ describe("a rule file with a mistake names file, line and key", () => {
     ["no conditions", good.replace("{ hook: ip_rcv }", "{}"), /^mine\.yaml:3: the conditions of rule mine needs at least one condition/],
     ["not YAML", "- id: [unclosed\n", /^mine\.yaml:2: not valid YAML/],
     ["not a list", "id: x\n", /^mine\.yaml:1: a rule file is a list of rules$/],
+    [
+      "a mistake in a flow mapping, at its own line (not a later key of that name)",
+      `${good.replace("hook: ip_rcv", "hook: ip_rcv, drop_reason: NOPE")}- id: b\n  level: warn\n  when:\n    drop_reason: NO_SOCKET\n  message: m\n`,
+      /^mine\.yaml:3: drop_reason: 'NOPE' is not a drop reason/,
+    ],
+    ["overrides naming no rule", `${good}  overrides: [nothing-like-this]\n`, /^mine\.yaml:5: overrides: 'nothing-like-this' names no rule/],
+    ["a hook nothing knows", good.replace("ip_rcv", "no_such_function"), /^mine\.yaml:3: hook: 'no_such_function' is neither in the tracer tree nor a tracepoint/],
   ];
   for (const [what, text, expected] of cases) test(what, () => expect(problem(text)).toMatch(expected));
 

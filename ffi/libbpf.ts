@@ -161,6 +161,17 @@ function checkPtr(call: string, p: unknown): Pointer {
 
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 
+/**
+ * The option structs passed to libbpf, written by hand (bun:ffi has no C
+ * headers): sizes and the offsets used, as in libbpf 1.x's bpf/libbpf.h and
+ * bpf/bpf.h. tests/unit/libbpf-abi.test.ts checks them against the headers.
+ */
+export const OPTION_STRUCTS = {
+  bpf_kprobe_opts: { size: 32, fields: { sz: 0, bpf_cookie: 8, offset: 16, retprobe: 24 } },
+  bpf_kprobe_multi_opts: { size: 48, fields: { sz: 0, syms: 8, addrs: 16, cookies: 24, cnt: 32, retprobe: 40 } },
+  bpf_prog_load_opts: { size: 104, fields: { sz: 0, expected_attach_type: 12, attach_btf_id: 32 } },
+} as const;
+
 export class BpfLink {
   constructor(readonly handle: Pointer) {}
   get fd(): number {
@@ -196,8 +207,11 @@ export class BpfProgram {
 
   /** A kprobe (or kretprobe) on one function, with a cookie. */
   attachKprobe(func: string, cookie: bigint, retprobe: boolean): BpfLink {
-    // struct bpf_kprobe_opts { size_t sz; __u64 bpf_cookie; size_t offset; bool retprobe; }
-    const opts = new BigUint64Array([32n, cookie, 0n, retprobe ? 1n : 0n]);
+    const o = OPTION_STRUCTS.bpf_kprobe_opts;
+    const opts = new BigUint64Array(o.size / 8);
+    opts[o.fields.sz / 8] = BigInt(o.size);
+    opts[o.fields.bpf_cookie / 8] = cookie;
+    opts[o.fields.retprobe / 8] = retprobe ? 1n : 0n;
     return new BpfLink(checkPtr(`attach ${this.name} to ${func}`, bpf().bpf_program__attach_kprobe_opts(this.handle, cstr(func), opts)));
   }
 
@@ -206,9 +220,13 @@ export class BpfProgram {
     const names = funcs.map(cstr); // kept referenced until the call returns
     const syms = new BigUint64Array(names.map((n) => BigInt(ptr(n))));
     const cookieArray = BigUint64Array.from(cookies);
-    // struct bpf_kprobe_multi_opts { size_t sz; const char **syms; const unsigned long *addrs;
-    //   const __u64 *cookies; size_t cnt; bool retprobe; }
-    const opts = new BigUint64Array([48n, BigInt(ptr(syms)), 0n, BigInt(ptr(cookieArray)), BigInt(funcs.length), retprobe ? 1n : 0n]);
+    const o = OPTION_STRUCTS.bpf_kprobe_multi_opts;
+    const opts = new BigUint64Array(o.size / 8);
+    opts[o.fields.sz / 8] = BigInt(o.size);
+    opts[o.fields.syms / 8] = BigInt(ptr(syms));
+    opts[o.fields.cookies / 8] = BigInt(ptr(cookieArray));
+    opts[o.fields.cnt / 8] = BigInt(funcs.length);
+    opts[o.fields.retprobe / 8] = retprobe ? 1n : 0n;
     const link = bpf().bpf_program__attach_kprobe_multi_opts(this.handle, null, opts);
     void names;
     return new BpfLink(checkPtr(`attach ${this.name} to ${funcs.length} functions`, link));
@@ -223,12 +241,11 @@ export class BpfProgram {
   cloneAndAttach(btfId: number, attachType: number): number {
     const insns = bpf().bpf_program__insns(this.handle) as Pointer;
     const count = Number(bpf().bpf_program__insn_cnt(this.handle));
-    // struct bpf_prog_load_opts (libbpf 1.x): sz, attempts, expected_attach_type, prog_btf_fd,
-    // prog_flags, prog_ifindex, kern_version, attach_btf_id, … (104 bytes)
-    const opts = new DataView(new ArrayBuffer(104));
-    opts.setBigUint64(0, 104n, true);
-    opts.setUint32(12, attachType, true);
-    opts.setUint32(32, btfId, true);
+    const o = OPTION_STRUCTS.bpf_prog_load_opts;
+    const opts = new DataView(new ArrayBuffer(o.size));
+    opts.setBigUint64(o.fields.sz, BigInt(o.size), true);
+    opts.setUint32(o.fields.expected_attach_type, attachType, true);
+    opts.setUint32(o.fields.attach_btf_id, btfId, true);
     const progFd = check(`load ${this.name} for BTF id ${btfId}`, bpf().bpf_prog_load(BPF_PROG_TYPE_TRACING, cstr(this.name), cstr("GPL"), insns, count, new Uint8Array(opts.buffer)));
     try {
       return check(`attach ${this.name} for BTF id ${btfId}`, bpf().bpf_raw_tracepoint_open(null, progFd));

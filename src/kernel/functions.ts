@@ -45,6 +45,8 @@ export class FunctionIndex {
     private readonly vmlinux: Btf,
     private readonly loadSymbols: () => Symbolizer,
     filterFunctionsText?: string,
+    /** Where the split BTF of loaded modules is. */
+    private readonly moduleBtfDir = "/sys/kernel/btf",
   ) {
     if (filterFunctionsText !== undefined)
       this.filterFunctions = new Set(filterFunctionsText.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean));
@@ -64,7 +66,7 @@ export class FunctionIndex {
   /** BTF of loaded modules (/sys/kernel/btf/<module>, split on vmlinux's). */
   private modules(): { module: string; btf: Btf }[] {
     if (this.moduleBtfs) return this.moduleBtfs;
-    const dir = "/sys/kernel/btf";
+    const dir = this.moduleBtfDir;
     this.moduleBtfs = existsSync(dir)
       ? readdirSync(dir)
           .filter((m) => m !== "vmlinux")

@@ -1,0 +1,61 @@
+// The nftables side of --diag on a real ruleset (tests/fixtures/nft-ruleset.*,
+// printed by nft 1.0.6 as `nft -j list ruleset` and `nft -a list ruleset`):
+// chains by hook and family, drop rules in nft's own syntax, and the
+// per-namespace cache that keeps a flood of drops from running nft per packet.
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { chainsOnHook, hookFromStack, parseRuleText, RulesetCache, type Ruleset } from "../../src/diagnosis/firewall";
+
+const dir = `${import.meta.dir}/../fixtures`;
+const ruleset: Ruleset = {
+  ...JSON.parse(readFileSync(`${dir}/nft-ruleset.json`, "utf8")),
+  text: parseRuleText(readFileSync(`${dir}/nft-ruleset.txt`, "utf8")),
+};
+
+describe("chains on a hook", () => {
+  test("an IPv4 packet at input meets the inet chain; its drop and reject rules read as nft writes them", () => {
+    expect(chainsOnHook(ruleset, "INPUT", false)).toEqual([
+      {
+        family: "inet", table: "t1", chain: "input", policy: "accept",
+        dropRules: ["ct state invalid drop", "ip saddr @blocked drop", "tcp dport 8080 reject with tcp reset", 'udp dport { 53, 54 } counter packets 0 bytes 0 drop comment "no dns"'],
+      },
+    ]);
+  });
+
+  test("an IPv6 packet meets the inet and ip6 chains; policy drop counts", () => {
+    expect(chainsOnHook(ruleset, "INPUT", true).map((c) => `${c.family} ${c.table} ${c.chain}: ${c.dropRules.join("; ")}`)).toEqual([
+      "inet t1 input: ct state invalid drop; ip saddr @blocked drop; tcp dport 8080 reject with tcp reset; udp dport { 53, 54 } counter packets 0 bytes 0 drop comment \"no dns\"",
+      "ip6 t6 in6: icmpv6 type echo-request drop",
+    ]);
+    expect(chainsOnHook(ruleset, "FORWARD", false)).toMatchObject([{ chain: "forward", policy: "drop", dropRules: [] }]);
+  });
+
+  test("the hook from the drop's stack: the caller of nf_hook_slow", () => {
+    expect(hookFromStack(["kfree_skb_reason+0x1", "nf_hook_slow+0x9b", "ip_local_deliver+0x4d", "ip_rcv+0x12"])).toBe("INPUT");
+    expect(hookFromStack(["nf_hook_slow+0x9b", "ip_forward+0x33"])).toBe("FORWARD");
+    expect(hookFromStack(["kfree_skb+0x1", "udp_rcv+0x10"])).toBeUndefined();
+  });
+});
+
+describe("the ruleset cache", () => {
+  test("one read per namespace while it is fresh; reads in the background; a failed read is known", async () => {
+    const reads: number[] = [];
+    let release!: () => void;
+    const cache = new RulesetCache((inode) => {
+      reads.push(inode);
+      return new Promise((resolve) => (release = () => resolve(inode === 1 ? ruleset : undefined)));
+    });
+    cache.want(1);
+    cache.want(1);
+    expect(cache.get(1)).toBeUndefined(); // still reading
+    release();
+    await cache.settled();
+    expect(cache.get(1)).toEqual({ ruleset });
+    cache.want(1); // fresh: not read again
+    cache.want(2);
+    release();
+    await cache.settled();
+    expect(cache.get(2)).toEqual({ ruleset: undefined });
+    expect(reads).toEqual([1, 2]);
+  });
+});

@@ -1,0 +1,151 @@
+// Lifecycle grouping on hook records captured from the kernel
+// (tools/capture-lifecycles.ts: a ping between two namespaces and a UDP
+// datagram to a closed port, with the tracepoints of a default trace),
+// and on variations of them for what tracepoints cannot show here (clones,
+// returns): settling, idle, eviction, caps, address reuse.
+import { describe, expect, test } from "bun:test";
+import { event_kind, hook_flags, hook_phase, tracepoint_id } from "../../src/abi/layout.generated";
+import { decodeHook, type HookEvent } from "../../src/events/decode";
+import { Lifecycle, type LifecycleLimits, type PacketContext } from "../../src/events/lifecycle";
+import { tracepointById } from "../../src/plan/tracepoints";
+import captured from "../fixtures/lifecycles.json";
+
+/** The captured records, decoded afresh (tests change them). */
+function recorded(): HookEvent[] {
+  return captured.records.map((hex) => {
+    const u8 = new Uint8Array(Buffer.from(hex, "hex"));
+    return decodeHook({ u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) }, 0, event_kind.EVENT_HOOK);
+  });
+}
+
+const LIMITS: LifecycleLimits = { idleNs: 3e9, settleNs: 100e6, maxContexts: 4096, maxEventsPerContext: 256 };
+const name = (e: HookEvent) => tracepointById.get(e.tracepoint)!.name.split(":")[1];
+
+function group(events: HookEvent[], limits: Partial<LifecycleLimits> = {}) {
+  const out: PacketContext[] = [];
+  const life = new Lifecycle({ ...LIMITS, ...limits }, (ctx) => out.push(ctx));
+  for (const e of events) life.add(e);
+  return { out, life };
+}
+
+const last = (events: HookEvent[]) => events.reduce((t, e) => Math.max(t, e.timeNs), 0);
+
+describe("captured packets", () => {
+  test("four packets, one context each, events in time order, each ended by its free", () => {
+    const events = recorded();
+    const { out, life } = group(events);
+    const end = last(events);
+    life.flush(end); // the frees are seen now…
+    expect(out).toHaveLength(0); // …but the packets wait for late returns
+    life.flush(end + LIMITS.settleNs);
+    expect(out).toHaveLength(4);
+    const summaries = out.map((c) => `${c.events[0]!.pkt.saddr}>${c.events[0]!.pkt.daddr} proto ${c.events[0]!.pkt.l4}: ${c.events.map(name).join(" ")} (${c.end})`);
+    expect(summaries).toContain("10.68.0.1>10.68.0.2 proto 1: net_dev_queue net_dev_start_xmit netif_rx net_dev_xmit netif_receive_skb consume_skb (freed)");
+    expect(summaries.some((s) => s.startsWith("10.68.0.1>10.68.0.2 proto 17: net_dev_queue") && s.includes("icmp_send kfree_skb (freed)"))).toBe(true);
+    for (const c of out) {
+      expect(c.skbs).toHaveLength(1);
+      expect(c.events.map((e) => e.timeNs)).toEqual([...c.events.map((e) => e.timeNs)].sort((a, b) => a - b));
+    }
+    expect(life.counts).toMatchObject({ completed: 4, idle: 0, evicted: 0 });
+  });
+
+  test("an skb address reused by a later packet starts a new context", () => {
+    const events = recorded();
+    const request = events.find((e) => e.pkt.l4 === 1 && e.pkt.icmpType === 8)!;
+    const udp = events.find((e) => e.pkt.l4 === 17)!;
+    expect(udp.meta.skbKey).toBe(request.meta.skbKey); // the kernel reused the memory
+    const { out, life } = group(events);
+    life.flushAll();
+    expect(out.filter((c) => c.skbs[0] === request.meta.skb)).toHaveLength(2);
+  });
+
+  test("a packet whose free is never seen is flushed as idle, and at exit as exit", () => {
+    const events = recorded().filter((e) => !(e.ctxId === recorded()[0]!.ctxId && e.flags & hook_flags.HOOK_FREE));
+    const { out, life } = group(events);
+    life.flush(last(events) + LIMITS.settleNs);
+    const open = () => out.find((c) => c.id === events[0]!.ctxId);
+    expect(open()).toBeUndefined();
+    life.flush(events[0]!.timeNs + LIMITS.idleNs + 1e9);
+    expect(open()).toMatchObject({ end: "idle" });
+
+    const again = group(events);
+    again.life.flushAll();
+    expect(again.out.find((c) => c.id === events[0]!.ctxId)).toMatchObject({ end: "exit" });
+  });
+});
+
+describe("variations", () => {
+  const request = () => recorded().filter((e) => e.ctxId === recorded()[0]!.ctxId);
+
+  test("a clone joins its packet; the packet ends when its last skb is freed", () => {
+    const events = request();
+    const clone = { ...events[1]!, flags: hook_flags.HOOK_CLONE, phase: hook_phase.PHASE_RETURN, skb2: "ffff88810000aa00", skb2Key: 0x88810000aa00 };
+    const free = events.at(-1)!;
+    const { out, life } = group([...events.slice(0, 2), clone, ...events.slice(2)]);
+    life.flush(last(events) + LIMITS.settleNs * 2);
+    expect(out).toHaveLength(0); // the clone is still alive
+    const cloneFree = { ...free, meta: Object.assign(Object.create(Object.getPrototypeOf(free.meta)), free.meta, { skbKey: clone.skb2Key }), timeNs: free.timeNs + 10 };
+    life.add(cloneFree);
+    life.flush(cloneFree.timeNs);
+    life.flush(cloneFree.timeNs + LIMITS.settleNs);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.skbs).toEqual([events[0]!.meta.skb, clone.skb2]);
+    expect(out[0]).toMatchObject({ end: "freed" });
+  });
+
+  test("a function's return after the free does not bring the skb back to life", () => {
+    const events = request();
+    const free = events.at(-1)!;
+    const late = { ...events[2]!, phase: hook_phase.PHASE_RETURN, tracepoint: tracepoint_id.TP_NONE, func: 0x1234, timeNs: free.timeNs + 1000 };
+    const { out, life } = group([...events, late]);
+    life.flush(late.timeNs);
+    life.flush(late.timeNs + LIMITS.settleNs);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.events.at(-1)).toBe(late); // kept, in time order
+  });
+
+  test("the slab free of a tracked skb ends its packet without a line of its own", () => {
+    const events = request().slice(0, -1);
+    const slab = { ...events[0]!, tracepoint: tracepoint_id.TP_KMEM_CACHE_FREE, flags: hook_flags.HOOK_FREE, timeNs: last(events) + 5 };
+    const { out, life } = group([...events, slab]);
+    life.flush(slab.timeNs);
+    life.flush(slab.timeNs + LIMITS.settleNs);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.events).toHaveLength(events.length);
+  });
+
+  test("past the context limit the oldest goes out early: 'freed' if it was, 'evicted' if alive", () => {
+    const events = recorded();
+    const { out, life } = group(events, { maxContexts: 1 });
+    // Each new packet pushed the previous one out: what had seen its free says so.
+    const freedInside = (c: PacketContext) => c.events.some((e) => e.flags & hook_flags.HOOK_FREE);
+    expect(out.map((c) => c.end)).toEqual(out.map((c) => (freedInside(c) ? "freed" : "evicted")));
+    expect(new Set(out.map((c) => c.end))).toEqual(new Set(["freed", "evicted"]));
+    expect(life.counts.evicted).toBe(out.filter((c) => c.end === "evicted").length);
+  });
+
+  test("events past the per-packet cap are counted, not kept", () => {
+    const events = request();
+    const { out, life } = group(events, { maxEventsPerContext: 3 });
+    life.flushAll();
+    expect(out[0]!.events).toHaveLength(3);
+    expect(out[0]!.truncated).toBe(events.length - 3);
+    expect(life.counts.truncatedEvents).toBe(events.length - 3);
+  });
+
+  test("at the stop, what does not fit the time left is counted as not shown", () => {
+    const { out, life } = group(recorded());
+    life.flushAll(performance.now() - 1);
+    expect(out).toHaveLength(0);
+    expect(life.counts.notShown).toBe(4);
+    expect(life.size).toBe(0);
+  });
+
+  test("--pkt-fixed (no kernel context): one context per skb address", () => {
+    const events = request().map((e) => ({ ...e, ctxId: 0 }));
+    const { out, life } = group(events);
+    life.flushAll();
+    expect(out).toHaveLength(1);
+    expect(out[0]!.id).toBe(events[0]!.meta.skbKey);
+  });
+});

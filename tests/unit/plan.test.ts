@@ -1,0 +1,145 @@
+// Plan making on a small kernel-like BTF blob (tests/fixtures/btf) with a
+// made-up kallsyms and ftrace list: which backend each hook gets for the
+// features a kernel has, and how each of its programs attaches.
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { program } from "../../src/abi/programs.generated";
+import { Btf } from "../../src/kernel/btf";
+import type { Features } from "../../src/kernel/features";
+import { FunctionIndex } from "../../src/kernel/functions";
+import { Symbolizer } from "../../src/kernel/kallsyms";
+import { checkBackend, makePlan, plannedPrograms, type BackendChoice, type FunctionHook, type Plan } from "../../src/plan/plan";
+import type { TreeHook } from "../../src/plan/tracer-tree";
+
+const btf = Btf.parse(new Uint8Array(readFileSync(`${import.meta.dir}/../fixtures/btf/kernel-like.btf`)));
+// ip_rcv_core exists only as a compiler-renamed copy; no_skb_here takes no skb.
+const KALLSYMS = [
+  "ffffffff81000000 T ip_rcv",
+  "ffffffff81000100 t ip_rcv_core.isra.0",
+  "ffffffff81000200 T nf_hook_slow",
+  "ffffffff81000300 T skb_clone",
+  "ffffffff81000400 t __netif_receive_skb_core",
+  "ffffffff81000500 T tcp_v4_do_rcv",
+  "ffffffff81000600 T no_skb_here",
+].join("\n");
+// ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
+const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core"].join("\n");
+
+const NONE: Features = { tpBtf: false, kprobe: false, kprobeMulti: false, fentry: false, fexit: false };
+const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
+const KPROBE: Features = { ...TRACEPOINTS_ONLY, kprobe: true };
+const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true }; // Debian 6.1
+const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12
+
+const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true }));
+
+function plan(features: Features, names: string[], opts: { ret?: boolean; backend?: BackendChoice; follow?: boolean; extra?: string[] } = {}): Plan {
+  return makePlan({
+    btf,
+    functions: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), FTRACE, "/nonexistent"),
+    features,
+    selection: { hooks: hooks(...names), outside: [] },
+    extraFunctions: opts.extra ?? [],
+    backend: opts.backend,
+    ret: opts.ret ?? false,
+    followSkbs: opts.follow ?? true,
+  });
+}
+
+const fn = (p: Plan, name: string) => p.hooks.find((h): h is FunctionHook => h.kind === "function" && h.name === name);
+const skipped = (p: Plan, name: string) => p.skipped.find((s) => s.name === name)?.why;
+
+describe("the hooks every lifecycle needs", () => {
+  test("frees end contexts; the slab free only when skbs are followed by address; tracepoints by tp_btf when it works", () => {
+    const p = plan(TRACEPOINTS_ONLY, ["net:net_dev_queue"]);
+    expect(p.hooks.map((h) => h.name)).toEqual(["skb:kfree_skb", "skb:consume_skb", "kmem:kmem_cache_free", "net:net_dev_queue"]);
+    // kfree_skb has (skb, location, reason, rx_sk) in this BTF: the reason variant.
+    expect(p.hooks[0]!.attach).toEqual([{ how: "tracepoint", program: program.tp_kfree_skb_reason_btf }]);
+    // kmem_cache_free's void * argument: raw_tp, whatever the kernel.
+    expect(p.hooks[2]).toMatchObject({ via: "raw_tp", attach: [{ program: program.tp_kmem_cache_free_raw }] });
+    expect(plan(NONE, []).hooks.every((h) => h.kind === "tracepoint" && h.via === "raw_tp")).toBe(true);
+    expect(plan(TRACEPOINTS_ONLY, [], { follow: false }).hooks.map((h) => h.name)).toEqual(["skb:kfree_skb", "skb:consume_skb"]);
+  });
+
+  test("freeing functions are traced through their tracepoints", () => {
+    const p = plan(MULTI, ["kfree_skb", "consume_skb"]);
+    expect(p.hooks.filter((h) => h.kind === "function")).toEqual([]);
+  });
+
+  test("a tracepoint this kernel does not have is skipped with the reason", () => {
+    expect(skipped(plan(TRACEPOINTS_ONLY, ["net:netif_rx"]), "net:netif_rx")).toBe("this kernel has no such tracepoint");
+  });
+});
+
+describe("backend choice per function", () => {
+  test("tracepoints only: every function is skipped, saying why", () => {
+    const p = plan(TRACEPOINTS_ONLY, ["ip_rcv", "skb_clone"]);
+    expect(skipped(p, "ip_rcv")).toBe("function hooks need kprobes or fentry, and this kernel has neither");
+    expect(fn(p, "ip_rcv")).toBeUndefined();
+  });
+
+  test("kprobe.multi where the kernel has it; plain kprobes for skbtrail's own entry/return programs", () => {
+    const p = plan(MULTI, ["ip_rcv", "nf_hook_slow", "skb_clone"], { ret: true });
+    expect(fn(p, "ip_rcv")).toMatchObject({
+      backend: "kprobe-multi",
+      attach: [{ how: "kprobe-multi", program: program.kmulti_skb0, retprobe: false }, { how: "kprobe-multi", program: program.kmulti_return, retprobe: true }],
+    });
+    expect(fn(p, "nf_hook_slow")).toMatchObject({
+      backend: "kprobe",
+      attach: [{ how: "kprobe", program: program.kprobe_nf_hook_slow, retprobe: false }, { how: "kprobe", program: program.kretprobe_nf_hook_slow, retprobe: true }],
+    });
+    expect(fn(p, "skb_clone")!.attach.map((a) => a.program)).toEqual([program.kprobe_skb_clone, program.kretprobe_skb_clone]);
+  });
+
+  test("fentry templates by skb position, fexit only with --ret; fixed-target programs for skbtrail's own", () => {
+    const p = plan(FENTRY, ["ip_rcv", "nf_hook_slow", "skb_clone"], { ret: true });
+    expect(fn(p, "ip_rcv")).toMatchObject({
+      backend: "fentry",
+      attach: [{ how: "fentry-template", program: program.fentry_skb0, exit: false }, { how: "fentry-template", program: program.fexit_skb0, exit: true }],
+    });
+    expect(fn(p, "nf_hook_slow")!.attach).toEqual([{ how: "fentry-fixed", program: program.fentry_nf_hook_slow }, { how: "fentry-fixed", program: program.fexit_nf_hook_slow }]);
+    expect(fn(p, "skb_clone")!.attach).toEqual([{ how: "fentry-fixed", program: program.fexit_skb_clone }]);
+    expect(fn(plan(FENTRY, ["ip_rcv"]), "ip_rcv")!.attach).toHaveLength(1);
+  });
+
+  test("where fentry cannot go, kprobes: a renamed copy, an skb behind a pointer, a function ftrace cannot hook", () => {
+    const p = plan(FENTRY, ["ip_rcv_core", "__netif_receive_skb_core", "tcp_v4_do_rcv"]);
+    expect(fn(p, "ip_rcv_core")).toMatchObject({ backend: "kprobe", fn: { symbol: "ip_rcv_core.isra.0" }, attach: [{ program: program.kprobe_skb0 }] });
+    expect(fn(p, "__netif_receive_skb_core")).toMatchObject({ backend: "kprobe", fn: { pskb: true }, attach: [{ program: program.kprobe_pskb0 }] });
+    expect(fn(p, "tcp_v4_do_rcv")).toMatchObject({ backend: "kprobe", fn: { skbArg: 1, ftrace: false }, attach: [{ program: program.kprobe_skb1 }] });
+  });
+
+  test("kprobe.multi cannot hook what ftrace cannot: plain kprobes there", () => {
+    expect(fn(plan(MULTI, ["tcp_v4_do_rcv"]), "tcp_v4_do_rcv")!.backend).toBe("kprobe");
+    expect(fn(plan(MULTI, ["__netif_receive_skb_core"]), "__netif_receive_skb_core")!.attach).toEqual([{ how: "kprobe-multi", program: program.kmulti_pskb0, retprobe: false }]);
+  });
+
+  test("a forced backend applies where it can and skips, saying why, where it cannot", () => {
+    const p = plan(MULTI, ["ip_rcv", "ip_rcv_core"], { backend: "fentry" });
+    expect(fn(p, "ip_rcv")!.backend).toBe("fentry");
+    expect(skipped(p, "ip_rcv_core")).toBe("fentry cannot attach to ip_rcv_core.isra.0");
+    expect(fn(plan(MULTI, ["ip_rcv"], { backend: "kprobe" }), "ip_rcv")!.backend).toBe("kprobe");
+    expect(skipped(plan(MULTI, ["ip_rcv"], { backend: "tracepoint" }), "ip_rcv")).toBe("--backend tracepoint traces tracepoints only");
+  });
+
+  test("functions without an skb, or absent, are skipped with the reason", () => {
+    const p = plan(MULTI, ["no_skb_here", "not_in_btf"]);
+    expect(skipped(p, "no_skb_here")).toBe("takes no struct sk_buff * argument");
+    expect(skipped(p, "not_in_btf")).toMatch(/^not in this kernel's BTF/);
+  });
+
+  test("a --backend the kernel lacks is one line, exit 3", () => {
+    expect(() => checkBackend("kprobe-multi", FENTRY)).toThrow(/^--backend kprobe-multi: this kernel does not support kprobe\.multi/);
+    expect(() => checkBackend("fentry", KPROBE)).toThrow(/fentry\/fexit/);
+    expect(() => checkBackend("kprobe", FENTRY)).not.toThrow();
+  });
+
+  test("the programs to load are each hook's, once", () => {
+    const p = plan(FENTRY, ["ip_rcv", "ip_rcv_core", "nf_hook_slow"], { ret: true });
+    const programs = plannedPrograms(p);
+    expect(new Set(programs).size).toBe(programs.length);
+    expect(programs).toContain(program.fentry_skb0);
+    expect(programs).toContain(program.kretprobe_return_value);
+    expect(programs).toContain(program.tp_consume_skb_btf);
+  });
+});

@@ -45,6 +45,9 @@ export class Btf {
   /** Byte offset of each of this blob's own types (index 0 = first own id). */
   private readonly offsets: Uint32Array;
   private names?: Map<string, number[]>;
+  private strings?: string;
+  /** Look-ups by scanning so far: past a few, one index is cheaper. */
+  private scans = 0;
   readonly firstId: number;
   readonly count: number;
 
@@ -101,10 +104,10 @@ export class Btf {
     if (this.base && off < this.base.strLen) return this.base.str(off);
     const local = this.base ? off - this.base.strLen : off;
     if (local >= this.strLen) throw new BtfError(`string offset ${off} is outside the string section`);
-    const start = this.strStart + local;
-    let end = start;
-    while (this.view.getUint8(end) !== 0) end++; // the section ends with NUL (checked at parse)
-    return utf8.decode(new Uint8Array(this.view.buffer, this.view.byteOffset + start, end - start));
+    // The whole section decoded once, then sliced: a kernel's names are
+    // ASCII, and one decode costs far less than one per name.
+    const strings = (this.strings ??= utf8.decode(new Uint8Array(this.view.buffer, this.view.byteOffset + this.strStart, this.strLen)));
+    return strings.slice(local, strings.indexOf("\0", local)); // the section ends with NUL (checked at parse)
   }
 
   kind(id: number): Kind {
@@ -230,6 +233,7 @@ export class Btf {
 
   /** All ids (including the base's) whose name is `name`, optionally of one kind. */
   find(name: string, kind?: Kind): number[] {
+    if (!this.names && ++this.scans > 8) this.nameIndex();
     const own = this.names ? (this.names.get(name) ?? []) : this.scan(name);
     const ids = this.base ? [...this.base.find(name), ...own] : own;
     return kind === undefined ? ids : ids.filter((id) => this.kind(id) === kind);
@@ -251,11 +255,6 @@ export class Btf {
     const start = this.strStart + local;
     for (let i = 0; i < want.length; i++) if (this.view.getUint8(start + i) !== want[i]) return false;
     return this.view.getUint8(start + want.length) === 0;
-  }
-
-  /** Builds the name index: worth it before many look-ups. */
-  indexNames(): void {
-    this.nameIndex();
   }
 
   private nameIndex(): Map<string, number[]> {

@@ -48,11 +48,19 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
   const attachments = new Attachments();
   let handedOff = false;
   try {
-    session.configure({ ...mode.config, wakeupBytes: WAKEUP_BYTES }, RING_BYTES);
-    mode.prepare?.(session.obj);
-    session.load(mode.programs);
-    mode.loaded?.(session);
-    session.attach(() => mode.attach(session, attachments));
+    try {
+      session.configure({ ...mode.config, wakeupBytes: WAKEUP_BYTES }, RING_BYTES);
+      mode.prepare?.(session.obj);
+      session.load(mode.programs);
+      mode.loaded?.(session);
+      session.attach(() => mode.attach(session, attachments));
+    } catch (e) {
+      // A signal during a long load interrupts the verifier (EAGAIN): that
+      // is the user stopping us, not a failure. Let its handler run, then see.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (stop.reason === undefined) throw e;
+      return { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0 }, seconds: stop.seconds, stop: stop.reason, unread: 0, rejected: 0 };
+    }
     out.status("begin trace...");
 
     let rejected = 0;

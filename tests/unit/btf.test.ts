@@ -36,11 +36,12 @@ test("struct members and sizes", () => {
   expect(btf.find("sk_buff", Kind.FUNC)).toEqual([]);
 });
 
-test("the name index and the byte scan agree", () => {
-  const before = btf.find("sk_buff");
-  btf.indexNames();
-  expect(btf.find("sk_buff")).toEqual(before);
-  expect(btf.find("nope")).toEqual([]);
+test("the name index (built after a few look-ups) and the byte scan agree", () => {
+  const fresh = Btf.parse(new Uint8Array(readFileSync(`${import.meta.dir}/../fixtures/btf/kernel-like.btf`)));
+  const names = ["sk_buff", "ip_rcv", "skb_drop_reason", "nope", "sock", "btf_trace_kfree_skb", "kfree_skb_hook", "tcp_v4_do_rcv"];
+  const scanned = names.map((n) => fresh.find(n)); // 8 look-ups: by scanning
+  expect(names.map((n) => fresh.find(n))).toEqual(scanned); // now through the index
+  expect(fresh.find("nope")).toEqual([]);
 });
 
 test("garbage is rejected", () => {

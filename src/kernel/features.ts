@@ -2,7 +2,7 @@
 // found by loading and attaching tiny programs (bpf/probe.bpf.c), and which
 // functions ftrace can hook. Asked only when a mode needs the answer: each
 // probe makes libbpf parse the kernel's BTF once more.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { BpfObject, LibbpfError, takeLibbpfLog } from "../../ffi/libbpf";
 import { probe_program, type ProbeProgramName } from "../abi/programs.generated";
 import type { KernelInfo } from "./environment";
@@ -34,21 +34,61 @@ export function probeProgram(probeObject: Uint8Array, name: ProbeProgramName): {
 }
 
 /**
+ * What the kernel accepted, kept until reboot: a kernel's program and
+ * attach types do not change while it runs, and probing costs a BPF load
+ * each (seconds under emulation). Keyed by the boot id; forgotten when a
+ * load fails anyway (forgetFeatures).
+ */
+const CACHE_DIR = "/run/skbtrail";
+const CACHE_FILE = `${CACHE_DIR}/features.json`;
+
+function bootId(): string {
+  return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+}
+
+function cachedFeatures(needFunctions: boolean): Features | undefined {
+  try {
+    const c = JSON.parse(readFileSync(CACHE_FILE, "utf8")) as { boot: string; functions: boolean; features: Features };
+    return c.boot === bootId() && (c.functions || !needFunctions) ? c.features : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function cacheFeatures(features: Features, functions: boolean): void {
+  try {
+    mkdirSync(CACHE_DIR, { recursive: true, mode: 0o700 });
+    writeFileSync(CACHE_FILE, JSON.stringify({ boot: bootId(), functions, features }), { mode: 0o600 });
+  } catch {
+    // a read-only /run: probe again next time
+  }
+}
+
+/** Drops the kept probe results (after a load they promised failed). */
+export function forgetFeatures(): void {
+  rmSync(CACHE_FILE, { force: true });
+}
+
+/**
  * Skips the probes that cannot succeed: kprobes and kprobe.multi need kprobe
  * events in tracefs; fexit is asked only where fentry works; nothing about
  * functions when only tracepoints are wanted.
  */
 export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
+  const cached = cachedFeatures(needFunctions);
+  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, kprobeMulti: false, fentry: false, fexit: false };
   const ok = (p: ProbeProgramName) => probeProgram(kernel.probeObject, p).ok;
   const kprobe = needFunctions && existsSync(`${TRACEFS}/kprobe_events`) && ok(probe_program.probe_kprobe);
   const fentry = needFunctions && ok(probe_program.probe_fentry);
-  return {
+  const features = {
     tpBtf: ok(probe_program.probe_tp_btf),
     kprobe,
     kprobeMulti: kprobe && ok(probe_program.probe_kprobe_multi),
     fentry,
     fexit: fentry && ok(probe_program.probe_fexit),
   };
+  cacheFeatures(features, needFunctions);
+  return features;
 }
 
 /** The functions ftrace can hook (fentry and kprobe.multi need that), or undefined when unreadable. */

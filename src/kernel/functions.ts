@@ -31,13 +31,12 @@ export function globToRegExp(glob: string): RegExp {
 
 export type Resolution = { fn: KernelFunction } | { why: string };
 
-const RENAMED = /^(.+)\.(isra|constprop|part|llvm)\.\d+$/;
 const MAX_KPROBE_ARG = 4; // PT_REGS_PARM1..5; the programs exist for positions 0..4
 
 export class FunctionIndex {
-  private readonly renamed = new Map<string, string>(); // plain name → renamed symbol
+  private renamed = new Map<string, string>(); // plain name → renamed symbol
+  private readonly moduleCache = new Map<string, Btf | undefined>();
   private readonly filterFunctions?: Set<string>;
-  private moduleBtfs?: { module: string; btf: Btf }[];
   private symbolTable?: Symbolizer;
 
   /** `loadSymbols` runs on first need: reading /proc/kallsyms takes ~150 ms. */
@@ -55,34 +54,38 @@ export class FunctionIndex {
   private get symbols(): Symbolizer {
     if (!this.symbolTable) {
       this.symbolTable = this.loadSymbols();
-      for (const name of this.symbolTable.names()) {
-        const m = RENAMED.exec(name);
-        if (m && !this.renamed.has(m[1]!)) this.renamed.set(m[1]!, name);
-      }
+      this.renamed = this.symbolTable.renamedCopies();
     }
     return this.symbolTable;
   }
 
-  /** BTF of loaded modules (/sys/kernel/btf/<module>, split on vmlinux's). */
+  /** The split BTF of one loaded module, read on first need. */
+  private moduleBtf(module: string): Btf | undefined {
+    if (!this.moduleCache.has(module)) {
+      const path = `${this.moduleBtfDir}/${module}`;
+      this.moduleCache.set(module, existsSync(path) ? Btf.parse(new Uint8Array(readFileSync(path)), this.vmlinux) : undefined);
+    }
+    return this.moduleCache.get(module);
+  }
+
+  /** BTF of every loaded module (/sys/kernel/btf/<module>, split on vmlinux's): for globs. */
   private modules(): { module: string; btf: Btf }[] {
-    if (this.moduleBtfs) return this.moduleBtfs;
     const dir = this.moduleBtfDir;
-    this.moduleBtfs = existsSync(dir)
-      ? readdirSync(dir)
-          .filter((m) => m !== "vmlinux")
-          .map((module) => ({ module, btf: Btf.parse(new Uint8Array(readFileSync(`${dir}/${module}`)), this.vmlinux) }))
-      : [];
-    return this.moduleBtfs;
+    const names = existsSync(dir) ? readdirSync(dir).filter((m) => m !== "vmlinux") : [];
+    return names.flatMap((module) => {
+      const btf = this.moduleBtf(module);
+      return btf ? [{ module, btf }] : [];
+    });
   }
 
   private findFunc(name: string): { btf: Btf; id: number; module?: string } | undefined {
     const [id] = this.vmlinux.find(name, Kind.FUNC);
     if (id !== undefined) return { btf: this.vmlinux, id };
-    for (const { module, btf } of this.modules()) {
-      const own = btf.find(name, Kind.FUNC).filter((i) => i >= btf.firstId);
-      if (own.length) return { btf, id: own[0]!, module };
-    }
-    return undefined;
+    // A module's function: kallsyms names the module, and only its BTF is read.
+    const module = this.symbols.moduleOf(name) ?? this.symbols.moduleOf(this.renamed.get(name) ?? name);
+    const btf = module ? this.moduleBtf(module) : undefined;
+    const own = btf?.find(name, Kind.FUNC).filter((i) => i >= btf.firstId) ?? [];
+    return own.length ? { btf: btf!, id: own[0]!, module } : undefined;
   }
 
   /** Whether this kernel (vmlinux or a loaded module) has a function of this name. */

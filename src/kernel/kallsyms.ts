@@ -28,49 +28,154 @@ export function addrHex(hi: number, lo: number): string {
   return t[hi >>> 16]! + t[hi & 0xffff]! + t[lo >>> 16]! + t[lo & 0xffff]!;
 }
 
+const T = 84, t = 116, W = 87, w = 119; // text symbol types: functions, and weak ones
+const NL = 10, TAB = 9, SPACE = 32, DOT = 46;
+const RENAMED = /^(.+)\.(isra|constprop|part|llvm)\.\d+$/;
+const latin1 = new TextDecoder("latin1");
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return c >= 65 && c <= 70 ? c - 55 : -1;
+}
+
+/**
+ * The kernel's text symbols, parsed from the bytes of /proc/kallsyms
+ * without making a string per line: ~200k lines, and emulated start-up is
+ * dominated by how much is done per line. Names become strings only when
+ * asked for.
+ */
 export class Symbolizer {
+  private readonly bytes: Uint8Array;
+  /** Per symbol, sorted by address: its address (low 48 bits), name and module as byte ranges. */
   private readonly addrs: Float64Array;
-  private readonly symbolNames: string[];
-  private readonly modules: (string | undefined)[];
-  private byName?: Map<string, number>;
+  private readonly nameAt: Uint32Array;
+  private readonly nameLen: Uint16Array;
+  private readonly moduleAt: Uint32Array;
+  private readonly moduleLen: Uint16Array;
+  /** Open-addressing table of symbol index + 1 by a hash of the name; built on first need. */
+  private byName?: Int32Array;
 
   /** `text` is the content of /proc/kallsyms. */
-  constructor(text: string) {
-    const entries: { key: number; name: string; module?: string }[] = [];
-    for (const line of text.split("\n")) {
+  constructor(text: string | Uint8Array) {
+    const b = (this.bytes = typeof text === "string" ? new TextEncoder().encode(text) : text);
+    const cap = Math.ceil(b.length / 20);
+    const addrs = new Float64Array(cap);
+    const nameAt = new Uint32Array(cap);
+    const nameLen = new Uint16Array(cap);
+    const moduleAt = new Uint32Array(cap);
+    const moduleLen = new Uint16Array(cap);
+    let n = 0;
+    for (let i = 0; i < b.length; ) {
+      let end = b.indexOf(NL, i);
+      if (end < 0) end = b.length;
       // "ffffffffc0a01000 t nft_do_chain\t[nf_tables]"
-      const type = line.charCodeAt(17);
-      if (line.length < 20 || line.charCodeAt(16) !== 32) continue;
-      // text symbols only: T/t, and W/w (weak functions)
-      if (type !== 84 && type !== 116 && type !== 87 && type !== 119) continue;
-      const key = parseInt(line.slice(4, 16), 16);
-      if (!key) continue; // addresses hidden (kptr_restrict, not root)
-      const tab = line.indexOf("\t", 19);
-      const name = tab < 0 ? line.slice(19) : line.slice(19, tab);
-      const module = tab < 0 ? undefined : line.slice(tab + 1).replace(/^\[|\]$/g, "");
-      entries.push({ key, name, module });
+      const type = b[i + 17];
+      if (end - i >= 20 && b[i + 16] === SPACE && b[i + 18] === SPACE && (type === T || type === t || type === W || type === w)) {
+        let key = 0;
+        for (let j = i + 4; j < i + 16 && key >= 0; j++) {
+          const d = hexDigit(b[j]!);
+          key = d < 0 ? -1 : key * 16 + d;
+        }
+        if (key > 0) {
+          // key 0: addresses hidden (kptr_restrict, not root)
+          let tab = b.indexOf(TAB, i + 19);
+          if (tab < 0 || tab > end) tab = end;
+          addrs[n] = key;
+          nameAt[n] = i + 19;
+          nameLen[n] = tab - (i + 19);
+          if (tab < end && b[tab + 1] === 91 /* [ */ && b[end - 1] === 93 /* ] */) {
+            moduleAt[n] = tab + 2;
+            moduleLen[n] = end - 1 - (tab + 2);
+          }
+          n++;
+        }
+      }
+      i = end + 1;
     }
-    entries.sort((a, b) => a.key - b.key);
-    this.addrs = Float64Array.from(entries, (e) => e.key);
-    this.symbolNames = entries.map((e) => e.name);
-    this.modules = entries.map((e) => e.module);
+    // Sorted by address (kallsyms nearly is: module symbols come last, in load order).
+    const order = Uint32Array.from({ length: n }, (_, k) => k).sort((x, y) => addrs[x]! - addrs[y]!);
+    this.addrs = Float64Array.from(order, (k) => addrs[k]!);
+    this.nameAt = Uint32Array.from(order, (k) => nameAt[k]!);
+    this.nameLen = Uint16Array.from(order, (k) => nameLen[k]!);
+    this.moduleAt = Uint32Array.from(order, (k) => moduleAt[k]!);
+    this.moduleLen = Uint16Array.from(order, (k) => moduleLen[k]!);
   }
 
   get size(): number {
-    return this.symbolNames.length;
+    return this.addrs.length;
   }
 
-  names(): readonly string[] {
-    return this.symbolNames;
+  private name(k: number): string {
+    return latin1.decode(this.bytes.subarray(this.nameAt[k]!, this.nameAt[k]! + this.nameLen[k]!));
+  }
+
+  private module(k: number): string | undefined {
+    return this.moduleLen[k] ? latin1.decode(this.bytes.subarray(this.moduleAt[k]!, this.moduleAt[k]! + this.moduleLen[k]!)) : undefined;
+  }
+
+  private hash(bytes: Uint8Array, at: number, len: number): number {
+    let h = 2166136261;
+    for (let i = at; i < at + len; i++) h = Math.imul(h ^ bytes[i]!, 16777619);
+    return h >>> 0;
+  }
+
+  /** Index of the first symbol (by address) with this name, or -1. */
+  private find(name: string): number {
+    const slots = (this.byName ??= this.nameTable());
+    const want = new TextEncoder().encode(name);
+    const mask = slots.length - 1;
+    for (let slot = this.hash(want, 0, want.length) & mask; slots[slot]; slot = (slot + 1) & mask) {
+      const k = slots[slot]! - 1;
+      if (this.nameLen[k] !== want.length) continue;
+      let same = true;
+      for (let j = 0; j < want.length && same; j++) same = this.bytes[this.nameAt[k]! + j] === want[j];
+      if (same) return k;
+    }
+    return -1;
+  }
+
+  private nameTable(): Int32Array {
+    const slots = new Int32Array(2 ** Math.ceil(Math.log2(this.size * 2 + 2)));
+    const mask = slots.length - 1;
+    for (let k = 0; k < this.size; k++) {
+      let slot = this.hash(this.bytes, this.nameAt[k]!, this.nameLen[k]!) & mask;
+      let taken = false;
+      for (; slots[slot]; slot = (slot + 1) & mask) {
+        const other = slots[slot]! - 1;
+        if (this.nameLen[other] === this.nameLen[k] && this.bytes.subarray(this.nameAt[other]!, this.nameAt[other]! + this.nameLen[k]!).every((c, j) => c === this.bytes[this.nameAt[k]! + j])) {
+          taken = true; // the first (lowest address) of a repeated name stays
+          break;
+        }
+      }
+      if (!taken) slots[slot] = k + 1;
+    }
+    return slots;
   }
 
   /** Address (low 48 bits) of a text symbol; the first one when the name repeats. */
   addressOf(name: string): number | undefined {
-    if (!this.byName) {
-      this.byName = new Map();
-      for (let i = this.symbolNames.length - 1; i >= 0; i--) this.byName.set(this.symbolNames[i]!, this.addrs[i]!);
+    const k = this.find(name);
+    return k < 0 ? undefined : this.addrs[k];
+  }
+
+  /** The module a symbol lives in, undefined for vmlinux or an unknown symbol. */
+  moduleOf(name: string): string | undefined {
+    const k = this.find(name);
+    return k < 0 ? undefined : this.module(k);
+  }
+
+  /** Compiler-renamed copies (ip_rcv_core.isra.0) by plain name: only names with a dot become strings. */
+  renamedCopies(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (let k = 0; k < this.size; k++) {
+      const at = this.nameAt[k]!;
+      if (this.bytes.subarray(at, at + this.nameLen[k]!).indexOf(DOT) < 0) continue;
+      const name = this.name(k);
+      const m = RENAMED.exec(name);
+      if (m && !out.has(m[1]!)) out.set(m[1]!, name);
     }
-    return this.byName.get(name);
+    return out;
   }
 
   /** The symbol containing `key` (low 48 bits), or undefined. */
@@ -84,7 +189,7 @@ export class Symbolizer {
       if (a[mid]! <= key) lo = mid;
       else hi = mid - 1;
     }
-    return { name: this.symbolNames[lo]!, offset: key - a[lo]!, module: this.modules[lo] };
+    return { name: this.name(lo), offset: key - a[lo]!, module: this.module(lo) };
   }
 
   /** "func+0x1a" or "func+0x1a [module]"; the hex address when unknown. */
@@ -102,6 +207,6 @@ let symbolizer: Symbolizer | undefined;
 
 /** /proc/kallsyms of the running kernel, read on first use (~150 ms). */
 export function kernelSymbols(): Symbolizer {
-  symbolizer ??= new Symbolizer(readFileSync("/proc/kallsyms", "utf8"));
+  symbolizer ??= new Symbolizer(new Uint8Array(readFileSync("/proc/kallsyms")));
   return symbolizer;
 }

@@ -1,14 +1,14 @@
 // skbtrail --drop: every packet the kernel frees as dropped (skb:kfree_skb),
 // with the reason, the location and the packet.
 import { event_kind } from "../abi/layout.generated";
-import { probe_program, program, type ProgramName } from "../abi/programs.generated";
+import { program, type ProgramName } from "../abi/programs.generated";
 import { resolveReasons } from "../bpf/config";
 import { KernelStacks } from "../bpf/stacks";
 import type { Options } from "../cli/parse";
 import { decodeDrop } from "../events/decode";
 import { dropReasons, tracepointParams } from "../kernel/btf-facts";
 import { currentNetns, type KernelInfo } from "../kernel/environment";
-import { probeProgram } from "../kernel/features";
+import { readFeatures } from "../kernel/features";
 import { addrKey, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
 import { runSession } from "./skeleton";
@@ -40,10 +40,9 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
   const reasons = dropReasons(kernel.btf);
   const reasonValues = resolveReasons(opts.reasons, reasons);
   const params = tracepointParams(kernel.btf, "kfree_skb");
-  const tpBtf = probeProgram(kernel.probeObject, probe_program.probe_tp_btf);
-  const dropProgram = chooseProgram(params, tpBtf.ok);
+  const dropProgram = chooseProgram(params, readFeatures(kernel, false).tpBtf);
   for (const note of kernel.notes) out.verbose(note);
-  out.verbose(`skb:kfree_skb(${params?.join(", ") ?? "?"}) via ${dropProgram}${tpBtf.ok ? "" : ` (tp_btf unavailable: ${tpBtf.why})`}; ${reasons.size} drop reasons known`);
+  out.verbose(`skb:kfree_skb(${params?.join(", ") ?? "?"}) via ${dropProgram}; ${reasons.size} drop reasons known`);
 
   let stacks: KernelStacks | undefined;
   const locationName = locationNamer();

@@ -12,6 +12,7 @@ import { handOff } from "../bpf/detach";
 import { Session } from "../bpf/session";
 import { recordKind, type RecordBytes } from "../events/decode";
 import { ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
+import { forgetFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import type { StopControl } from "./stop";
 
@@ -58,7 +59,10 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
       // A signal during a long load interrupts the verifier (EAGAIN): that
       // is the user stopping us, not a failure. Let its handler run, then see.
       await new Promise((resolve) => setImmediate(resolve));
-      if (stop.reason === undefined) throw e;
+      if (stop.reason === undefined) {
+        forgetFeatures(); // what the probes promised did not hold: probe again next time
+        throw e;
+      }
       return { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0 }, seconds: stop.seconds, stop: stop.reason, unread: 0, rejected: 0 };
     }
     out.status("begin trace...");

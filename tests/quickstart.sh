@@ -75,6 +75,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'echo "quickstart: FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 say "building a minimal Debian $suite in $rootfs"
@@ -92,8 +93,8 @@ say "cloned $(git -C "$repo" rev-parse --short HEAD) (committed state) into /roo
 # proxy if the host uses one; an ordinary network needs neither.
 envs=(HOME=/root TERM=dumb LANG=C.UTF-8)
 if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r "$NODE_EXTRA_CA_CERTS" ]; then
-  cp "$NODE_EXTRA_CA_CERTS" "$rootfs/etc/ssl/host-extra-ca.crt"
-  envs+=(NODE_EXTRA_CA_CERTS=/etc/ssl/host-extra-ca.crt)
+  cp "$NODE_EXTRA_CA_CERTS" "$rootfs/etc/host-extra-ca.crt"
+  envs+=(NODE_EXTRA_CA_CERTS=/etc/host-extra-ca.crt)
 fi
 for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
   [ -n "${!v:-}" ] && envs+=("$v=${!v}")

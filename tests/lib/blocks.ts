@@ -30,3 +30,8 @@ export function expectInOrder(b: Block | undefined, expected: string[]): void {
   if (!b) throw new Error("no packet block was printed");
   if (!inOrder(b.hooks, expected)) throw new Error(`expected ${expected.join(" → ")} in this order; the block was:\n${b.lines.join("\n")}`);
 }
+
+/** The block as printed, for assertion messages: a failure shows what the kernel did. */
+export function shown(b: Block | undefined): string {
+  return b ? `the block was:\n${b.lines.join("\n")}` : "no packet block was printed";
+}

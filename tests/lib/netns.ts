@@ -1,9 +1,47 @@
-// Real network topologies for kernel tests: namespaces joined by veth,
-// with IPv4 and IPv6 addresses and optional nftables rules. Everything a
-// test creates is removed by destroy(), which tests call in afterAll/finally.
-import { $ } from "bun";
+// The fixtures of kernel tests, in one place: real topologies (namespaces
+// joined by veth, IPv4 and IPv6 addresses), nftables chains that drop or
+// mark, servers, and traffic. Servers are tests/lib/serve.ts and traffic is
+// tests/lib/send.ts, both Bun, run inside a namespace. Everything a test
+// creates is removed by destroy() or Server.stop(), which tests call in
+// afterAll/finally.
+import { $, type Subprocess } from "bun";
+import { scaled } from "./skbtrail";
 
+const LIB = import.meta.dir;
 let counter = 0;
+
+/** An nftables chain of a test: `type filter hook HOOK`, policy accept, these rules. */
+export interface Chain {
+  table: string;
+  chain: string;
+  hook: "prerouting" | "input" | "forward" | "output" | "postrouting";
+  priority?: number;
+  /** nft rule statements, e.g. "udp dport 7777 drop". */
+  rules: string[];
+}
+
+export interface UdpOptions {
+  sport?: number;
+  /** Source address (one of the namespace's, possibly a spoofed extra one). */
+  from?: string;
+  /** Payload bytes (16 by default). */
+  size?: number;
+  count?: number;
+  /** Wait for a datagram back; the exit code says whether it came. */
+  reply?: boolean;
+}
+
+/** A process listening inside a namespace (serve.ts), until stop(). */
+export class Server {
+  constructor(readonly proc: Subprocess<"ignore", "pipe", "pipe">) {}
+  get pid(): number {
+    return this.proc.pid;
+  }
+  async stop(): Promise<void> {
+    this.proc.kill("SIGKILL");
+    await this.proc.exited;
+  }
+}
 
 export class Netns {
   private constructor(readonly name: string) {}
@@ -29,6 +67,62 @@ export class Netns {
   /** Loads an nftables ruleset into this namespace. */
   async nft(ruleset: string): Promise<void> {
     await $`ip netns exec ${this.name} nft -f - < ${new Response(ruleset)}`.quiet();
+  }
+
+  /** Adds filter chains (tables of the same name merge). */
+  async chains(...chains: Chain[]): Promise<void> {
+    await this.nft(
+      chains
+        .map((c) => `table inet ${c.table} {\n  chain ${c.chain} {\n    type filter hook ${c.hook} priority ${c.priority ?? 0}; policy accept;\n${c.rules.map((r) => `    ${r}\n`).join("")}  }\n}\n`)
+        .join(""),
+    );
+  }
+
+  /** Starts serve.ts here (see there for MODE and ARGS) and waits until it listens. */
+  async serve(mode: "udp" | "tcp" | "udp-full" | "packet", ...args: (string | number)[]): Promise<Server> {
+    const proc = Bun.spawn(["ip", "netns", "exec", this.name, "bun", `${LIB}/serve.ts`, mode, ...args.map(String)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const server = new Server(proc);
+    const first = await proc.stdout.getReader().read();
+    if (!new TextDecoder().decode(first.value).includes("listening")) {
+      await server.stop();
+      throw new Error(`serve.ts ${mode} ${args.join(" ")} in ${this.name} did not start: ${await new Response(proc.stderr).text()}`);
+    }
+    return server;
+  }
+
+  /** UDP datagrams from here (send.ts); the exit code (0 sent, and answered with `reply`). */
+  async udp(daddr: string, dport: number, o: UdpOptions = {}): Promise<number> {
+    const args = ["udp", daddr, String(dport)];
+    if (o.sport !== undefined) args.push("--sport", String(o.sport));
+    if (o.from) args.push("--from", o.from);
+    if (o.size !== undefined) args.push("--size", String(o.size));
+    if (o.count !== undefined) args.push("--count", String(o.count));
+    if (o.reply) args.push("--reply");
+    return this.bun("send.ts", args);
+  }
+
+  /** A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed). */
+  tcp(daddr: string, dport: number, o: { message?: string } = {}): Promise<number> {
+    return this.bun("send.ts", ["tcp", daddr, String(dport), ...(o.message !== undefined ? ["--message", o.message] : [])]);
+  }
+
+  /**
+   * One ping (extra ping arguments in `flags`); its exit code. It waits for
+   * the reply (scaled for VMs: a socket gone when the reply comes makes a
+   * drop), or 1 s when `answered` is false (the echo is meant to die).
+   */
+  ping(addr: string, flags = "", answered = true): Promise<number> {
+    const wait = answered ? Math.ceil(scaled(2_000) / 1000) : 1;
+    return this.try(`ping ${addr.includes(":") ? "-6 " : ""}-c1 -W${wait} ${flags} ${addr}`);
+  }
+
+  /** Starts `bun tests/lib/SCRIPT ARGS` here, stdin a pipe (send.ts --wait): for tests that need its pid. */
+  spawn(script: string, args: string[]): Subprocess<"pipe", "ignore", "inherit"> {
+    return Bun.spawn(["ip", "netns", "exec", this.name, "bun", `${LIB}/${script}`, ...args], { stdin: "pipe", stdout: "ignore", stderr: "inherit" });
+  }
+
+  private async bun(script: string, args: string[]): Promise<number> {
+    return (await $`ip netns exec ${this.name} bun ${`${LIB}/${script}`} ${args}`.nothrow().quiet()).exitCode;
   }
 
   /** Inode of the namespace, as --netns takes it. */
@@ -65,7 +159,8 @@ export class TwoHosts {
       for (const h of [a, b])
         await h.ns.sh(`ip addr add ${h.ip4}/24 dev ${h.dev} && ip addr add ${h.ip6}/64 dev ${h.dev} nodad && ip link set ${h.dev} up`);
       // Resolve neighbours now: a first packet waiting for ARP/ND takes another path.
-      await nsA.try(`ping -c1 -W1 ${b.ip4} && ping -6 -c1 -W1 ${b.ip6}`);
+      await nsA.ping(b.ip4);
+      await nsA.ping(b.ip6);
       return new TwoHosts(a, b);
     } catch (e) {
       await nsA.destroy();
@@ -80,14 +175,9 @@ export class TwoHosts {
   }
 }
 
-/** One UDP datagram from inside `from` (bash's /dev/udp: no extra tools). */
-export function sendUdp(from: Netns, addr: string, port: number, payload = "skbtrail-test"): Promise<unknown> {
-  return from.sh(`printf '%s' '${payload}' > /dev/udp/${addr}/${port}`);
-}
-
 /** A TCP connection attempt (SYN); the result does not matter to callers. */
 export function connectTcp(from: Netns, addr: string, port: number): Promise<number> {
-  return from.try(`timeout 3 bash -c 'exec 3<>/dev/tcp/${addr}/${port}'`);
+  return from.tcp(addr, port);
 }
 
 /**
@@ -115,13 +205,7 @@ export class Routed {
       await router.sh(
         `ip addr add 10.${subnet}.1.1/24 dev in0 && ip addr add ${t.routerOutIp}/24 dev out0 && ip link set in0 up && ip link set out0 up && sysctl -qw net.ipv4.ip_forward=1`,
       );
-      if (opts.masquerade)
-        await router.nft(`table ip nat {
-  chain post {
-    type nat hook postrouting priority srcnat;
-    oifname "out0" masquerade
-  }
-}`);
+      if (opts.masquerade) await router.nft(`table ip nat {\n  chain post {\n    type nat hook postrouting priority srcnat;\n    oifname "out0" masquerade\n  }\n}\n`);
       return t;
     } catch (e) {
       await t.destroy();

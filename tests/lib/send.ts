@@ -1,23 +1,100 @@
-// Sends test traffic with exact ports and sizes (bash's /dev/udp cannot set
-// the source port). Run inside a namespace:
-//   bun tests/lib/send.ts [--wait] udp DADDR DPORT [SPORT] [PAYLOAD_BYTES]
-// --wait sends only after a line arrives on stdin, so a test can learn the
-// sender's pid first.
-export {};
-const argv = process.argv.slice(2);
-const wait = argv[0] === "--wait";
-const [proto, addr, dport, sport, size] = wait ? argv.slice(1) : argv;
-if (proto !== "udp" || !addr || !dport) {
-  console.error("usage: send.ts [--wait] udp DADDR DPORT [SPORT] [PAYLOAD_BYTES]");
+// The sending side of test traffic, run inside a namespace (tests call it
+// through Netns.udp()/Netns.tcp() in netns.ts):
+//   bun tests/lib/send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait]
+//   bun tests/lib/send.ts udp DADDR DPORT SPORT [BYTES]     (the same, as tools/ call it)
+//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT]
+// udp: COUNT datagrams of BYTES from ADDR:N (any address, any port by
+// default); --reply waits for one datagram back (exit 1 without it); --wait
+// sends only after a line arrives on stdin, so a test can learn the sender's
+// pid first. tcp: connects (exit 1 when refused or unanswered); with
+// --message, writes it and reads until the server closes.
+import { parseArgs } from "node:util";
+import { scaled } from "./skbtrail";
+
+const { values: opt, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    sport: { type: "string" },
+    from: { type: "string" },
+    size: { type: "string" },
+    count: { type: "string", default: "1" },
+    reply: { type: "boolean", default: false },
+    wait: { type: "boolean", default: false },
+    message: { type: "string" },
+  },
+});
+const [proto, addr, dport, sport = opt.sport, size = opt.size ?? "16"] = positionals;
+if ((proto !== "udp" && proto !== "tcp") || !addr || !(Number(dport) > 0)) {
+  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT]");
   process.exit(2);
 }
-// An ICMP port unreachable coming back is expected: ignore socket errors.
-const socket = await Bun.udpSocket({
-  port: sport ? Number(sport) : 0,
-  hostname: addr.includes(":") ? "::" : "0.0.0.0",
-  socket: { error() {} },
-});
-if (wait) for await (const _ of console) break;
-socket.send(Buffer.alloc(size ? Number(size) : 16, "x"), Number(dport), addr);
-await Bun.sleep(10);
-socket.close();
+/** How long an answer may take (scaled for VMs). */
+const ANSWER_MS = scaled(5_000);
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms))]);
+}
+
+if (proto === "udp") {
+  let answered: () => void = () => {};
+  const answer = new Promise<void>((resolve) => (answered = resolve));
+  let drained: () => void = () => {};
+  const socket = await Bun.udpSocket({
+    port: sport ? Number(sport) : 0,
+    hostname: opt.from ?? (addr.includes(":") ? "::" : "0.0.0.0"),
+    socket: {
+      data: () => answered(),
+      drain: () => drained(),
+      // An ICMP port unreachable coming back is expected: ignore socket errors.
+      error() {},
+    },
+  });
+  if (opt.wait) for await (const _ of console) break;
+  const payload = Buffer.alloc(Number(size), "x");
+  const sendOne = (): boolean => {
+    try {
+      return socket.send(payload, Number(dport), addr);
+    } catch {
+      // An earlier datagram's ICMP error, reported here instead: send again.
+      return socket.send(payload, Number(dport), addr);
+    }
+  };
+  for (let i = 0; i < Number(opt.count); i++) {
+    // false: the socket would block; send again once it drains.
+    while (!sendOne()) await new Promise<void>((r) => (drained = r));
+  }
+  if (opt.reply) {
+    try {
+      await within(answer, ANSWER_MS, "reply");
+    } catch (e) {
+      console.error(`send.ts: ${(e as Error).message}`);
+      process.exit(1);
+    }
+  }
+  socket.close();
+  process.exit(0);
+}
+
+// tcp
+let closed: () => void = () => {};
+const done = new Promise<void>((resolve) => (closed = resolve));
+try {
+  const socket = await within(
+    Bun.connect({
+      hostname: addr,
+      port: Number(dport),
+      socket: { data() {}, close: () => closed(), end: () => closed(), error: () => closed() },
+    }),
+    ANSWER_MS,
+    "connection",
+  );
+  if (opt.message !== undefined) {
+    socket.write(opt.message);
+    await within(done, ANSWER_MS, "answer");
+  }
+  socket.end();
+  process.exit(0);
+} catch (e) {
+  console.error(`send.ts: ${(e as Error).message}`);
+  process.exit(1);
+}

@@ -1,34 +1,85 @@
-// A tiny server for test traffic, run inside a namespace:
-//   bun tests/lib/serve.ts udp|tcp PORT SECONDS
-// It echoes UDP datagrams, answers TCP with "ok", and exits after SECONDS.
-export {};
-const [proto, port, seconds] = process.argv.slice(2);
-if ((proto !== "udp" && proto !== "tcp") || !port) {
-  console.error("usage: serve.ts udp|tcp PORT [SECONDS]");
-  process.exit(2);
+// The listening side of test traffic, run inside a namespace (tests start it
+// through serve() in netns.ts, which waits for "listening" and kills it when
+// the test ends):
+//   bun tests/lib/serve.ts udp PORT          echoes each datagram back
+//   bun tests/lib/serve.ts tcp PORT          answers each connection's first data with "ok", then closes
+//   bun tests/lib/serve.ts udp-full ADDR PORT  a UDP socket with the smallest receive buffer that is never read
+//   bun tests/lib/serve.ts packet            an AF_PACKET socket for every protocol (a packet tap, as tcpdump opens)
+// It lives until it is killed. Bun's socket API has no receive-buffer size
+// and no packet sockets: those two are opened through libc with bun:ffi.
+import { dlopen, FFIType, ptr } from "bun:ffi";
+
+const [mode, ...args] = process.argv.slice(2);
+
+/** libc's socket calls, for the sockets Bun's API cannot open. */
+function libc() {
+  const { symbols } = dlopen("libc.so.6", {
+    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  });
+  return symbols;
 }
-if (proto === "udp") {
-  await Bun.udpSocket({
-    port: Number(port),
-    hostname: "::",
-    socket: {
-      data(sock, data, peerPort, peerAddr) {
-        sock.send(data, peerPort, peerAddr);
+
+const AF_INET = 2;
+const AF_PACKET = 17;
+const SOCK_DGRAM = 2;
+const SOCK_RAW = 3;
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;
+const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
+
+function fail(what: string): never {
+  console.error(`serve.ts: ${what} failed`);
+  process.exit(1);
+}
+
+switch (mode) {
+  case "udp":
+    await Bun.udpSocket({
+      port: Number(args[0]),
+      hostname: "::",
+      socket: {
+        data(sock, data, peerPort, peerAddr) {
+          sock.send(data, peerPort, peerAddr);
+        },
       },
-    },
-  });
-} else {
-  Bun.listen({
-    hostname: "::",
-    port: Number(port),
-    socket: {
-      data(s) {
-        s.write("ok");
-        s.end();
+    });
+    break;
+  case "tcp":
+    Bun.listen({
+      hostname: "::",
+      port: Number(args[0]),
+      socket: {
+        data(s) {
+          s.write("ok");
+          s.end();
+        },
       },
-    },
-  });
+    });
+    break;
+  case "udp-full": {
+    const [addr, port] = args;
+    if (!addr || !/^\d+\.\d+\.\d+\.\d+$/.test(addr) || !port) fail("udp-full needs an IPv4 ADDR and a PORT:");
+    const c = libc();
+    const fd = c.socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) fail("socket(AF_INET)");
+    // The kernel raises 1 to its minimum (a few KiB): a handful of datagrams fill it.
+    if (c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, ptr(new Int32Array([1])), 4) !== 0) fail("setsockopt(SO_RCVBUF)");
+    const sin = new Uint8Array(16); // struct sockaddr_in
+    new DataView(sin.buffer).setUint16(0, AF_INET, true);
+    new DataView(sin.buffer).setUint16(2, Number(port), false);
+    sin.set(addr.split(".").map(Number), 4);
+    if (c.bind(fd, ptr(sin), sin.length) !== 0) fail(`bind(${addr}:${port})`);
+    break;
+  }
+  case "packet":
+    if (libc().socket(AF_PACKET, SOCK_RAW, ETH_P_ALL_BE) < 0) fail("socket(AF_PACKET)");
+    break;
+  default:
+    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | packet");
+    process.exit(2);
 }
 console.log("listening");
-await Bun.sleep(Number(seconds ?? 10) * 1000);
-process.exit(0);
+// Until killed: a timer keeps the event loop (and the sockets) alive.
+setInterval(() => {}, 1 << 30);

@@ -1,0 +1,63 @@
+// Facts about the running kernel that tests must not hard-code: they differ
+// between the kernels the tests run on (this project's tracepoint-only 6.18,
+// Debian's 5.10/6.1/6.12 in tests/vm, a stock Ubuntu). Each is read from the
+// kernel itself (/proc/kallsyms) or asked of the binary, once per process.
+import { existsSync, readFileSync } from "node:fs";
+import { runSkbtrail } from "./skbtrail";
+
+/** The function backends in the order the binary prefers them. */
+export const FUNCTION_BACKENDS = ["kprobe-multi", "fentry", "kprobe"] as const;
+
+let backends: Promise<string[]> | undefined;
+
+/**
+ * The function backends this kernel runs, best first: the binary is asked
+ * with --backend X (it fails with one clear line when the kernel cannot).
+ */
+export function functionBackends(): Promise<string[]> {
+  backends ??= (async () => {
+    const ok: string[] = [];
+    for (const b of FUNCTION_BACKENDS) if ((await runSkbtrail(["--backend", b, "-t", "ip_rcv", "--timeout", "0.1"])).code === 0) ok.push(b);
+    return ok;
+  })();
+  return backends;
+}
+
+let symbols: { modules: string; names: Set<string> } | undefined;
+
+/** Names of the kernel's text symbols (functions), those of the modules loaded now included. */
+export function kernelFunctions(): Set<string> {
+  // No /proc/modules on a kernel built without module support.
+  const modules = existsSync("/proc/modules") ? readFileSync("/proc/modules", "utf8").replace(/ .*/g, "") : "";
+  if (symbols?.modules !== modules) {
+    const names = new Set<string>();
+    for (const m of readFileSync("/proc/kallsyms", "utf8").matchAll(/^[0-9a-f]+ [tT] (\S+)/gm)) names.add(m[1]!);
+    symbols = { modules, names };
+  }
+  return symbols.names;
+}
+
+/**
+ * The function that calls skb:kfree_skb, the first frame of a drop's stack:
+ * sk_skb_reason_drop (6.11+), kfree_skb_reason (5.17–6.10), kfree_skb before.
+ * Each newer one made the older an inline wrapper, so the newest present wins.
+ */
+export function dropFunction(): string {
+  const found = ["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"].find((f) => kernelFunctions().has(f));
+  if (!found) throw new Error("/proc/kallsyms has none of sk_skb_reason_drop, kfree_skb_reason, kfree_skb");
+  return found;
+}
+
+/**
+ * The netfilter functions that free a packet an nftables rule dropped:
+ * nf_hook_slow on the NF_DROP verdict, or nft_do_chain itself (Debian's
+ * 6.12 frees it there and returns NF_STOLEN). Those the kernel has.
+ */
+export function netfilterDroppers(): string[] {
+  return ["nf_hook_slow", "nft_do_chain"].filter((f) => kernelFunctions().has(f));
+}
+
+/** A regex source for a drop location in netfilter: `nf_hook_slow+0x1f` or `nft_do_chain+0x47f [nf_tables]`. */
+export function netfilterDropLocation(): string {
+  return `(?:${netfilterDroppers().join("|")})\\+0x[0-9a-f]+(?: \\[\\w+\\])?`;
+}

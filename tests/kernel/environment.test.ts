@@ -44,18 +44,25 @@ describe.skipIf(!requireKernelTests())("privileges and dependencies", () => {
   });
 
   test("runs from an empty directory with the system's libbpf, libelf and libz hidden", async () => {
+    // Wherever the dynamic loader would find them here (ldconfig's cache).
+    const system = (await $`ldconfig -p`.text()).split("\n").flatMap((l) => {
+      const m = /^\s*(libbpf\.so\.1|libelf\.so\.1|libz\.so\.1) \(.*x86-64.*\) => (\S+)$/.exec(l);
+      return m ? [{ lib: m[1]!, path: m[2]! }] : [];
+    });
     const dir = mkdtempSync(`${tmpdir()}/skbtrail-alone-`);
     try {
       copyFileSync(BINARY, `${dir}/skbtrail`);
       // A private mount namespace where the system's copies are empty files.
-      const hide = ["libbpf.so.1", "libelf.so.1"].map((l) => `for f in /lib/x86_64-linux-gnu/${l} /usr/lib/x86_64-linux-gnu/${l}; do [ -e $f ] && mount --bind /dev/null $f; done`).join("; ");
-      const script = `${hide}; cd ${dir} && ./skbtrail --drop --timeout 0.5`;
+      const hide = system.map((s) => `mount --bind /dev/null ${s.path}`).join(" && ") || "true";
+      const script = `${hide} && cd ${dir} && ./skbtrail --drop --timeout 0.5`;
       const r = await $`unshare -m sh -c ${`mount --make-rprivate / && ${script}`}`.env({ PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }).nothrow().quiet();
       expect(r.stderr.toString()).toBe("");
       expect(r.stdout.toString()).toContain("begin trace...");
       expect(r.stdout.toString()).toContain("total events:");
       // Proof the hiding works: the system copy cannot be loaded in that namespace.
-      const probe = await $`unshare -m sh -c ${`mount --make-rprivate / && ${hide}; SKBTRAIL_LIBBPF=/lib/x86_64-linux-gnu/libbpf.so.1 ${dir}/skbtrail --drop --timeout 0.5`}`.nothrow().quiet();
+      const libbpf = system.find((s) => s.lib === "libbpf.so.1");
+      if (!libbpf) return console.log("this system has no libbpf.so.1: nothing to hide");
+      const probe = await $`unshare -m sh -c ${`mount --make-rprivate / && ${hide} && SKBTRAIL_LIBBPF=${libbpf.path} ${dir}/skbtrail --drop --timeout 0.5`}`.nothrow().quiet();
       expect(probe.exitCode).toBe(3);
       expect(probe.stderr.toString()).toMatch(/^skbtrail: SKBTRAIL_LIBBPF=.* cannot be loaded/);
     } finally {

@@ -26,6 +26,17 @@ struct {
 	__type(value, struct tracked_skb);
 } tracked SEC(".maps");
 
+/* Set once anything was tracked: until then (a filter that matched
+ * nothing yet) no hook looks the skb up, and slab frees cost nothing. */
+volatile __u32 tracked_any;
+
+static __always_inline void track(__u64 *skb, struct tracked_skb *entry)
+{
+	bpf_map_update_elem(&tracked, skb, entry, BPF_ANY);
+	if (!tracked_any)
+		tracked_any = 1;
+}
+
 /* FNV-1a of (source, destination) or, reversed, (destination, source). */
 static __always_inline __u32 flow_hash(const struct packet *pkt, bool reversed)
 {
@@ -108,7 +119,7 @@ static __always_inline struct nf_event *scratch_event(void)
 static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct hit *h, bool nf)
 {
 	__u64 key = (__u64)skb;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now;
 	struct nf_event *e;
 	struct hook_event *he;
 	struct tracked_skb *known = 0;
@@ -117,7 +128,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 
 	if (!TRACING || !skb)
 		return 0;
-	if (!CFG.pkt_fixed)
+	if (!CFG.pkt_fixed && tracked_any)
 		known = bpf_map_lookup_elem(&tracked, &key);
 	/* A normal free of an skb never seen is no packet's story (the kernel
 	 * often frees a packet after copying it); a drop always is. */
@@ -128,7 +139,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 		return 0;
 	he = &e->hook;
 	__builtin_memset(&he->pkt, 0, sizeof(he->pkt));
-	parse_skb(skb, &he->pkt);
+	/* A followed packet is parsed whole; another one only as far as the
+	 * filters need to reject it. */
+	parse_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));
 
 	if (known) {
 		__u32 flow = flow_hash(&he->pkt, false);
@@ -150,6 +163,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 		goto filtered;
 	__builtin_memset(&he->meta, 0, sizeof(he->meta));
 	fill_meta(skb, &he->meta);
+	now = bpf_ktime_get_ns();
 	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
 		entry.ctx_id = h->ctx_hint;
 	} else if (!known) {
@@ -159,12 +173,15 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 			entry.ctx_id = new_context_id(now);
 			entry.flow = flow_hash(&he->pkt, false);
 			if (!(flags & HOOK_FREE))
-				bpf_map_update_elem(&tracked, &key, &entry, BPF_ANY);
+				track(&key, &entry);
 		}
 	}
 	if (!CFG.pkt_fixed) {
-		if ((h->flags & HOOK_CLONE) && h->skb2)
-			bpf_map_update_elem(&tracked, &h->skb2, &entry, BPF_ANY);
+		if ((h->flags & HOOK_CLONE) && h->skb2) {
+			__u64 clone = h->skb2;
+
+			track(&clone, &entry);
+		}
 		if (known && (flags & HOOK_FREE))
 			bpf_map_delete_elem(&tracked, &key);
 	}
@@ -206,7 +223,7 @@ static __always_inline int on_slab_free(void *ptr)
 	struct tracked_skb *known;
 	struct hook_event *he;
 
-	if (!TRACING)
+	if (!TRACING || !tracked_any)
 		return 0;
 	known = bpf_map_lookup_elem(&tracked, &key);
 	if (!known)

@@ -111,6 +111,8 @@ struct wire_arphdr {
 	__u8 tip[4];
 };
 
+static __always_inline bool l3_matches(const struct packet *pkt);
+
 static __always_inline void parse_l4(struct packet *pkt, void *l4, __u8 proto)
 {
 	pkt->l4_proto = proto;
@@ -154,7 +156,13 @@ static __always_inline void parse_l4(struct packet *pkt, void *l4, __u8 proto)
 	pkt->parsed |= PKT_L4;
 }
 
-static __always_inline void parse_ipv4(struct packet *pkt, void *l3)
+/*
+ * `whole`: parse every layer whatever the filters say (a packet already
+ * followed). Otherwise the transport header is not even read when the
+ * network layer already fails a filter: most packets a narrow filter
+ * rejects stop there.
+ */
+static __always_inline void parse_ipv4(struct packet *pkt, void *l3, bool whole)
 {
 	struct wire_iphdr ih;
 	__u32 ihl;
@@ -172,14 +180,14 @@ static __always_inline void parse_ipv4(struct packet *pkt, void *l3)
 	if (bpf_ntohs(ih.frag_off) & 0x1fff)
 		return;
 	ihl = (ih.ver_ihl & 0xf) * 4;
-	if (ihl < sizeof(ih))
+	if (ihl < sizeof(ih) || (!whole && !l3_matches(pkt)))
 		return;
 	parse_l4(pkt, l3 + ihl, ih.protocol);
 }
 
 #define IPV6_MAX_EXT_HEADERS 6
 
-static __always_inline void parse_ipv6(struct packet *pkt, void *l3)
+static __always_inline void parse_ipv6(struct packet *pkt, void *l3, bool whole)
 {
 	struct wire_ipv6hdr ih;
 	struct wire_ipv6_opt opt;
@@ -230,7 +238,9 @@ static __always_inline void parse_ipv6(struct packet *pkt, void *l3)
 			break;
 		}
 		default:
-			parse_l4(pkt, next, proto);
+			pkt->l4_proto = proto;
+			if (whole || l3_matches(pkt))
+				parse_l4(pkt, next, proto);
 			return;
 		}
 	}
@@ -254,7 +264,7 @@ static __always_inline void parse_arp(struct packet *pkt, void *l3)
 }
 
 /* Network layer at l3, behind up to two in-band VLAN tags (QinQ). */
-static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto)
+static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto, bool whole)
 {
 	struct wire_vlan vlan;
 
@@ -269,9 +279,9 @@ static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto)
 		l3 += sizeof(vlan);
 	}
 	if (proto == ETH_P_IP)
-		parse_ipv4(pkt, l3);
+		parse_ipv4(pkt, l3, whole);
 	else if (proto == ETH_P_IPV6)
-		parse_ipv6(pkt, l3);
+		parse_ipv6(pkt, l3, whole);
 	else if (proto == ETH_P_ARP)
 		parse_arp(pkt, l3);
 	else
@@ -279,14 +289,14 @@ static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto)
 }
 
 /* Parse from the Ethernet header: used before the network header is set. */
-static __always_inline void parse_from_mac(struct packet *pkt, unsigned char *head, __u16 mac)
+static __always_inline void parse_from_mac(struct packet *pkt, unsigned char *head, __u16 mac, bool whole)
 {
 	struct wire_ethhdr eth;
 
 	if (bpf_probe_read_kernel(&eth, sizeof(eth), head + mac))
 		return;
 	pkt->parsed |= PKT_L2;
-	parse_l3(pkt, head + mac + ETH_HLEN, bpf_ntohs(eth.proto));
+	parse_l3(pkt, head + mac + ETH_HLEN, bpf_ntohs(eth.proto), whole);
 }
 
 /* The receive path moves the VLAN tag out of the frame into the skb
@@ -299,7 +309,7 @@ static __always_inline void parse_vlan_tag(struct sk_buff *skb, struct packet *p
 		pkt->vlan_id = BPF_CORE_READ(skb, vlan_tci) & 0xfff;
 }
 
-static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt)
+static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 mac = BPF_CORE_READ(skb, mac_header);
@@ -317,11 +327,11 @@ static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt)
 				return;
 			proto = (ver >> 4) == 4 ? ETH_P_IP : (ver >> 4) == 6 ? ETH_P_IPV6 : 0;
 		}
-		parse_l3(pkt, head + net, proto);
+		parse_l3(pkt, head + net, proto, whole);
 		return;
 	}
 	if (mac != HDR_UNSET)
-		parse_from_mac(pkt, head, mac);
+		parse_from_mac(pkt, head, mac, whole);
 }
 
 /* ---- filters ------------------------------------------------------------ */
@@ -356,7 +366,8 @@ static __always_inline bool ifname_matches(const char *name)
  * constant-folded away by the verifier (CFG is read-only). */
 /* The filters on the packet's headers: checked before the skb's metadata is
  * even read, so a packet the user does not want costs one parse per hook. */
-static __always_inline bool headers_match(const struct packet *pkt)
+/* The filters on the network layer: protocols, addresses, length. */
+static __always_inline bool l3_matches(const struct packet *pkt)
 {
 	if (CFG.l3_proto && pkt->l3_proto != CFG.l3_proto)
 		return false;
@@ -369,6 +380,16 @@ static __always_inline bool headers_match(const struct packet *pkt)
 	if (CFG.addr.family && !addr_matches(&CFG.addr, pkt->saddr, pkt->l3_proto) &&
 	    !addr_matches(&CFG.addr, pkt->daddr, pkt->l3_proto))
 		return false;
+	if (CFG.pkt_len_max && (!(pkt->parsed & PKT_L3) || pkt->l3_proto == ETH_P_ARP ||
+				pkt->ip_len < CFG.pkt_len_min || pkt->ip_len > CFG.pkt_len_max))
+		return false;
+	return true;
+}
+
+static __always_inline bool headers_match(const struct packet *pkt)
+{
+	if (!l3_matches(pkt))
+		return false;
 	if ((CFG.sport || CFG.dport || CFG.port) && !(pkt->parsed & PKT_L4))
 		return false;
 	if (CFG.sport && pkt->sport != CFG.sport)
@@ -379,9 +400,6 @@ static __always_inline bool headers_match(const struct packet *pkt)
 		return false;
 	if (CFG.tcp_flags &&
 	    (pkt->l4_proto != IPPROTO_TCP || (pkt->tcp_flags & CFG.tcp_flags) != CFG.tcp_flags))
-		return false;
-	if (CFG.pkt_len_max && (!(pkt->parsed & PKT_L3) || pkt->l3_proto == ETH_P_ARP ||
-				pkt->ip_len < CFG.pkt_len_min || pkt->ip_len > CFG.pkt_len_max))
 		return false;
 	return true;
 }

@@ -38,7 +38,7 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 		return 0;
 	}
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
-	parse_skb(skb, &e->pkt);
+	parse_skb(skb, &e->pkt, false);
 	if (!headers_match(&e->pkt))
 		goto filtered;
 	__builtin_memset(&e->meta, 0, sizeof(e->meta));

@@ -2,7 +2,7 @@
 // from /proc/kallsyms. Kernel addresses live in the top of the 64-bit space;
 // keeping only their low 48 bits gives exact doubles (no BigInt per event).
 
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 
 const LOW48 = 0x1_0000_0000_0000;
 const MAX_SYMBOL_SIZE = 0x10_0000;
@@ -39,6 +39,32 @@ function hexDigit(c: number): number {
   return c >= 65 && c <= 70 ? c - 55 : -1;
 }
 
+const INDEX_BITS = 20; // up to ~1M symbols
+
+/**
+ * Indexes of `keys` in ascending order. Kernel text spans well under 2^32
+ * bytes, so (key − min, index) packs into one double and a native numeric
+ * sort does it: a comparator called a few million times is what start-up
+ * under emulation cannot afford.
+ */
+function sortedOrder(keys: Float64Array): Uint32Array {
+  const n = keys.length;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let k = 0; k < n; k++) {
+    min = Math.min(min, keys[k]!);
+    max = Math.max(max, keys[k]!);
+  }
+  if (n >= 2 ** INDEX_BITS || max - min >= 2 ** (52 - INDEX_BITS))
+    return Uint32Array.from({ length: n }, (_, k) => k).sort((x, y) => keys[x]! - keys[y]!);
+  const packed = new Float64Array(n);
+  for (let k = 0; k < n; k++) packed[k] = (keys[k]! - min) * 2 ** INDEX_BITS + k;
+  packed.sort();
+  const order = new Uint32Array(n);
+  for (let k = 0; k < n; k++) order[k] = packed[k]! % 2 ** INDEX_BITS;
+  return order;
+}
+
 /**
  * The kernel's text symbols, parsed from the bytes of /proc/kallsyms
  * without making a string per line: ~200k lines, and emulated start-up is
@@ -66,8 +92,9 @@ export class Symbolizer {
     const moduleAt = new Uint32Array(cap);
     const moduleLen = new Uint16Array(cap);
     let n = 0;
+    const lines = Buffer.from(b.buffer, b.byteOffset, b.byteLength); // its indexOf is memchr
     for (let i = 0; i < b.length; ) {
-      let end = b.indexOf(NL, i);
+      let end = lines.indexOf(NL, i);
       if (end < 0) end = b.length;
       // "ffffffffc0a01000 t nft_do_chain\t[nf_tables]"
       const type = b[i + 17];
@@ -79,8 +106,8 @@ export class Symbolizer {
         }
         if (key > 0) {
           // key 0: addresses hidden (kptr_restrict, not root)
-          let tab = b.indexOf(TAB, i + 19);
-          if (tab < 0 || tab > end) tab = end;
+          let tab = i + 19;
+          while (tab < end && b[tab] !== TAB) tab++; // not indexOf: it would search past the line
           addrs[n] = key;
           nameAt[n] = i + 19;
           nameLen[n] = tab - (i + 19);
@@ -93,13 +120,20 @@ export class Symbolizer {
       }
       i = end + 1;
     }
-    // Sorted by address (kallsyms nearly is: module symbols come last, in load order).
-    const order = Uint32Array.from({ length: n }, (_, k) => k).sort((x, y) => addrs[x]! - addrs[y]!);
-    this.addrs = Float64Array.from(order, (k) => addrs[k]!);
-    this.nameAt = Uint32Array.from(order, (k) => nameAt[k]!);
-    this.nameLen = Uint16Array.from(order, (k) => nameLen[k]!);
-    this.moduleAt = Uint32Array.from(order, (k) => moduleAt[k]!);
-    this.moduleLen = Uint16Array.from(order, (k) => moduleLen[k]!);
+    const order = sortedOrder(addrs.subarray(0, n));
+    this.addrs = new Float64Array(n);
+    this.nameAt = new Uint32Array(n);
+    this.nameLen = new Uint16Array(n);
+    this.moduleAt = new Uint32Array(n);
+    this.moduleLen = new Uint16Array(n);
+    for (let j = 0; j < n; j++) {
+      const k = order[j]!;
+      this.addrs[j] = addrs[k]!;
+      this.nameAt[j] = nameAt[k]!;
+      this.nameLen[j] = nameLen[k]!;
+      this.moduleAt[j] = moduleAt[k]!;
+      this.moduleLen[j] = moduleLen[k]!;
+    }
   }
 
   get size(): number {
@@ -205,8 +239,33 @@ export class Symbolizer {
 
 let symbolizer: Symbolizer | undefined;
 
-/** /proc/kallsyms of the running kernel, read on first use (~150 ms). */
+/**
+ * A /proc file read in big chunks: its size is unknown (0), and readFileSync
+ * grows its buffer step by step, which costs several times the kernel's
+ * own work for the 5–10 MB of kallsyms.
+ */
+export function readProcFile(path: string): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    let buf = new Uint8Array(8 << 20);
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) {
+        const bigger = new Uint8Array(buf.length * 2);
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got <= 0) return buf.subarray(0, n);
+      n += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** /proc/kallsyms of the running kernel, read on first use. */
 export function kernelSymbols(): Symbolizer {
-  symbolizer ??= new Symbolizer(new Uint8Array(readFileSync("/proc/kallsyms")));
+  symbolizer ??= new Symbolizer(readProcFile("/proc/kallsyms"));
   return symbolizer;
 }

@@ -138,7 +138,8 @@ export class Output {
       );
     const perCpu = stats.lost ? ` (${stats.lostPerCpu.map((n, cpu) => (n ? `cpu${cpu}: ${n}` : "")).filter(Boolean).join(", ")})` : "";
     this.out.line(`total events: ${stats.events}, lost: ${stats.lost}${perCpu}, filtered in kernel: ${stats.filtered}`);
-    if (r.unread) this.out.line(`${r.unread} events were still queued when tracing stopped (${r.stop}) and were dropped unread`);
+    // After -c the rest is expected to go unread; after a signal or a timeout under load it is worth saying.
+    if (r.unread && r.stop !== "count") this.out.line(`${r.unread} events were still queued when tracing stopped (${r.stop}) and were dropped unread`);
     if (r.rejected) this.out.line(`${r.rejected} malformed records were rejected by the decoder (a bug: please report it)`);
     if (stats.lost) this.out.line("some events were lost because the ring buffer was full: narrow the filters (-p, --saddr, --dport…) to see all of them");
     this.out.flush();

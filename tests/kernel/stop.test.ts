@@ -56,7 +56,8 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
         if (cause.closePipe) await t.closeStdout();
         const done = await t.finished;
         expect(sender.exitCode).toBeNull(); // stopped while the flood goes on
-        expect(done.code).toBe(mode.name === "diag" ? 1 : 0); // --diag: NO_SOCKET drops are errors
+        // --diag: a NO_SOCKET drop is an error finding (exit 1) once one packet was diagnosed.
+        expect(done.code).toBe(mode.name === "diag" && done.stdout.includes('"kind":"packet"') ? 1 : 0);
         expect(done.stderr).not.toContain("internal error");
         if (!cause.closePipe) {
           const lines = jsonLines(done.stdout);

@@ -59,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
   let exitCode: number = ExitCode.OK;
   try {
     const kernel = await prepareKernel(opts.debug);
+    out.verbose(`kernel ready (libbpf, BTF) in ${Math.round(stop.seconds * 1000)} ms`);
     if (command.kind === "tracers") {
       printTree(opts, kernel, out);
     } else if (opts.mode === "drop") {

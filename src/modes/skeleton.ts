@@ -42,6 +42,8 @@ export interface ModeSession {
   slowDetach: boolean;
 }
 
+const ms = (x: number) => `${Math.round(x)} ms`;
+
 export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Output, stop: StopControl): Promise<RunSummary> {
   // One fd per program and per link, and a few maps: fail before anything is attached.
   ensureFileDescriptors(mode.programs.length + mode.links + 16);
@@ -50,11 +52,14 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
   let handedOff = false;
   try {
     try {
+      const t0 = performance.now();
       session.configure({ ...mode.config, wakeupBytes: WAKEUP_BYTES }, RING_BYTES);
       mode.prepare?.(session.obj);
       session.load(mode.programs);
       mode.loaded?.(session);
+      const t1 = performance.now();
       session.attach(() => mode.attach(session, attachments));
+      out.verbose(`loaded ${mode.programs.length} programs in ${ms(t1 - t0)}, attached ${attachments.size} links in ${ms(performance.now() - t1)}`);
     } catch (e) {
       // A signal during a long load interrupts the verifier (EAGAIN): that
       // is the user stopping us, not a failure. Let its handler run, then see.

@@ -127,7 +127,9 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         })
       : undefined;
 
+  const planning = performance.now();
   const { plan, features } = planFor(opts, kernel, selected);
+  out.verbose(`planned in ${Math.round(performance.now() - planning)} ms`);
   for (const note of kernel.notes) out.verbose(note);
   describePlan(plan, features, out);
   diagnosis?.setTraced({

@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
-#include "../bpf/events.h"
+#include "../bpf/include/events.h"
 
 static double now(void)
 {

@@ -13,13 +13,14 @@ import { RingBench, fmtRate, type Phase, type SearchResult } from "./ring";
 import type { DecodeCosts } from "./decode";
 import { dropBench, type DropRun, DROP_CONFIGS } from "./drop";
 import { startupBench, type StartupResult } from "./startup";
+import { stopBench, STOP_MODES, type StopRun } from "./stop";
 import { libbpfVersion, loadLibbpf } from "../ffi/libbpf";
 
 const BENCH = import.meta.dir;
 const ROOT = `${BENCH}/..`;
 const OUT = `${BENCH}/build`;
 const BINARY = `${ROOT}/dist/skbtrail`;
-const TIME_LIMIT_MS = 150_000;
+const TIME_LIMIT_MS = 240_000;
 
 // Durations (seconds) and repetitions: the whole run stays near a minute.
 const RING_SECONDS = 1.5;
@@ -31,6 +32,7 @@ const FIXED_RATE = 1_000_000;
 const DROP_SECONDS = 2;
 const DROP_ROUNDS = 3;
 const STARTUP_RUNS = 10;
+const STOP_ROUNDS = 3;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -175,6 +177,21 @@ function startupTable(s: StartupResult): string {
   ].join("\n");
 }
 
+function stopTable(runs: StopRun[]): string {
+  const rows = STOP_MODES.map(({ mode }) => {
+    const rs = runs.filter((r) => r.mode === mode);
+    return `| \`${mode}\` | ${ms(median(rs.map((r) => r.exitMs)))} ms (${range(rs.map((r) => r.exitMs), ms)}) | ${ms(median(rs.map((r) => r.goneMs)))} ms | ${rs.map((r) => int(r.unread)).join(" / ")} |`;
+  });
+  return [
+    `### Stopping under a flood: SIGINT after 1 s of loopback UDP flat out to a closed port (${STOP_ROUNDS} rounds)`,
+    "",
+    "| mode | SIGINT → exit, median (range) | SIGINT → its last program gone, median | records dropped unread at the stop, per round |",
+    "|---|---|---|---|",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
 /** bench/decode.ts in a process of its own (see there why). */
 async function decodeInProcessOfItsOwn(): Promise<DecodeCosts> {
   const p = Bun.spawn([process.execPath, `${BENCH}/decode.ts`, "--json"], { stdout: "pipe", stderr: "inherit" });
@@ -202,6 +219,8 @@ async function main(): Promise<void> {
   const ring = await ringBenchmarks();
   step("drop monitor");
   const drop = await dropBench(BINARY, `${OUT}/ringbench`, DROP_SECONDS, DROP_ROUNDS);
+  step("stopping under a flood");
+  const stops = await stopBench(BINARY, `${OUT}/ringbench`, STOP_ROUNDS);
   step("decode costs");
   const decode = await decodeInProcessOfItsOwn();
   clearTimeout(watchdog);
@@ -215,10 +234,11 @@ async function main(): Promise<void> {
     decodeTable(decode),
     dropTable(drop),
     startupTable(startup),
+    stopTable(stops),
   ].join("\n");
   process.stdout.write(md);
   writeFileSync(`${BENCH}/results.md`, md);
-  writeFileSync(`${OUT}/results.json`, JSON.stringify({ env, decode, ring, drop, startup }, null, 1));
+  writeFileSync(`${OUT}/results.json`, JSON.stringify({ env, decode, ring, drop, startup, stops }, null, 1));
 }
 
 await main();

@@ -36,8 +36,12 @@ export interface ModeSession {
   record(kind: number, ring: RecordBytes, offset: number): void;
   /** After each batch of records: show what is complete. */
   batchDone?(): void;
-  /** After the last read, programs off: show what is still held. */
-  finish?(): Promise<void> | void;
+  /**
+   * After the last read, programs off: show what is still held. `behind`:
+   * records were still queued at the stop (a flood outran the reader), so
+   * what is held is partial and need not be shown.
+   */
+  finish?(behind: boolean): Promise<void> | void;
   /** Its links take long to detach (function hooks): a background process detaches them. */
   slowDetach: boolean;
 }
@@ -99,7 +103,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
     } else {
       attachments.destroy();
     }
-    await mode.finish?.();
+    await mode.finish?.(unread + skipped > 0);
     out.flush();
     return { stats, seconds: stop.seconds, stop: stop.reason, unread: unread + skipped, rejected };
   } finally {

@@ -228,9 +228,10 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         lifecycle?.flush(monotonicNowNs(), performance.now() + BATCH_SHOW_MS);
         if (diagnosis) showDiagnosed(true);
       },
-      finish: async () => {
-        // Packets still open at the stop are shown too (unless -c was reached).
-        lifecycle?.flushAll(performance.now() + FINAL_SHOW_MS);
+      finish: async (behind) => {
+        // Packets still open at the stop are shown too (unless -c was
+        // reached), briefly, and not when a flood left the reader behind.
+        lifecycle?.flushAll(behind ? 0 : performance.now() + FINAL_SHOW_MS);
         if (!diagnosis) return;
         let timer: Timer | undefined;
         await Promise.race([diagnosis.settled(), new Promise((resolve) => (timer = setTimeout(resolve, FINAL_SHOW_MS)))]);

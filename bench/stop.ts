@@ -1,0 +1,89 @@
+// Stopping under load: loopback UDP to a closed port, sent flat out by one
+// `ringbench flood` process, while skbtrail runs in each mode; SIGINT after a
+// second of it. Measured: SIGINT → exit (the prompt), and SIGINT → the last
+// of the run's programs gone from the kernel (judged by the program ids its
+// fds held).
+//
+//   sudo bun bench/stop.ts [ROUNDS]
+import { readdirSync, readFileSync } from "node:fs";
+import { $ } from "bun";
+import { closedPort, FLOOD_ADDR } from "./drop";
+
+export interface StopRun {
+  mode: string;
+  /** SIGINT → process exit, ms. */
+  exitMs: number;
+  /** SIGINT → none of its programs loaded, ms. */
+  goneMs: number;
+  /** Records the summary says were dropped unread at the stop. */
+  unread: number;
+}
+
+export const STOP_MODES: { mode: string; args: string[] }[] = [
+  { mode: "--drop", args: ["--drop", "-p", "udp"] },
+  { mode: "lifecycle (default)", args: ["-p", "udp"] },
+  { mode: "--basic", args: ["--basic", "-p", "udp"] },
+  { mode: "--diag --diag-keep", args: ["--diag", "--diag-keep", "-p", "udp"] },
+];
+
+function programIds(pid: number): number[] {
+  const ids = new Set<number>();
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      const m = /^prog_id:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+      if (m) ids.add(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return [...ids];
+}
+
+async function loaded(): Promise<Set<number>> {
+  return new Set((JSON.parse(await $`bpftool -j prog show`.text()) as { id: number }[]).map((p) => p.id));
+}
+
+async function once(binary: string, ringbench: string, port: number, args: string[]): Promise<Omit<StopRun, "mode">> {
+  const flood = Bun.spawn([ringbench, "flood", FLOOD_ADDR, String(port), "30"], { stdout: "ignore", stderr: "inherit" });
+  const proc = Bun.spawn([binary, ...args, "--dport", String(port), "--json"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  try {
+    const err = proc.stderr.getReader();
+    let text = "";
+    while (!text.includes("begin trace...")) {
+      const { done, value } = await err.read();
+      if (done) throw new Error(`skbtrail did not start: ${text}`);
+      text += new TextDecoder().decode(value);
+    }
+    const stdout = new Response(proc.stdout).text();
+    await Bun.sleep(1000);
+    const ids = programIds(proc.pid);
+    const t = performance.now();
+    proc.kill("SIGINT");
+    await proc.exited;
+    const exitMs = performance.now() - t;
+    for (;;) {
+      const now = await loaded();
+      if (!ids.some((id) => now.has(id))) break;
+      await Bun.sleep(10);
+    }
+    const goneMs = performance.now() - t;
+    const summary = JSON.parse((await stdout).trim().split("\n").at(-1)!) as { unread: number };
+    return { exitMs, goneMs, unread: summary.unread };
+  } finally {
+    proc.kill("SIGKILL");
+    flood.kill();
+    await flood.exited;
+  }
+}
+
+export async function stopBench(binary: string, ringbench: string, rounds: number): Promise<StopRun[]> {
+  const port = await closedPort();
+  const runs: StopRun[] = [];
+  for (let i = 0; i < rounds; i++) for (const m of STOP_MODES) runs.push({ mode: m.mode, ...(await once(binary, ringbench, port, m.args)) });
+  return runs;
+}
+
+if (import.meta.main) {
+  const root = `${import.meta.dir}/..`;
+  console.log(JSON.stringify(await stopBench(`${root}/dist/skbtrail`, `${import.meta.dir}/build/ringbench`, Number(process.argv[2] ?? 3)), null, 1));
+}

@@ -58,9 +58,15 @@ pid=
 
 cleanup() {
   local rc=$?
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  # The whole process group of the chroot's command, even if its leader is gone
+  # (apt must not write into the rootfs while it is deleted).
+  if [ -n "$pid" ]; then
     kill -KILL -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  if [ "$rc" -ne 0 ] && [ -s "$log" ]; then
+    cp "$log" "$work.log" && echo "quickstart: the chroot's output is kept in $work.log" >&2
   fi
   # The bind mounts were made in the chroot's private mount namespace and died
   # with it; never delete through a mount that is somehow still here.
@@ -125,11 +131,16 @@ run_in_chroot() {
 }
 
 say "running it in the chroot (setup and build take minutes; log: $log)"
+: >"$log"
 start_in_chroot "$line"
 
 deadline=$((SECONDS + start_minutes * 60))
 until grep -q '^begin trace\.\.\.' "$log"; do
-  kill -0 "$pid" 2>/dev/null || { tail -n 40 "$log" >&2; die "the quick-start line exited before 'begin trace...'"; }
+  if ! kill -0 "$pid" 2>/dev/null; then
+    rc=0; wait "$pid" || rc=$?
+    tail -n 40 "$log" >&2
+    die "the quick-start line exited with $rc before 'begin trace...'"
+  fi
   [ $SECONDS -lt $deadline ] || { tail -n 40 "$log" >&2; die "no 'begin trace...' after $start_minutes min"; }
   sleep 2
 done

@@ -205,6 +205,8 @@ export class Routed {
       await router.sh(
         `ip addr add 10.${subnet}.1.1/24 dev in0 && ip addr add ${t.routerOutIp}/24 dev out0 && ip link set in0 up && ip link set out0 up && sysctl -qw net.ipv4.ip_forward=1`,
       );
+      // Resolve neighbours now: a first packet waiting for ARP takes another path.
+      await client.ping(t.serverIp);
       if (opts.masquerade) await router.nft(`table ip nat {\n  chain post {\n    type nat hook postrouting priority srcnat;\n    oifname "out0" masquerade\n  }\n}\n`);
       return t;
     } catch (e) {

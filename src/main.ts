@@ -83,20 +83,26 @@ if (process.argv[2] === REAP_COMMAND) {
   detachInherited(Number(process.argv[3]));
   process.exit(0);
 }
-try {
-  process.exitCode = await main(process.argv.slice(2));
-} catch (e) {
-  if (e instanceof SkbtrailError) {
-    process.stderr.write(`skbtrail: ${e.message}\n`);
-    if (verbose && e.detail) process.stderr.write(`${e.detail}\n`);
-    process.exitCode = e.exitCode;
-  } else if ((e as NodeJS.ErrnoException).code === "EMFILE" || (e as NodeJS.ErrnoException).code === "ENFILE") {
-    process.stderr.write("skbtrail: too many open files: raise the limit (ulimit -n 65536) or trace fewer hooks (-t)\n");
-    process.exitCode = ExitCode.ENVIRONMENT;
-  } else {
-    const err = e as Error;
-    process.stderr.write(`skbtrail: internal error: ${shown(String(err?.message ?? e))} (please report it; --debug shows where)\n`);
-    if (debug) process.stderr.write(`${err?.stack ?? e}\n`);
-    process.exitCode = ExitCode.RUNTIME;
+/** Runs main and turns every failure into one line and its exit code. */
+async function run(): Promise<void> {
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof SkbtrailError) {
+      process.stderr.write(`skbtrail: ${e.message}\n`);
+      if (verbose && e.detail) process.stderr.write(`${e.detail}\n`);
+      process.exitCode = e.exitCode;
+    } else if ((e as NodeJS.ErrnoException).code === "EMFILE" || (e as NodeJS.ErrnoException).code === "ENFILE") {
+      process.stderr.write("skbtrail: too many open files: raise the limit (ulimit -n 65536) or trace fewer hooks (-t)\n");
+      process.exitCode = ExitCode.ENVIRONMENT;
+    } else {
+      const err = e as Error;
+      process.stderr.write(`skbtrail: internal error: ${shown(String(err?.message ?? e))} (please report it; --debug shows where)\n`);
+      if (debug) process.stderr.write(`${err?.stack ?? e}\n`);
+      process.exitCode = ExitCode.RUNTIME;
+    }
   }
 }
+
+// Not a top-level await: the executable is compiled to bytecode (build.ts), which needs a script.
+void run();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dropFunction, netfilterDropLocation } from "../lib/kernel";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { jsonLines, Skbtrail } from "../lib/skbtrail";
+import { jsonLines, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
 
@@ -107,20 +107,22 @@ describe.skipIf(!enabled)("skbtrail --drop on the host kernel", () => {
     const u2 = net.a.ns.spawn("send.ts", ["udp", net.b.ip4, "7202", "--sport", "5202", "--wait"]);
     const runs = cases.map((c) => Skbtrail.start(["--drop", "--json", ...c.args.map((a) => (a === "PID" ? String(u2.pid) : a))], c.prefix));
     try {
-      await Promise.all(runs.map((r) => r.ready()));
-      await send("a", net.b.ip4, 7201, 5201); // u1 (marked by nft in b)
+      // Nineteen runs start at once: slow on two emulated CPUs.
+      await Promise.all(runs.map((r) => r.ready(scaled(60_000))));
+      expect(await send("a", net.b.ip4, 7201, 5201)).toBe(0); // u1 (marked by nft in b)
       u2.stdin.write("go\n"); // u2
       await u2.stdin.end();
-      await u2.exited;
-      await net.a.ns.tcp(net.b.ip4, 7203); // syn
-      await send("a", net.b.ip4, 7204, 5204, 220); // big: IP length 248
-      await send("a", net.b.ip4, 7777, 5205); // nft
-      await send("a", net.b.ip6, 7206, 5206); // u6
-      await send("b", net.a.ip4, 7207, 5207); // back
+      expect(await u2.exited).toBe(0);
+      await net.a.ns.tcp(net.b.ip4, 7203); // syn (refused)
+      expect(await send("a", net.b.ip4, 7204, 5204, 220)).toBe(0); // big: IP length 248
+      expect(await send("a", net.b.ip4, 7777, 5205)).toBe(0); // nft
+      expect(await send("a", net.b.ip6, 7206, 5206)).toBe(0); // u6
+      expect(await send("b", net.a.ip4, 7207, 5207)).toBe(0); // back
       // Every run shows what it keeps. "back" comes last: once it is shown,
       // the kernel ran every run's program on every packet of the set.
       await Promise.all(cases.map((c, i) => Promise.all(c.shows.map((l) => runs[i]!.waitFor(new RegExp(`"dport":${PORTS[l]}\\b`))))));
     } finally {
+      u2.kill();
       await Promise.all(runs.map((r) => r.stop()));
     }
     const outputs = await Promise.all(runs.map(async (r) => jsonLines((await r.finished).stdout)));
@@ -129,8 +131,7 @@ describe.skipIf(!enabled)("skbtrail --drop on the host kernel", () => {
     // And every run read all it was sent before it stopped: what it excluded, it saw and left out.
     cases.forEach((c, i) => expect({ filter: c.args.join(" "), summary: outputs[i]!.at(-1) }).toMatchObject({ filter: c.args.join(" "), summary: { kind: "summary", unread: 0 } }));
     // A run that shows nothing saw the packets too: its filter ran on them in the kernel.
-    cases.forEach((c, i) => c.shows.length || expect({ filter: c.args.join(" "), filtered: outputs[i]!.at(-1)!.filtered }).toMatchObject({ filter: c.args.join(" "), filtered: expect.any(Number) }));
-    cases.forEach((c, i) => c.shows.length || expect(outputs[i]!.at(-1)!.filtered).toBeGreaterThan(0));
+    cases.forEach((c, i) => c.shows.length || expect(outputs[i]!.at(-1)!.filtered, `filtered in kernel by ${c.args.join(" ")}`).toBeGreaterThan(0));
   });
 
   test("--json lines parse and carry the schema's fields, by name", async () => {

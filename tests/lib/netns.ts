@@ -122,7 +122,10 @@ export class Netns {
   }
 
   private async bun(script: string, args: string[]): Promise<number> {
-    return (await $`ip netns exec ${this.name} bun ${`${LIB}/${script}`} ${args}`.nothrow().quiet()).exitCode;
+    const r = await $`ip netns exec ${this.name} bun ${`${LIB}/${script}`} ${args}`.nothrow().quiet();
+    // Refused or unanswered is often the point; anything else is worth seeing when a test fails.
+    if (r.exitCode !== 0 && !/ECONNREFUSED|Failed to connect|no (reply|answer|connection) within/.test(r.stderr.toString())) console.error(`${script} ${args.join(" ")} in ${this.name}: exit ${r.exitCode}: ${r.stderr.toString().trim()}`);
+    return r.exitCode;
   }
 
   /** Inode of the namespace, as --netns takes it. */

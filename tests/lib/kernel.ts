@@ -23,18 +23,28 @@ export function functionBackends(): Promise<string[]> {
   return backends;
 }
 
-let symbols: { modules: string; names: Set<string> } | undefined;
+let symbols: { modules: string; names: Map<string, string> } | undefined;
 
-/** Names of the kernel's text symbols (functions), those of the modules loaded now included. */
-export function kernelFunctions(): Set<string> {
+/** The kernel's text symbols (functions), those of the modules loaded now included: name → module ("" for vmlinux). */
+function kallsyms(): Map<string, string> {
   // No /proc/modules on a kernel built without module support.
   const modules = existsSync("/proc/modules") ? readFileSync("/proc/modules", "utf8").replace(/ .*/g, "") : "";
   if (symbols?.modules !== modules) {
-    const names = new Set<string>();
-    for (const m of readFileSync("/proc/kallsyms", "utf8").matchAll(/^[0-9a-f]+ [tT] (\S+)/gm)) names.add(m[1]!);
+    const names = new Map<string, string>();
+    for (const m of readFileSync("/proc/kallsyms", "utf8").matchAll(/^[0-9a-f]+ [tT] (\S+)(?:\t\[(\w+)\])?$/gm)) if (!names.has(m[1]!)) names.set(m[1]!, m[2] ?? "");
     symbols = { modules, names };
   }
   return symbols.names;
+}
+
+/** Names of the kernel's functions, those of the modules loaded now included. */
+export function kernelFunctions(): Set<string> {
+  return new Set(kallsyms().keys());
+}
+
+/** The module a kernel function lives in; undefined for vmlinux (or a function the kernel lacks). */
+export function moduleOf(fn: string): string | undefined {
+  return kallsyms().get(fn) || undefined;
 }
 
 /**
@@ -43,7 +53,7 @@ export function kernelFunctions(): Set<string> {
  * Each newer one made the older an inline wrapper, so the newest present wins.
  */
 export function dropFunction(): string {
-  const found = ["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"].find((f) => kernelFunctions().has(f));
+  const found = ["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"].find((f) => kallsyms().has(f));
   if (!found) throw new Error("/proc/kallsyms has none of sk_skb_reason_drop, kfree_skb_reason, kfree_skb");
   return found;
 }
@@ -54,7 +64,7 @@ export function dropFunction(): string {
  * 6.12 frees it there and returns NF_STOLEN). Those the kernel has.
  */
 export function netfilterDroppers(): string[] {
-  return ["nf_hook_slow", "nft_do_chain"].filter((f) => kernelFunctions().has(f));
+  return ["nf_hook_slow", "nft_do_chain"].filter((f) => kallsyms().has(f));
 }
 
 /** A regex source for a drop location in netfilter: `nf_hook_slow+0x1f` or `nft_do_chain+0x47f [nf_tables]`. */

@@ -8,7 +8,7 @@ import { dropReasonsText, rulesText } from "../common/assets";
 import { shown, usageError } from "../common/errors";
 import type { HookEvent } from "../events/decode";
 import type { HookLine, Namer } from "../events/line";
-import { nfHookName } from "../events/netfilter";
+import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
 import { tracepointById } from "../plan/tracepoints";
 import { chainsOnHook, hookFromStack, RulesetCache } from "./firewall";
 import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
@@ -146,14 +146,16 @@ export class Diagnosis {
     const nft = lines.find((l) => l.e.nf?.table);
     if (nft && !this.input.showHooks) return [];
     const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
-    const hook = nft?.e.nf ? nfHookName(nft.e.nf.family, nft.e.nf.hook) : hookFromStack(frames);
-    if (!hook) return ["netfilter hook: unknown (no stack of the drop)"];
-    const ipv6 = drop.e.pkt.l3 === 0x86dd;
-    const out = [`netfilter hook:`, `\t${ipv6 ? "ipv6" : "ipv4"} ${hook}`];
+    // The hook by its family's names: from nft_do_chain when traced, else from the drop's stack (inet only).
+    const family = nft?.e.nf ? (NF_FAMILIES[nft.e.nf.family] ?? `family ${nft.e.nf.family}`) : drop.e.pkt.l3 === 0x86dd ? "ipv6" : "ipv4";
+    const nfHook = nft?.e.nf ? nfHookName(nft.e.nf.family, nft.e.nf.hook) : hookFromStack(frames);
+    if (!nfHook) return ["netfilter hook: unknown (no stack of the drop)"];
+    const nftHook = nft?.e.nf ? nftHookName(nft.e.nf.family, nft.e.nf.hook) : nfHook.toLowerCase().replace("_", "");
+    const out = [`netfilter hook:`, `\t${family} ${nfHook}`];
     const read = this.rulesets.get(drop.e.meta.netns);
     if (!read) return [...out, "\t(the ruleset of the packet's network namespace was not read in time)"];
     if (!read.ruleset) return [...out, "\t(cannot read the ruleset of the packet's network namespace: is the nft command installed?)"];
-    const chains = chainsOnHook(read.ruleset, hook, ipv6);
+    const chains = chainsOnHook(read.ruleset, nftHook, family);
     if (!chains.length) return [...out, "\tno nftables chain on this hook: look at iptables-legacy (iptables-save) or other hook users"];
     const suspects = chains.filter((c) => c.dropRules.length || c.policy === "drop");
     if (suspects.length === 1) {

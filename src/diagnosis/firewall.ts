@@ -94,15 +94,24 @@ export function parseRuleText(text: string): Map<string, string> {
   return rules;
 }
 
-/** nft's hook names for the hook names skbtrail uses. */
-const NFT_HOOKS: Record<string, string> = { PRE_ROUTING: "prerouting", INPUT: "input", FORWARD: "forward", OUTPUT: "output", POST_ROUTING: "postrouting" };
+/** The nft table families whose chains see a packet of this netfilter family ("ipv4", "bridge"…). */
+export function tableFamilies(nfFamily: string): string[] {
+  switch (nfFamily) {
+    case "ipv4": return ["inet", "ip"];
+    case "ipv6": return ["inet", "ip6"];
+    default: return [nfFamily]; // bridge, arp, netdev tables see only their own family
+  }
+}
 
-/** The base chains on `hook` that see packets of this family, with their drop rules. */
-export function chainsOnHook(ruleset: Ruleset, hook: string, ipv6: boolean): ChainSummary[] {
-  const families = ipv6 ? ["inet", "ip6"] : ["inet", "ip"];
+/**
+ * The base chains on a hook (as nft names it: "input", "prerouting",
+ * "ingress"…) that see packets of this netfilter family, with their drop rules.
+ */
+export function chainsOnHook(ruleset: Ruleset, nftHook: string, nfFamily: string): ChainSummary[] {
+  const families = tableFamilies(nfFamily);
   const chains = ruleset.nftables
     .map((o) => o.chain)
-    .filter((c): c is NftChain => !!c && c.hook === NFT_HOOKS[hook] && families.includes(c.family));
+    .filter((c): c is NftChain => !!c && c.hook === nftHook && families.includes(c.family));
   return chains.map((c) => ({
     family: c.family,
     table: c.table,

@@ -14,7 +14,7 @@ const ruleset: Ruleset = {
 
 describe("chains on a hook", () => {
   test("an IPv4 packet at input meets the inet chain; its drop and reject rules read as nft writes them", () => {
-    expect(chainsOnHook(ruleset, "INPUT", false)).toEqual([
+    expect(chainsOnHook(ruleset, "input", "ipv4")).toEqual([
       {
         family: "inet", table: "t1", chain: "input", policy: "accept",
         dropRules: ["ct state invalid drop", "ip saddr @blocked drop", "tcp dport 8080 reject with tcp reset", 'udp dport { 53, 54 } counter packets 0 bytes 0 drop comment "no dns"'],
@@ -23,11 +23,15 @@ describe("chains on a hook", () => {
   });
 
   test("an IPv6 packet meets the inet and ip6 chains; policy drop counts", () => {
-    expect(chainsOnHook(ruleset, "INPUT", true).map((c) => `${c.family} ${c.table} ${c.chain}: ${c.dropRules.join("; ")}`)).toEqual([
+    expect(chainsOnHook(ruleset, "input", "ipv6").map((c) => `${c.family} ${c.table} ${c.chain}: ${c.dropRules.join("; ")}`)).toEqual([
       "inet t1 input: ct state invalid drop; ip saddr @blocked drop; tcp dport 8080 reject with tcp reset; udp dport { 53, 54 } counter packets 0 bytes 0 drop comment \"no dns\"",
       "ip6 t6 in6: icmpv6 type echo-request drop",
     ]);
-    expect(chainsOnHook(ruleset, "FORWARD", false)).toMatchObject([{ chain: "forward", policy: "drop", dropRules: [] }]);
+    expect(chainsOnHook(ruleset, "forward", "ipv4")).toMatchObject([{ chain: "forward", policy: "drop", dropRules: [] }]);
+  });
+
+  test("a bridged packet meets only bridge chains", () => {
+    expect(chainsOnHook(ruleset, "forward", "bridge")).toMatchObject([{ family: "bridge", table: "b1", chain: "fw", policy: "drop" }]);
   });
 
   test("the hook from the drop's stack: the caller of nf_hook_slow", () => {

@@ -20,6 +20,7 @@ const libc = dlopen("libc.so.6", {
   mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
 }).symbols;
 
 export const PROT_READ = 1;
@@ -65,6 +66,18 @@ export function mmap(length: number, prot: number, fd: number, offset: number): 
 
 export function munmap(addr: Pointer, length: number): void {
   libc.munmap(addr, length);
+}
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_UN = 8;
+
+/** flock(2), retried when a signal interrupts the wait; false if it failed. */
+export function flock(fd: number, operation: number): boolean {
+  for (;;) {
+    if (libc.flock(fd, operation) === 0) return true;
+    if (errno() !== EINTR) return false;
+  }
 }
 
 export function close(fd: number): void {

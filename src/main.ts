@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Entry point: command line → mode → exit code. Every failure ends here as
 // one line on stderr and a documented exit code; stack traces only with --debug.
-import { detachInherited, REAP_COMMAND } from "./bpf/detach";
+import { detachInherited, pauseDetaches, REAP_COMMAND, resumeDetaches } from "./bpf/detach";
 import { helpText } from "./cli/flags";
 import { parseCommandLine } from "./cli/parse";
 import { ExitCode, SkbtrailError, shown, usageError } from "./common/errors";
@@ -58,6 +58,8 @@ async function main(argv: string[]): Promise<number> {
   const out = new Output(opts, opts.output ? openOutput(opts.output) : undefined);
   let exitCode: number = ExitCode.OK;
   try {
+    // Until attached, earlier runs' background detaches wait (src/bpf/detach.ts).
+    pauseDetaches();
     const kernel = await prepareKernel(opts.debug);
     out.verbose(`kernel ready (libbpf, BTF) in ${Math.round(stop.seconds * 1000)} ms`);
     if (command.kind === "tracers") {
@@ -70,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
       if (errorFound) exitCode = ExitCode.FINDING;
     }
   } finally {
+    resumeDetaches();
     out.close();
   }
   // Tracing stopped cleanly when the output failed; say what failed.

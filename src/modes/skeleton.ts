@@ -8,7 +8,7 @@ import type { BpfObject } from "../../ffi/libbpf";
 import type { ProgramName } from "../abi/programs.generated";
 import { Attachments } from "../bpf/attach";
 import type { ConfigInput } from "../bpf/config";
-import { handOff } from "../bpf/detach";
+import { handOff, resumeDetaches } from "../bpf/detach";
 import { Session } from "../bpf/session";
 import { recordKind, type RecordBytes } from "../events/decode";
 import { ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
@@ -63,6 +63,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
       mode.loaded?.(session);
       const t1 = performance.now();
       session.attach(() => mode.attach(session, attachments));
+      resumeDetaches();
       out.verbose(`loaded ${mode.programs.length} programs in ${ms(t1 - t0)}, attached ${attachments.size} links in ${ms(performance.now() - t1)}`);
     } catch (e) {
       // A signal during a long load interrupts the verifier (EAGAIN): that

@@ -1,5 +1,5 @@
 // Where the TypeScript side's time goes per drop event, without the kernel:
-// the product's code (src/decode.ts, src/output/) on records in ordinary
+// the product's code (src/events/decode.ts, src/output/) on records in ordinary
 // memory, the same records bench/producer.bpf.c writes, laid out as in the
 // ring (8-byte ring header, 168-byte struct drop_event, 8-byte aligned).
 // Each figure is ns per record over 4,096 records passed repeatedly (hot

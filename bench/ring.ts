@@ -1,6 +1,6 @@
 // Ring-buffer pipeline benchmark: the product's TypeScript reader
-// (ffi/ringbuf.ts RingBuffer + src/decode.ts decodeDrop, driven the way
-// src/session.ts drives it) against a C libbpf consumer (`ringbench consume`)
+// (ffi/ringbuf.ts RingBuffer + src/events/decode.ts decodeDrop, driven the way
+// src/bpf/session.ts drives it) against a C libbpf consumer (`ringbench consume`)
 // of the same ring, fed by the same synthetic BPF producer
 // (bench/producer.bpf.c on raw_tp/sys_enter of a `ringbench produce` process).
 //
@@ -19,18 +19,16 @@ import { RingBuffer } from "../ffi/ringbuf";
 import { event_kind } from "../src/abi/layout.generated";
 import { decodeDrop, recordKind, type DropEvent } from "../src/events/decode";
 import type { Subprocess } from "bun";
+import { RING_BYTES, WAKEUP_BYTES } from "../src/modes/skeleton";
 
-/** The product's ring size and wakeup threshold (src/drop.ts RING_BYTES, WAKEUP_BYTES). */
-export const RING_BYTES = 8 << 20;
-export const WAKEUP_BYTES = 256 << 10;
-/** The product's wait timeout (src/session.ts POLL_MS). */
+/** The product's wait timeout (src/bpf/session.ts POLL_MS). */
 const POLL_MS = 50;
 /** A consumer stops once the ring stayed empty this long after records came. */
 const IDLE_MS = 200;
 /** Records the producer writes per system call (larger batches let one CPU produce faster). */
 export const BATCH = 1024;
-/** getpid() calls that overfill the ring (47,662 records of 176 bytes fit in 8 MiB). */
-const FILL_CALLS = Math.ceil(64_000 / BATCH);
+/** getpid() calls that overfill the ring (about 95,000 records of 176 bytes fit in 16 MiB). */
+const FILL_CALLS = Math.ceil((1.4 * RING_BYTES) / 176 / BATCH);
 
 export type ConsumerName = "ts" | "c";
 
@@ -152,7 +150,7 @@ export class RingBench {
       const cpu0 = process.cpuUsage();
       const producer = this.startProducer(seconds, rate);
       const deadline = performance.now() + (seconds + 5) * 1000;
-      // src/session.ts Session.read: wait with a short timeout, drain (the
+      // src/bpf/session.ts Session.read: wait with a short timeout, drain (the
       // consumer position is stored once per batch), let the event loop run.
       for (;;) {
         ring.wait(POLL_MS);

@@ -14,7 +14,7 @@
  *   ringbench consume MAP_FD SECONDS [IDLE_MS]
  *       Consumes the ring buffer map at MAP_FD (inherited) with libbpf's
  *       ring_buffer__new + ring_buffer__poll, decoding every struct drop_event
- *       (the fields src/decode.ts reads). Stops after IDLE_MS (default 200)
+ *       (the fields src/events/decode.ts reads). Stops after IDLE_MS (default 200)
  *       without a record once records were seen, or after SECONDS.
  *   ringbench drain MAP_FD
  *       Prints "ready"; for each line on stdin consumes what the ring holds
@@ -117,7 +117,7 @@ static int fill(void)
 
 /* ---- consume ------------------------------------------------------------ */
 
-/* What src/decode.ts's decodeDrop reads, field by field (no formatting). */
+/* What src/events/decode.ts's decodeDrop reads, field by field (no formatting). */
 struct decoded {
 	__u32 cpu;
 	__u64 time_ns;
@@ -213,7 +213,7 @@ static int consume(int map_fd, double seconds, int idle_ms)
 		return 1;
 	}
 	printf("ready\n");
-	/* Same short timeout as the product's reader (src/session.ts, 50 ms). */
+	/* Same short timeout as the product's reader (src/bpf/session.ts, 50 ms). */
 	while ((t = now()) < start + seconds) {
 		unsigned long before = c.events;
 		int n = ring_buffer__poll(rb, 50);

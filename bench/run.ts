@@ -125,8 +125,8 @@ function ringTable(r: RingResults): string {
   const tsLost = ts.reduce((a, p) => a + p.lost, 0);
   lines.push(
     tsLost
-      ? "² submit() wakes the reader once, as the backlog crosses 256 KiB (bpf/ringbuf.bpf.h), so a reader that falls behind loses records (counted above) instead of slowing the producer. The TypeScript reader stores its consumer position once per drain (ffi/ringbuf.ts): while it drains a full ring, the producer sees no free space."
-      : "² The producer's CPU per record includes the wakeups submit() asks for (bpf/ringbuf.bpf.h: once, as the backlog crosses 256 KiB).",
+      ? "² submit() wakes the reader once, as the backlog crosses 256 KiB (bpf/lib/ringbuf.bpf.h), so a reader that falls behind loses records (counted above) instead of slowing the producer. The TypeScript reader stores its consumer position once per drain (ffi/ringbuf.ts): while it drains a full ring, the producer sees no free space."
+      : "² The producer's CPU per record includes the wakeups submit() asks for (bpf/lib/ringbuf.bpf.h: once, as the backlog crosses 256 KiB).",
     "",
   );
   return lines.join("\n");
@@ -140,8 +140,8 @@ function decodeTable(d: DecodeCosts): string {
     "|---|---|---|---|---|---|---|---|",
     `| ${d.walk.toFixed(1)} | ${ms(d.decodeDrop)} | ${ms(d.commString)} · ${ms(d.decodePacket)}; ${ms(d.addrHex)} | ${ms(d.symbolize)} | ${ms(d.textLine)} | ${ms(d.jsonLine)} | ${ms(d.textPipeline)} | ${ms(d.jsonPipeline)} |`,
     "",
-    "³ comm, ifname and addresses come from caches keyed by their 16 bytes (src/decode.ts StringCache): the synthetic records repeat comm and ifname, while saddr changes with every record (each one a miss); the skb address is put in hex (64 Ki-entry table) only when the output prints it (JSON, or text with --detail).",
-    "⁴ Symbolizer.format on every call, as measured here and in the two pipelines; `--drop` names each drop location once (src/drop.ts), so the product pays a map lookup instead.",
+    "³ comm, ifname and addresses come from caches keyed by their 16 bytes (src/events/decode.ts StringCache): the synthetic records repeat comm and ifname, while saddr changes with every record (each one a miss); the skb address is put in hex (64 Ki-entry table) only when the output prints it (JSON, or text with --detail).",
+    "⁴ Symbolizer.format on every call, as measured here and in the two pipelines; `--drop` names each drop location once (src/modes/drop.ts), so the product pays a map lookup instead.",
     "",
   ].join("\n");
 }

@@ -57,7 +57,7 @@ start() {
 }
 
 # stop: SIGINT, wait for the exit (the prompt), then for the background
-# copy that closes the links (src/reaper.ts) so the next run starts clean.
+# copy that closes the links (src/bpf/detach.ts) so the next run starts clean.
 stop() {
   t2=$EPOCHREALTIME
   kill -INT $pid; wait $pid; rc=$?
@@ -220,7 +220,7 @@ slowdown ≤ 1.5× with a non-matching filter and ≤ 5× with a matching one.
 ## Attach and detach
 
 \`skbtrail --backend B -v [-t all] -p udp --dport ${PORT}\`: seconds from exec to \`begin trace...\` (attach), from SIGINT to exit
-(prompt), and from SIGINT until the background copy that closes the links (src/reaper.ts) is gone (fully detached).
+(prompt), and from SIGINT until the background copy that closes the links (src/bpf/detach.ts) is gone (fully detached).
 Default set run twice (first / second); hooks = attached hooks listed by \`-v\`.
 
 | kernel | backend | set | hooks | attach s | prompt s | fully detached s |

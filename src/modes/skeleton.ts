@@ -17,7 +17,7 @@ import type { Output, RunSummary } from "../output/output";
 import type { StopControl } from "./stop";
 
 /** The ring every mode reads: big enough for bursts of a few hundred thousand records. */
-const RING_BYTES = 16 << 20;
+export const RING_BYTES = 16 << 20;
 /** The kernel wakes the reader once this much is pending (bench/README.md, "Wakeups"). */
 export const WAKEUP_BYTES = 256 << 10;
 

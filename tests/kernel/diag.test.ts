@@ -136,7 +136,11 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     }
     const seen = jsonLines((await all.finished).stdout).filter((o) => o.kind === "packet");
     const summary = (p: Record<string, any>) => `${p.events[0].proto} ${p.events[0].saddr}:${p.events[0].sport ?? ""} -> ${p.events[0].daddr}:${p.events[0].dport ?? ""}`;
-    const findings = seen.flatMap((p) => p.findings.filter((f: { level: string }) => f.level !== "info").map((f: { rule: string; level: string; message: string }) => `${summary(p)}: ${f.level} ${f.rule}: ${f.message}`));
+    const findings = seen.flatMap((p) =>
+      p.findings
+        .filter((f: { level: string }) => f.level !== "info")
+        .map((f: { rule: string; level: string; message: string; location?: string }) => `${summary(p)}: ${f.level} ${f.rule} at ${f.location ?? "?"}: ${f.message}`),
+    );
     expect(findings).toEqual([]);
     for (const proto of ["ICMP", "TCP", "UDP"]) expect(seen.map(summary).join("\n")).toContain(proto);
     const r = await quiet.finished;

@@ -41,6 +41,8 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
     await net?.destroy();
   });
 
+  /** The program ids each run held: all must be gone at the end. */
+  const held: number[] = [];
   const flood = (): Subprocess => Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bun", `${LIB}/flood.ts`, net.b.ip4, String(PORT), String(FLOOD_SECONDS)], { stdout: "ignore", stderr: "inherit" });
 
   describe.each(MODES)("$name", (mode) => {
@@ -56,19 +58,30 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
         if (cause.closePipe) await t.closeStdout();
         const done = await t.finished;
         expect(sender.exitCode).toBeNull(); // stopped while the flood goes on
-        // --diag: a NO_SOCKET drop is an error finding (exit 1) once one packet was diagnosed.
-        expect(done.code).toBe(mode.name === "diag" && done.stdout.includes('"kind":"packet"') ? 1 : 0);
         expect(done.stderr).not.toContain("internal error");
+        const lines = jsonLines(done.stdout);
+        // --diag exits 1 once it showed an error (a packet's NO_SOCKET drop). Not
+        // every packet shown has one: under load a packet may be shown (evicted,
+        // or open at the stop) before its drop was read.
+        const errorShown = lines.some((l) => l.kind === "packet" && l.findings?.some((f: { level: string }) => f.level === "error"));
+        if (cause.closePipe && !errorShown) expect([0, 1]).toContain(done.code); // what came after the cut is unseen
+        else expect(done.code).toBe(errorShown ? 1 : 0);
         if (!cause.closePipe) {
-          const lines = jsonLines(done.stdout);
           expect(lines.at(-1)).toMatchObject({ kind: "summary", stop: cause.stop });
           if (cause.stop === "count") expect(lines.filter((l) => l.kind === mode.kind)).toHaveLength(50);
         }
-        expect(await stillLoaded(ids, 60)).toEqual([]);
+        held.push(...ids);
       } finally {
         sender.kill();
         await t.stop("SIGKILL");
       }
     }, scaled(120_000));
   });
+
+  // Checked once for all runs: function hooks take half a minute to detach
+  // under emulation, and the next run starts meanwhile, as a user's would.
+  test("every program those runs created is gone", async () => {
+    expect(held.length).toBeGreaterThan(0);
+    expect(await stillLoaded(held, 60)).toEqual([]);
+  }, scaled(90_000));
 });

@@ -10,7 +10,14 @@ import type { HookLine } from "../../src/events/line";
 import { tracepointById } from "../../src/plan/tracepoints";
 
 const reasonNames = new Map([[2, "NOT_SPECIFIED"], [3, "NO_SOCKET"], [12, "NETFILTER_DROP"], [16, "IP_RPFILTER"]]);
-const symbols = new Map([[0x1000, "__udp4_lib_rcv+0x4bc"], [0x2000, "ping_rcv+0xab"], [0x3000, "nft_do_chain+0x3e8"], [0x4000, "tcp_v4_rcv+0x91"]]);
+const symbols = new Map([
+  [0x1000, "__udp4_lib_rcv+0x4bc"],
+  [0x2000, "ping_rcv+0xab"],
+  [0x3000, "nft_do_chain+0x3e8"],
+  [0x4000, "tcp_v4_rcv+0x91"],
+  [0x5000, "icmp_rcv+0x1b1"],
+  [0x6000, "sk_stream_kill_queues+0x58"],
+]);
 const names: Names = {
   reason: (v) => reasonNames.get(v),
   symbol: (_hi, lo) => symbols.get(lo) ?? "?",
@@ -94,10 +101,18 @@ describe("rule families", () => {
     expect(fs[0]!.advice).toContain("10.9.9.9:8080");
   });
 
-  test("a raw-socket ping's reply found no ping socket: information, not an error", () => {
-    const fs = findings(life([kfree(3, 0x2000)], { l3: 0x0800, l4: 1, saddr: "10.0.0.2", daddr: "10.0.0.1", icmpType: 0 }));
-    expect(summary(fs)).toEqual(["info:ping-reply-raw-socket"]);
-    expect(worst(fs)).toBe("info");
+  test("a raw-socket ping's reply found no ping socket: information, not an error (dropped in ping_rcv, or in icmp_rcv up to 6.x)", () => {
+    for (const at of [0x2000, 0x5000]) {
+      const fs = findings(life([kfree(3, at)], { l3: 0x0800, l4: 1, saddr: "10.0.0.2", daddr: "10.0.0.1", icmpType: 0 }));
+      expect(summary(fs)).toEqual(["info:ping-reply-raw-socket"]);
+      expect(worst(fs)).toBe("info");
+    }
+  });
+
+  test("a closing socket purges a queued packet (Debian 6.1's normal TCP close): information", () => {
+    expect(summary(findings(life([kfree(2, 0x6000)], TCP)))).toEqual(["info:socket-closed-with-queued-packet"]);
+    // The same reasonless drop elsewhere still warns.
+    expect(summary(findings(life([kfree(2, 0x4000)], TCP)))).toEqual(["warn:drop-reason"]);
   });
 
   test("ICMP errors the kernel sent: TTL, MTU, no route, reject", () => {

@@ -1,6 +1,6 @@
 // Packet lifecycles through kernel functions, once per attach backend the
 // running kernel offers (kprobe.multi, fentry/fexit, kprobe/kretprobe).
-// This project's machines have none of them, so here the suite is skipped
+// On a kernel with none of them (tracepoint-only CI machines) it is skipped
 // with a visible reason; tests/vm runs it in real Debian kernels, telling it
 // which backends must be there (SKBTRAIL_EXPECT_BACKENDS).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";

@@ -23,7 +23,7 @@ const MODES: { name: string; args: string[]; kind: string }[] = [
 ];
 
 type Cause = { name: string; args?: string[]; signal?: NodeJS.Signals; closePipe?: boolean; stop?: string };
-const CAUSES: Cause[] = [
+const ALL_CAUSES: Cause[] = [
   { name: "SIGINT", signal: "SIGINT", stop: "interrupted" },
   { name: "SIGTERM", signal: "SIGTERM", stop: "terminated" },
   { name: "SIGHUP", signal: "SIGHUP", stop: "hangup" },
@@ -31,6 +31,13 @@ const CAUSES: Cause[] = [
   { name: "-c 50", args: ["-c", "50"], stop: "count" },
   { name: "a closed pipe", closePipe: true },
 ];
+/**
+ * SKBTRAIL_TEST_STOP_CAUSES (names, comma-separated) runs only those: the VM
+ * level, where each function-hook run takes a minute, runs a signal, -c and
+ * the closed pipe; the host runs them all.
+ */
+const only = process.env.SKBTRAIL_TEST_STOP_CAUSES?.split(",");
+const CAUSES = only ? ALL_CAUSES.filter((c) => only.includes(c.name)) : ALL_CAUSES;
 
 describe.skipIf(!enabled)("stopping under a flood", () => {
   let net: TwoHosts;
@@ -41,8 +48,6 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
     await net?.destroy();
   });
 
-  /** The program ids each run held: all must be gone at the end. */
-  const held: number[] = [];
   const flood = (): Subprocess => Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bun", `${LIB}/flood.ts`, net.b.ip4, String(PORT), String(FLOOD_SECONDS)], { stdout: "ignore", stderr: "inherit" });
 
   describe.each(MODES)("$name", (mode) => {
@@ -70,18 +75,16 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
           expect(lines.at(-1)).toMatchObject({ kind: "summary", stop: cause.stop });
           if (cause.stop === "count") expect(lines.filter((l) => l.kind === mode.kind)).toHaveLength(50);
         }
-        held.push(...ids);
+        // The flood ends first: the next run must not start while the kernel
+        // still tears these hooks down under load (under emulation, 6.1
+        // locked up when a flood, an attach and that teardown overlapped).
+        sender.kill();
+        await sender.exited;
+        expect(await stillLoaded(ids, 60)).toEqual([]);
       } finally {
         sender.kill();
         await t.stop("SIGKILL");
       }
     }, scaled(120_000));
   });
-
-  // Checked once for all runs: function hooks take half a minute to detach
-  // under emulation, and the next run starts meanwhile, as a user's would.
-  test("every program those runs created is gone", async () => {
-    expect(held.length).toBeGreaterThan(0);
-    expect(await stillLoaded(held, 60)).toEqual([]);
-  }, scaled(90_000));
 });

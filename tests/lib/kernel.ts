@@ -1,5 +1,5 @@
 // Facts about the running kernel that tests must not hard-code: they differ
-// between the kernels the tests run on (this project's tracepoint-only 6.18,
+// between the kernels the tests run on (a tracepoint-only 6.18 CI machine,
 // Debian's 5.10/6.1/6.12 in tests/vm, a stock Ubuntu). Each is read from the
 // kernel itself (/proc/kallsyms) or asked of the binary, once per process.
 import { existsSync, readFileSync } from "node:fs";

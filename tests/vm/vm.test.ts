@@ -75,7 +75,14 @@ function boot(c: VmCase): Promise<Boot> {
       const command = [`bun test --timeout 300000 ${c.suites.join(" ")}`, "suites=$?", ...(c.extra ? [`echo ${EXTRA}`, c.extra.script] : []), "exit $suites"].join("\n");
       const r = await runInVm(kernel, command, {
         cwd: ROOT,
-        env: { SKBTRAIL_REQUIRE_KERNEL: "1", SKBTRAIL_EXPECT_BACKENDS: c.backends.join(","), SKBTRAIL_TEST_SCALE: VM_SCALE, NO_COLOR: "1" },
+        env: {
+          SKBTRAIL_REQUIRE_KERNEL: "1",
+          SKBTRAIL_EXPECT_BACKENDS: c.backends.join(","),
+          SKBTRAIL_TEST_SCALE: VM_SCALE,
+          // Every mode, three causes: a signal, -c and the closed pipe (the host runs all six).
+          SKBTRAIL_TEST_STOP_CAUSES: "SIGINT,-c 50,a closed pipe",
+          NO_COLOR: "1",
+        },
         timeoutMs: 3_000_000,
       });
       const [suites = "", extra = ""] = r.output.split(`${EXTRA}\n`);

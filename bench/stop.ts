@@ -1,8 +1,10 @@
 // Stopping under load: loopback UDP to a closed port, sent flat out by one
 // `ringbench flood` process, while skbtrail runs in each mode; SIGINT after a
-// second of it. Measured: SIGINT → exit (the prompt), and SIGINT → the last
-// of the run's programs gone from the kernel (judged by the program ids its
-// fds held).
+// second of it (ten in the first round: a soak). Measured: SIGINT → exit
+// (the prompt), SIGINT → the last of the run's programs gone from the kernel
+// (judged by the program ids its fds held), and the process's resident
+// memory after 1 s and at the end of the soak (it must stay flat: every
+// buffer of the reader is bounded).
 //
 //   sudo bun bench/stop.ts [ROUNDS]
 import { readdirSync, readFileSync } from "node:fs";
@@ -17,7 +19,21 @@ export interface StopRun {
   goneMs: number;
   /** Records the summary says were dropped unread at the stop. */
   unread: number;
+  /** Resident memory (MB) after 1 s of flood, at the stop, and its peak. */
+  rss: { first: number; last: number; peak: number };
+  /** How long the flood ran before SIGINT, ms. */
+  floodMs: number;
 }
+
+/** VmRSS and VmHWM of a process, in MB. */
+function memory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) / 1024;
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+}
+
+/** The first round floods this long before SIGINT: memory must stay flat. */
+const SOAK_MS = 10_000;
 
 export const STOP_MODES: { mode: string; args: string[] }[] = [
   { mode: "--drop", args: ["--drop", "-p", "udp"] },
@@ -43,8 +59,8 @@ async function loaded(): Promise<Set<number>> {
   return new Set((JSON.parse(await $`bpftool -j prog show`.text()) as { id: number }[]).map((p) => p.id));
 }
 
-async function once(binary: string, ringbench: string, port: number, args: string[]): Promise<Omit<StopRun, "mode">> {
-  const flood = Bun.spawn([ringbench, "flood", FLOOD_ADDR, String(port), "30"], { stdout: "ignore", stderr: "inherit" });
+async function once(binary: string, ringbench: string, port: number, args: string[], floodMs: number): Promise<Omit<StopRun, "mode">> {
+  const flood = Bun.spawn([ringbench, "flood", FLOOD_ADDR, String(port), String(floodMs / 1000 + 30)], { stdout: "ignore", stderr: "inherit" });
   const proc = Bun.spawn([binary, ...args, "--dport", String(port), "--json"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   try {
     const err = proc.stderr.getReader();
@@ -56,6 +72,9 @@ async function once(binary: string, ringbench: string, port: number, args: strin
     }
     const stdout = new Response(proc.stdout).text();
     await Bun.sleep(1000);
+    const first = memory(proc.pid).rss;
+    await Bun.sleep(floodMs - 1000);
+    const { rss: last, peak } = memory(proc.pid);
     const ids = programIds(proc.pid);
     const t = performance.now();
     proc.kill("SIGINT");
@@ -68,7 +87,7 @@ async function once(binary: string, ringbench: string, port: number, args: strin
     }
     const goneMs = performance.now() - t;
     const summary = JSON.parse((await stdout).trim().split("\n").at(-1)!) as { unread: number };
-    return { exitMs, goneMs, unread: summary.unread };
+    return { exitMs, goneMs, unread: summary.unread, rss: { first, last, peak }, floodMs };
   } finally {
     proc.kill("SIGKILL");
     flood.kill();
@@ -79,7 +98,8 @@ async function once(binary: string, ringbench: string, port: number, args: strin
 export async function stopBench(binary: string, ringbench: string, rounds: number): Promise<StopRun[]> {
   const port = await closedPort();
   const runs: StopRun[] = [];
-  for (let i = 0; i < rounds; i++) for (const m of STOP_MODES) runs.push({ mode: m.mode, ...(await once(binary, ringbench, port, m.args)) });
+  for (let i = 0; i < rounds; i++)
+    for (const m of STOP_MODES) runs.push({ mode: m.mode, ...(await once(binary, ringbench, port, m.args, i === 0 ? SOAK_MS : 1000)) });
   return runs;
 }
 

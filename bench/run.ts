@@ -105,7 +105,7 @@ function ringTable(r: RingResults): string {
   const sTs = r.sustained.ts.best?.producedRate ?? 0;
   const sC = r.sustained.c.best?.producedRate ?? 0;
   const lines = [
-    `### Ring-buffer pipeline: synthetic BPF producer → product ring (8 MiB, wakeup at 256 KiB) → consumer`,
+    `### Ring-buffer pipeline: synthetic BPF producer → product ring (16 MiB, wakeup at 256 KiB) → consumer`,
     "",
     `| | TypeScript reader (product: RingBuffer + decodeDrop) | C consumer (libbpf ring_buffer__poll) | TS / C |`,
     `|---|---|---|---|`,
@@ -115,7 +115,7 @@ function ringTable(r: RingResults): string {
     `| Consumer CPU per record, flat out | ${ns(median(ts.map((p) => p.cpuNsPerEvent)))} | ${ns(median(c.map((p) => p.cpuNsPerEvent)))} (busy ${(cBusy * 100).toFixed(0)}% of the time) | |`,
     `| Highest paced rate kept up with: zero loss, producer not held back (${SEARCH_TRIALS} rates × ${SEARCH_SECONDS} s, a failure retried once) | ${best(r.sustained.ts)} (first failure: ${limit(r.sustained.ts)}) | ${best(r.sustained.c)} (first failure: ${limit(r.sustained.c)}) | ${sTs && sC ? pct(sTs / sC) : "–"} |`,
     `| Consumer CPU per record at a paced ${fmtRate(FIXED_RATE)}/s (lost) | ${ns(r.fixed.ts.cpuNsPerEvent)} (${int(r.fixed.ts.lost)}) | ${ns(r.fixed.c.cpuNsPerEvent)} (${int(r.fixed.c.lost)}) | |`,
-    `| Drain of a full ring (47,662 records, no producer running), ns per record, median of the last ${DRAIN_ROUNDS} of ${2 * DRAIN_ROUNDS} | ${ns(median(r.drain.ts))} (walk without decoding: ${ns(median(r.drain.tsWalk))}) | ${ns(median(r.drain.c))} | ${pct(median(r.drain.c) / median(r.drain.ts))} |`,
+    `| Drain of a full ring (about 95,000 records, no producer running), ns per record, median of the last ${DRAIN_ROUNDS} of ${2 * DRAIN_ROUNDS} | ${ns(median(r.drain.ts))} (walk without decoding: ${ns(median(r.drain.tsWalk))}) | ${ns(median(r.drain.c))} | ${pct(median(r.drain.c) / median(r.drain.ts))} |`,
     "",
   ];
   if (cBound)

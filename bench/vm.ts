@@ -95,18 +95,6 @@ traced() {
   rm -f out
 }
 
-# detaching BACKEND: the flood right after SIGINT, while the background copy
-# still detaches the default set (programs switched off, links not yet gone).
-detaching() {
-  local b=$1
-  start $b -p udp --dport ${PORT} || return
-  kill -INT $pid; wait $pid
-  local f=$(flood) still=0
-  pgrep -f 'skbtrail __detach' >/dev/null && still=1
-  while pgrep -f 'skbtrail __detach' >/dev/null; do nap; done
-  echo "RESULT {\\"backend\\":\\"$b\\",\\"case\\":\\"detaching\\",\\"flood\\":$f,\\"still\\":$still}"
-}
-
 # The drop monitor uses tracepoints whatever the kernel offers: once per kernel.
 timing - drop --drop -p udp --dport ${PORT}
 timing - drop --drop -p udp --dport ${PORT}
@@ -120,7 +108,8 @@ for b in ${backends.join(" ")}; do
   echo "RESULT {\\"backend\\":\\"$b\\",\\"case\\":\\"untraced\\",\\"flood\\":$(flood)}"
   traced $b nomatch -p tcp --dport 1
   traced $b match -p udp --dport ${PORT}
-  detaching $b
+  # Not measured: a flood while fentry links are torn down locked 6.1 up
+  # under emulation (bench/README.md, run of 2026-12-01).
 done
 rm -rf $T
 `;

@@ -7,8 +7,8 @@
 // buffer of the reader is bounded).
 //
 //   sudo bun bench/stop.ts [ROUNDS]
-import { readdirSync, readFileSync } from "node:fs";
-import { $ } from "bun";
+import { readFileSync } from "node:fs";
+import { loadedProgramIds, programIdsOf } from "../tests/lib/bpf";
 import { closedPort, FLOOD_ADDR } from "./drop";
 
 export interface StopRun {
@@ -42,23 +42,6 @@ export const STOP_MODES: { mode: string; args: string[] }[] = [
   { mode: "--diag --diag-keep", args: ["--diag", "--diag-keep", "-p", "udp"] },
 ];
 
-function programIds(pid: number): number[] {
-  const ids = new Set<number>();
-  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
-    try {
-      const m = /^prog_id:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
-      if (m) ids.add(Number(m[1]));
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return [...ids];
-}
-
-async function loaded(): Promise<Set<number>> {
-  return new Set((JSON.parse(await $`bpftool -j prog show`.text()) as { id: number }[]).map((p) => p.id));
-}
-
 async function once(binary: string, ringbench: string, port: number, args: string[], floodMs: number): Promise<Omit<StopRun, "mode">> {
   const flood = Bun.spawn([ringbench, "flood", FLOOD_ADDR, String(port), String(floodMs / 1000 + 30)], { stdout: "ignore", stderr: "inherit" });
   const proc = Bun.spawn([binary, ...args, "--dport", String(port), "--json"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
@@ -75,13 +58,13 @@ async function once(binary: string, ringbench: string, port: number, args: strin
     const first = memory(proc.pid).rss;
     await Bun.sleep(floodMs - 1000);
     const { rss: last, peak } = memory(proc.pid);
-    const ids = programIds(proc.pid);
+    const ids = programIdsOf(proc.pid);
     const t = performance.now();
     proc.kill("SIGINT");
     await proc.exited;
     const exitMs = performance.now() - t;
     for (;;) {
-      const now = await loaded();
+      const now = await loadedProgramIds();
       if (!ids.some((id) => now.has(id))) break;
       await Bun.sleep(10);
     }

@@ -78,6 +78,9 @@ export interface TracedHooks {
   groupOf: (hookName: string) => string | undefined;
 }
 
+/** Knowledge-base rules that name a netfilter drop more precisely than its drop reason (knowledge/rules.yaml). */
+const NETFILTER_DROP_RULES = new Set(["nft-chain-drop", "nf-hook-drop", "iptables-drop"]);
+
 export class Diagnosis {
   private readonly engine: RuleEngine;
   private readonly rulesets = new RulesetCache();
@@ -121,10 +124,10 @@ export class Diagnosis {
       if (mayWait && !this.rulesets.get(netns)) return undefined;
     }
     const findings = this.engine.diagnose(lines, this.traced.groupOf);
-    for (const f of findings) {
-      if (f.rule !== "drop-reason" || f.reason !== "NETFILTER_DROP" || !drop) continue;
-      f.details = [...this.firewallDetails(drop, lines, f), ...this.hookFunctions(lines)];
-    }
+    // One cause, one finding: the firewall details go to the finding that names the drop (the
+    // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.
+    const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason" && f.reason === "NETFILTER_DROP");
+    if (firewall && drop && this.input.namer.reason(drop.e.reason) === "NETFILTER_DROP") firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
     return findings;
   }
 
@@ -138,7 +141,8 @@ export class Diagnosis {
     if (!this.input.showHooks) return [];
     const dropped = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length);
     if (!dropped?.e.nf) return [];
-    return ["hook functions on this hook, in order:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${this.input.namer.symbol(hi, lo).replace(/\+0x0$/, "")}`)];
+    // nettrace's words, so scripts that grep its output keep working.
+    return ["following hook functions are blamed:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${this.input.namer.symbol(hi, lo).replace(/\+0x0$/, "")}`)];
   }
 
   /** Which hook dropped it and which nftables chains sit there, from the stack and the ruleset. */

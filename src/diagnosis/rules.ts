@@ -5,7 +5,7 @@
 import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "../events/decode";
 import type { HookLine } from "../events/line";
-import { NF_FAMILIES, NF_VERDICTS, nfHookName } from "../events/netfilter";
+import { NF_FAMILIES, nfHookName, nfVerdict } from "../events/netfilter";
 import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
 import { ICMP_SENT, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
 
@@ -62,7 +62,7 @@ function returnMatches(meaning: string, hook: string, v: number | undefined): bo
   if (meaning.startsWith("NF_")) {
     // nf_hook_slow returns 1 to continue and a negative errno for a drop.
     if (hook === "nf_hook_slow") return meaning === "NF_DROP" ? v < 0 : meaning === "NF_ACCEPT" && v === 1;
-    return NF_VERDICTS[v & 0xff] === meaning;
+    return nfVerdict(v) === meaning;
   }
   if (meaning.startsWith("XDP_")) return ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"][v] === meaning;
   if (meaning.startsWith("-E")) return v === -(ERRNO_NUMBERS[meaning.slice(1)] ?? Number.NaN);

@@ -5,7 +5,7 @@
 // Netfilter, drops, frees, clones, and the tracepoints' own arguments.
 import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "./decode";
-import { NF_FAMILIES, NF_VERDICTS, nfHookName } from "./netfilter";
+import { NF_FAMILIES, nfHookName, nfVerdict } from "./netfilter";
 import { icmpTypeText } from "./protocols";
 
 const { HOOK_FREE, HOOK_CLONE, HOOK_DROP } = hook_flags;
@@ -83,7 +83,7 @@ function returnNotes(r: HookEvent, name: string): string[] {
   if (r.flags & HOOK_CLONE) return [];
   if (name === "nf_hook_slow") return r.retval < 0 ? ["packet is dropped by netfilter (NF_DROP)"] : [];
   if (name === "nft_do_chain") {
-    const verdict = NF_VERDICTS[r.retval & 0xff] ?? `verdict ${r.retval}`;
+    const verdict = nfVerdict(r.retval);
     return verdict === "NF_DROP" ? ["packet is dropped by nftables (NF_DROP)"] : verdict === "NF_ACCEPT" ? ["packet is accepted"] : [verdict];
   }
   return [`return: ${r.retvalWide ?? r.retval}`];

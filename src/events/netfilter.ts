@@ -40,3 +40,15 @@ export function nftHookName(family: number, hook: number): string {
 
 /** Netfilter verdicts; the low byte of a verdict. */
 export const NF_VERDICTS = ["NF_DROP", "NF_ACCEPT", "NF_STOLEN", "NF_QUEUE", "NF_REPEAT", "NF_STOP"];
+
+/**
+ * A hook's verdict by what it did to the packet. Since Linux 6.8 a chain
+ * that drops frees the packet itself (NF_DROP_REASON: kfree_skb_reason, then
+ * NF_STOLEN with the errno in the upper 16 bits); before, it returned NF_DROP
+ * (its errno, if any, in the same bits) and nf_hook_slow freed it. Both are
+ * a drop by the chain: rules and notes say NF_DROP for either.
+ */
+export function nfVerdict(v: number): string {
+  const code = NF_VERDICTS[v & 0xff] ?? `verdict ${v}`;
+  return code === "NF_STOLEN" && v >>> 16 !== 0 ? "NF_DROP" : code;
+}

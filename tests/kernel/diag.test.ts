@@ -65,6 +65,8 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     expect(r.stdout).toContain("ipv4 INPUT");
     expect(r.stdout).toContain("table inet skbtrail_diag_filter, chain input_drop_rules (");
     expect(r.stdout).toContain("fix advice:\n\tfind the rule that drops it: nft -a list chain inet skbtrail_diag_filter input_drop_rules");
+    // One cause, one finding: NETFILTER_DROP's generic text is not repeated next to the chain.
+    expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
   });
 
   test("nftables drop in a forward chain on a router", async () => {

@@ -83,10 +83,26 @@ describe("rule families", () => {
       { name: "nft_do_chain", nf: { family: 2, hook: 1, table: "my_long_table_name", chain: "my_input_chain", tableFamily: 1 }, ret: 0 },
       kfree(12, 0x3000),
     ]));
-    expect(summary(fs)).toEqual(["error:nft-chain-drop", "error:drop-reason"]);
+    // One cause, one finding: the chain's finding replaces NETFILTER_DROP's generic text and nf_hook_slow's.
+    expect(summary(fs)).toEqual(["error:nft-chain-drop"]);
     expect(fs[0]!.message).toBe("packet is dropped by nftables: table inet my_long_table_name, chain my_input_chain (ipv4 INPUT)");
     expect(fs[0]!.advice).toContain("nft -a list chain inet my_long_table_name my_input_chain");
-    expect(fs[1]).toMatchObject({ reason: "NETFILTER_DROP", location: "nft_do_chain+0x3e8" });
+  });
+
+  test("a chain that frees the packet itself (6.8+: NF_STOLEN with the errno above) dropped it; a plain NF_STOLEN did not", () => {
+    const chain = (ret: number, drop: boolean) =>
+      summary(findings(life([
+        { name: "nft_do_chain", nf: { family: 2, hook: 1, table: "t", chain: "c", tableFamily: 1 }, ret },
+        ...(drop ? [kfree(12, 0x3000)] : []),
+      ])));
+    const EPERM = 1;
+    expect(chain((EPERM << 16) | 2, true)).toEqual(["error:nft-chain-drop"]);
+    expect(chain(2, false)).toEqual([]);
+    expect(chain(0, true)).toEqual(["error:nft-chain-drop"]);
+  });
+
+  test("netfilter drop without the chain: the hook's finding replaces the generic text", () => {
+    expect(summary(findings(life([{ name: "nf_hook_slow", nf: { family: 2, hook: 1 }, ret: -1 }, kfree(12, 0x3000)])))).toEqual(["error:nf-hook-drop"]);
   });
 
   test("an accepting chain is no finding", () => {

@@ -109,7 +109,7 @@ export class Diagnosis {
   }
 
   private needsRuleset(e: HookEvent): boolean {
-    return (e.flags & HOOK_DROP) !== 0 && this.input.namer.reason(e.reason) === "NETFILTER_DROP" && (!this.traced.hasNftHook || this.input.showHooks);
+    return (e.flags & HOOK_DROP) !== 0 && this.engine.reasonOf(e) === "NETFILTER_DROP" && (!this.traced.hasNftHook || this.input.showHooks);
   }
 
   /**
@@ -126,8 +126,8 @@ export class Diagnosis {
     const findings = this.engine.diagnose(lines, this.traced.groupOf);
     // One cause, one finding: the firewall details go to the finding that names the drop (the
     // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.
-    const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason" && f.reason === "NETFILTER_DROP");
-    if (firewall && drop && this.input.namer.reason(drop.e.reason) === "NETFILTER_DROP") firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
+    const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason");
+    if (firewall && drop && this.engine.reasonOf(drop.e) === "NETFILTER_DROP") firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
     return findings;
   }
 

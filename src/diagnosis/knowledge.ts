@@ -16,6 +16,8 @@ export interface ReasonEntry {
   explanation: string;
   advice: string;
   kernels?: string;
+  /** Functions that drop mostly for this reason (a reasonless drop there is explained by it). */
+  sites?: string[];
 }
 
 /** Return values by meaning: netfilter and XDP verdicts, signs, errno names. */
@@ -80,15 +82,21 @@ export function loadDropReasons(text: string, file: string): Map<string, ReasonE
   if (!doc.root || typeof doc.root !== "object" || Array.isArray(doc.root)) throw doc.error(doc.root, undefined, "the drop reason file maps reason names to entries");
   const root = doc.root as YamlMap;
   const out = new Map<string, ReasonEntry>();
+  const siteOf = new Map<string, string>();
   for (const [name, node] of Object.entries(root)) {
     if (!/^[A-Z0-9_]+$/.test(name)) throw doc.error(root, name, "a drop reason is written like NO_SOCKET (the enum name without SKB_DROP_REASON_)");
-    const m = doc.map(node, `drop reason ${name}`, ["level", "summary", "explanation", "advice", "kernels"], ["level", "summary", "explanation", "advice"]);
+    const m = doc.map(node, `drop reason ${name}`, ["level", "summary", "explanation", "advice", "kernels", "sites"], ["level", "summary", "explanation", "advice"]);
+    const sites = names(doc, m, "sites", (site) => {
+      const other = siteOf.get(site);
+      return other ? `'${site}' is already a site of ${other}; a function is the site of one reason only` : (siteOf.set(site, name), undefined);
+    });
     out.set(name, {
       level: level(doc, m),
       summary: doc.string(m, "summary"),
       explanation: doc.string(m, "explanation"),
       advice: doc.string(m, "advice"),
       kernels: doc.optionalString(m, "kernels"),
+      sites,
     });
   }
   return out;

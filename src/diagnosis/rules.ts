@@ -23,6 +23,8 @@ export interface Finding {
   /** Drops: where and why. */
   location?: string;
   reason?: string;
+  /** The reason a drop without one most likely had, inferred from its location (ReasonEntry.sites). */
+  inferred?: string;
   /** Extra lines (e.g. the nftables chains on the hook that dropped). */
   details?: string[];
 }
@@ -98,12 +100,45 @@ function matches(c: Conditions, f: Facts): boolean {
   return true;
 }
 
+/** A kernel function's name without the compiler's suffixes (tcp_v4_rcv.cold, ip_rcv_core.isra.0). */
+const functionName = (symbol: string) => symbol.replace(/\+.*$/, "").replace(/\.(cold|constprop|isra|part|llvm)(\.\d+)?/g, "");
+
 export class RuleEngine {
+  /** Drop site (function) → the reason a drop there without one most likely had. */
+  private readonly siteReasons = new Map<string, string>();
+
   constructor(
     private readonly rules: Rule[],
     private readonly reasons: Map<string, ReasonEntry>,
     private readonly names: Names,
-  ) {}
+  ) {
+    for (const [name, entry] of reasons) for (const site of entry.sites ?? []) this.siteReasons.set(site, name);
+  }
+
+  /** A drop's reason as the kernel gave it, else the one its location points to (kernels before 5.17 give none). */
+  reasonOf(e: HookEvent): string | undefined {
+    const given = this.names.reason(e.reason);
+    return given && given !== "NOT_SPECIFIED" ? given : this.siteReasons.get(functionName(this.names.symbol(e.location.hi, e.location.lo)));
+  }
+
+  /** The drop-reason finding: the reason's entry, or for a drop without a precise reason the entry its location points to. */
+  private dropFinding(l: HookLine, facts: Facts, group: string | undefined): Finding {
+    const inferred = facts.reason === "NOT_SPECIFIED" ? this.siteReasons.get(facts.location!) : undefined;
+    const entry = this.reasons.get(inferred ?? facts.reason!);
+    const summary = entry?.summary ?? `drop reason ${facts.reason}`;
+    return {
+      rule: "drop-reason",
+      level: entry?.level ?? "warn",
+      hook: l.name,
+      group,
+      message: `packet is dropped by kernel: ${summary}${inferred ? ` (inferred from where it was dropped, ${facts.location})` : ""}`,
+      explanation: entry?.explanation,
+      advice: entry?.advice,
+      location: this.names.symbol(l.e.location.hi, l.e.location.lo),
+      reason: facts.reason,
+      inferred,
+    };
+  }
 
   private facts(l: HookLine, first: HookEvent): Facts {
     const e = l.e;
@@ -117,7 +152,7 @@ export class RuleEngine {
     };
     if (e.flags & HOOK_DROP) {
       facts.reason = this.names.reason(e.reason) ?? "NOT_SPECIFIED";
-      facts.location = this.names.symbol(e.location.hi, e.location.lo).replace(/\+.*$/, "");
+      facts.location = functionName(this.names.symbol(e.location.hi, e.location.lo));
     }
     if (e.tracepoint === tracepoint_id.TP_ICMP_SEND) facts.icmpSent = { type: e.info[0], code: e.info[1] };
     if (e.tracepoint === tracepoint_id.TP_TCP_SEND_RESET && e.info[0] >= 0) facts.rstReason = this.names.rstReason(e.info[0]);
@@ -151,23 +186,7 @@ export class RuleEngine {
     const factsSoFar: Facts[] = [];
     for (const l of lines) {
       const facts = this.facts(l, first);
-      if (facts.reason !== undefined) {
-        const entry = this.reasons.get(facts.reason);
-        all.push({
-          f: {
-            rule: "drop-reason",
-            level: entry?.level ?? "warn",
-            hook: l.name,
-            group: group(l.name),
-            message: `packet is dropped by kernel: ${entry?.summary ?? `drop reason ${facts.reason}`}`,
-            explanation: entry?.explanation,
-            advice: entry?.advice,
-            location: this.names.symbol(l.e.location.hi, l.e.location.lo),
-            reason: facts.reason,
-          },
-          overrides: [],
-        });
-      }
+      if (facts.reason !== undefined) all.push({ f: this.dropFinding(l, facts, group(l.name)), overrides: [] });
       for (const r of this.rules) {
         if (!matches(r.when, facts)) continue;
         if (r.after && !factsSoFar.some((earlier) => matches(r.after!, earlier))) continue;

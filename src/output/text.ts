@@ -101,7 +101,7 @@ export function analysisLines(findings: Finding[], s: TextStyle): string[] {
     lines.push(`[${i + 1}] ${colored} happens in ${f.hook}${f.group ? `(${f.group})` : ""}:`, `\t${f.message}`);
     if (f.explanation) lines.push(`\t${f.explanation}`);
     if (f.location) lines.push("    location:", `\t${f.location}`);
-    if (f.reason) lines.push("    drop reason:", `\t${f.reason}`);
+    if (f.reason) lines.push("    drop reason:", `\t${f.reason}${f.inferred ? ` (most likely ${f.inferred}, inferred from the location)` : ""}`);
     if (f.details?.length) lines.push(...f.details.map((d) => (d.startsWith("\t") ? d : `    ${d}`)));
     if (f.advice) lines.push("    fix advice:", `\t${c.green(f.advice)}`);
     lines.push("");

@@ -1,6 +1,7 @@
 // --diag on the host kernel: one real cause per scenario, each asserting
 // the finding's message and advice, and a clean run with no finding.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { functionBackends } from "../lib/kernel";
 import { Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, scaled, Skbtrail } from "../lib/skbtrail";
@@ -67,6 +68,15 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     expect(r.stdout).toContain("fix advice:\n\tfind the rule that drops it: nft -a list chain inet skbtrail_diag_filter input_drop_rules");
     // One cause, one finding: NETFILTER_DROP's generic text is not repeated next to the chain.
     expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+  });
+
+  test("--hooks after an nftables drop: the chains on that hook and, with function hooks, nettrace's blamed hook functions", async () => {
+    const r = await diagnose(["--hooks", "-p", "udp", "--dport", "7777"], () => pair.a.ns.udp(pair.b.ip4, 7777, { sport: 5779 }));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("nftables chains on this hook:\n\ttable inet skbtrail_diag_filter, chain input_drop_rules (policy accept)");
+    // nf_hook_slow's hook entries are read where it can be traced (functions backends).
+    if ((await functionBackends()).length) expect(r.stdout).toMatch(/following hook functions are blamed:\n(\t\w+\n)*\tnft_do_chain_inet\n/);
+    else expect(r.stdout).not.toContain("following hook functions are blamed:");
   });
 
   test("nftables drop in a forward chain on a router", async () => {

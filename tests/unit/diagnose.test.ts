@@ -17,6 +17,9 @@ const symbols = new Map([
   [0x4000, "tcp_v4_rcv+0x91"],
   [0x5000, "icmp_rcv+0x1b1"],
   [0x6000, "sk_stream_kill_queues+0x58"],
+  [0x7000, "tcp_rcv_established+0x20"],
+  [0x8000, "ip_rcv_core.isra.0+0x1c"],
+  [0x9000, "ip6_mc_input+0x1a6"],
 ]);
 const names: Names = {
   reason: (v) => reasonNames.get(v),
@@ -128,7 +131,29 @@ describe("rule families", () => {
   test("a closing socket purges a queued packet (Debian 6.1's normal TCP close): information", () => {
     expect(summary(findings(life([kfree(2, 0x6000)], TCP)))).toEqual(["info:socket-closed-with-queued-packet"]);
     // The same reasonless drop elsewhere still warns.
-    expect(summary(findings(life([kfree(2, 0x4000)], TCP)))).toEqual(["warn:drop-reason"]);
+    expect(summary(findings(life([kfree(2, 0x7000)], TCP)))).toEqual(["warn:drop-reason"]);
+  });
+
+  test("IPv6 multicast for a group nobody joined (router solicitations on hosts): information", () => {
+    const fs = findings(life([kfree(2, 0x9000)], { l3: 0x86dd, l4: 58, saddr: "fe80::1", daddr: "ff02::2", icmpType: 133 }));
+    expect(summary(fs)).toEqual(["info:ipv6-multicast-not-joined"]);
+    expect(fs[0]!.message).toContain("IPv6 multicast to ff02::2, a group nothing on veth1 joined");
+  });
+
+  test("a drop without a precise reason at a known site gets that site's reason, marked as inferred", () => {
+    // NOT_SPECIFIED (5.17+), and no reason at all (before 5.17: a value the kernel has no name for).
+    for (const reason of [2, 0]) {
+      const [f, ...rest] = findings(life([kfree(reason, 0x1000)]));
+      expect(rest).toEqual([]);
+      expect(f).toMatchObject({ rule: "drop-reason", level: "error", reason: "NOT_SPECIFIED", inferred: "NO_SOCKET" });
+      expect(f!.message).toBe("packet is dropped by kernel: no socket is bound to the destination port (inferred from where it was dropped, __udp4_lib_rcv)");
+      expect(f!.advice).toContain("ss -ltnp");
+    }
+    // The compiler's suffixes do not hide the function.
+    expect(findings(life([kfree(2, 0x8000)]))[0]).toMatchObject({ inferred: "IP_INHDR" });
+    expect(diagnoser().reasonOf(life([kfree(0, 0x3000)])[0]!.e)).toBe("NETFILTER_DROP");
+    // A precise reason is never second-guessed.
+    expect(findings(life([kfree(16, 0x1000)]))[0]).toMatchObject({ reason: "IP_RPFILTER", inferred: undefined });
   });
 
   test("ICMP errors the kernel sent: TTL, MTU, no route, reject", () => {

@@ -30,6 +30,11 @@ describe("built-in knowledge", () => {
     expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
     expect(loadTracerTree(tracerTreeText, "knowledge/tracers.yaml").length).toBeGreaterThan(3);
   });
+
+  test("a drop site belongs to one reason only", () => {
+    const entry = (sites: string) => `  level: warn\n  summary: s\n  explanation: e\n  advice: a\n  sites: ${sites}\n`;
+    expect(() => loadDropReasons(`A_REASON:\n${entry("[f, g]")}B_REASON:\n${entry("[h, g]")}`, "r.yaml")).toThrow(/^r\.yaml:\d+: sites: 'g' is already a site of A_REASON/);
+  });
 });
 
 describe("a rule file with a mistake names file, line and key", () => {

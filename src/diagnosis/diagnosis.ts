@@ -1,7 +1,8 @@
 // --diag: the knowledge base loaded and checked, the rule engine, and what
 // the running system adds to a finding: for a firewall drop seen only
 // through its drop reason (no nft_do_chain hook on this kernel), the hook
-// from the drop's stack and the nftables chains sitting on that hook.
+// from the drop's stack and the nftables chains sitting on that hook; for a
+// drop by the routing decision, the kind of route that refused the packet.
 import { readFileSync, statSync } from "node:fs";
 import { hook_flags } from "../abi/layout.generated";
 import { dropReasonsText, rulesText } from "../common/assets";
@@ -10,9 +11,11 @@ import type { HookEvent } from "../events/decode";
 import type { HookLine, Namer } from "../events/line";
 import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
 import { tracepointById } from "../plan/tracepoints";
-import { chainsOnHook, hookFromStack, RulesetCache } from "./firewall";
+import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
 import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
-import { RuleEngine, type Finding, type Names } from "./rules";
+import { readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
+import { functionName, RuleEngine, type Finding, type Names } from "./rules";
+import { BackgroundReads } from "./system";
 
 /** A rule file larger than this is surely not one (and must not fill memory). */
 export const MAX_RULE_FILE_BYTES = 1 << 20;
@@ -78,12 +81,16 @@ export interface TracedHooks {
   groupOf: (hookName: string) => string | undefined;
 }
 
+/** Findings a refusing route explains better (knowledge/rules.yaml): the ICMP error it made the host send, the drop reason. */
+const ROUTE_EXPLAINED = new Set(["no-route", "admin-prohibited", "drop-reason"]);
+
 /** Knowledge-base rules that name a netfilter drop more precisely than its drop reason (knowledge/rules.yaml). */
 const NETFILTER_DROP_RULES = new Set(["nft-chain-drop", "nf-hook-drop", "iptables-drop"]);
 
 export class Diagnosis {
   private readonly engine: RuleEngine;
-  private readonly rulesets = new RulesetCache();
+  private readonly rulesets = new BackgroundReads(readRuleset);
+  private readonly routes = new BackgroundReads(readRoute, routeQueryKey);
   private traced: TracedHooks = { hasNftHook: false, groupOf: () => undefined };
 
   /** Loads and checks the knowledge base: a bad --kb file fails here, before anything is attached. */
@@ -103,9 +110,19 @@ export class Diagnosis {
     return !this.traced.hasNftHook;
   }
 
-  /** A firewall drop was seen: start reading its namespace's ruleset now, while the packet settles. */
+  /** A drop was seen: start reading what explains it (ruleset, route) now, while the packet settles. */
   noticeDrop(e: HookEvent): void {
     if (this.needsRuleset(e)) this.rulesets.want(e.meta.netns);
+    const route = this.routeQuery(e);
+    if (route) this.routes.want(route);
+  }
+
+  /** A drop by the routing decision: the route to ask about. */
+  private routeQuery(e: HookEvent): RouteQuery | undefined {
+    if (!(e.flags & HOOK_DROP) || !ROUTE_DROP_SITES.has(functionName(this.input.namer.symbol(e.location.hi, e.location.lo)))) return undefined;
+    const ipv6 = e.pkt.l3 === 0x86dd;
+    if (!ipv6 && e.pkt.l3 !== 0x0800) return undefined;
+    return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname };
   }
 
   private needsRuleset(e: HookEvent): boolean {
@@ -119,11 +136,15 @@ export class Diagnosis {
   examine(lines: HookLine[], mayWait: boolean): Finding[] | undefined {
     const drop = lines.find((l) => l.e.flags & HOOK_DROP);
     const netns = drop && this.needsRuleset(drop.e) ? drop.e.meta.netns : undefined;
-    if (netns !== undefined) {
-      this.rulesets.want(netns);
-      if (mayWait && !this.rulesets.get(netns)) return undefined;
-    }
+    const route = drop && this.routeQuery(drop.e);
+    if (netns !== undefined) this.rulesets.want(netns);
+    if (route) this.routes.want(route);
+    if (mayWait && ((netns !== undefined && !this.rulesets.get(netns)) || (route && !this.routes.get(route)))) return undefined;
     const findings = this.engine.diagnose(lines, this.traced.groupOf);
+    const answer = route && this.routes.get(route)?.value;
+    const refused = route && answer && routeFinding(route, answer);
+    // The route names the cause: its finding replaces the ICMP error's and the drop reason's.
+    if (refused) return [{ rule: "route-refused", level: "error", hook: drop!.name, group: this.traced.groupOf(drop!.name), ...refused }, ...findings.filter((f) => !ROUTE_EXPLAINED.has(f.rule))];
     // One cause, one finding: the firewall details go to the finding that names the drop (the
     // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.
     const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason");
@@ -132,8 +153,8 @@ export class Diagnosis {
   }
 
   /** Resolves when no ruleset read is in progress (at exit). */
-  settled(): Promise<void> {
-    return this.rulesets.settled();
+  async settled(): Promise<void> {
+    await Promise.all([this.rulesets.settled(), this.routes.settled()]);
   }
 
   /** --hooks with function hooks: the kernel functions registered on the netfilter hook that dropped. */
@@ -158,8 +179,9 @@ export class Diagnosis {
     const out = [`netfilter hook:`, `\t${family} ${nfHook}`];
     const read = this.rulesets.get(drop.e.meta.netns);
     if (!read) return [...out, "\t(the ruleset of the packet's network namespace was not read in time)"];
-    if (!read.ruleset) return [...out, "\t(cannot read the ruleset of the packet's network namespace: is the nft command installed?)"];
-    const chains = chainsOnHook(read.ruleset, nftHook, family);
+    const ruleset = read.value;
+    if (!ruleset) return [...out, "\t(cannot read the ruleset of the packet's network namespace: is the nft command installed?)"];
+    const chains = chainsOnHook(ruleset, nftHook, family);
     if (!chains.length) return [...out, "\tno nftables chain on this hook: look at iptables-legacy (iptables-save) or other hook users"];
     const suspects = chains.filter((c) => c.dropRules.length || c.policy === "drop");
     if (suspects.length === 1) {

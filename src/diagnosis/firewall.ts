@@ -2,10 +2,8 @@
 // packet (no function hooks on this kernel), the drop's kernel stack tells
 // which netfilter hook ran it, and the ruleset of the packet's network
 // namespace tells which chains sit on that hook. The ruleset is read with
-// the nft command in that namespace, at most once a second per namespace,
-// in the background and bounded by a timeout: a slow or missing nft never
-// holds the output for long.
-import { existsSync, readdirSync, statSync } from "node:fs";
+// the nft command in that namespace (./system.ts).
+import { netnsPath, runInNetns } from "./system";
 
 /** Netfilter hook from the frames of a drop's stack: the caller of nf_hook_slow. */
 export function hookFromStack(frames: string[]): string | undefined {
@@ -18,22 +16,6 @@ export function hookFromStack(frames: string[]): string | undefined {
     ip_output: "POST_ROUTING", ip6_output: "POST_ROUTING", ip_finish_output: "POST_ROUTING",
   };
   return byCaller[caller];
-}
-
-/** A path that enters the network namespace with this inode (/run/netns/…, or a process's). */
-export function netnsPath(inode: number): string | undefined {
-  const candidates: string[] = [];
-  if (existsSync("/run/netns")) candidates.push(...readdirSync("/run/netns").map((n) => `/run/netns/${n}`));
-  candidates.push("/proc/self/ns/net");
-  for (const pid of readdirSync("/proc")) if (/^\d+$/.test(pid)) candidates.push(`/proc/${pid}/ns/net`);
-  for (const path of candidates) {
-    try {
-      if (statSync(path).ino === inode) return path;
-    } catch {
-      // the process went away
-    }
-  }
-  return undefined;
 }
 
 export interface ChainSummary {
@@ -125,65 +107,11 @@ export function chainsOnHook(ruleset: Ruleset, nftHook: string, nfFamily: string
   }));
 }
 
-/** How long one nft may take before the finding goes out without it. */
-const NFT_TIMEOUT_MS = 2000;
-/** A ruleset read is reused this long: a flood of drops runs nft once a second, not per packet. */
-const FRESH_MS = 1000;
-
-async function runNft(ns: string, args: string[]): Promise<string | undefined> {
-  const proc = Bun.spawn(["nsenter", `--net=${ns}`, "nft", ...args], { stdout: "pipe", stderr: "ignore", stdin: "ignore" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), NFT_TIMEOUT_MS);
-  try {
-    const text = await new Response(proc.stdout).text();
-    return (await proc.exited) === 0 ? text : undefined;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Reads the ruleset of the namespace with this inode; undefined if nft is missing, fails or is too slow. */
 export async function readRuleset(inode: number): Promise<Ruleset | undefined> {
   const ns = netnsPath(inode);
   if (!ns) return undefined;
-  try {
-    const [json, text] = await Promise.all([runNft(ns, ["-j", "list", "ruleset"]), runNft(ns, ["-a", "list", "ruleset"])]);
-    if (json === undefined || text === undefined) return undefined;
-    return { ...(JSON.parse(json) as Pick<Ruleset, "nftables">), text: parseRuleText(text) };
-  } catch {
-    return undefined;
-  }
-}
-
-type CacheEntry = { readAt: number; ruleset?: Ruleset; reading?: Promise<void> };
-
-/** Rulesets per namespace, read in the background and kept for a second. */
-export class RulesetCache {
-  private readonly entries = new Map<number, CacheEntry>();
-
-  constructor(private readonly read: (inode: number) => Promise<Ruleset | undefined> = readRuleset) {}
-
-  /** Starts reading the namespace's ruleset unless a fresh one is here or on its way. */
-  want(inode: number): void {
-    const now = performance.now();
-    const e = this.entries.get(inode);
-    if (e && (e.reading || now - e.readAt < FRESH_MS)) return;
-    const entry: CacheEntry = { readAt: now, ruleset: e?.ruleset };
-    entry.reading = this.read(inode).then((r) => {
-      entry.ruleset = r;
-      entry.readAt = performance.now();
-      entry.reading = undefined;
-    });
-    this.entries.set(inode, entry);
-  }
-
-  /** The ruleset if a read finished ({ ruleset: undefined } when it failed); undefined while reading. */
-  get(inode: number): { ruleset?: Ruleset } | undefined {
-    const e = this.entries.get(inode);
-    return !e || e.reading ? undefined : { ruleset: e.ruleset };
-  }
-
-  /** Resolves when no read is in progress. */
-  async settled(): Promise<void> {
-    await Promise.all([...this.entries.values()].map((e) => e.reading));
-  }
+  const [json, text] = await Promise.all([runInNetns(ns, ["nft", "-j", "list", "ruleset"]), runInNetns(ns, ["nft", "-a", "list", "ruleset"])]);
+  if (json === undefined || text === undefined) return undefined;
+  return { ...(JSON.parse(json) as Pick<Ruleset, "nftables">), text: parseRuleText(text) };
 }

@@ -101,7 +101,7 @@ function matches(c: Conditions, f: Facts): boolean {
 }
 
 /** A kernel function's name without the compiler's suffixes (tcp_v4_rcv.cold, ip_rcv_core.isra.0). */
-const functionName = (symbol: string) => symbol.replace(/\+.*$/, "").replace(/\.(cold|constprop|isra|part|llvm)(\.\d+)?/g, "");
+export const functionName = (symbol: string) => symbol.replace(/\+.*$/, "").replace(/\.(cold|constprop|isra|part|llvm)(\.\d+)?/g, "");
 
 export class RuleEngine {
   /** Drop site (function) → the reason a drop there without one most likely had. */

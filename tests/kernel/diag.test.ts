@@ -33,6 +33,7 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     await routed.router.chains({ table: "router_firewall", chain: "forward_filter_chain", hook: "forward", rules: ["udp dport 7778 drop"] });
     await routed.router.sh("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.in0.rp_filter=1 && ip link set out0 mtu 1280");
     await routed.server.sh("ip link set veth0 mtu 1280");
+    await routed.router.sh("ip route add unreachable 10.92.50.0/24 && ip route add blackhole 10.92.51.0/24 && ip route add prohibit 10.92.52.0/24");
     // A spoofed source for the rp_filter case; a permanent neighbour entry so
     // the client does not ARP from that source (the router would not answer).
     const routerMac = (await routed.router.sh("cat /sys/class/net/in0/address").text()).trim();
@@ -94,11 +95,38 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     expect(r.stdout).toMatch(/fix advice:\n\t.*rp_filter/);
   });
 
-  test("no route to host, answered by the router", async () => {
+  test("no route to host: the router's routing table says there is none", async () => {
     const r = await diagnose(["--daddr", "10.92.99.1"], () => routed.client.ping("10.92.99.1", "", false));
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/no route to 10\.92\.99\.1: the host answered ICMP destination unreachable \((net|host) unreachable\)/);
+    expect(r.stdout).toContain("no route to 10.92.99.1: the routing table has no route for it and no default route");
     expect(r.stdout).toContain("ip route get 10.92.99.1");
+    expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+  });
+
+  // One finding naming the route, instead of the ICMP error (a prohibit route is no firewall) or the bare drop reason.
+  for (const [kind, net, answer] of [
+    ["unreachable", 50, "refuses it and answers ICMP host unreachable"],
+    ["blackhole", 51, "discards it silently"],
+    ["prohibit", 52, "refuses it and answers ICMP administratively prohibited (a route, not a firewall rule)"],
+  ] as const)
+    test(`${kind} route on the router`, async () => {
+      const r = await diagnose(["--daddr", `10.92.${net}.1`], () => routed.client.ping(`10.92.${net}.1`, "", false));
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(`the route to 10.92.${net}.1 is ${kind === "unreachable" ? "an" : "a"} '${kind}' route (10.92.${net}.0/24): the host ${answer}`);
+      expect(r.stdout).toContain(`ip route del ${kind} 10.92.${net}.0/24`);
+      expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+    });
+
+  test("forwarding turned off on the router's input interface", async () => {
+    await routed.router.sh("sysctl -qw net.ipv4.conf.in0.forwarding=0");
+    try {
+      const r = await diagnose(["-p", "udp", "--dport", "7605"], () => routed.client.udp(routed.serverIp, 7605));
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(`${routed.serverIp} is not an address of this host and forwarding is off on in0 (net.ipv4.conf.in0.forwarding = 0): the host does not route it`);
+      expect(r.stdout).toContain("sysctl -w net.ipv4.conf.in0.forwarding=1");
+    } finally {
+      await routed.router.sh("sysctl -qw net.ipv4.conf.in0.forwarding=1");
+    }
   });
 
   test("TTL expiry on a router", async () => {

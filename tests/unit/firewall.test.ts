@@ -4,7 +4,8 @@
 // per-namespace cache that keeps a flood of drops from running nft per packet.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { chainsOnHook, hookFromStack, parseRuleText, RulesetCache, type Ruleset } from "../../src/diagnosis/firewall";
+import { chainsOnHook, hookFromStack, parseRuleText, type Ruleset } from "../../src/diagnosis/firewall";
+import { BackgroundReads } from "../../src/diagnosis/system";
 
 const dir = `${import.meta.dir}/../fixtures`;
 const ruleset: Ruleset = {
@@ -41,11 +42,11 @@ describe("chains on a hook", () => {
   });
 });
 
-describe("the ruleset cache", () => {
+describe("background reads (rulesets, routes)", () => {
   test("one read per namespace while it is fresh; reads in the background; a failed read is known", async () => {
     const reads: number[] = [];
     let release!: () => void;
-    const cache = new RulesetCache((inode) => {
+    const cache = new BackgroundReads<number, Ruleset>((inode) => {
       reads.push(inode);
       return new Promise((resolve) => (release = () => resolve(inode === 1 ? ruleset : undefined)));
     });
@@ -54,12 +55,12 @@ describe("the ruleset cache", () => {
     expect(cache.get(1)).toBeUndefined(); // still reading
     release();
     await cache.settled();
-    expect(cache.get(1)).toEqual({ ruleset });
+    expect(cache.get(1)).toEqual({ value: ruleset });
     cache.want(1); // fresh: not read again
     cache.want(2);
     release();
     await cache.settled();
-    expect(cache.get(2)).toEqual({ ruleset: undefined });
+    expect(cache.get(2)).toEqual({ value: undefined });
     expect(reads).toEqual([1, 2]);
   });
 });

@@ -1,0 +1,22 @@
+// The route that refused a packet, from `ip -j route show match` as iproute2 prints it.
+import { describe, expect, test } from "bun:test";
+import { mostSpecific, routeFinding } from "../../src/diagnosis/routes";
+
+const q = { netns: 4026531840, ipv6: false, daddr: "10.5.0.1", ifname: "eth0" };
+
+describe("routes", () => {
+  test("the most specific matching route wins; a normal route has no type", () => {
+    const json = JSON.stringify([{ dst: "default", gateway: "10.0.0.1" }, { type: "unreachable", dst: "10.5.0.0/16" }, { type: "blackhole", dst: "10.5.0.0/24" }, { dst: "10.4.0.0/14", dev: "eth1" }]);
+    expect(mostSpecific(json, false)).toEqual({ type: "blackhole", dst: "10.5.0.0/24" });
+    expect(mostSpecific(JSON.stringify([{ dst: "default" }, { dst: "10.5.0.1", dev: "eth1" }]), false)).toEqual({ type: "unicast", dst: "10.5.0.1" });
+    expect(mostSpecific("[]", false)).toBeUndefined();
+  });
+
+  test("each refusing kind is named with the command that removes it; a normal route explains nothing unless forwarding is off", () => {
+    expect(routeFinding(q, { route: { type: "prohibit", dst: "10.5.0.0/24" } })?.message).toBe("the route to 10.5.0.1 is a 'prohibit' route (10.5.0.0/24): the host refuses it and answers ICMP administratively prohibited (a route, not a firewall rule)");
+    expect(routeFinding({ ...q, ipv6: true, daddr: "fd00::1" }, { route: { type: "unreachable", dst: "fd00::/64" } })?.advice).toContain("ip -6 route del unreachable fd00::/64");
+    expect(routeFinding(q, {})?.message).toBe("no route to 10.5.0.1: the routing table has no route for it and no default route");
+    expect(routeFinding(q, { route: { type: "unicast", dst: "default" }, forwarding: true })).toBeUndefined();
+    expect(routeFinding(q, { route: { type: "unicast", dst: "default" }, forwarding: false })?.advice).toContain("sysctl -w net.ipv4.conf.eth0.forwarding=1");
+  });
+});

@@ -13,7 +13,7 @@ import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
 import { tracepointById } from "../plan/tracepoints";
 import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
 import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
-import { readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
+import { neighbourFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
 import { functionName, RuleEngine, type Finding, type Names } from "./rules";
 import { BackgroundReads } from "./system";
 
@@ -81,7 +81,7 @@ export interface TracedHooks {
   groupOf: (hookName: string) => string | undefined;
 }
 
-/** Findings a refusing route explains better (knowledge/rules.yaml): the ICMP error it made the host send, the drop reason. */
+/** Findings a refusing route or a silent next hop explains better (knowledge/rules.yaml): the ICMP error the host sent, the drop reason. */
 const ROUTE_EXPLAINED = new Set(["no-route", "admin-prohibited", "drop-reason"]);
 
 /** Knowledge-base rules that name a netfilter drop more precisely than its drop reason (knowledge/rules.yaml). */
@@ -117,9 +117,10 @@ export class Diagnosis {
     if (route) this.routes.want(route);
   }
 
-  /** A drop by the routing decision: the route to ask about. */
+  /** A drop by the routing decision, or for want of the next hop's link-layer address: the route to ask about. */
   private routeQuery(e: HookEvent): RouteQuery | undefined {
-    if (!(e.flags & HOOK_DROP) || !ROUTE_DROP_SITES.has(functionName(this.input.namer.symbol(e.location.hi, e.location.lo)))) return undefined;
+    if (!(e.flags & HOOK_DROP)) return undefined;
+    if (!ROUTE_DROP_SITES.has(functionName(this.input.namer.symbol(e.location.hi, e.location.lo))) && this.engine.reasonOf(e) !== "NEIGH_FAILED") return undefined;
     const ipv6 = e.pkt.l3 === 0x86dd;
     if (!ipv6 && e.pkt.l3 !== 0x0800) return undefined;
     return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname };
@@ -141,10 +142,13 @@ export class Diagnosis {
     if (route) this.routes.want(route);
     if (mayWait && ((netns !== undefined && !this.rulesets.get(netns)) || (route && !this.routes.get(route)))) return undefined;
     const findings = this.engine.diagnose(lines, this.traced.groupOf);
-    const answer = route && this.routes.get(route)?.value;
-    const refused = route && answer && routeFinding(route, answer);
-    // The route names the cause: its finding replaces the ICMP error's and the drop reason's.
-    if (refused) return [{ rule: "route-refused", level: "error", hook: drop!.name, group: this.traced.groupOf(drop!.name), ...refused }, ...findings.filter((f) => !ROUTE_EXPLAINED.has(f.rule))];
+    if (route) {
+      // The route (or the silent next hop) names the cause: its finding replaces the ICMP error's and the drop reason's.
+      const answer = this.routes.get(route)?.value;
+      const neighbour = this.engine.reasonOf(drop!.e) === "NEIGH_FAILED";
+      const words = neighbour ? neighbourFinding(route, answer) : answer && routeFinding(route, answer);
+      if (words) return [{ rule: neighbour ? "neighbour-failed" : "route-refused", level: "error", hook: drop!.name, group: this.traced.groupOf(drop!.name), ...words }, ...findings.filter((f) => !ROUTE_EXPLAINED.has(f.rule))];
+    }
     // One cause, one finding: the firewall details go to the finding that names the drop (the
     // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.
     const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason");

@@ -5,6 +5,8 @@
 // so the route to the packet's destination is read from the routing table
 // of its network namespace (`ip route show match`, the main table: policy
 // rules are not looked at) and the finding names the kind of route.
+// A packet dropped because the next hop never answered ARP/NDP is no routing
+// problem: the same read names that next hop and its interface.
 import { netnsPath, runInNetns } from "./system";
 
 /** Functions where a packet the routing decision refused is dropped. */
@@ -19,8 +21,8 @@ export interface RouteQuery {
 }
 
 export interface RouteAnswer {
-  /** The most specific matching route: its type ("unicast" for a normal one) and destination; none when no route matches. */
-  route?: { type: string; dst: string };
+  /** The most specific matching route: its type ("unicast" for a normal one), destination, gateway and device; none when no route matches. */
+  route?: { type: string; dst: string; gateway?: string; dev?: string };
   /** Whether the input interface forwards (undefined: not known). */
   forwarding?: boolean;
 }
@@ -36,10 +38,10 @@ function prefixLength(dst: string, ipv6: boolean): number {
 
 /** The most specific of the routes `ip -j route show match` printed (the first of equals: the kernel's order). */
 export function mostSpecific(json: string, ipv6: boolean): RouteAnswer["route"] {
-  const routes = JSON.parse(json) as { type?: string; dst: string }[];
-  let best: { type?: string; dst: string } | undefined;
+  const routes = JSON.parse(json) as { type?: string; dst: string; gateway?: string; dev?: string }[];
+  let best: (typeof routes)[number] | undefined;
   for (const r of routes) if (!best || prefixLength(r.dst, ipv6) > prefixLength(best.dst, ipv6)) best = r;
-  return best && { type: best.type ?? "unicast", dst: best.dst };
+  return best && { type: best.type ?? "unicast", dst: best.dst, gateway: best.gateway, dev: best.dev };
 }
 
 /** Reads the route to the packet's destination, and whether its input interface forwards. */
@@ -85,4 +87,15 @@ export function routeFinding(q: RouteQuery, a: RouteAnswer): { message: string; 
     };
   }
   return undefined;
+}
+
+/** The finding for a failed neighbour resolution: the next hop (the route's gateway, else the destination itself) and its device. */
+export function neighbourFinding(q: RouteQuery, a: RouteAnswer | undefined): { message: string; advice: string } {
+  const hop = a?.route?.gateway ?? q.daddr;
+  const dev = a?.route?.dev ?? q.ifname;
+  const ip = q.ipv6 ? "ip -6" : "ip";
+  return {
+    message: `neighbour resolution failed: ${hop} on ${dev} did not answer ${q.ipv6 ? "neighbour solicitation (NDP)" : "ARP"}, so the packet to ${q.daddr} could not be sent (not a routing problem)`,
+    advice: `check that ${hop} is up and on ${dev}'s link (in the packet's network namespace, ${q.netns}): ${ip} neigh show ${hop} dev ${dev} (FAILED or INCOMPLETE); ping -c1 -I ${dev} ${hop}${q.ipv6 ? "" : `; arping -c1 -I ${dev} ${hop}`}; check cabling, VLAN and the next hop's firewall`,
+  };
 }

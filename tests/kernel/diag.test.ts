@@ -33,7 +33,7 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     await routed.router.chains({ table: "router_firewall", chain: "forward_filter_chain", hook: "forward", rules: ["udp dport 7778 drop"] });
     await routed.router.sh("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.in0.rp_filter=1 && ip link set out0 mtu 1280");
     await routed.server.sh("ip link set veth0 mtu 1280");
-    await routed.router.sh("ip route add unreachable 10.92.50.0/24 && ip route add blackhole 10.92.51.0/24 && ip route add prohibit 10.92.52.0/24");
+    await routed.router.sh("ip route add unreachable 10.92.50.0/24 && ip route add blackhole 10.92.51.0/24 && ip route add prohibit 10.92.52.0/24 && ip route add 10.92.53.0/24 via 10.92.2.99 dev out0 onlink");
     // A spoofed source for the rp_filter case; a permanent neighbour entry so
     // the client does not ARP from that source (the router would not answer).
     const routerMac = (await routed.router.sh("cat /sys/class/net/in0/address").text()).trim();
@@ -116,6 +116,15 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
       expect(r.stdout).toContain(`ip route del ${kind} 10.92.${net}.0/24`);
       expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
     });
+
+  test("the next hop never answers ARP: a neighbour failure naming it, not 'no route'", async () => {
+    const r = await diagnose(["--daddr", "10.92.53.1"], () => routed.client.ping("10.92.53.1", "-c 1 -W 5", false));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("neighbour resolution failed: 10.92.2.99 on out0 did not answer ARP, so the packet to 10.92.53.1 could not be sent (not a routing problem)");
+    expect(r.stdout).toContain("ip neigh show 10.92.2.99 dev out0");
+    expect(r.stdout).not.toContain("no route to");
+    expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+  });
 
   test("forwarding turned off on the router's input interface", async () => {
     await routed.router.sh("sysctl -qw net.ipv4.conf.in0.forwarding=0");

@@ -1,6 +1,6 @@
 // The route that refused a packet, from `ip -j route show match` as iproute2 prints it.
 import { describe, expect, test } from "bun:test";
-import { mostSpecific, routeFinding } from "../../src/diagnosis/routes";
+import { mostSpecific, neighbourFinding, routeFinding } from "../../src/diagnosis/routes";
 
 const q = { netns: 4026531840, ipv6: false, daddr: "10.5.0.1", ifname: "eth0" };
 
@@ -8,8 +8,9 @@ describe("routes", () => {
   test("the most specific matching route wins; a normal route has no type", () => {
     const json = JSON.stringify([{ dst: "default", gateway: "10.0.0.1" }, { type: "unreachable", dst: "10.5.0.0/16" }, { type: "blackhole", dst: "10.5.0.0/24" }, { dst: "10.4.0.0/14", dev: "eth1" }]);
     expect(mostSpecific(json, false)).toEqual({ type: "blackhole", dst: "10.5.0.0/24" });
-    expect(mostSpecific(JSON.stringify([{ dst: "default" }, { dst: "10.5.0.1", dev: "eth1" }]), false)).toEqual({ type: "unicast", dst: "10.5.0.1" });
+    expect(mostSpecific(JSON.stringify([{ dst: "default" }, { dst: "10.5.0.1", dev: "eth1" }]), false)).toMatchObject({ type: "unicast", dst: "10.5.0.1", dev: "eth1" });
     expect(mostSpecific("[]", false)).toBeUndefined();
+    expect(mostSpecific(JSON.stringify([{ dst: "10.5.0.0/24", gateway: "10.0.0.9", dev: "eth1" }]), false)).toEqual({ type: "unicast", dst: "10.5.0.0/24", gateway: "10.0.0.9", dev: "eth1" });
   });
 
   test("each refusing kind is named with the command that removes it; a normal route explains nothing unless forwarding is off", () => {
@@ -18,5 +19,10 @@ describe("routes", () => {
     expect(routeFinding(q, {})?.message).toBe("no route to 10.5.0.1: the routing table has no route for it and no default route");
     expect(routeFinding(q, { route: { type: "unicast", dst: "default" }, forwarding: true })).toBeUndefined();
     expect(routeFinding(q, { route: { type: "unicast", dst: "default" }, forwarding: false })?.advice).toContain("sysctl -w net.ipv4.conf.eth0.forwarding=1");
+  });
+
+  test("a failed neighbour resolution names the next hop: the gateway, else the destination on its link", () => {
+    expect(neighbourFinding(q, { route: { type: "unicast", dst: "10.5.0.0/24", gateway: "10.0.0.9", dev: "eth1" } }).message).toBe("neighbour resolution failed: 10.0.0.9 on eth1 did not answer ARP, so the packet to 10.5.0.1 could not be sent (not a routing problem)");
+    expect(neighbourFinding({ ...q, ipv6: true, daddr: "fd00::5" }, undefined).message).toContain("fd00::5 on eth0 did not answer neighbour solicitation (NDP)");
   });
 });

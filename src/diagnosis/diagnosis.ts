@@ -4,12 +4,13 @@
 // from the drop's stack and the nftables chains sitting on that hook; for a
 // drop by the routing decision, the kind of route that refused the packet.
 import { readFileSync, statSync } from "node:fs";
-import { hook_flags } from "../abi/layout.generated";
+import { hook_flags, tracepoint_id } from "../abi/layout.generated";
 import { dropReasonsText, rulesText } from "../common/assets";
 import { shown, usageError } from "../common/errors";
 import type { HookEvent } from "../events/decode";
 import type { HookLine, Namer } from "../events/line";
 import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
+import { icmpTypeText } from "../events/protocols";
 import { tracepointById } from "../plan/tracepoints";
 import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
 import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
@@ -141,7 +142,11 @@ export class Diagnosis {
     if (netns !== undefined) this.rulesets.want(netns);
     if (route) this.routes.want(route);
     if (mayWait && ((netns !== undefined && !this.rulesets.get(netns)) || (route && !this.routes.get(route)))) return undefined;
-    const findings = this.engine.diagnose(lines, this.traced.groupOf);
+    // An ICMP error sent before a firewall drop is a reject rule's answer, not a closed port or a missing route:
+    // the firewall's finding says so, and the ICMP rules do not see it.
+    const netfilterDrop = drop && this.engine.reasonOf(drop.e) === "NETFILTER_DROP";
+    const answer = netfilterDrop ? lines.find((l) => l.e.tracepoint === tracepoint_id.TP_ICMP_SEND && l.e.timeNs <= drop.e.timeNs) : undefined;
+    const findings = this.engine.diagnose(answer ? lines.filter((l) => l !== answer) : lines, this.traced.groupOf);
     if (route) {
       // The route (or the silent next hop) names the cause: its finding replaces the ICMP error's and the drop reason's.
       const answer = this.routes.get(route)?.value;
@@ -152,7 +157,9 @@ export class Diagnosis {
     // One cause, one finding: the firewall details go to the finding that names the drop (the
     // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.
     const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason");
-    if (firewall && drop && this.engine.reasonOf(drop.e) === "NETFILTER_DROP") firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
+    if (!firewall || !netfilterDrop) return findings;
+    firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
+    if (answer) firewall.message += `: a reject rule, the host answered ICMP ${icmpTypeText(drop.e.pkt.l3 === 0x86dd, answer.e.info[0], answer.e.info[1])}`;
     return findings;
   }
 

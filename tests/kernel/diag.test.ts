@@ -1,6 +1,7 @@
 // --diag on the host kernel: one real cause per scenario, each asserting
 // the finding's message and advice, and a clean run with no finding.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { functionBackends } from "../lib/kernel";
 import { Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
@@ -29,7 +30,7 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
   beforeAll(async () => {
     pair = await TwoHosts.create("dg", 91);
     routed = await Routed.create("dgr", 92);
-    await pair.b.ns.chains({ table: "skbtrail_diag_filter", chain: "input_drop_rules", hook: "input", rules: ["udp dport 7777 drop"] });
+    await pair.b.ns.chains({ table: "skbtrail_diag_filter", chain: "input_drop_rules", hook: "input", rules: ["udp dport 7777 drop", "udp dport 7779 reject"] });
     await routed.router.chains({ table: "router_firewall", chain: "forward_filter_chain", hook: "forward", rules: ["udp dport 7778 drop"] });
     await routed.router.sh("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.in0.rp_filter=1 && ip link set out0 mtu 1280");
     await routed.server.sh("ip link set veth0 mtu 1280");
@@ -78,6 +79,16 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     // nf_hook_slow's hook entries are read where it can be traced (functions backends).
     if ((await functionBackends()).length) expect(r.stdout).toMatch(/following hook functions are blamed:\n(\t\w+\n)*\tnft_do_chain_inet\n/);
     else expect(r.stdout).not.toContain("following hook functions are blamed:");
+  });
+
+  test("a reject rule answering ICMP is a reject, not a closed port", async () => {
+    const r = await diagnose(["-p", "udp", "--dport", "7779"], () => pair.a.ns.udp(pair.b.ip4, 7779, { sport: 5780 }));
+    expect(r.code).toBe(1);
+    // The answer is seen where the kernel has the icmp:icmp_send tracepoint (6.4+).
+    if (existsSync("/sys/kernel/tracing/events/icmp/icmp_send")) expect(r.stdout).toMatch(/: a reject rule, the host answered ICMP destination unreachable \(port unreachable\)\n/);
+    expect(r.stdout).toMatch(/udp dport 7779 reject|nft -a list chain inet skbtrail_diag_filter input_drop_rules/);
+    expect(r.stdout).not.toContain("nothing listens");
+    expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
   });
 
   test("nftables drop in a forward chain on a router", async () => {

@@ -182,12 +182,14 @@ export class Diagnosis {
     const nft = lines.find((l) => l.e.nf?.table);
     if (nft && !this.input.showHooks) return [];
     const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
-    // The hook by its family's names: from nft_do_chain when traced, else from the drop's stack (inet only).
-    const family = nft?.e.nf ? (NF_FAMILIES[nft.e.nf.family] ?? `family ${nft.e.nf.family}`) : drop.e.pkt.l3 === 0x86dd ? "ipv6" : "ipv4";
-    const nfHook = nft?.e.nf ? nfHookName(nft.e.nf.family, nft.e.nf.hook) : hookFromStack(frames);
-    if (!nfHook) return ["netfilter hook: unknown (no stack of the drop)"];
-    const nftHook = nft?.e.nf ? nftHookName(nft.e.nf.family, nft.e.nf.hook) : nfHook.toLowerCase().replace("_", "");
-    const out = [`netfilter hook:`, `\t${family} ${nfHook}`];
+    // The hook by its family's names: from nft_do_chain when traced, else from the drop's stack.
+    const nf = nft?.e.nf;
+    const hook = nf
+      ? { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }
+      : hookFromStack(frames, drop.e.pkt.l3 === 0x86dd);
+    if (!hook) return [`netfilter hook: unknown (${frames.length ? "not one of the hooks skbtrail knows by its caller" : "no stack of the drop"})`];
+    const { family, nftHook } = hook;
+    const out = [`netfilter hook:`, `\t${family} ${hook.hook}`];
     const read = this.rulesets.get(drop.e.meta.netns);
     if (!read) return [...out, "\t(the ruleset of the packet's network namespace was not read in time)"];
     const ruleset = read.value;

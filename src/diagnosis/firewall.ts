@@ -5,17 +5,38 @@
 // the nft command in that namespace (./system.ts).
 import { netnsPath, runInNetns } from "./system";
 
-/** Netfilter hook from the frames of a drop's stack: the caller of nf_hook_slow. */
-export function hookFromStack(frames: string[]): string | undefined {
+/** A netfilter hook named three ways: its family ("ipv4", "bridge"…), its hook in that family, and nft's word for it. */
+export interface NfHookNames {
+  family: string;
+  hook: string;
+  nftHook: string;
+}
+
+/** Callers of nf_hook_slow (the NF_HOOK sites, inlined) → family (inet: the packet's) and hook. */
+const HOOK_CALLERS: Record<string, [family: string, hook: string, nftHook: string]> = {
+  ip_rcv: ["inet", "PRE_ROUTING", "prerouting"], ipv6_rcv: ["inet", "PRE_ROUTING", "prerouting"],
+  ip_local_deliver: ["inet", "INPUT", "input"], ip6_input: ["inet", "INPUT", "input"],
+  ip_forward: ["inet", "FORWARD", "forward"], ip6_forward: ["inet", "FORWARD", "forward"],
+  __ip_local_out: ["inet", "OUTPUT", "output"], __ip6_local_out: ["inet", "OUTPUT", "output"],
+  ip_output: ["inet", "POST_ROUTING", "postrouting"], ip6_output: ["inet", "POST_ROUTING", "postrouting"], ip_finish_output: ["inet", "POST_ROUTING", "postrouting"],
+  br_handle_frame: ["bridge", "PRE_ROUTING", "prerouting"], br_pass_frame_up: ["bridge", "INPUT", "input"],
+  __br_forward: ["bridge", "FORWARD", "forward"], br_forward_finish: ["bridge", "POST_ROUTING", "postrouting"],
+  __netif_receive_skb_core: ["netdev", "INGRESS", "ingress"], __dev_queue_xmit: ["netdev", "EGRESS", "egress"],
+  arp_rcv: ["arp", "IN", "input"], arp_xmit: ["arp", "OUT", "output"],
+};
+
+/**
+ * The netfilter hook that dropped, from the frames of the drop's stack: the
+ * caller of nf_hook_slow (bridge, netdev and arp hooks included). A bridge
+ * device's own packets pass __br_forward on its OUTPUT hook.
+ */
+export function hookFromStack(frames: string[], ipv6: boolean): NfHookNames | undefined {
   const at = frames.findIndex((f) => f.startsWith("nf_hook_slow+"));
-  const caller = at >= 0 ? frames[at + 1]?.replace(/\+.*$/, "") : undefined;
-  if (!caller) return undefined;
-  const byCaller: Record<string, string> = {
-    ip_rcv: "PRE_ROUTING", ipv6_rcv: "PRE_ROUTING", ip_local_deliver: "INPUT", ip6_input: "INPUT",
-    ip_forward: "FORWARD", ip6_forward: "FORWARD", __ip_local_out: "OUTPUT", __ip6_local_out: "OUTPUT",
-    ip_output: "POST_ROUTING", ip6_output: "POST_ROUTING", ip_finish_output: "POST_ROUTING",
-  };
-  return byCaller[caller];
+  const caller = at >= 0 ? frames[at + 1]?.replace(/\+.*$/, "").replace(/\.(constprop|isra|part)\.\d+$/, "") : undefined;
+  const known = caller ? HOOK_CALLERS[caller] : undefined;
+  if (!known) return undefined;
+  const [family, hook, nftHook] = caller === "__br_forward" && frames.some((f) => f.startsWith("br_dev_xmit+")) ? ["bridge", "OUTPUT", "output"] : known;
+  return { family: family === "inet" ? (ipv6 ? "ipv6" : "ipv4") : family, hook, nftHook };
 }
 
 export interface ChainSummary {

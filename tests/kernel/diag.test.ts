@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { functionBackends } from "../lib/kernel";
-import { Routed, TwoHosts } from "../lib/netns";
+import { $ } from "bun";
+import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, scaled, Skbtrail } from "../lib/skbtrail";
 
@@ -89,6 +90,26 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     expect(r.stdout).toMatch(/udp dport 7779 reject|nft -a list chain inet skbtrail_diag_filter input_drop_rules/);
     expect(r.stdout).not.toContain("nothing listens");
     expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+  });
+
+  test("a bridge-family drop rule: the bridge's FORWARD hook and its chain", async () => {
+    const [a, br, c] = [await Netns.create("dba"), await Netns.create("dbb"), await Netns.create("dbc")];
+    try {
+      await $`ip link add va netns ${a.name} type veth peer name pa netns ${br.name}`.quiet();
+      await $`ip link add vc netns ${c.name} type veth peer name pc netns ${br.name}`.quiet();
+      await br.sh("ip link add br0 type bridge && ip link set pa master br0 && ip link set pc master br0 && ip link set pa up && ip link set pc up && ip link set br0 up");
+      await a.sh("ip addr add 10.93.0.1/24 dev va && ip link set va up && ip neigh replace 10.93.0.3 lladdr 02:00:00:00:93:03 dev va");
+      await c.sh("ip addr add 10.93.0.3/24 dev vc && ip link set vc address 02:00:00:00:93:03 && ip link set vc up");
+      await br.chains({ family: "bridge", table: "skbtrail_bridge_fw", chain: "forward_rules", hook: "forward", rules: ["udp dport 7790 drop"] });
+      const r = await diagnose(["-p", "udp", "--dport", "7790"], () => a.udp("10.93.0.3", 7790));
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain("bridge FORWARD");
+      expect(r.stdout).toContain("table bridge skbtrail_bridge_fw, chain forward_rules");
+      expect(r.stdout).toContain("nft -a list chain bridge skbtrail_bridge_fw forward_rules");
+      expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+    } finally {
+      await Promise.all([a.destroy(), br.destroy(), c.destroy()]);
+    }
   });
 
   test("nftables drop in a forward chain on a router", async () => {

@@ -12,6 +12,8 @@ let counter = 0;
 
 /** An nftables chain of a test: `type filter hook HOOK`, policy accept, these rules. */
 export interface Chain {
+  /** The table's family: inet unless given. */
+  family?: "inet" | "ip" | "ip6" | "bridge";
   table: string;
   chain: string;
   hook: "prerouting" | "input" | "forward" | "output" | "postrouting";
@@ -73,7 +75,7 @@ export class Netns {
   async chains(...chains: Chain[]): Promise<void> {
     await this.nft(
       chains
-        .map((c) => `table inet ${c.table} {\n  chain ${c.chain} {\n    type filter hook ${c.hook} priority ${c.priority ?? 0}; policy accept;\n${c.rules.map((r) => `    ${r}\n`).join("")}  }\n}\n`)
+        .map((c) => `table ${c.family ?? "inet"} ${c.table} {\n  chain ${c.chain} {\n    type filter hook ${c.hook} priority ${c.priority ?? 0}; policy accept;\n${c.rules.map((r) => `    ${r}\n`).join("")}  }\n}\n`)
         .join(""),
     );
   }

@@ -36,9 +36,15 @@ describe("chains on a hook", () => {
   });
 
   test("the hook from the drop's stack: the caller of nf_hook_slow", () => {
-    expect(hookFromStack(["kfree_skb_reason+0x1", "nf_hook_slow+0x9b", "ip_local_deliver+0x4d", "ip_rcv+0x12"])).toBe("INPUT");
-    expect(hookFromStack(["nf_hook_slow+0x9b", "ip_forward+0x33"])).toBe("FORWARD");
-    expect(hookFromStack(["kfree_skb+0x1", "udp_rcv+0x10"])).toBeUndefined();
+    expect(hookFromStack(["kfree_skb_reason+0x1", "nf_hook_slow+0x9b", "ip_local_deliver+0x4d", "ip_rcv+0x12"], false)).toEqual({ family: "ipv4", hook: "INPUT", nftHook: "input" });
+    expect(hookFromStack(["nf_hook_slow+0x9b", "ip6_forward+0x33"], true)).toEqual({ family: "ipv6", hook: "FORWARD", nftHook: "forward" });
+    // A bridge-family drop, as this host's 6.18 records it.
+    const bridged = ["sk_skb_reason_drop+0x90", "nft_do_chain+0x46f", "nft_do_chain_bridge+0x216", "nf_hook_slow+0x43", "__br_forward+0xe6", "br_handle_frame_finish+0x392"];
+    expect(hookFromStack(bridged, false)).toEqual({ family: "bridge", hook: "FORWARD", nftHook: "forward" });
+    expect(hookFromStack([...bridged, "br_dev_xmit+0x2a"], false)).toMatchObject({ hook: "OUTPUT" });
+    expect(hookFromStack(["nf_hook_slow+0x43", "__netif_receive_skb_core.constprop.0+0x1e1"], false)).toEqual({ family: "netdev", hook: "INGRESS", nftHook: "ingress" });
+    expect(hookFromStack(["nf_hook_slow+0x43", "arp_rcv+0x10"], false)).toEqual({ family: "arp", hook: "IN", nftHook: "input" });
+    expect(hookFromStack(["kfree_skb+0x1", "udp_rcv+0x10"], false)).toBeUndefined();
   });
 });
 

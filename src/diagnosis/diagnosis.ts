@@ -14,7 +14,7 @@ import { icmpTypeText } from "../events/protocols";
 import { tracepointById } from "../plan/tracepoints";
 import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
 import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
-import { neighbourFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
+import { mtuFinding, neighbourFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
 import { functionName, RuleEngine, type Finding, type Names } from "./rules";
 import { BackgroundReads } from "./system";
 
@@ -82,8 +82,8 @@ export interface TracedHooks {
   groupOf: (hookName: string) => string | undefined;
 }
 
-/** Findings a refusing route or a silent next hop explains better (knowledge/rules.yaml): the ICMP error the host sent, the drop reason. */
-const ROUTE_EXPLAINED = new Set(["no-route", "admin-prohibited", "drop-reason"]);
+/** Findings a refusing route, a silent next hop or a known MTU explains better (knowledge/rules.yaml): the ICMP error the host sent, the drop reason. */
+const ROUTE_EXPLAINED = new Set(["no-route", "admin-prohibited", "fragmentation-needed", "drop-reason"]);
 
 /** Knowledge-base rules that name a netfilter drop more precisely than its drop reason (knowledge/rules.yaml). */
 const NETFILTER_DROP_RULES = new Set(["nft-chain-drop", "nf-hook-drop", "iptables-drop"]);
@@ -118,13 +118,14 @@ export class Diagnosis {
     if (route) this.routes.want(route);
   }
 
-  /** A drop by the routing decision, or for want of the next hop's link-layer address: the route to ask about. */
+  /** A drop by the routing decision, for want of the next hop's link-layer address, or too big for its MTU: the route to ask about. */
   private routeQuery(e: HookEvent): RouteQuery | undefined {
     if (!(e.flags & HOOK_DROP)) return undefined;
-    if (!ROUTE_DROP_SITES.has(functionName(this.input.namer.symbol(e.location.hi, e.location.lo))) && this.engine.reasonOf(e) !== "NEIGH_FAILED") return undefined;
+    const reason = this.engine.reasonOf(e);
+    if (!ROUTE_DROP_SITES.has(functionName(this.input.namer.symbol(e.location.hi, e.location.lo))) && reason !== "NEIGH_FAILED" && reason !== "PKT_TOO_BIG") return undefined;
     const ipv6 = e.pkt.l3 === 0x86dd;
     if (!ipv6 && e.pkt.l3 !== 0x0800) return undefined;
-    return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname };
+    return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname, mtu: reason === "PKT_TOO_BIG" };
   }
 
   private needsRuleset(e: HookEvent): boolean {
@@ -150,9 +151,12 @@ export class Diagnosis {
     if (route) {
       // The route (or the silent next hop) names the cause: its finding replaces the ICMP error's and the drop reason's.
       const answer = this.routes.get(route)?.value;
-      const neighbour = this.engine.reasonOf(drop!.e) === "NEIGH_FAILED";
-      const words = neighbour ? neighbourFinding(route, answer) : answer && routeFinding(route, answer);
-      if (words) return [{ rule: neighbour ? "neighbour-failed" : "route-refused", level: "error", hook: drop!.name, group: this.traced.groupOf(drop!.name), ...words }, ...findings.filter((f) => !ROUTE_EXPLAINED.has(f.rule))];
+      const reason = this.engine.reasonOf(drop!.e);
+      const [rule, words] =
+        reason === "NEIGH_FAILED" ? ["neighbour-failed", neighbourFinding(route, answer)]
+        : reason === "PKT_TOO_BIG" ? ["packet-too-big", mtuFinding(route, answer, drop!.e.pkt.ipLen)]
+        : ["route-refused", answer && routeFinding(route, answer)];
+      if (words) return [{ rule, level: "error", hook: drop!.name, group: this.traced.groupOf(drop!.name), ...words }, ...findings.filter((f) => !ROUTE_EXPLAINED.has(f.rule))];
     }
     // One cause, one finding: the firewall details go to the finding that names the drop (the
     // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.

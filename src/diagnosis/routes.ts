@@ -18,6 +18,8 @@ export interface RouteQuery {
   daddr: string;
   /** The interface the packet came in on (forwarding is per interface). */
   ifname: string;
+  /** Also read the MTU of the route's device (a packet too big for it). */
+  mtu?: boolean;
 }
 
 export interface RouteAnswer {
@@ -25,9 +27,11 @@ export interface RouteAnswer {
   route?: { type: string; dst: string; gateway?: string; dev?: string };
   /** Whether the input interface forwards (undefined: not known). */
   forwarding?: boolean;
+  /** The MTU of the route's device, when asked for. */
+  mtu?: number;
 }
 
-export const routeQueryKey = (q: RouteQuery) => `${q.netns} ${q.ipv6 ? 6 : 4} ${q.daddr} ${q.ifname}`;
+export const routeQueryKey = (q: RouteQuery) => `${q.netns} ${q.ipv6 ? 6 : 4} ${q.daddr} ${q.ifname} ${q.mtu ? "mtu" : ""}`;
 
 /** Prefix length of a route's dst as `ip -j` prints it ("default", "10.0.0.0/24", "10.0.0.1"). */
 function prefixLength(dst: string, ipv6: boolean): number {
@@ -55,7 +59,10 @@ export async function readRoute(q: RouteQuery): Promise<RouteAnswer | undefined>
     /^[\w.-]+$/.test(q.ifname) ? runInNetns(ns, ["cat", sysctl]) : undefined,
   ]);
   if (routes === undefined) return undefined;
-  return { route: mostSpecific(routes, q.ipv6), forwarding: forwarding === undefined ? undefined : forwarding.trim() !== "0" };
+  const route = mostSpecific(routes, q.ipv6);
+  const link = q.mtu && route?.dev && /^[\w.-]+$/.test(route.dev) ? await runInNetns(ns, ["ip", "-j", "link", "show", "dev", route.dev]) : undefined;
+  const mtu = link ? (JSON.parse(link) as { mtu?: number }[])[0]?.mtu : undefined;
+  return { route, forwarding: forwarding === undefined ? undefined : forwarding.trim() !== "0", mtu };
 }
 
 /** The finding's words for a refusing route, or undefined when the route does not explain the drop. */
@@ -97,5 +104,15 @@ export function neighbourFinding(q: RouteQuery, a: RouteAnswer | undefined): { m
   return {
     message: `neighbour resolution failed: ${hop} on ${dev} did not answer ${q.ipv6 ? "neighbour solicitation (NDP)" : "ARP"}, so the packet to ${q.daddr} could not be sent (not a routing problem)`,
     advice: `check that ${hop} is up and on ${dev}'s link (in the packet's network namespace, ${q.netns}): ${ip} neigh show ${hop} dev ${dev} (FAILED or INCOMPLETE); ping -c1 -I ${dev} ${hop}${q.ipv6 ? "" : `; arping -c1 -I ${dev} ${hop}`}; check cabling, VLAN and the next hop's firewall`,
+  };
+}
+
+/** The finding for a packet too big for the next hop with Don't Fragment set: the MTU and the interface, when read. */
+export function mtuFinding(q: RouteQuery, a: RouteAnswer | undefined, ipLen: number): { message: string; advice: string } | undefined {
+  const dev = a?.route?.dev;
+  if (!dev || !a?.mtu) return undefined;
+  return {
+    message: `packet too big: ${ipLen} bytes with Don't Fragment set do not fit the MTU ${a.mtu} of ${dev}, the interface towards ${q.daddr} (ICMP fragmentation needed sent)`,
+    advice: `the path's MTU is ${a.mtu} at ${dev} (in the packet's network namespace, ${q.netns}: ip link show ${dev}; ip route get ${q.daddr}): lower the sender's MTU to it, or clamp TCP MSS (nft: tcp flags syn tcp option maxseg size set rt mtu), and let ICMP 'fragmentation needed' through firewalls`,
   };
 }

@@ -180,7 +180,10 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
   test("packet too big for a smaller MTU, Don't Fragment set", async () => {
     const r = await diagnose(["-p", "icmp", "--daddr", routed.serverIp], () => routed.client.ping(routed.serverIp, "-M do -s 1400", false));
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain("packet too big: 1428 bytes with Don't Fragment set do not fit the next hop's MTU");
+    // Named with the MTU and the interface where the kernel says PKT_TOO_BIG (6.0+); else the ICMP error tells.
+    const named = r.stdout.includes("reason: PKT_TOO_BIG") ? "the MTU 1280 of out0, the interface towards 10.92.2.2" : "the next hop's MTU";
+    expect(r.stdout).toContain(`packet too big: 1428 bytes with Don't Fragment set do not fit ${named}`);
+    expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
     expect(r.stdout).toContain(`ip route get ${routed.serverIp}`);
   });
 

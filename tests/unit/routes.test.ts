@@ -1,6 +1,6 @@
 // The route that refused a packet, from `ip -j route show match` as iproute2 prints it.
 import { describe, expect, test } from "bun:test";
-import { mostSpecific, neighbourFinding, routeFinding } from "../../src/diagnosis/routes";
+import { mostSpecific, mtuFinding, neighbourFinding, routeFinding } from "../../src/diagnosis/routes";
 
 const q = { netns: 4026531840, ipv6: false, daddr: "10.5.0.1", ifname: "eth0" };
 
@@ -24,5 +24,10 @@ describe("routes", () => {
   test("a failed neighbour resolution names the next hop: the gateway, else the destination on its link", () => {
     expect(neighbourFinding(q, { route: { type: "unicast", dst: "10.5.0.0/24", gateway: "10.0.0.9", dev: "eth1" } }).message).toBe("neighbour resolution failed: 10.0.0.9 on eth1 did not answer ARP, so the packet to 10.5.0.1 could not be sent (not a routing problem)");
     expect(neighbourFinding({ ...q, ipv6: true, daddr: "fd00::5" }, undefined).message).toContain("fd00::5 on eth0 did not answer neighbour solicitation (NDP)");
+  });
+
+  test("a packet too big names the MTU and the device of the route, once both are known", () => {
+    expect(mtuFinding(q, { route: { type: "unicast", dst: "10.5.0.0/24", dev: "eth1" }, mtu: 1280 }, 1428)?.message).toBe("packet too big: 1428 bytes with Don't Fragment set do not fit the MTU 1280 of eth1, the interface towards 10.5.0.1 (ICMP fragmentation needed sent)");
+    expect(mtuFinding(q, { route: { type: "unicast", dst: "10.5.0.0/24", dev: "eth1" } }, 1428)).toBeUndefined();
   });
 });

@@ -54,7 +54,8 @@ static long emit_one(__u32 i, struct batch_ctx *b)
 	e->hdr.kind = EVENT_DROP;
 	e->hdr.size = sizeof(*e);
 	e->hdr.version = EVENT_VERSION;
-	e->hdr.pad[0] = e->hdr.pad[1] = e->hdr.pad[2] = 0;
+	e->hdr.flags = 0;
+	e->hdr.pad[0] = e->hdr.pad[1] = 0;
 	e->hdr.cpu = b->cpu;
 	e->hdr.pad2 = 0;
 	e->hdr.time_ns = bpf_ktime_get_ns();

@@ -41,8 +41,12 @@ const volatile struct {
 	enum hook_flags hook_flags;
 	enum hook_setting hook_setting;
 	enum tracepoint_id tracepoint;
+	enum event_flags event_flags;
+	enum capture_link capture_link;
+	enum capture_limits capture_limits;
 	struct drop_event drop;
 	struct nf_event nf;
+	struct capture capture;
 } TYPES_FOR_TYPESCRIPT;
 
 struct {
@@ -55,6 +59,7 @@ struct {
 #include "lib/ringbuf.bpf.h"
 #include "lib/packet.bpf.h"
 #include "lib/record.bpf.h"
+#include "lib/capture.bpf.h"
 #include "lib/stash.bpf.h"
 #include "lib/lifecycle.bpf.h"
 

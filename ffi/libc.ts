@@ -21,6 +21,7 @@ const libc = dlopen("libc.so.6", {
   getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64], returns: FFIType.i64 },
 }).symbols;
 
 export const PROT_READ = 1;
@@ -34,6 +35,7 @@ const CLOCK_REALTIME = 0;
 const CLOCK_MONOTONIC = 1;
 const SC_PAGESIZE = 30;
 const RLIMIT_NOFILE = 7;
+const SYS_PIDFD_OPEN = 434;
 
 export function errno(): number {
   return read.i32(libc.__errno_location() as Pointer, 0);
@@ -104,13 +106,18 @@ export class Poller {
   constructor(fd: number) {
     this.epfd = libc.epoll_create1(0x80000 /* EPOLL_CLOEXEC */);
     if (this.epfd < 0) throw new SysError("epoll_create1", errno());
+    this.add(fd);
+  }
+
+  /** Wakes the wait when this fd too becomes readable (e.g. a pidfd, when its process exits). */
+  add(fd: number): void {
     const ev = new DataView(new ArrayBuffer(12));
     ev.setUint32(0, EPOLLIN, true);
     ev.setUint32(4, fd, true);
     if (libc.epoll_ctl(this.epfd, EPOLL_CTL_ADD, fd, new Uint8Array(ev.buffer)) < 0) throw new SysError("epoll_ctl", errno());
   }
 
-  /** True when the fd became readable; false on timeout or a signal. */
+  /** True when an fd became readable; false on timeout or a signal. */
   wait(timeoutMs: number): boolean {
     const n = libc.epoll_wait(this.epfd, this.events, 1, timeoutMs);
     if (n < 0 && errno() !== EINTR) throw new SysError("epoll_wait", errno());
@@ -120,6 +127,14 @@ export class Poller {
   close(): void {
     close(this.epfd);
   }
+}
+
+/**
+ * A file descriptor that becomes readable when process `pid` exits
+ * (pidfd_open, Linux 5.3+); -1 where the kernel has none.
+ */
+export function pidfdOpen(pid: number): number {
+  return Number(libc.syscall(SYS_PIDFD_OPEN, pid, 0));
 }
 
 function clockNs(clock: number): number {

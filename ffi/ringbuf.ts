@@ -114,6 +114,11 @@ export class RingBuffer {
     return n;
   }
 
+  /** Makes wait() return as soon as this fd is readable too. */
+  wakeOn(fd: number): void {
+    this.poller.add(fd);
+  }
+
   /** Blocks the calling thread until data is signalled or `timeoutMs` passes. */
   wait(timeoutMs: number): void {
     this.poller.wait(timeoutMs);

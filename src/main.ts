@@ -7,12 +7,17 @@ import { parseCommandLine } from "./cli/parse";
 import { ExitCode, SkbtrailError, shown, usageError } from "./common/errors";
 import { VERSION } from "./common/version";
 import { prepareKernel } from "./kernel/environment";
+import { writeFileSync } from "node:fs";
 import { runDrop } from "./modes/drop";
 import { checkRuleFile } from "./modes/kb-check";
+import { PacketCapture } from "./modes/pcap";
+import { ChildCommand, prepareGate, runGate } from "./modes/run";
 import { StopControl, type StopReason } from "./modes/stop";
 import { runTrace } from "./modes/trace";
 import { printTree } from "./modes/tree";
 import { Output } from "./output/output";
+import { githubAnnotations, reportJson, reportJunit, reportText, type RunReport } from "./output/report";
+import { Clock } from "./output/time";
 import { Writer } from "./output/writer";
 
 function openOutput(path: string): Writer {
@@ -38,6 +43,46 @@ function stopOnSignals(stop: StopControl): void {
     });
 }
 
+/**
+ * skbtrail run: signals go to the command while it runs (the run ends when
+ * it exits); before it started, they stop the run as usual.
+ */
+function forwardSignals(stop: StopControl, child: ChildCommand): void {
+  for (const [signal, reason, number] of SIGNALS)
+    process.on(signal, () => {
+      if (child.running) return child.forward(signal);
+      if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
+      stop.request(reason);
+    });
+}
+
+/** Writes a report file; a failure is the output failure (exit 5) unless the command failed. */
+function writeReport(flag: string, path: string | undefined, text: () => string, failures: string[]): void {
+  if (path === undefined) return;
+  try {
+    writeFileSync(path, text());
+  } catch (e) {
+    failures.push(`${flag}: cannot write ${shown(path)} (${(e as NodeJS.ErrnoException).code}): free space or choose another file`);
+  }
+}
+
+/** skbtrail run: the gate's report on stdout (or --output), in files, and as GitHub annotations. */
+function publishReport(report: RunReport, opts: { json: boolean; date: boolean; junit?: string; reportJson?: string }, out: Output): string[] {
+  const clock = new Clock();
+  const failures: string[] = [];
+  if (opts.json) out.raw(JSON.stringify(reportJson(report, clock)));
+  else for (const line of reportText(report, out.textStyle)) out.raw(line);
+  out.flush();
+  writeReport("--junit", opts.junit, () => reportJunit(report, clock), failures);
+  writeReport("--report-json", opts.reportJson, () => `${JSON.stringify(reportJson(report, clock), null, 2)}\n`, failures);
+  if (process.env.GITHUB_ACTIONS === "true") {
+    const annotations = new Writer(1);
+    for (const line of githubAnnotations(report)) annotations.line(line);
+    annotations.flush();
+  }
+  return failures;
+}
+
 async function main(argv: string[]): Promise<number> {
   const command = parseCommandLine(argv);
   if (command.kind === "help") {
@@ -54,9 +99,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const opts = command.options;
   const stop = new StopControl(opts.count, opts.timeout);
-  stopOnSignals(stop);
-  const out = new Output(opts, opts.output ? openOutput(opts.output) : undefined);
+  // skbtrail run: the policy files and the command are checked before anything is attached.
+  const gate = command.kind === "gate" ? { setup: prepareGate(command.options.gate), child: new ChildCommand(command.options.gate.command) } : undefined;
+  if (gate) forwardSignals(stop, gate.child);
+  else stopOnSignals(stop);
+  const out = new Output({ ...opts, statusToStderr: !!gate }, opts.output ? openOutput(opts.output) : undefined);
+  const pcap = opts.pcap !== undefined ? new PacketCapture(opts.pcap, opts.snaplen) : undefined;
   let exitCode: number = ExitCode.OK;
+  const failures: string[] = [];
   try {
     // Until attached, earlier runs' background detaches wait (src/bpf/detach.ts).
     pauseDetaches();
@@ -64,19 +114,33 @@ async function main(argv: string[]): Promise<number> {
     out.verbose(`kernel ready (libbpf, BTF) in ${Math.round(stop.seconds * 1000)} ms`);
     if (command.kind === "tracers") {
       printTree(opts, kernel, out);
+    } else if (command.kind === "gate") {
+      const { report } = await runGate(command.options, gate!.setup, kernel, out, stop, gate!.child, pcap);
+      pcap?.close();
+      if (pcap?.failure) failures.push(pcap.failure);
+      failures.push(...publishReport(report, { ...opts, ...command.options.gate }, out));
+      exitCode = report.exitCode;
+      // The command's own failure decides; a report that could not be written comes next.
+      const commandFailed = report.commandExit.code !== 0;
+      if (!commandFailed && (failures.length || out.failure)) throw new SkbtrailError(failures[0] ?? out.failure!, ExitCode.OUTPUT);
+      for (const f of failures) out.note(f);
+      return exitCode;
     } else if (opts.mode === "drop") {
-      out.summary(await runDrop(opts, kernel, out, stop));
+      out.summary(await runDrop(opts, kernel, out, stop, pcap));
     } else {
-      const { summary, errorFound } = await runTrace(opts, kernel, out, stop);
+      const { summary, errorFound } = await runTrace(opts, kernel, out, stop, pcap);
       out.summary(summary);
       if (errorFound) exitCode = ExitCode.FINDING;
     }
   } finally {
     resumeDetaches();
     out.close();
+    pcap?.close();
   }
+  if (pcap && (pcap.withoutBytes || opts.verbose)) out.note(`--pcap: ${pcap.packets} packets written to ${shown(pcap.path)}${pcap.withoutBytes ? `; ${pcap.withoutBytes} events had no header to capture from` : ""}`);
   // Tracing stopped cleanly when the output failed; say what failed.
   if (out.failure) throw new SkbtrailError(out.failure, ExitCode.OUTPUT);
+  if (pcap?.failure) throw new SkbtrailError(pcap.failure, ExitCode.OUTPUT);
   return exitCode;
 }
 

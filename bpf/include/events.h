@@ -12,13 +12,29 @@
 #define SKBTRAIL_EVENTS_H
 
 enum event_version {
-	EVENT_VERSION = 1,
+	EVENT_VERSION = 2, /* 2: event_header.flags and the capture tail (--pcap) */
 };
 
 enum event_kind {
 	EVENT_DROP = 1, /* skb:kfree_skb seen by the drop monitor */
 	EVENT_HOOK = 2, /* a traced function or tracepoint saw a packet */
 	EVENT_NF = 3,   /* a netfilter hook: struct nf_event */
+};
+
+/* Bits of event_header.flags. */
+enum event_flags {
+	EVENT_F_CAPTURE = 1, /* struct capture and the packet's bytes follow the kind's struct */
+};
+
+/* --pcap: where the captured bytes of a packet start. */
+enum capture_link {
+	CAPTURE_NONE = 0,     /* no header to start from (early transmit path): nothing captured */
+	CAPTURE_ETHERNET = 1, /* the MAC header of an Ethernet or loopback device (LINKTYPE_ETHERNET) */
+	CAPTURE_RAW = 2,      /* the network header: IPv4 or IPv6 (LINKTYPE_RAW) */
+};
+
+enum capture_limits {
+	CAPTURE_MAX = 4096, /* bytes: the largest --snaplen (a record's size is a __u16) */
 };
 
 /* Which stage of a traced call a hook event reports. */
@@ -84,9 +100,10 @@ enum stat_index {
 
 struct event_header {
 	__u16 kind;    /* enum event_kind */
-	__u16 size;    /* size of the whole record in bytes */
+	__u16 size;    /* size of the whole record in bytes, capture tail included */
 	__u8 version;  /* EVENT_VERSION */
-	__u8 pad[3];
+	__u8 flags;    /* enum event_flags */
+	__u8 pad[2];
 	__u32 cpu;
 	__u32 pad2;
 	__u64 time_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
@@ -174,6 +191,18 @@ struct nf_event {
 	struct nf_info nf;
 };
 
+/*
+ * --pcap: the tail of a record whose header has EVENT_F_CAPTURE, right after
+ * the struct of its kind (drop_event, hook_event or nf_event), followed by
+ * `len` bytes of the packet copied from the skb's linear data.
+ */
+struct capture {
+	__u32 wire_len;    /* the packet's length from where the capture starts */
+	__u16 len;         /* bytes that follow: at most the snaplen and the linear data */
+	__u8 link;         /* enum capture_link */
+	__u8 pad;
+};
+
 /* An IPv4/IPv6 address filter; mask comes from the prefix length (CIDR). */
 struct addr_filter {
 	__u8 addr[16];
@@ -211,7 +240,9 @@ struct skbtrail_config {
 	__u8 trace_ret;               /* --ret: record return values */
 	__u8 hook_settings;           /* the hook_flags map has entries: look hooks up */
 	__u8 nf_hooks;                /* --hooks: record the functions on each netfilter hook */
-	__u8 pad2[7];
+	__u8 pad2;
+	__u16 snaplen;                /* --pcap: bytes of each packet to capture; 0: none (no capture code) */
+	__u8 pad3[4];
 	__u32 wakeup_bytes;           /* wake the reader when this much is pending */
 };
 

@@ -62,6 +62,7 @@ typedef struct {
 struct net_device {
 	char name[16];
 	int ifindex;
+	unsigned short type; /* ARPHRD_* */
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
@@ -86,6 +87,7 @@ struct sk_buff {
 	__u16 vlan_tci;
 	unsigned char *head;
 	unsigned char *data;
+	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit kernels */
 } __attribute__((preserve_access_index));
 
 /* Netfilter: the hook state, and nftables' view of a packet, chain, table. */

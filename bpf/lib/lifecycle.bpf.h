@@ -55,12 +55,19 @@ static __always_inline __u32 flow_hash(const struct packet *pkt, bool reversed)
 	return ((h ^ pa) * 16777619u ^ pb) * 16777619u;
 }
 
+/* The largest record: an nf_event with a capture tail (--pcap). A
+ * hook_event's tail starts where an nf_event's nf part would. */
+struct scratch_record {
+	struct nf_event e;
+	__u8 tail[sizeof(struct capture) + CAPTURE_MAX];
+};
+
 /* Events are built here, then copied to the ring only if kept. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct nf_event);
+	__type(value, struct scratch_record);
 } scratch SEC(".maps");
 
 /* Per-hook settings (enum hook_setting) by function address or tracepoint id. */
@@ -201,9 +208,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	he->info[1] = h->info[1];
 	he->stack_id = hook_settings(h) & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	if (nf)
-		output(e, sizeof(*e));
+		output_with_capture(skb, e, sizeof(*e));
 	else
-		output(he, sizeof(*he));
+		output_with_capture(skb, he, sizeof(*he));
 	return CFG.pkt_fixed ? 1 : entry.ctx_id;
 filtered:
 	count(STAT_FILTERED);

@@ -11,6 +11,10 @@ static __always_inline void fill_header(struct event_header *hdr, __u16 kind, __
 	hdr->kind = kind;
 	hdr->size = size;
 	hdr->version = EVENT_VERSION;
+	hdr->flags = 0;
+	hdr->pad[0] = 0;
+	hdr->pad[1] = 0;
+	hdr->pad2 = 0;
 	hdr->cpu = bpf_get_smp_processor_id();
 	hdr->time_ns = bpf_ktime_get_ns();
 }

@@ -32,10 +32,18 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 		count(STAT_FILTERED);
 		return 0;
 	}
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(STAT_LOST);
-		return 0;
+	/* --pcap: built in per-CPU scratch, then copied with the packet's
+	 * bytes after it; otherwise written in place in the ring. */
+	if (CFG.snaplen) {
+		e = (struct drop_event *)scratch_event();
+		if (!e)
+			return 0;
+	} else {
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			count(STAT_LOST);
+			return 0;
+		}
 	}
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
 	parse_skb(skb, &e->pkt, false);
@@ -49,10 +57,13 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 	e->location = location;
 	e->reason = reason;
 	e->stack_id = CFG.drop_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
+	if (CFG.snaplen)
+		return output_with_capture(skb, e, sizeof(*e));
 	submit(e);
 	return 0;
 filtered:
-	bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	if (!CFG.snaplen)
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 	count(STAT_FILTERED);
 	return 0;
 }

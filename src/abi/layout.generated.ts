@@ -2,13 +2,27 @@
 // declared in bpf/events.h. Do not edit: change events.h and rebuild.
 
 export const event_version = {
-  EVENT_VERSION: 1,
+  EVENT_VERSION: 2,
 } as const;
 
 export const event_kind = {
   EVENT_DROP: 1,
   EVENT_HOOK: 2,
   EVENT_NF: 3,
+} as const;
+
+export const event_flags = {
+  EVENT_F_CAPTURE: 1,
+} as const;
+
+export const capture_link = {
+  CAPTURE_NONE: 0,
+  CAPTURE_ETHERNET: 1,
+  CAPTURE_RAW: 2,
+} as const;
+
+export const capture_limits = {
+  CAPTURE_MAX: 4096,
 } as const;
 
 export const hook_phase = {
@@ -69,7 +83,8 @@ export const layout = {
       kind: { offset: 0, size: 2, type: "__u16" },
       size: { offset: 2, size: 2, type: "__u16" },
       version: { offset: 4, size: 1, type: "__u8" },
-      pad: { offset: 5, size: 3, type: "__u8[3]" },
+      flags: { offset: 5, size: 1, type: "__u8" },
+      pad: { offset: 6, size: 2, type: "__u8[2]" },
       cpu: { offset: 8, size: 4, type: "__u32" },
       pad2: { offset: 12, size: 4, type: "__u32" },
       time_ns: { offset: 16, size: 8, type: "__u64" },
@@ -165,6 +180,15 @@ export const layout = {
       nf: { offset: 216, size: 200, type: "struct nf_info" },
     },
   },
+  capture: {
+    size: 8,
+    fields: {
+      wire_len: { offset: 0, size: 4, type: "__u32" },
+      len: { offset: 4, size: 2, type: "__u16" },
+      link: { offset: 6, size: 1, type: "__u8" },
+      pad: { offset: 7, size: 1, type: "__u8" },
+    },
+  },
   addr_filter: {
     size: 36,
     fields: {
@@ -201,7 +225,9 @@ export const layout = {
       trace_ret: { offset: 194, size: 1, type: "__u8" },
       hook_settings: { offset: 195, size: 1, type: "__u8" },
       nf_hooks: { offset: 196, size: 1, type: "__u8" },
-      pad2: { offset: 197, size: 7, type: "__u8[7]" },
+      pad2: { offset: 197, size: 1, type: "__u8" },
+      snaplen: { offset: 198, size: 2, type: "__u16" },
+      pad3: { offset: 200, size: 4, type: "__u8[4]" },
       wakeup_bytes: { offset: 204, size: 4, type: "__u32" },
     },
   },

@@ -47,6 +47,8 @@ export interface ConfigInput {
   hookSettings?: boolean;
   /** --hooks: record the functions registered on each netfilter hook. */
   nfHooks?: boolean;
+  /** --pcap: bytes of each packet to copy after its record; 0 or absent: none. */
+  snaplen?: number;
 }
 
 function writeAddr(view: DataView, at: number, f: AddrFilter | undefined): void {
@@ -99,6 +101,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   v.setUint8(C.trace_ret.offset, input.traceRet ? 1 : 0);
   v.setUint8(C.hook_settings.offset, input.hookSettings ? 1 : 0);
   v.setUint8(C.nf_hooks.offset, input.nfHooks ? 1 : 0);
+  v.setUint16(C.snaplen.offset, input.snaplen ?? 0, true);
   v.setUint32(C.wakeup_bytes.offset, input.wakeupBytes, true);
 }
 

@@ -42,6 +42,13 @@ export interface Stats {
   filtered: number;
 }
 
+export interface ReadOptions {
+  /** A wait on the ring also ends when this fd is readable. */
+  wakeFd?: number;
+  /** Asked once reading stops: read what is still queued instead of dropping it. */
+  finalDrain?: () => boolean;
+}
+
 export class Session {
   private ring?: RingBuffer;
 
@@ -99,18 +106,27 @@ export class Session {
   /**
    * Reads records until `stopped()` says so, in batches bounded in time;
    * `afterBatch` runs after each. Returns how many records were still in the
-   * ring when it stopped: they are dropped unread.
+   * ring when it stopped: they are dropped unread, unless `finalDrain()`
+   * says to read them: then the programs are switched off first, so the
+   * drain ends (at most a ring's worth) even under a flood.
+   * `wakeFd`: a wait also ends when it is readable (a pidfd, when its process exits).
    */
-  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void): Promise<number> {
+  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void, options: ReadOptions = {}): Promise<number> {
     const events = this.obj.map("events");
     this.ring ??= new RingBuffer(events.fd, events.maxEntries);
     const ring = this.ring;
+    if (options.wakeFd !== undefined && options.wakeFd >= 0) ring.wakeOn(options.wakeFd);
     while (!stopped()) {
       if (!ring.hasRecords()) ring.wait(POLL_MS);
       ring.drain(onRecord, performance.now() + BATCH_MS);
       afterBatch();
       // Let signal handlers and timers run: the wait and the drain block the event loop.
       await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (options.finalDrain?.()) {
+      this.switchOff();
+      ring.drain(onRecord);
+      afterBatch();
     }
     return ring.skip();
   }

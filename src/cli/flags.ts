@@ -36,6 +36,13 @@ export const args = {
   timeout: s("exit after SECONDS", undefined, "SECONDS"),
   json: b("print one JSON object per line (schema in the README)"),
   output: s("write events to FILE instead of standard output", undefined, "FILE"),
+  pcap: s("also write the packets seen to FILE as pcapng (Wireshark, tshark, tcpdump), what happened as packet comments", undefined, "FILE"),
+  snaplen: s("--pcap: bytes of each packet to capture (default 256, at most 4096)", undefined, "BYTES"),
+  allow: s("run: drop reasons that never fail the run, e.g. NO_SOCKET,SOCKET_FILTER", undefined, "REASONS"),
+  expect: s("run: YAML file of the drops the run allows (reason, location, proto, addresses, ports, max)", undefined, "FILE"),
+  "fail-on": s("run: the lowest knowledge-base level of a drop that fails the run: info, warn (default), error", undefined, "LEVEL"),
+  junit: s("run: write a JUnit XML report to FILE (one test case per drop group)", undefined, "FILE"),
+  "report-json": s("run: write the report to FILE as one JSON document (schema in the README)", undefined, "FILE"),
   basic: b("'basic' trace mode: one line per hook, no per-packet grouping"),
   diag: b("enable 'diagnose' mode"),
   "diag-quiet": b("only print abnormal packets"),
@@ -79,7 +86,15 @@ Examples:
   skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
-  skbtrail kb check my-rules.yaml                 validate a rule file for --kb
+  skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
+  skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)
 
-Exit codes: 0 ok, 1 --diag found an error, 2 bad command line or knowledge file, 3 missing privilege or kernel feature, 4 BPF load/attach failure, 5 the output could not be written.`;
+CI gate:
+  skbtrail run [filters] [options] -- CMD [ARGS...]
+                                                  run CMD while watching for drops; report them when it exits
+  skbtrail run --netns-current --junit drops.xml --pcap drops.pcapng -- ./tests.sh
+  skbtrail run --expect expected-drops.yaml --fail-on error -- make check
+
+Exit codes: 0 ok, 1 --diag found an error, 2 bad command line or knowledge file, 3 missing privilege or kernel feature, 4 BPF load/attach failure, 5 the output could not be written.
+skbtrail run: CMD's own status when it failed (128+N when signal N killed it), else 6 when unexpected drops were seen, else 0; 126/127 when CMD cannot be executed / is not found.`;
 }

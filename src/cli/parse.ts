@@ -2,7 +2,9 @@
 // skbtrail's own. Parsing only: it turns argv into Options or a usage error
 // (exit 2) before anything touches the kernel.
 import { parseArgs } from "citty";
+import { capture_limits } from "../abi/layout.generated";
 import { shown, usageError } from "../common/errors";
+import type { Level } from "../diagnosis/knowledge";
 import type { Filter } from "../bpf/config";
 import { BACKENDS, type BackendChoice } from "../plan/plan";
 import { args } from "./flags";
@@ -35,12 +37,28 @@ export interface Options {
   detail: boolean;
   date: boolean;
   dropStack: boolean;
+  /** --pcap FILE: the packets' bytes as pcapng, with --snaplen bytes of each. */
+  pcap?: string;
+  snaplen: number;
   verbose: boolean;
   debug: boolean;
+  /** skbtrail run: the command to run and the policy its drops are judged by. */
+  gate?: GateOptions;
+}
+
+export interface GateOptions {
+  command: string[];
+  /** --allow: drop reason names, as given. */
+  allow: string[];
+  expect?: string;
+  failOn?: Level;
+  junit?: string;
+  reportJson?: string;
 }
 
 export type Command =
   | { kind: "run"; options: Options }
+  | { kind: "gate"; options: Options & { gate: GateOptions } }
   | { kind: "tracers"; options: Options }
   | { kind: "kb-check"; file: string }
   | { kind: "help" }
@@ -52,10 +70,28 @@ const PID_MAX_LIMIT = 4_194_304;
 /** A year: longer is surely a typo. */
 const MAX_TIMEOUT_S = 365 * 24 * 3600;
 
-function parseOutput(path: string): string {
-  if (path === "") throw usageError("--output: the file name is empty; give a file path, e.g. --output drops.log");
+function parseOutput(path: string, flag = "--output", example = "drops.log"): string {
+  if (path === "") throw usageError(`${flag}: the file name is empty; give a file path, e.g. ${flag} ${example}`);
   return path;
 }
+
+/** Default of --snaplen: every header and the start of the payload. */
+export const DEFAULT_SNAPLEN = 256;
+
+const RUN_USAGE = "usage: skbtrail run [filters] [options] -- CMD [ARGS...]";
+/** Flags of skbtrail run only. */
+const RUN_ONLY = ["allow", "expect", "fail-on", "junit", "report-json"];
+/** Flags that mean nothing to skbtrail run: it lasts as long as the command and reports drops. */
+const NOT_IN_RUN: Record<string, string> = {
+  count: "the run lasts as long as the command",
+  timeout: "the run lasts as long as the command (give the command its own timeout)",
+  basic: "it reports drops (add --diag for their packets' lifecycles)",
+  "diag-quiet": "its report shows only drops already",
+  "diag-keep": "it never stops at the first finding",
+  "min-latency": "it reports drops",
+  "trace-stack": "it reports drops",
+  ret: "it reports drops",
+};
 
 /** Flags nettrace has whose feature skbtrail does not have yet. */
 const NOT_YET: Record<string, string> = {
@@ -105,9 +141,25 @@ function scanFlags(argv: string[]): { given: Set<string> } {
 
 export function parseCommandLine(argv: string[]): Command {
   if (argv[0] === "kb") {
-    if (argv[1] !== "check" || argv.length !== 3) throw usageError("usage: skbtrail kb check FILE (validates a rule file and prints what it matches)");
+    if (argv[1] !== "check" || argv.length !== 3) throw usageError("usage: skbtrail kb check FILE (validates a rule file or an expect file and prints what it matches)");
     return { kind: "kb-check", file: argv[2]! };
   }
+  if (argv[0] === "run") {
+    const end = argv.indexOf("--");
+    if (end < 0) throw usageError(`run: put the command after --, e.g. skbtrail run --netns-current -- ./tests.sh (${RUN_USAGE})`);
+    const command = argv.slice(end + 1);
+    if (!command.length || command[0] === "") throw usageError(`run: no command after --; e.g. skbtrail run -- ./tests.sh (${RUN_USAGE})`);
+    const parsed = parseFlags(argv.slice(1, end), true);
+    if (parsed.kind !== "run") return parsed;
+    return { kind: "gate", options: { ...parsed.options, gate: { ...parsed.gate!, command } } };
+  }
+  const parsed = parseFlags(argv, false);
+  return parsed.kind === "run" && parsed.options.trace?.length === 1 && parsed.options.trace[0] === "?" ? { kind: "tracers", options: parsed.options } : parsed;
+}
+
+type Parsed = { kind: "run"; options: Options; gate?: Omit<GateOptions, "command"> } | { kind: "help" } | { kind: "version" };
+
+function parseFlags(argv: string[], run: boolean): Parsed {
   const { given } = scanFlags(argv);
   if (given.has("help")) return { kind: "help" };
   if (given.has("version")) return { kind: "version" };
@@ -118,10 +170,19 @@ export function parseCommandLine(argv: string[]): Command {
     const why = NOT_YET[name];
     if (why) throw usageError(why);
   }
+  for (const name of given) {
+    if (run && NOT_IN_RUN[name]) throw usageError(`--${name} does not apply to skbtrail run: ${NOT_IN_RUN[name]}`);
+    if (!run && RUN_ONLY.includes(name)) {
+      const def = args[name as keyof typeof args];
+      throw usageError(`--${name} works with skbtrail run: skbtrail run --${name}${"valueHint" in def ? ` ${def.valueHint}` : ""} -- CMD`);
+    }
+  }
+  if (given.has("snaplen") && !given.has("pcap")) throw usageError("--snaplen works with --pcap: add --pcap FILE");
   const diagFlags = ["diag", "diag-quiet", "diag-keep", "hooks", "kb"].filter((f) => given.has(f));
   if (diagFlags.length && !given.has("diag")) throw usageError(`--${diagFlags[0]} works with --diag: add --diag`);
   if (given.has("diag") && (given.has("drop") || given.has("basic"))) throw usageError(`--diag and --${given.has("drop") ? "drop" : "basic"} are different modes: use one`);
-  const mode = given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : "trace";
+  // skbtrail run monitors drops unless --diag asks for their lifecycles.
+  const mode = given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
   if (mode === "drop")
     for (const f of ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"])
       if (given.has(f)) throw usageError(`--${f} is for tracing packets and --drop monitors drops: use one mode (see skbtrail --help)`);
@@ -158,6 +219,9 @@ export function parseCommandLine(argv: string[]): Command {
     throw usageError(`--backend: unknown backend '${shown(backend)}'; use one of ${BACKENDS.join(", ")}`);
   const trace = str("trace") !== undefined ? parseList("--trace", str("trace")!, "ip,tcp_v4_rcv,'nf_*'") : undefined;
   const reasons = str("reason") !== undefined ? parseList("--reason", str("reason")!, "NO_SOCKET,NETFILTER_DROP").map((r) => r.toUpperCase()) : [];
+  const failOn = str("fail-on");
+  if (failOn !== undefined && !["info", "warn", "error"].includes(failOn))
+    throw usageError(`--fail-on: '${shown(failOn)}' is not a level; use info (every drop fails), warn (the default) or error`);
   const options: Options = {
       mode,
       filter,
@@ -179,9 +243,22 @@ export function parseCommandLine(argv: string[]): Command {
       detail: !!a.detail,
       date: !!a.date,
       dropStack: !!a["drop-stack"],
+      pcap: str("pcap") !== undefined ? parseOutput(str("pcap")!, "--pcap", "drops.pcapng") : undefined,
+      snaplen: str("snaplen") !== undefined ? parseCount("--snaplen", str("snaplen")!, String(DEFAULT_SNAPLEN), capture_limits.CAPTURE_MAX) : DEFAULT_SNAPLEN,
       verbose: !!a.verbose,
       debug: !!a.debug,
   };
-  return { kind: trace?.length === 1 && trace[0] === "?" ? "tracers" : "run", options };
+  if (!run) return { kind: "run", options };
+  return {
+    kind: "run",
+    options,
+    gate: {
+      allow: str("allow") !== undefined ? parseList("--allow", str("allow")!, "NO_SOCKET,SOCKET_FILTER") : [],
+      expect: str("expect") !== undefined ? parseOutput(str("expect")!, "--expect", "expected-drops.yaml") : undefined,
+      failOn: failOn as Level | undefined,
+      junit: str("junit") !== undefined ? parseOutput(str("junit")!, "--junit", "drops.xml") : undefined,
+      reportJson: str("report-json") !== undefined ? parseOutput(str("report-json")!, "--report-json", "drops.json") : undefined,
+    },
+  };
 }
 

@@ -2,47 +2,9 @@
 // error that names the flag and shows a valid example.
 import { shown, usageError } from "../common/errors";
 import type { AddrFilter } from "../bpf/config";
+import { parseIPv4, parseIPv6 } from "../common/ip";
 
-export function parseIPv4(text: string): Uint8Array | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) return undefined;
-    out[i] = Number(p);
-  }
-  return out;
-}
-
-export function parseIPv6(text: string): Uint8Array | undefined {
-  if (!/^[0-9a-fA-F:.]+$/.test(text) || text.split("::").length > 2) return undefined;
-  let tail = text;
-  let v4: Uint8Array | undefined;
-  const lastColon = text.lastIndexOf(":");
-  if (text.includes(".")) {
-    v4 = parseIPv4(text.slice(lastColon + 1));
-    if (!v4) return undefined;
-    tail = text.slice(0, lastColon + 1) + "0:0";
-  }
-  const [head, rest] = tail.includes("::") ? tail.split("::") : [tail, undefined];
-  const groups = (s: string | undefined) => (s ? s.split(":") : []);
-  const left = groups(head);
-  const right = groups(rest);
-  const missing = 8 - left.length - right.length;
-  if (rest === undefined ? missing !== 0 : missing < 1) return undefined;
-  const all = [...left, ...Array(rest === undefined ? 0 : missing).fill("0"), ...right];
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 8; i++) {
-    const g = all[i]!;
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-    const n = parseInt(g, 16);
-    out[i * 2] = n >> 8;
-    out[i * 2 + 1] = n & 0xff;
-  }
-  if (v4) out.set(v4, 12);
-  return out;
-}
+export { parseIPv4, parseIPv6 };
 
 export function parseAddr(flag: string, text: string): AddrFilter {
   const [addr, prefixText, extra] = text.split("/");

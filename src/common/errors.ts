@@ -13,6 +13,12 @@ export const ExitCode = {
   RUNTIME: 4,
   /** The output could not be written (disk full, I/O error): tracing stopped, nothing stays attached. */
   OUTPUT: 5,
+  /** skbtrail run: the command succeeded but drops the policy does not allow were seen. */
+  UNEXPECTED_DROPS: 6,
+  /** skbtrail run: the command exists but cannot be executed (as a shell says). */
+  COMMAND_NOT_EXECUTABLE: 126,
+  /** skbtrail run: no such command (as a shell says). */
+  COMMAND_NOT_FOUND: 127,
 } as const;
 
 export class SkbtrailError extends Error {

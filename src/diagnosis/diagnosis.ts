@@ -21,23 +21,23 @@ import { BackgroundReads } from "./system";
 /** A rule file larger than this is surely not one (and must not fill memory). */
 export const MAX_RULE_FILE_BYTES = 1 << 20;
 
-/** Reads a user's rule file: a regular file of reasonable size, or one clear line. */
-export function readRuleFile(file: string, flag: string): string {
+/** Reads a user's rule (or expect) file: a regular file of reasonable size, or one clear line. */
+export function readRuleFile(file: string, flag: string, what = "a YAML rule file"): string {
   const where = flag ? `${flag}: ` : "";
   let size: number;
   try {
     const st = statSync(file);
-    if (!st.isFile()) throw usageError(`${where}${shown(file)} is not a regular file; give the path of a YAML rule file`);
+    if (!st.isFile()) throw usageError(`${where}${shown(file)} is not a regular file; give the path of ${what}`);
     size = st.size;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === undefined) throw e;
-    throw usageError(`${where}cannot read ${shown(file)} (${(e as NodeJS.ErrnoException).code}); give the path of a YAML rule file`);
+    throw usageError(`${where}cannot read ${shown(file)} (${(e as NodeJS.ErrnoException).code}); give the path of ${what}`);
   }
-  if (size > MAX_RULE_FILE_BYTES) throw usageError(`${where}${shown(file)} is ${size} bytes, more than a rule file may be (${MAX_RULE_FILE_BYTES}); check the path`);
+  if (size > MAX_RULE_FILE_BYTES) throw usageError(`${where}${shown(file)} is ${size} bytes, more than such a file may be (${MAX_RULE_FILE_BYTES}); check the path`);
   try {
     return readFileSync(file, "utf8");
   } catch (e) {
-    throw usageError(`${where}cannot read ${shown(file)} (${(e as NodeJS.ErrnoException).code}); give the path of a YAML rule file`);
+    throw usageError(`${where}cannot read ${shown(file)} (${(e as NodeJS.ErrnoException).code}); give the path of ${what}`);
   }
 }
 

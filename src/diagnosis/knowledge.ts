@@ -175,7 +175,7 @@ function template(doc: YamlDoc, m: YamlMap, key: string): string {
  */
 export function loadRules(text: string, file: string, known: KnownNames, otherIds: Set<string> = new Set()): Rule[] {
   const doc = new YamlDoc(file, text);
-  if (!Array.isArray(doc.root)) throw doc.error(doc.root, undefined, "a rule file is a list of rules");
+  if (!Array.isArray(doc.root)) throw doc.error(doc.root, undefined, "a rule file is a list of rules (an expect file for skbtrail run is a mapping with the key 'expect')");
   const ids = new Set<string>();
   const nodes = new Map<Rule, YamlMap>();
   const rules = doc.root.map((node) => {

@@ -7,7 +7,7 @@
 // strings are the cost to watch: the ones that repeat from record to record
 // (comm, ifname, addresses) come from small caches keyed by their bytes, and
 // the skb address is put in hex only when the output prints it.
-import { layout, event_kind, event_version } from "../abi/layout.generated";
+import { capture_limits, event_flags, event_kind, event_version, layout } from "../abi/layout.generated";
 import { addrHex, addrKey } from "../kernel/kallsyms";
 
 /** Typed views over the bytes a record lives in (the ring, or a test fixture). */
@@ -95,6 +95,8 @@ export interface HookEvent {
   info: [number, number];
   stackId: number;
   nf?: NfInfo;
+  /** --pcap: the packet's bytes at this hook. */
+  capture?: Capture;
 }
 
 const H = layout.event_header.fields;
@@ -117,17 +119,53 @@ SIZE_BY_KIND[event_kind.EVENT_DROP] = layout.drop_event.size;
 SIZE_BY_KIND[event_kind.EVENT_HOOK] = layout.hook_event.size;
 SIZE_BY_KIND[event_kind.EVENT_NF] = layout.nf_event.size;
 
+const CAP = layout.capture;
+const { EVENT_F_CAPTURE } = event_flags;
+
 /**
  * The kind of the `length`-byte record at `off`, or 0 when it must not be
- * decoded: another version, an unknown kind, or shorter than its kind's
- * struct (the header's size and the ring's length both say).
+ * decoded: another version, an unknown kind or flag, or shorter than its
+ * kind's struct and, with a capture tail (--pcap), than the struct, the
+ * tail and the bytes it announces (the header's size and the ring's length
+ * both say).
  */
 export function recordKind(b: RecordBytes, off: number, length: number): number {
   if (length < layout.event_header.size || b.u8[off + H.version.offset] !== event_version.EVENT_VERSION) return 0;
   const kind = b.u16[(off + H.kind.offset) >>> 1]!;
-  const size = SIZE_BY_KIND[kind];
-  if (size === undefined || length < size || b.u16[(off + H.size.offset) >>> 1] !== size) return 0;
+  const base = SIZE_BY_KIND[kind];
+  if (base === undefined || length < base) return 0;
+  const flags = b.u8[off + H.flags.offset]!;
+  const size = b.u16[(off + H.size.offset) >>> 1]!;
+  if (flags === 0) return size === base ? kind : 0;
+  if (flags !== EVENT_F_CAPTURE || length < base + CAP.size) return 0;
+  const captured = b.u16[(off + base + CAP.fields.len.offset) >>> 1]!;
+  if (captured > capture_limits.CAPTURE_MAX || size !== base + CAP.size + captured || length < size) return 0;
   return kind;
+}
+
+/** --pcap: the packet's bytes after a record, as the kernel copied them. */
+export interface Capture {
+  /** enum capture_link: where the bytes start (MAC or network header). */
+  link: number;
+  /** The packet's length from that start; more than `bytes` when cut by the snaplen or the linear data. */
+  wireLen: number;
+  bytes: Uint8Array;
+}
+
+/**
+ * The capture tail of a record recordKind() accepted, copied out of the
+ * ring; undefined when the record has none or nothing could be captured.
+ */
+export function decodeCapture(b: RecordBytes, off: number, kind: number): Capture | undefined {
+  if (!(b.u8[off + H.flags.offset]! & EVENT_F_CAPTURE)) return undefined;
+  const at = off + SIZE_BY_KIND[kind]!;
+  const len = b.u16[(at + CAP.fields.len.offset) >>> 1]!;
+  if (!len) return undefined;
+  return {
+    link: b.u8[at + CAP.fields.link.offset]!,
+    wireLen: b.u32[(at + CAP.fields.wire_len.offset) >>> 2]!,
+    bytes: b.u8.slice(at + CAP.size, at + CAP.size + len),
+  };
 }
 
 export function formatIPv4(u8: Uint8Array, off: number): string {

@@ -5,13 +5,14 @@ import { program, type ProgramName } from "../abi/programs.generated";
 import { resolveReasons } from "../bpf/config";
 import { KernelStacks } from "../bpf/stacks";
 import type { Options } from "../cli/parse";
-import { decodeDrop } from "../events/decode";
+import { decodeCapture, decodeDrop, type Capture, type DropEvent } from "../events/decode";
 import { dropReasons, tracepointParams } from "../kernel/btf-facts";
 import { currentNetns, type KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import { addrKey, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
-import { runSession } from "./skeleton";
+import type { PacketCapture } from "./pcap";
+import { runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 /** Which kfree_skb program fits this kernel: tracepoint shape × attach type. */
@@ -36,7 +37,13 @@ function locationNamer(): (hi: number, lo: number) => string {
   };
 }
 
-export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
+/** Where drops go instead of the output: skbtrail run's gate. */
+export interface DropSink {
+  drop(e: DropEvent, reason: string | undefined, location: string, capture: Capture | undefined): void;
+  started?: ModeSession["started"];
+}
+
+export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, pcap?: PacketCapture, sink?: DropSink): Promise<RunSummary> {
   const reasons = dropReasons(kernel.btf);
   const reasonValues = resolveReasons(opts.reasons, reasons);
   const params = tracepointParams(kernel.btf, "kfree_skb");
@@ -55,6 +62,7 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
         currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
         reasonValues,
         dropStack: opts.dropStack,
+        snaplen: pcap?.snaplen,
       },
       links: 1,
       slowDetach: false,
@@ -62,11 +70,18 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
         if (opts.dropStack) stacks = new KernelStacks(session);
       },
       attach: (session, into) => into.links.push(session.obj.program(dropProgram).attach()),
+      started: sink?.started,
       record: (kind, ring, offset) => {
         if (kind !== event_kind.EVENT_DROP || !stop.admit()) return;
         const e = decodeDrop(ring, offset);
-        out.drop(e, reasons.get(e.reason), locationName(e.location.hi, e.location.lo), stacks?.frames(e.stackId));
+        const reason = reasons.get(e.reason);
+        const location = locationName(e.location.hi, e.location.lo);
+        const capture = pcap && decodeCapture(ring, offset, kind);
+        if (sink) return sink.drop(e, reason, location, capture);
+        out.drop(e, reason, location, stacks?.frames(e.stackId));
+        pcap?.drop(e, capture, reason, location);
       },
+      batchDone: () => pcap?.flush(),
     },
     out,
     stop,

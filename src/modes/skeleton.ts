@@ -32,6 +32,12 @@ export interface ModeSession {
   /** After load, before attach: e.g. per-hook settings in a map. */
   loaded?(session: Session): void;
   attach(session: Session, into: Attachments): void;
+  /**
+   * Right after "begin trace...", everything attached: e.g. skbtrail run
+   * starts its command. It may give an fd whose readability ends a wait on
+   * the ring at once (the command's pidfd).
+   */
+  started?(): { wakeFd?: number } | void;
   /** One whole record of a known kind. */
   record(kind: number, ring: RecordBytes, offset: number): void;
   /** After each batch of records: show what is complete. */
@@ -76,12 +82,14 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
       return { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0 }, seconds: stop.seconds, stop: stop.reason, unread: 0, rejected: 0 };
     }
     out.status("begin trace...");
+    const wakeFd = mode.started?.()?.wakeFd;
 
     let rejected = 0;
     let skipped = 0;
     const unread = await session.read(
       (ring, offset, length) => {
-        if (stop.reason !== undefined) return void skipped++; // stopped within this batch
+        // Stopped within this batch: the rest is dropped, unless the cause wants it read.
+        if (stop.reason !== undefined && !stop.finalDrain) return void skipped++;
         const kind = recordKind(ring, offset, length);
         if (kind === 0) return void rejected++;
         mode.record(kind, ring, offset);
@@ -94,6 +102,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
         mode.batchDone?.();
         out.flush();
       },
+      { wakeFd, finalDrain: () => stop.finalDrain },
     );
     // The hooks stop costing the traced traffic now, then go away.
     session.switchOff();

@@ -2,7 +2,24 @@
 // or the first error --diag finds. The reader looks at it between bounded
 // batches, so every cause stops a run within a batch at any event rate.
 
-export type StopReason = "count" | "timeout" | "interrupted" | "terminated" | "hangup" | "output closed" | "output failed" | "diagnosis";
+export type StopReason =
+  | "count"
+  | "timeout"
+  | "interrupted"
+  | "terminated"
+  | "hangup"
+  | "output closed"
+  | "output failed"
+  | "diagnosis"
+  | "command exited";
+
+/**
+ * Causes after which what is still queued in the ring is read rather than
+ * dropped: skbtrail run's command exited, and the drops of its last moments
+ * count. The programs are switched off first, so this read is bounded by
+ * the ring's size even under a flood.
+ */
+const FINAL_DRAIN: ReadonlySet<StopReason> = new Set(["command exited"]);
 
 export class StopControl {
   reason?: StopReason;
@@ -18,14 +35,27 @@ export class StopControl {
     this.deadline = timeoutSeconds === undefined ? Infinity : this.startedAt + timeoutSeconds * 1000;
   }
 
+  private readonly watches: (() => StopReason | undefined)[] = [];
+
   request(reason: StopReason): void {
     this.reason ??= reason;
   }
 
-  /** Whether the run should stop now (looks at the clock for --timeout). */
+  /** A condition looked at with the clock, between batches (e.g. whether skbtrail run's command exited). */
+  watch(check: () => StopReason | undefined): void {
+    this.watches.push(check);
+  }
+
+  /** Whether the run should stop now (looks at the clock for --timeout, and at the watches). */
   get stopped(): boolean {
     if (this.reason === undefined && performance.now() >= this.deadline) this.reason = "timeout";
+    for (const check of this.watches) if (this.reason === undefined) this.reason = check();
     return this.reason !== undefined;
+  }
+
+  /** Whether the records still queued at the stop are read rather than dropped. */
+  get finalDrain(): boolean {
+    return this.reason !== undefined && FINAL_DRAIN.has(this.reason);
   }
 
   /**

@@ -11,7 +11,7 @@ import { KernelStacks } from "../bpf/stacks";
 import type { Options } from "../cli/parse";
 import { Diagnosis } from "../diagnosis/diagnosis";
 import { worst, type Finding } from "../diagnosis/rules";
-import { decodeHook, type HookEvent } from "../events/decode";
+import { decodeCapture, decodeHook, type HookEvent } from "../events/decode";
 import { Lifecycle, type PacketContext } from "../events/lifecycle";
 import { annotate, linesOf, type HookLine, type Namer } from "../events/line";
 import { dropReasons, resetReasons } from "../kernel/btf-facts";
@@ -23,7 +23,8 @@ import type { Output, RunSummary } from "../output/output";
 import { attachedAs, checkBackend, knownHookNames, makePlan, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
 import { loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
-import { runSession } from "./skeleton";
+import type { PacketCapture } from "./pcap";
+import { runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 /**
@@ -104,7 +105,13 @@ function hookSettings(names: string[], plan: Plan, out: Output): Map<bigint, num
   return settings;
 }
 
-export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<TraceResult> {
+/** Where finished packets go instead of the output: skbtrail run's gate (--diag). */
+export interface PacketSink {
+  packet(ctx: PacketContext, lines: HookLine[], findings: Finding[] | undefined, names: { reason(e: HookEvent): string | undefined; location(e: HookEvent): string }): void;
+  started?: ModeSession["started"];
+}
+
+export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, pcap?: PacketCapture, sink?: PacketSink): Promise<TraceResult> {
   const tree = loadTree();
   const selected = selectionFor(opts, kernel, tree);
   checkTraceStack(opts.traceStack ?? [], selected);
@@ -156,6 +163,10 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     return { e, name, ret, notes: annotate(e, name, namer, ret), stack: wanted ? stacks!.frames(e.stackId) : undefined };
   };
 
+  const names = { reason: (e: HookEvent) => namer.reason(e.reason), location: (e: HookEvent) => namer.symbol(e.location.hi, e.location.lo) };
+  /** --pcap: a hook's bytes, with what happened there. */
+  const capture = (l: HookLine, packet?: number) => pcap?.hook(l, l.e.capture, names.reason(l.e), names.location(l.e), packet);
+  let shownPackets = 0;
   let errorFound = false;
   // --diag: packets in order, each waiting (boundedly) for its namespace's ruleset.
   const waiting: { ctx: PacketContext; lines: HookLine[] }[] = [];
@@ -174,7 +185,12 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     if (level === "error") errorFound = true;
     if (opts.diagQuiet && (level === undefined || level === "info")) return;
     if (!stop.admit()) return;
+    if (sink) return sink.packet(ctx, lines, findings, names);
     out.context(ctx, lines, findings);
+    if (pcap) {
+      shownPackets++;
+      for (const l of lines) capture(l, shownPackets);
+    }
     if (level === "error" && !opts.diagKeep) stop.request("diagnosis");
   };
   const minLatencyNs = (opts.minLatencyMs ?? 0) * 1e6;
@@ -202,6 +218,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         traceRet: opts.ret,
         hookSettings: settings.size > 0,
         nfHooks: opts.hooks,
+        snaplen: pcap?.snaplen,
       },
       links: linkCount(plan),
       // Detaching fentry/kprobe links takes seconds (RCU grace periods).
@@ -214,11 +231,16 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
       attach: (session, into) => {
         for (const r of attachPlan(session.obj, plan, into)) out.verbose(`  skipped ${r.name}: ${r.why}`);
       },
+      started: sink?.started,
       record: (kind, ring, offset) => {
         if (kind !== event_kind.EVENT_HOOK && kind !== event_kind.EVENT_NF) return;
         const e = decodeHook(ring, offset, kind);
+        if (pcap) e.capture = decodeCapture(ring, offset, kind);
         if (!lifecycle) {
-          if (stop.admit()) out.hook(toLine(e));
+          if (!stop.admit()) return;
+          const l = toLine(e);
+          out.hook(l);
+          capture(l);
           return;
         }
         diagnosis?.noticeDrop(e);
@@ -227,6 +249,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
       batchDone: () => {
         lifecycle?.flush(monotonicNowNs(), performance.now() + BATCH_SHOW_MS);
         if (diagnosis) showDiagnosed(true);
+        pcap?.flush();
       },
       finish: async (behind) => {
         // Packets still open at the stop are shown too (unless -c was

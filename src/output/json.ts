@@ -58,11 +58,16 @@ export function metaJson(cpu: number, m: SkbMeta): Json {
   return putMeta({}, cpu, m);
 }
 
-export function dropJson(e: DropEvent, reason: string | undefined, location: string, clock: Clock, stack?: string[]): string {
+/** A drop as the JSON output shows it (kind "drop"). */
+export function dropObject(e: DropEvent, reason: string | undefined, location: string, clock: Clock, stack?: string[]): Json {
   const o: Json = { kind: "drop", time: clock.iso(e.timeNs), ts_ns: e.timeNs, reason: reason ?? null, location };
   putMeta(putPacket(o, e.pkt), e.cpu, e.meta);
   o.stack = stack;
-  return JSON.stringify(o);
+  return o;
+}
+
+export function dropJson(e: DropEvent, reason: string | undefined, location: string, clock: Clock, stack?: string[]): string {
+  return JSON.stringify(dropObject(e, reason, location, clock, stack));
 }
 
 /** One hook of a packet: where, when, the packet as it was there, and what happened. */

@@ -25,6 +25,8 @@ export interface RunSummary {
 }
 
 export interface OutputOptions {
+  /** Status lines ("begin trace...") on stderr even for text (skbtrail run: stdout is the command's). */
+  statusToStderr?: boolean;
   json: boolean;
   date: boolean;
   detail: boolean;
@@ -54,13 +56,18 @@ export class Output {
   }
 
   status(line: string): void {
-    if (this.opts.json || this.out.fd !== 1) {
+    if (this.opts.json || this.opts.statusToStderr || this.out.fd !== 1) {
       this.err.line(line);
       this.err.flush();
     } else {
       this.out.line(line);
       this.out.flush();
     }
+  }
+
+  /** The text style (colours, clock) of the events' destination. */
+  get textStyle(): TextStyle {
+    return this.style;
   }
 
   /** A line as is (listings such as -t ?). */

@@ -16,6 +16,11 @@ export class Clock {
     return date ? this.local(ns) : (ns / 1e9).toFixed(6);
   }
 
+  /** Microseconds since the epoch (pcapng timestamps). */
+  wallMicros(ns: number): number {
+    return Math.floor((ns + this.offsetNs) / 1e3);
+  }
+
   /** ISO 8601 UTC with microseconds, for JSON. */
   iso(ns: number): string {
     const wall = ns + this.offsetNs;

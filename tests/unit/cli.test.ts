@@ -95,3 +95,43 @@ describe("usage errors name the flag and the fix", () => {
   ];
   for (const [argv, expected] of cases) test(argv.join(" "), () => expect(usageError(...argv)).toMatch(expected));
 });
+
+describe("skbtrail run", () => {
+  const gate = (...argv: string[]) => {
+    const c = parseCommandLine(argv);
+    if (c.kind !== "gate") throw new Error(`expected a gate run, got ${c.kind}`);
+    return c.options;
+  };
+
+  test("flags before --, the command after it, untouched", () => {
+    const o = gate("run", "-p", "udp", "--netns-current", "--allow", "no_socket", "--expect", "e.yaml", "--fail-on", "error", "--junit", "j.xml", "--report-json", "r.json", "--pcap", "d.pcapng", "--", "sh", "-c", "exit 3", "--drop");
+    expect(o.mode).toBe("drop");
+    expect(o.filter).toMatchObject({ proto: { name: "udp" }, netnsCurrent: true });
+    expect(o.gate).toEqual({ command: ["sh", "-c", "exit 3", "--drop"], allow: ["no_socket"], expect: "e.yaml", failOn: "error", junit: "j.xml", reportJson: "r.json" });
+    expect(o).toMatchObject({ pcap: "d.pcapng", snaplen: 256 });
+    expect(gate("run", "--diag", "--", "true").mode).toBe("diag");
+    expect(gate("run", "--", "true").gate.command).toEqual(["true"]);
+  });
+
+  test("--pcap and --snaplen in every mode", () => {
+    expect(options("--drop", "--pcap", "x.pcapng", "--snaplen", "1500")).toMatchObject({ pcap: "x.pcapng", snaplen: 1500 });
+    expect(options("-p", "icmp", "--pcap", "x.pcapng").pcap).toBe("x.pcapng");
+  });
+
+  const cases: [string[], RegExp][] = [
+    [["run", "./tests.sh"], /^run: put the command after --, e\.g\. skbtrail run --netns-current -- \.\/tests\.sh/],
+    [["run", "-p", "udp", "--"], /^run: no command after --/],
+    [["run", "-c", "10", "--", "true"], /^--count does not apply to skbtrail run: the run lasts as long as the command$/],
+    [["run", "--timeout", "5", "--", "true"], /^--timeout does not apply to skbtrail run/],
+    [["run", "--basic", "--", "true"], /^--basic does not apply to skbtrail run/],
+    [["run", "--fail-on", "fatal", "--", "true"], /^--fail-on: 'fatal' is not a level; use info \(every drop fails\), warn \(the default\) or error$/],
+    [["run", "--junit", "", "--", "true"], /^--junit: the file name is empty/],
+    [["run", "--allow", "A,,B", "--", "true"], /^--allow: empty name in 'A,,B'/],
+    [["--drop", "--junit", "x.xml"], /^--junit works with skbtrail run: skbtrail run --junit FILE -- CMD$/],
+    [["--drop", "--allow", "NO_SOCKET"], /^--allow works with skbtrail run/],
+    [["--drop", "--snaplen", "100"], /^--snaplen works with --pcap: add --pcap FILE$/],
+    [["--drop", "--pcap", "x", "--snaplen", "5000"], /^--snaplen: 5000 is out of range; use a number from 1 to 4096$/],
+    [["--drop", "--pcap", ""], /^--pcap: the file name is empty/],
+  ];
+  for (const [argv, expected] of cases) test(argv.join(" "), () => expect(usageError(...argv)).toMatch(expected));
+});

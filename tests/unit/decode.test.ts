@@ -2,8 +2,8 @@
 import { describe, expect, test } from "bun:test";
 import { addrHex } from "../../src/kernel/kallsyms";
 import fixtures from "../fixtures/drops.json";
-import { decodeDrop, formatIPv6, kernelString, recordKind, StringCache, type DropEvent, type RecordBytes } from "../../src/events/decode";
-import { event_kind, layout } from "../../src/abi/layout.generated";
+import { decodeCapture, decodeDrop, formatIPv6, kernelString, recordKind, StringCache, type DropEvent, type RecordBytes } from "../../src/events/decode";
+import { capture_limits, capture_link, event_flags, event_kind, layout } from "../../src/abi/layout.generated";
 import { tcpFlagsText } from "../../src/events/protocols";
 import { dropJson, metaJson, packetJson } from "../../src/output/json";
 import { colorsFor, dropLine, packetSummary } from "../../src/output/text";
@@ -75,6 +75,63 @@ describe("drop records captured from the kernel", () => {
     const b = bytes(fixtures.udp4.bytes);
     b.u8[layout.event_header.fields.version.offset] = 99;
     expect(recordKind(b, 0, b.u8.length)).toBe(0);
+  });
+});
+
+// --pcap: a record followed by struct capture and the packet's bytes. The
+// decoder checks the tail's size against the header and the ring's length.
+describe("records with a capture tail", () => {
+  const H = layout.event_header.fields;
+  const C = layout.capture.fields;
+  const BASE = layout.drop_event.size;
+  /** The udp4 drop with `len` captured bytes (0..len-1) after it; `wire` their original length. */
+  function withTail(len: number, opts: { size?: number; flags?: number; extra?: number } = {}): RecordBytes {
+    const rec = bytes(fixtures.udp4.bytes);
+    const total = BASE + layout.capture.size + len;
+    const u8 = new Uint8Array((total + (opts.extra ?? 0) + 7) & ~7);
+    u8.set(rec.u8);
+    const b: RecordBytes = { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
+    b.u8[H.flags.offset] = opts.flags ?? event_flags.EVENT_F_CAPTURE;
+    b.u16[H.size.offset >>> 1] = opts.size ?? total;
+    b.u32[(BASE + C.wire_len.offset) >>> 2] = 1514;
+    b.u16[(BASE + C.len.offset) >>> 1] = len;
+    b.u8[BASE + C.link.offset] = capture_link.CAPTURE_ETHERNET;
+    for (let i = 0; i < len; i++) b.u8[BASE + layout.capture.size + i] = i & 0xff;
+    return b;
+  }
+
+  test("a drop with its bytes decodes as a drop, and the bytes come out as copied", () => {
+    const b = withTail(62);
+    const length = BASE + layout.capture.size + 62;
+    expect(recordKind(b, 0, length)).toBe(event_kind.EVENT_DROP);
+    expect(packetSummary(decodeDrop(b, 0).pkt)).toBe("UDP: 10.62.0.1:5001 -> 10.62.0.2:7001");
+    const c = decodeCapture(b, 0, event_kind.EVENT_DROP)!;
+    expect(c).toMatchObject({ link: capture_link.CAPTURE_ETHERNET, wireLen: 1514 });
+    expect([...c.bytes]).toEqual([...Array(62).keys()]);
+    expect(c.bytes.buffer).not.toBe(b.u8.buffer); // a copy: the ring's space is given back
+  });
+
+  test("a record without the flag has no capture", () => {
+    const b = bytes(fixtures.udp4.bytes);
+    expect(decodeCapture(b, 0, event_kind.EVENT_DROP)).toBeUndefined();
+  });
+
+  test("sizes that disagree, unknown flags and oversized tails are rejected", () => {
+    const length = (len: number) => BASE + layout.capture.size + len;
+    expect(recordKind(withTail(62, { size: BASE }), 0, length(62))).toBe(0); // header says no tail
+    expect(recordKind(withTail(62, { size: length(61) }), 0, length(62))).toBe(0); // header and tail disagree
+    expect(recordKind(withTail(62), 0, length(61))).toBe(0); // the ring's record is shorter than announced
+    expect(recordKind(withTail(62, { flags: 2 }), 0, length(62))).toBe(0); // a flag this version does not know
+    expect(recordKind(withTail(0, { flags: event_flags.EVENT_F_CAPTURE }), 0, BASE + 4)).toBe(0); // too short for the tail itself
+    const big = withTail(16, { size: length(capture_limits.CAPTURE_MAX + 1), extra: capture_limits.CAPTURE_MAX });
+    big.u16[(BASE + layout.capture.fields.len.offset) >>> 1] = capture_limits.CAPTURE_MAX + 1;
+    expect(recordKind(big, 0, length(capture_limits.CAPTURE_MAX + 1))).toBe(0);
+  });
+
+  test("a tail with nothing captured decodes as no capture", () => {
+    const b = withTail(0);
+    expect(recordKind(b, 0, BASE + layout.capture.size)).toBe(event_kind.EVENT_DROP);
+    expect(decodeCapture(b, 0, event_kind.EVENT_DROP)).toBeUndefined();
   });
 });
 

@@ -59,7 +59,7 @@ describe("a rule file with a mistake names file, line and key", () => {
     ["a duplicate id", good + good.replace("  level: warn", "  level: info"), /^mine\.yaml:5: id: 'mine' is used twice$/],
     ["no conditions", good.replace("{ hook: ip_rcv }", "{}"), /^mine\.yaml:3: the conditions of rule mine needs at least one condition/],
     ["not YAML", "- id: [unclosed\n", /^mine\.yaml:2: not valid YAML/],
-    ["not a list", "id: x\n", /^mine\.yaml:1: a rule file is a list of rules$/],
+    ["not a list", "id: x\n", /^mine\.yaml:1: a rule file is a list of rules \(an expect file for skbtrail run is a mapping with the key 'expect'\)$/],
     [
       "a mistake in a flow mapping, at its own line (not a later key of that name)",
       `${good.replace("hook: ip_rcv", "hook: ip_rcv, drop_reason: NOPE")}- id: b\n  level: warn\n  when:\n    drop_reason: NO_SOCKET\n  message: m\n`,

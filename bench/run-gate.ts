@@ -5,7 +5,7 @@
 // --pcap's cost on the drop flood of bench/drop.ts (`--drop` against
 // `--drop --pcap`, untraced baseline alternated in the same rounds).
 //
-//   sudo bun bench/run-gate.ts [RUNS] [FLOOD_SECONDS] [FLOOD_ROUNDS]
+//   bun bench/run-gate.ts [RUNS] [FLOOD_SECONDS] [FLOOD_ROUNDS]
 //
 // Needs dist/skbtrail and bench/build/ringbench (cc -O2 -o bench/build/ringbench bench/ringbench.c -lbpf).
 import { existsSync, rmSync } from "node:fs";

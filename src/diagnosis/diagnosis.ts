@@ -13,9 +13,9 @@ import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
 import { icmpTypeText } from "../events/protocols";
 import { tracepointById } from "../plan/tracepoints";
 import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
-import { loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
+import { functionName, loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
 import { mtuFinding, neighbourFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
-import { functionName, RuleEngine, type Finding, type Names } from "./rules";
+import { RuleEngine, type Finding, type Names } from "./rules";
 import { BackgroundReads } from "./system";
 
 /** A rule file larger than this is surely not one (and must not fill memory). */

@@ -11,7 +11,7 @@ import { shown, usageError } from "../common/errors";
 import { inCidr, parseCidr, type Cidr } from "../common/ip";
 import { YamlDoc, type YamlMap } from "../common/yaml";
 import type { DropEvent } from "../events/decode";
-import { LEVELS, type Level, type ReasonEntry } from "./knowledge";
+import { functionName, LEVELS, siteReasons, type Level, type ReasonEntry } from "./knowledge";
 import type { Finding } from "./rules";
 
 export const DEFAULT_FAIL_ON: Level = "warn";
@@ -226,12 +226,20 @@ export class Gate {
   readonly overflow = { drops: 0, unexpected: 0 };
   drops = 0;
 
+  private readonly siteReasons: Map<string, string>;
+
   constructor(
     readonly policy: GatePolicy,
     private readonly reasons: Map<string, ReasonEntry>,
-  ) {}
+  ) {
+    this.siteReasons = siteReasons(reasons);
+  }
 
-  private knowledge(reason: string | null): ReasonEntry {
+  /** The knowledge of a drop: its reason's, or for one without a precise reason, the reason its location stands for. */
+  private knowledge(reason: string | null, location: string): ReasonEntry {
+    const inferred = reason === null || reason === "NOT_SPECIFIED" ? this.siteReasons.get(functionName(location)) : undefined;
+    const entry = inferred ? this.reasons.get(inferred) : undefined;
+    if (entry) return { ...entry, summary: `${entry.summary} (most likely ${inferred}, inferred from the location: ${reason === null ? "this kernel gives no reason" : "the kernel said NOT_SPECIFIED"})` };
     if (reason === null) return NO_REASON;
     return this.reasons.get(reason) ?? unknownReason(reason);
   }
@@ -248,7 +256,7 @@ export class Gate {
     if (entry) this.entryCounts.set(entry, (this.entryCounts.get(entry) ?? 0) + 1);
     const key = `${facts.reason}|${facts.location}|${facts.proto}|${facts.daddr}|${facts.dport}|${entry ? this.policy.expect.indexOf(entry) : -1}`;
     let group = this.groups.get(key);
-    const k = this.knowledge(facts.reason);
+    const k = this.knowledge(facts.reason, facts.location);
     const allowedByFlag = !entry && facts.reason !== null && this.policy.allow.includes(facts.reason);
     const verdict: GroupStatus | "limited" = entry
       ? entry.max === undefined

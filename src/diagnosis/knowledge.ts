@@ -102,6 +102,16 @@ export function loadDropReasons(text: string, file: string): Map<string, ReasonE
   return out;
 }
 
+/** Drop site (function) → the reason a drop there without one most likely had (ReasonEntry.sites). */
+export function siteReasons(reasons: Map<string, ReasonEntry>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [name, entry] of reasons) for (const site of entry.sites ?? []) out.set(site, name);
+  return out;
+}
+
+/** A kernel function's name from a symbol, without offset and the compiler's suffixes (tcp_v4_rcv.cold, ip_rcv_core.isra.0). */
+export const functionName = (symbol: string) => symbol.replace(/[+ ].*$/, "").replace(/\.(cold|constprop|isra|part|llvm)(\.\d+)?/g, "");
+
 function level(doc: YamlDoc, m: YamlMap): Level {
   return doc.string(m, "level", /^(info|warn|error)$/, "use info, warn or error") as Level;
 }

@@ -7,7 +7,7 @@ import type { HookEvent } from "../events/decode";
 import type { HookLine } from "../events/line";
 import { NF_FAMILIES, nfHookName, nfVerdict } from "../events/netfilter";
 import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
-import { ICMP_SENT, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
+import { functionName, ICMP_SENT, siteReasons, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
 
 const { HOOK_DROP } = hook_flags;
 
@@ -100,19 +100,16 @@ function matches(c: Conditions, f: Facts): boolean {
   return true;
 }
 
-/** A kernel function's name without the compiler's suffixes (tcp_v4_rcv.cold, ip_rcv_core.isra.0). */
-export const functionName = (symbol: string) => symbol.replace(/\+.*$/, "").replace(/\.(cold|constprop|isra|part|llvm)(\.\d+)?/g, "");
-
 export class RuleEngine {
   /** Drop site (function) → the reason a drop there without one most likely had. */
-  private readonly siteReasons = new Map<string, string>();
+  private readonly siteReasons: Map<string, string>;
 
   constructor(
     private readonly rules: Rule[],
     private readonly reasons: Map<string, ReasonEntry>,
     private readonly names: Names,
   ) {
-    for (const [name, entry] of reasons) for (const site of entry.sites ?? []) this.siteReasons.set(site, name);
+    this.siteReasons = siteReasons(reasons);
   }
 
   /** A drop's reason as the kernel gave it, else the one its location points to (kernels before 5.17 give none). */

@@ -115,7 +115,7 @@ describe("the verdict", () => {
     ]);
     expect(groups[0]!.why).toBe("level error is at or above the failure level warn (the default), and nothing allows it");
     const strict = new Gate(policy({ failOn: "error", failOnFrom: "--fail-on" }), reasons);
-    strict.add(udp({ reason: "NOT_SPECIFIED" }), () => example, 1);
+    strict.add(udp({ reason: "NOT_SPECIFIED", location: "tcp_rcv_established+0x20" }), () => example, 1);
     expect(strict.result()[0]).toMatchObject({ status: "tolerated", why: "level warn is below the failure level error (--fail-on)" });
   });
 
@@ -150,12 +150,22 @@ describe("the verdict", () => {
 
   test("kernels without reasons and reasons the knowledge base lacks count as warn", () => {
     const gate = new Gate(policy({ failOn: "error" }), reasons);
-    gate.add(udp({ reason: null }), () => example, 1);
+    gate.add(udp({ reason: null, location: "tcp_rcv_established+0x20" }), () => example, 1);
     gate.add(udp({ reason: "BRAND_NEW_REASON" }), () => example, 2);
     expect(gate.result().map((g) => [g.reason, g.level, g.status])).toEqual([
       [null, "warn", "tolerated"],
       ["BRAND_NEW_REASON", "warn", "tolerated"],
     ]);
+  });
+
+  test("a drop without a precise reason at a known site is judged by the reason the site stands for", () => {
+    const gate = new Gate(policy(), reasons);
+    gate.add(udp({ reason: null }), () => example, 1);
+    gate.add(udp({ reason: null, location: "inet_sock_destruct+0xd1", proto: "ICMP", dport: null }), () => example, 2);
+    const [closed, purged] = gate.result();
+    expect(closed).toMatchObject({ reason: null, level: "error", status: "unexpected" });
+    expect(closed!.summary).toBe("no socket is bound to the destination port (most likely NO_SOCKET, inferred from the location: this kernel gives no reason)");
+    expect(purged).toMatchObject({ level: "info", status: "tolerated" });
   });
 
   test("past the group limit drops are counted, and unexpected ones still fail", () => {

@@ -30,9 +30,11 @@ interface VmCase {
 const CASES: VmCase[] = [
   // 6.1: kprobes and fentry, no kprobe.multi (no CONFIG_FPROBE); return-value diagnosis; stopping with fentry's slow teardown.
   { release: "bookworm", backends: ["fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/backtoback.test.ts", "tests/kernel/diag.test.ts", "tests/kernel/stop.test.ts"] },
-  // 6.12: kprobe.multi too; the default mode, the drop monitor and their filters on a kernel with function hooks.
-  { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/run.test.ts"] },
-  // 5.10: no attach cookie nor bpf_get_func_ip (5.15+), so no function backend; no drop reasons (5.17+).
+  // 6.12: kprobe.multi too; the default mode, the drop monitor and their filters on a kernel with function hooks;
+  // the diagnosis where a chain frees what it drops (NF_STOLEN, 6.8+).
+  { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts"] },
+  // 5.10: no attach cookie nor bpf_get_func_ip (5.15+), so no function backend; no drop reasons (5.17+): the CI gate
+  // judges drops by the reason their location stands for.
   {
     release: "bullseye",
     backends: [],

@@ -178,7 +178,7 @@ export class Diagnosis {
     const dropped = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length);
     if (!dropped?.e.nf) return [];
     // nettrace's words, so scripts that grep its output keep working.
-    return ["following hook functions are blamed:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${this.input.namer.symbol(hi, lo).replace(/\+0x0$/, "")}`)];
+    return ["following hook functions are blamed:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${functionName(this.input.namer.symbol(hi, lo))}`)];
   }
 
   /** Which hook dropped it and which nftables chains sit there, from the stack and the ruleset. */

@@ -22,8 +22,8 @@ export function netnsPath(inode: number): string | undefined {
   return undefined;
 }
 
-/** How long one command may take before the finding goes out without it. */
-const COMMAND_TIMEOUT_MS = 2000;
+/** How long one command may take before the finding goes out without it (nft takes seconds on a slow or emulated machine). */
+const COMMAND_TIMEOUT_MS = 5000;
 /** A read is reused this long. */
 const FRESH_MS = 1000;
 /** Results kept at most (the oldest go first): memory stays bounded whatever the traffic. */

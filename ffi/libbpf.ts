@@ -170,6 +170,7 @@ export const OPTION_STRUCTS = {
   bpf_kprobe_opts: { size: 32, fields: { sz: 0, bpf_cookie: 8, offset: 16, retprobe: 24 } },
   bpf_kprobe_multi_opts: { size: 48, fields: { sz: 0, syms: 8, addrs: 16, cookies: 24, cnt: 32, retprobe: 40 } },
   bpf_prog_load_opts: { size: 104, fields: { sz: 0, expected_attach_type: 12, attach_btf_id: 32 } },
+  bpf_object_open_opts: { size: 80, fields: { sz: 0, btf_custom_path: 48 } },
 } as const;
 
 export class BpfLink {
@@ -298,8 +299,17 @@ export class BpfObject {
     private image: Uint8Array | null,
   ) {}
 
-  static open(image: Uint8Array): BpfObject {
-    const handle = checkPtr("bpf_object__open_mem", bpf().bpf_object__open_mem(image, image.length, null));
+  /** `btfPath`: a vmlinux BTF file for CO-RE relocations instead of the kernel's own (--btf-path). */
+  static open(image: Uint8Array, btfPath?: string): BpfObject {
+    let opts: BigUint64Array | null = null;
+    const path = btfPath === undefined ? undefined : cstr(btfPath);
+    if (path) {
+      const o = OPTION_STRUCTS.bpf_object_open_opts;
+      opts = new BigUint64Array(o.size / 8);
+      opts[o.fields.sz / 8] = BigInt(o.size);
+      opts[o.fields.btf_custom_path / 8] = BigInt(ptr(path));
+    }
+    const handle = checkPtr("bpf_object__open_mem", bpf().bpf_object__open_mem(image, image.length, opts)); // libbpf copies the path
     return new BpfObject(handle, image);
   }
 

@@ -110,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     // Until attached, earlier runs' background detaches wait (src/bpf/detach.ts).
     pauseDetaches();
-    const kernel = await prepareKernel(opts.debug);
+    const kernel = await prepareKernel(opts.debug, opts.btfPath);
     out.verbose(`kernel ready (libbpf, BTF) in ${Math.round(stop.seconds * 1000)} ms`);
     if (command.kind === "tracers") {
       printTree(opts, kernel, out);

@@ -54,9 +54,9 @@ export class Session {
 
   private constructor(readonly obj: BpfObject) {}
 
-  static open(image: Uint8Array): Session {
+  static open(image: Uint8Array, btfPath?: string): Session {
     try {
-      return new Session(BpfObject.open(image));
+      return new Session(BpfObject.open(image, btfPath));
     } catch (e) {
       throw loadError(e, "opening the BPF object");
     }

@@ -55,6 +55,7 @@ export const args = {
   "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
   "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
   backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
+  "btf-path": s("use this vmlinux BTF file (e.g. from BTFHub) on a kernel without /sys/kernel/btf/vmlinux", undefined, "FILE"),
   kb: s("--diag: add the rules of this YAML file to the built-in ones", undefined, "FILE"),
   verbose: b("show log information", "v"),
   debug: b("show debug information (libbpf and verifier logs)"),

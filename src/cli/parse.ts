@@ -24,6 +24,8 @@ export interface Options {
   traceStack?: string[];
   minLatencyMs?: number;
   backend?: BackendChoice;
+  /** --btf-path: the kernel's BTF from a file instead of /sys/kernel/btf/vmlinux. */
+  btfPath?: string;
   diagQuiet: boolean;
   diagKeep: boolean;
   hooks: boolean;
@@ -232,6 +234,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
       minLatencyMs: str("min-latency") !== undefined ? parseAmount("--min-latency", str("min-latency")!, "milliseconds", "10", MAX_TIMEOUT_S * 1000) : undefined,
       backend: backend as BackendChoice | undefined,
+      btfPath: str("btf-path"),
       diagQuiet: !!a["diag-quiet"],
       diagKeep: !!a["diag-keep"],
       hooks: !!a.hooks,

@@ -5,14 +5,17 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { fileLimit, geteuid, mount, raiseFileLimit } from "../../ffi/libc";
 import { LibraryLoadError, loadLibbpf, setLibbpfDebug } from "../../ffi/libbpf";
 import { bpfObjectPath, probeObjectPath } from "../common/assets";
-import { environmentError } from "../common/errors";
-import { Btf, BtfError } from "./btf";
+import { environmentError, shown, usageError } from "../common/errors";
+import { Btf, BtfError, Kind } from "./btf";
+import { kernelSymbols } from "./kallsyms";
 
 const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";
 const TRACEFS = "/sys/kernel/tracing";
 
 export interface KernelInfo {
   btf: Btf;
+  /** --btf-path: libbpf's CO-RE relocations use this file too. */
+  btfPath?: string;
   /** Things worth saying with -v (e.g. tracefs was mounted). */
   notes: string[];
   bpfObject: Uint8Array;
@@ -29,17 +32,50 @@ export function checkPrivileges(): void {
   throw environmentError("skbtrail must run as root (or with CAP_BPF and CAP_PERFMON) to load BPF programs: run it with sudo");
 }
 
-export function loadKernelBtf(): Btf {
-  if (!existsSync(VMLINUX_BTF))
+/** The running kernel's BTF: /sys/kernel/btf/vmlinux, or a file given with --btf-path (checked against the kernel). */
+export function loadKernelBtf(btfPath?: string): Btf {
+  const path = btfPath ?? VMLINUX_BTF;
+  if (btfPath === undefined && !existsSync(VMLINUX_BTF))
     throw environmentError(
-      `this kernel has no BTF (${VMLINUX_BTF} is missing): skbtrail needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, as most distributions ship since 2020`,
+      `this kernel has no BTF (${VMLINUX_BTF} is missing): skbtrail needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, as most distributions ship since 2020, or --btf-path with the BTF file built for $(uname -r) (e.g. from BTFHub)`,
     );
+  let bytes: Uint8Array;
   try {
-    return Btf.parse(new Uint8Array(readFileSync(VMLINUX_BTF)));
+    bytes = new Uint8Array(readFileSync(path));
   } catch (e) {
-    const why = e instanceof BtfError ? e.message : (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw environmentError(`${VMLINUX_BTF} cannot be used (${why}): the kernel's BTF is unreadable or damaged; check the kernel package`);
+    if (btfPath === undefined) throw environmentError(`${VMLINUX_BTF} cannot be read (${(e as NodeJS.ErrnoException).code}); check the kernel`);
+    throw usageError(`--btf-path: cannot read ${shown(btfPath)} (${(e as NodeJS.ErrnoException).code}); give the path of a vmlinux BTF file`);
   }
+  let btf: Btf;
+  try {
+    btf = Btf.parse(bytes);
+  } catch (e) {
+    const why = e instanceof BtfError ? e.message : (e as Error).message;
+    if (btfPath === undefined) throw environmentError(`${VMLINUX_BTF} cannot be used (${why}): the kernel's BTF is unreadable or damaged; check the kernel package`);
+    throw environmentError(`--btf-path: ${shown(btfPath)} is not usable BTF (${why}); give the vmlinux BTF file built for $(uname -r)`);
+  }
+  if (btfPath !== undefined) checkBtfMatchesKernel(btf, btfPath);
+  return btf;
+}
+
+/**
+ * A BTF file from another kernel would make CO-RE read the wrong offsets:
+ * nearly every function a kernel's BTF describes is in its symbol table
+ * (98% here), one of another version's far fewer (5.10's BTF on 6.18: 68%).
+ */
+function checkBtfMatchesKernel(btf: Btf, path: string): void {
+  const symbols = kernelSymbols();
+  let functions = 0;
+  let found = 0;
+  for (const id of btf.ownIds(Kind.FUNC)) {
+    if (functions++ % 16) continue; // a sample is enough
+    if (symbols.addressOf(btf.name(id)) !== undefined) found++;
+  }
+  const sampled = Math.ceil(functions / 16);
+  if (!sampled || found / sampled < 0.9)
+    throw environmentError(
+      `--btf-path: ${shown(path)} does not match the running kernel (${found} of ${sampled} sampled functions are in /proc/kallsyms); give the BTF file built for $(uname -r)`,
+    );
 }
 
 /** Mounts tracefs when it is missing (kprobe and tracepoint attachment use it). */
@@ -54,7 +90,7 @@ export function ensureTracefs(): string | undefined {
 }
 
 /** Checks privileges, loads libbpf and reads the running kernel's BTF. Attaches nothing. */
-export async function prepareKernel(debug: boolean): Promise<KernelInfo> {
+export async function prepareKernel(debug: boolean, btfPath?: string): Promise<KernelInfo> {
   checkPrivileges();
   try {
     await loadLibbpf();
@@ -64,12 +100,13 @@ export async function prepareKernel(debug: boolean): Promise<KernelInfo> {
     throw e;
   }
   setLibbpfDebug(debug);
-  const btf = loadKernelBtf();
+  const btf = loadKernelBtf(btfPath);
   const notes: string[] = [];
   const tracefs = ensureTracefs();
   if (tracefs) notes.push(tracefs);
   return {
     btf,
+    btfPath,
     notes,
     bpfObject: new Uint8Array(await Bun.file(bpfObjectPath).arrayBuffer()),
     probeObject: new Uint8Array(await Bun.file(probeObjectPath).arrayBuffer()),

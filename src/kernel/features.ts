@@ -18,8 +18,8 @@ export interface Features {
 }
 
 /** Loads and attaches one program of the probe object alone; ok when the kernel took it. */
-export function probeProgram(probeObject: Uint8Array, name: ProbeProgramName): { ok: boolean; why?: string } {
-  const obj = BpfObject.open(probeObject);
+export function probeProgram(probeObject: Uint8Array, name: ProbeProgramName, btfPath?: string): { ok: boolean; why?: string } {
+  const obj = BpfObject.open(probeObject, btfPath);
   try {
     for (const p of obj.programs()) p.setAutoload(p.name === name);
     obj.load();
@@ -77,7 +77,7 @@ export function forgetFeatures(): void {
 export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
   const cached = cachedFeatures(needFunctions);
   if (cached) return needFunctions ? cached : { ...cached, kprobe: false, kprobeMulti: false, fentry: false, fexit: false };
-  const ok = (p: ProbeProgramName) => probeProgram(kernel.probeObject, p).ok;
+  const ok = (p: ProbeProgramName) => probeProgram(kernel.probeObject, p, kernel.btfPath).ok;
   const kprobe = needFunctions && existsSync(`${TRACEFS}/kprobe_events`) && ok(probe_program.probe_kprobe);
   const fentry = needFunctions && ok(probe_program.probe_fentry);
   const features = {

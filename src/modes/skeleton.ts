@@ -57,7 +57,7 @@ const ms = (x: number) => `${Math.round(x)} ms`;
 export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Output, stop: StopControl): Promise<RunSummary> {
   // One fd per program and per link, and a few maps: fail before anything is attached.
   ensureFileDescriptors(mode.programs.length + mode.links + 16);
-  const session = Session.open(kernel.bpfObject);
+  const session = Session.open(kernel.bpfObject, kernel.btfPath);
   const attachments = new Attachments();
   let handedOff = false;
   try {

@@ -38,7 +38,7 @@ const CASES: VmCase[] = [
   {
     release: "bullseye",
     backends: [],
-    suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts"],
+    suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts", "tests/kernel/btf.test.ts"],
     extra: {
       name: "the drop monitor reports drops without a reason on a 5.10 kernel",
       script: `

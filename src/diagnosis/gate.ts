@@ -11,7 +11,7 @@ import { shown, usageError } from "../common/errors";
 import { inCidr, parseCidr, type Cidr } from "../common/ip";
 import { YamlDoc, type YamlMap } from "../common/yaml";
 import type { DropEvent } from "../events/decode";
-import { functionName, LEVELS, siteReasons, type Level, type ReasonEntry } from "./knowledge";
+import { functionName, LEVELS, names, siteReasons, type Level, type ReasonEntry } from "./knowledge";
 import type { Finding } from "./rules";
 
 export const DEFAULT_FAIL_ON: Level = "warn";
@@ -22,7 +22,6 @@ export const MAX_EXPECT_FILE_BYTES = 1 << 20;
 
 const ENTRY_KEYS = ["reason", "location", "proto", "saddr", "daddr", "sport", "dport", "max", "why"];
 const CONDITION_KEYS = ENTRY_KEYS.filter((k) => k !== "max" && k !== "why");
-const NAME = /^[A-Za-z0-9_.*+-]+$/;
 
 export interface PortRange {
   min: number;
@@ -56,18 +55,6 @@ export interface ExpectFile {
 export function looksLikeExpectFile(text: string, file: string): boolean {
   const root = new YamlDoc(file, text).root;
   return !!root && typeof root === "object" && !Array.isArray(root) && "expect" in root;
-}
-
-function names(doc: YamlDoc, m: YamlMap, key: string, check?: (n: string) => string | undefined): string[] | undefined {
-  const v = m[key];
-  if (v === undefined) return undefined;
-  const list = Array.isArray(v) ? v : [v];
-  if (!list.length || list.some((x) => typeof x !== "string" || !NAME.test(x))) throw doc.error(m, key, "must be a name or a list of names");
-  for (const x of list as string[]) {
-    const problem = check?.(x);
-    if (problem) throw doc.error(m, key, problem);
-  }
-  return list as string[];
 }
 
 function address(doc: YamlDoc, m: YamlMap, key: string): Cidr | undefined {

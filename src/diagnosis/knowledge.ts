@@ -73,7 +73,8 @@ export interface Rule {
 }
 
 const RULE_ID = /^[a-z0-9][a-z0-9-]*$/;
-const NAME = /^[A-Za-z0-9_:.*-]+$/;
+/** Names in knowledge and expect files: reasons, functions, tracepoints (net:netif_rx), globs (nf_*). */
+const NAME = /^[A-Za-z0-9_:.*+-]+$/;
 const CONDITION_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "rst_reason", "nf_hook", "proto", "nat_before"];
 export const PLACEHOLDERS = ["hook", "reason", "location", "table", "table_family", "chain", "nf_family", "nf_hook", "rst_reason", "icmp_sent", "saddr", "daddr", "sport", "dport", "proto", "ifname", "retval", "ip_len", "netns"];
 
@@ -117,7 +118,7 @@ function level(doc: YamlDoc, m: YamlMap): Level {
 }
 
 /** A name or a list of names. */
-function names(doc: YamlDoc, m: YamlMap, key: string, check?: (name: string) => string | undefined): string[] | undefined {
+export function names(doc: YamlDoc, m: YamlMap, key: string, check?: (name: string) => string | undefined): string[] | undefined {
   const v = m[key];
   if (v === undefined) return undefined;
   const list = Array.isArray(v) ? v : [v];

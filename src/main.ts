@@ -9,6 +9,8 @@ import { VERSION } from "./common/version";
 import { prepareKernel } from "./kernel/environment";
 import { runDrop } from "./modes/drop";
 import { checkRuleFile } from "./modes/kb-check";
+import { MetricsServer } from "./modes/metrics-server";
+import { runMonitor } from "./modes/monitor";
 import { StopControl, type StopReason } from "./modes/stop";
 import { runTrace } from "./modes/trace";
 import { printTree } from "./modes/tree";
@@ -29,10 +31,15 @@ const SIGNALS: [NodeJS.Signals, StopReason, number][] = [
   ["SIGHUP", "hangup", 1],
 ];
 
-/** The first signal stops the run cleanly; a second one, while it stops, exits at once (links are fd-owned). */
-function stopOnSignals(stop: StopControl): void {
+/**
+ * The first signal stops the run cleanly; a second one, while it stops,
+ * exits at once (links are fd-owned). `onHangup`: SIGHUP does that instead
+ * of stopping (--monitor --output: reopen the file after log rotation).
+ */
+function stopOnSignals(stop: StopControl, onHangup?: () => void): void {
   for (const [signal, reason, number] of SIGNALS)
     process.on(signal, () => {
+      if (signal === "SIGHUP" && onHangup) return onHangup();
       if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
       stop.request(reason);
     });
@@ -54,25 +61,35 @@ async function main(argv: string[]): Promise<number> {
   }
   const opts = command.options;
   const stop = new StopControl(opts.count, opts.timeout);
-  stopOnSignals(stop);
   const out = new Output(opts, opts.output ? openOutput(opts.output) : undefined);
+  const reopen = () => out.note(out.reopen() ? `SIGHUP: reopened ${opts.output}` : `SIGHUP: could not reopen ${opts.output}; still writing to the file it had open`);
+  stopOnSignals(stop, opts.mode === "monitor" && opts.output ? reopen : undefined);
   let exitCode: number = ExitCode.OK;
+  let metrics: MetricsServer | undefined;
   try {
     // Until attached, earlier runs' background detaches wait (src/bpf/detach.ts).
     pauseDetaches();
     const kernel = await prepareKernel(opts.debug);
     out.verbose(`kernel ready (libbpf, BTF) in ${Math.round(stop.seconds * 1000)} ms`);
+    // Listening before anything is attached: a port that is taken is one line.
+    if (opts.metrics && command.kind === "run") {
+      metrics = MetricsServer.start(opts.metrics);
+      out.verbose(`serving metrics on ${metrics.url}`);
+    }
     if (command.kind === "tracers") {
       printTree(opts, kernel, out);
     } else if (opts.mode === "drop") {
-      out.summary(await runDrop(opts, kernel, out, stop));
+      out.summary(await runDrop(opts, kernel, out, stop, metrics));
+    } else if (opts.mode === "monitor") {
+      out.summary(await runMonitor(opts, kernel, out, stop, metrics));
     } else {
-      const { summary, errorFound } = await runTrace(opts, kernel, out, stop);
+      const { summary, errorFound } = await runTrace(opts, kernel, out, stop, metrics);
       out.summary(summary);
       if (errorFound) exitCode = ExitCode.FINDING;
     }
   } finally {
     resumeDetaches();
+    metrics?.stop();
     out.close();
   }
   // Tracing stopped cleanly when the output failed; say what failed.

@@ -40,6 +40,10 @@ export interface Stats {
   lostPerCpu: number[];
   /** Packets seen and rejected by a filter in the kernel. */
   filtered: number;
+  /** Records not written: --rate-limit's budget for the second was spent. */
+  rateLimited: number;
+  /** --monitor: events not counted because a counting map was full. */
+  mapFull: number;
 }
 
 export class Session {
@@ -98,17 +102,17 @@ export class Session {
 
   /**
    * Reads records until `stopped()` says so, in batches bounded in time;
-   * `afterBatch` runs after each. Returns how many records were still in the
+   * `afterBatch` runs after each, told whether the ring was left empty. Returns how many records were still in the
    * ring when it stopped: they are dropped unread.
    */
-  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void): Promise<number> {
+  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: (caughtUp: boolean) => void): Promise<number> {
     const events = this.obj.map("events");
     this.ring ??= new RingBuffer(events.fd, events.maxEntries);
     const ring = this.ring;
     while (!stopped()) {
       if (!ring.hasRecords()) ring.wait(POLL_MS);
       ring.drain(onRecord, performance.now() + BATCH_MS);
-      afterBatch();
+      afterBatch(!ring.hasRecords());
       // Let signal handlers and timers run: the wait and the drain block the event loop.
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -143,6 +147,8 @@ export class Session {
       lost: sum(stat_index.STAT_LOST, lostPerCpu),
       lostPerCpu,
       filtered: sum(stat_index.STAT_FILTERED),
+      rateLimited: sum(stat_index.STAT_RATE_LIMITED),
+      mapFull: sum(stat_index.STAT_MAP_FULL),
     };
   }
 

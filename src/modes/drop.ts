@@ -11,6 +11,7 @@ import { currentNetns, type KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import { addrKey, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
+import type { MetricsServer } from "./metrics-server";
 import { runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
@@ -36,7 +37,7 @@ function locationNamer(): (hi: number, lo: number) => string {
   };
 }
 
-export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
+export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, metrics?: MetricsServer): Promise<RunSummary> {
   const reasons = dropReasons(kernel.btf);
   const reasonValues = resolveReasons(opts.reasons, reasons);
   const params = tracepointParams(kernel.btf, "kfree_skb");
@@ -70,5 +71,6 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
     },
     out,
     stop,
+    metrics,
   );
 }

@@ -178,6 +178,28 @@ describe.skipIf(!enabled)("skbtrail --monitor on the host kernel", () => {
     }
   });
 
+  test("an nftables drop: printed with NETFILTER_DROP, counted by family and hook (and table and chain where function hooks exist)", async () => {
+    await net.b.ns.chains({ table: "skbtrail_mon", chain: "input", hook: "input", rules: ["udp dport 7370 drop"] });
+    const port = freePort();
+    const t = Skbtrail.start(["--monitor", "--json", "--metrics", String(port), ...inB(), "-p", "udp", "--dport", "7370"]);
+    try {
+      await t.ready();
+      expect(await net.a.ns.udp(net.b.ip4, 7370, { sport: 5370, count: 3 })).toBe(0);
+      const line = await until(async () => {
+        const m = /^skbtrail_netfilter_drops_total\{family="ipv4",hook="INPUT",table="([^"]*)",chain="([^"]*)"\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+        return m && m[3] === "3" ? m : undefined;
+      }, 10_000);
+      expect(line?.[3]).toBe("3");
+      // Table and chain come from nft_do_chain, a function hook: empty on tracepoint-only kernels.
+      if (line![1]) expect([line![1], line![2]]).toEqual(["skbtrail_mon", "input"]);
+      const drop = await until(async () => jsonLines(t.stdout).find((e) => e.event === "drop"), 10_000);
+      expect(drop).toMatchObject({ reason: "NETFILTER_DROP", dport: 7370 });
+    } finally {
+      await t.stop();
+      await net.b.ns.sh("nft delete table inet skbtrail_mon");
+    }
+  });
+
   test("--metrics on a taken port: one line naming the port and the fix, exit 2", async () => {
     const port = freePort();
     const holder = Bun.serve({ hostname: "127.0.0.1", port, fetch: () => new Response() });

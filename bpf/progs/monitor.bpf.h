@@ -636,7 +636,12 @@ static __always_inline int mon_tcp_probe(const struct sock *sk, struct sk_buff *
 	if (!(pkt->parsed & PKT_L4) || !(pkt->tcp_flags & TCP_FLAG_ACK) || (__s32)(pkt->tcp_ack - BPF_CORE_READ(tp, snd_una)) <= 0)
 		return 0;
 	if (meta_filtered()) {
+		struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+
 		skb_where(skb, &s->e.nf.hook.meta);
+		/* The connection's namespace is the socket's: a segment TCP
+		 * receives may no longer say (its dev is gone by then). */
+		s->e.nf.hook.meta.netns = net ? BPF_CORE_READ(net, ns.inum) : 0;
 		if (!meta_matches(&s->e.nf.hook.meta))
 			return 0;
 	}

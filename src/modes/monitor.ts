@@ -88,7 +88,9 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
     if (!repeats.record(id, e.hook.timeNs) || !stop.admit()) return;
     const name = hookNames.get(e.hook.tracepoint) ?? `hook ${e.hook.tracepoint}`;
     const line: HookLine = { e: e.hook, name, notes: annotate(e.hook, name, namer) };
-    if (e.what === W.MON_RTT) line.notes.push(`srtt:${Math.round(e.srttUs / 1000)}ms, rtt:${Math.round(e.rttUs / 1000)}ms`);
+    // µs below a millisecond: LAN and veth RTTs would all read "0ms".
+    const rttText = (us: number) => (us < 1000 ? `${us}µs` : `${Math.round(us / 1000)}ms`);
+    if (e.what === W.MON_RTT) line.notes.push(`srtt:${rttText(e.srttUs)}, rtt:${rttText(e.rttUs)}`);
     let netfilter: { family: string; hook: string } | undefined;
     if (e.what === W.MON_DROP && (e.nfCaller[0] || e.nfCaller[1])) netfilter = hookFromCaller(symbols.functionAt(e.nfCaller[0], e.nfCaller[1]));
     out.monitor(line, {

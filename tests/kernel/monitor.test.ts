@@ -200,6 +200,31 @@ describe.skipIf(!enabled)("skbtrail --monitor on the host kernel", () => {
     }
   });
 
+  test("--tcp-rtt: RTT samples at or above the threshold are events, and the RTT histogram counts them", async () => {
+    if (!btfHas("btf_trace_tcp_probe")) return console.warn("SKIPPED --tcp-rtt: this kernel has no tcp:tcp_probe tracepoint");
+    const server = await net.b.ns.serve("tcp", 7380);
+    const port = freePort();
+    // 0.001 ms: every sample is above it (veth RTTs are tens of µs). The client's side: its
+    // "hello" is acknowledged by the answer, an ACK of new data (the server's side has none).
+    const netnsA = await net.a.ns.inode();
+    const t = Skbtrail.start(["--monitor", "--json", "--tcp-rtt", "0.001", "--metrics", String(port), "--netns", String(netnsA), "--port", "7380"]);
+    try {
+      await t.ready();
+      expect(await net.a.ns.tcp(net.b.ip4, 7380, { message: "hello" })).toBe(0);
+      const rtt = await until(async () => jsonLines(t.stdout).find((e) => e.event === "rtt"), 10_000);
+      expect(rtt).toMatchObject({ proto: "TCP", netns: netnsA, daddr: net.b.ip4, dport: 7380 });
+      expect(rtt!.rtt_us).toBeGreaterThan(0);
+      expect(rtt!.srtt_us).toBeGreaterThan(0);
+      // Below a millisecond in µs (not "0ms").
+      if (rtt!.rtt_us < 1000) expect(rtt!.notes).toContain(`srtt:${rtt!.srtt_us}µs, rtt:${rtt!.rtt_us}µs`);
+      const count = /^skbtrail_tcp_rtt_seconds_count (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+      expect(Number(count?.[1])).toBeGreaterThan(0);
+    } finally {
+      await t.stop();
+      await server.stop();
+    }
+  });
+
   test("--metrics on a taken port: one line naming the port and the fix, exit 2", async () => {
     const port = freePort();
     const holder = Bun.serve({ hostname: "127.0.0.1", port, fetch: () => new Response() });

@@ -225,6 +225,26 @@ describe.skipIf(!enabled)("skbtrail --monitor on the host kernel", () => {
     }
   });
 
+  for (const mode of ["--monitor", "--basic"])
+    test(`${mode} --func-stats: calls per hook counted in the kernel, a table every second, no events`, async () => {
+      const n = 5;
+      const t = Skbtrail.start([mode, "--func-stats", "--json"]);
+      try {
+        await t.ready();
+        // The machine's other drops count too: compare the totals before and after ours.
+        const kfree = (e: Record<string, any>) => e.hooks.find((h: any) => h.hook === "kfree_skb")?.total as number | undefined;
+        const tables = () => jsonLines(t.stdout).filter((e) => e.kind === "func_stats");
+        const before = await until(async () => tables().map(kfree).find((x) => x !== undefined), 10_000);
+        expect(before).toBeNumber();
+        expect(await net.a.ns.udp(net.b.ip4, 7390, { sport: 5390, count: n })).toBe(0);
+        expect(await until(async () => (tables().some((e) => kfree(e)! >= before! + n) ? true : undefined), 10_000)).toBe(true);
+        const events = jsonLines((await t.stop()).stdout);
+        expect(events.filter((e) => e.kind !== "func_stats" && e.kind !== "summary")).toEqual([]);
+      } finally {
+        await t.stop();
+      }
+    });
+
   test("--metrics on a taken port: one line naming the port and the fix, exit 2", async () => {
     const port = freePort();
     const holder = Bun.serve({ hostname: "127.0.0.1", port, fetch: () => new Response() });

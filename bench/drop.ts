@@ -54,14 +54,14 @@ export async function closedPort(): Promise<number> {
   throw new Error("no closed UDP port found on 127.0.0.1");
 }
 
-async function flood(ringbench: string, port: number, seconds: number): Promise<{ packets: number; seconds: number }> {
+export async function flood(ringbench: string, port: number, seconds: number): Promise<{ packets: number; seconds: number }> {
   const p = Bun.spawn([ringbench, "flood", FLOOD_ADDR, String(port), String(seconds)], { stdout: "pipe", stderr: "inherit" });
   const text = await new Response(p.stdout).text();
   if ((await p.exited) !== 0) throw new Error("ringbench flood failed");
   return JSON.parse(text) as { packets: number; seconds: number };
 }
 
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100)
 }

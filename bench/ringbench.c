@@ -22,6 +22,10 @@
  *   ringbench flood ADDR PORT SECONDS
  *       Sends 16-byte UDP datagrams to ADDR:PORT with unconnected sendto()
  *       as fast as it can for SECONDS.
+ *   ringbench sink ADDR PORT SECONDS
+ *       Receives (and discards) UDP datagrams on ADDR:PORT with recvmmsg for
+ *       SECONDS, from a large receive buffer: the delivered traffic of
+ *       bench/monitor.ts. Prints "ready" once bound, then the count.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -59,7 +63,7 @@ static double cpu_seconds(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS\n");
+	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS | sink ADDR PORT SECONDS\n");
 	return 2;
 }
 
@@ -291,6 +295,43 @@ static int flood(const char *addr, int port, double seconds)
 	return 0;
 }
 
+/* ---- sink --------------------------------------------------------------- */
+
+static int sink(const char *addr, int port, double seconds)
+{
+	struct sockaddr_in at = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct timeval timeout = { .tv_usec = 100000 };
+	int rcvbuf = 64 << 20, fd = socket(AF_INET, SOCK_DGRAM, 0);
+	static char bufs[256][64];
+	struct iovec iov[256];
+	struct mmsghdr msgs[256];
+	unsigned long received = 0;
+	double end;
+
+	if (fd < 0 || inet_pton(AF_INET, addr, &at.sin_addr) != 1 || bind(fd, (struct sockaddr *)&at, sizeof(at))) {
+		fprintf(stderr, "ringbench: cannot bind %s:%d: %s\n", addr, port, strerror(errno));
+		return 1;
+	}
+	/* SO_RCVBUFFORCE (root) past rmem_max: a short stall of this process must not drop. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+	for (int i = 0; i < 256; i++) {
+		iov[i] = (struct iovec){ .iov_base = bufs[i], .iov_len = sizeof(bufs[i]) };
+		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+	}
+	printf("ready\n");
+	end = now() + seconds;
+	while (now() < end) {
+		int n = recvmmsg(fd, msgs, 256, 0, NULL);
+
+		if (n > 0)
+			received += n;
+	}
+	printf("{\"received\":%lu}\n", received);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cpu = getenv("RINGBENCH_CPU");
@@ -310,6 +351,8 @@ int main(int argc, char **argv)
 		return consume(atoi(argv[2]), atof(argv[3]), argc > 4 ? atoi(argv[4]) : 200);
 	if (argc == 5 && !strcmp(argv[1], "flood"))
 		return flood(argv[2], atoi(argv[3]), atof(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "sink"))
+		return sink(argv[2], atoi(argv[3]), atof(argv[4]));
 	if (argc == 2 && !strcmp(argv[1], "fill"))
 		return fill();
 	if (argc == 3 && !strcmp(argv[1], "drain"))

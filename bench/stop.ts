@@ -26,7 +26,7 @@ export interface StopRun {
 }
 
 /** VmRSS and VmHWM of a process, in MB. */
-function memory(pid: number): { rss: number; peak: number } {
+export function memory(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) / 1024;
   return { rss: kb("VmRSS"), peak: kb("VmHWM") };

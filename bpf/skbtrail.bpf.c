@@ -6,10 +6,11 @@
  * the whole object.
  *
  *   include/  events.h (the one ABI definition), kernel_types.h (CO-RE types)
- *   lib/      ring buffer, packet parsing and filters, record header, the
- *             entry/return stash, packet lifecycle core: no programs
+ *   lib/      ring buffer, counters, packet parsing and filters, record
+ *             header, the entry/return stash, packet lifecycle core: no
+ *             programs
  *   progs/    every SEC() program: drop monitor, tracepoints, functions,
- *             netfilter
+ *             netfilter, --monitor
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -44,9 +45,18 @@ const volatile struct {
 	enum event_flags event_flags;
 	enum capture_link capture_link;
 	enum capture_limits capture_limits;
+	enum monitor_what monitor_what;
+	enum rtt_bucket_bound rtt_bound;
+	enum rtt_hist_index rtt_index;
 	struct drop_event drop;
 	struct nf_event nf;
 	struct capture capture;
+	struct monitor_event monitor;
+	struct drop_count_key drop_count;
+	struct nf_count_key nf_count;
+	struct mon_count_key mon_count;
+	struct print_key print_key;
+	struct print_state print_state;
 } TYPES_FOR_TYPESCRIPT;
 
 struct {
@@ -57,6 +67,7 @@ struct {
 } stacks SEC(".maps");
 
 #include "lib/ringbuf.bpf.h"
+#include "lib/counters.bpf.h"
 #include "lib/packet.bpf.h"
 #include "lib/record.bpf.h"
 #include "lib/capture.bpf.h"
@@ -67,3 +78,4 @@ struct {
 #include "progs/tracepoints.bpf.h"
 #include "progs/functions.bpf.h"
 #include "progs/netfilter.bpf.h"
+#include "progs/monitor.bpf.h"

@@ -37,6 +37,7 @@ const symbols = {
   bpf_link__disconnect: { args: [FFIType.ptr], returns: FFIType.void },
   bpf_map_lookup_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   bpf_map_delete_elem: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  bpf_map_get_next_key: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   bpf_map_update_elem: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
 } as const;
 
@@ -286,6 +287,10 @@ export class BpfMap {
   }
   delete(key: Uint8Array): void {
     bpf().bpf_map_delete_elem(this.fd, key);
+  }
+  /** The key after `prev` (the first with null) into `next`; false at the end. */
+  nextKey(prev: Uint8Array | null, next: Uint8Array): boolean {
+    return bpf().bpf_map_get_next_key(this.fd, prev, next) === 0;
   }
   update(key: Uint8Array, value: Uint8Array): void {
     check(`update map ${this.name}`, bpf().bpf_map_update_elem(this.fd, key, value, 0));

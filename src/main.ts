@@ -12,6 +12,8 @@ import { runDrop } from "./modes/drop";
 import { checkRuleFile } from "./modes/kb-check";
 import { PacketCapture } from "./modes/pcap";
 import { ChildCommand, prepareGate, runGate } from "./modes/run";
+import { MetricsServer } from "./modes/metrics-server";
+import { runMonitor } from "./modes/monitor";
 import { StopControl, type StopReason } from "./modes/stop";
 import { runTrace } from "./modes/trace";
 import { printTree } from "./modes/tree";
@@ -34,10 +36,15 @@ const SIGNALS: [NodeJS.Signals, StopReason, number][] = [
   ["SIGHUP", "hangup", 1],
 ];
 
-/** The first signal stops the run cleanly; a second one, while it stops, exits at once (links are fd-owned). */
-function stopOnSignals(stop: StopControl): void {
+/**
+ * The first signal stops the run cleanly; a second one, while it stops,
+ * exits at once (links are fd-owned). `onHangup`: SIGHUP does that instead
+ * of stopping (--monitor --output: reopen the file after log rotation).
+ */
+function stopOnSignals(stop: StopControl, onHangup?: () => void): void {
   for (const [signal, reason, number] of SIGNALS)
     process.on(signal, () => {
+      if (signal === "SIGHUP" && onHangup) return onHangup();
       if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
       stop.request(reason);
     });
@@ -101,17 +108,24 @@ async function main(argv: string[]): Promise<number> {
   const stop = new StopControl(opts.count, opts.timeout);
   // skbtrail run: the policy files and the command are checked before anything is attached.
   const gate = command.kind === "gate" ? { setup: prepareGate(command.options.gate), child: new ChildCommand(command.options.gate.command) } : undefined;
-  if (gate) forwardSignals(stop, gate.child);
-  else stopOnSignals(stop);
   const out = new Output({ ...opts, statusToStderr: !!gate }, opts.output ? openOutput(opts.output) : undefined);
+  const reopen = () => out.note(out.reopen() ? `SIGHUP: reopened ${opts.output}` : `SIGHUP: could not reopen ${opts.output}; still writing to the file it had open`);
+  if (gate) forwardSignals(stop, gate.child);
+  else stopOnSignals(stop, opts.mode === "monitor" && opts.output ? reopen : undefined);
   const pcap = opts.pcap !== undefined ? new PacketCapture(opts.pcap, opts.snaplen) : undefined;
   let exitCode: number = ExitCode.OK;
+  let metrics: MetricsServer | undefined;
   const failures: string[] = [];
   try {
     // Until attached, earlier runs' background detaches wait (src/bpf/detach.ts).
     pauseDetaches();
     const kernel = await prepareKernel(opts.debug, opts.btfPath);
     out.verbose(`kernel ready (libbpf, BTF) in ${Math.round(stop.seconds * 1000)} ms`);
+    // Listening before anything is attached: a port that is taken is one line.
+    if (opts.metrics && command.kind === "run") {
+      metrics = MetricsServer.start(opts.metrics);
+      out.verbose(`serving metrics on ${metrics.url}`);
+    }
     if (command.kind === "tracers") {
       printTree(opts, kernel, out);
     } else if (command.kind === "gate") {
@@ -126,14 +140,17 @@ async function main(argv: string[]): Promise<number> {
       for (const f of failures) out.note(f);
       return exitCode;
     } else if (opts.mode === "drop") {
-      out.summary(await runDrop(opts, kernel, out, stop, pcap));
+      out.summary(await runDrop(opts, kernel, out, stop, { pcap, metrics }));
+    } else if (opts.mode === "monitor") {
+      out.summary(await runMonitor(opts, kernel, out, stop, metrics));
     } else {
-      const { summary, errorFound } = await runTrace(opts, kernel, out, stop, pcap);
+      const { summary, errorFound } = await runTrace(opts, kernel, out, stop, { pcap, metrics });
       out.summary(summary);
       if (errorFound) exitCode = ExitCode.FINDING;
     }
   } finally {
     resumeDetaches();
+    metrics?.stop();
     out.close();
     pcap?.close();
   }

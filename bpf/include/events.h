@@ -19,6 +19,7 @@ enum event_kind {
 	EVENT_DROP = 1, /* skb:kfree_skb seen by the drop monitor */
 	EVENT_HOOK = 2, /* a traced function or tracepoint saw a packet */
 	EVENT_NF = 3,   /* a netfilter hook: struct nf_event */
+	EVENT_MONITOR = 4, /* something abnormal seen by --monitor: struct monitor_event */
 };
 
 /* Bits of event_header.flags. */
@@ -81,6 +82,11 @@ enum tracepoint_id {
 	TP_SKB_COPY_DATAGRAM_IOVEC = 17,
 	TP_TCP_PROBE = 18,
 	TP_KMEM_CACHE_FREE = 19, /* a tracked skb's memory went back to the slab */
+	TP_TCP_RECEIVE_RESET = 20,
+	TP_TCP_CONG_STATE_SET = 21,
+	TP_TCP_RETRANSMIT_TIMER = 22, /* the function, where the kernel has no tcp_cong_state_set */
+	TP_NFT_DO_CHAIN = 23,         /* the function, for --func-stats of monitor's netfilter hook */
+	TP_MAX = 24,
 };
 
 /* Set in packet.parsed: which layers the parser decoded. */
@@ -95,7 +101,53 @@ enum stat_index {
 	STAT_EVENTS = 0,   /* records submitted */
 	STAT_LOST = 1,     /* ring buffer full: record not written */
 	STAT_FILTERED = 2, /* seen but rejected by a filter */
-	STAT_MAX = 3,
+	STAT_RATE_LIMITED = 3, /* --rate-limit: not written, the second's budget was spent */
+	STAT_MAP_FULL = 4,  /* --monitor: a counting map was full; counted here instead */
+	STAT_MAX = 5,
+};
+
+/*
+ * --monitor: what a monitor record or counter is about. Counters are kept in
+ * the kernel (per-CPU maps below), records are written only for what is
+ * printed: the first of its kind, or the first after a quiet window.
+ */
+enum monitor_what {
+	MON_DROP = 1,           /* skb:kfree_skb */
+	MON_RESET_SENT = 2,     /* tcp:tcp_send_reset */
+	MON_RESET_RECEIVED = 3, /* tcp:tcp_receive_reset */
+	MON_RTO = 4,            /* a retransmission timeout: TCP enters the loss state */
+	MON_RCVQ_FULL = 5,      /* sock:sock_rcvqueue_full, udp:udp_fail_queue_rcv_skb */
+	MON_RTT = 6,            /* tcp:tcp_probe: RTT over --tcp-rtt / --tcp-srtt */
+	MON_RETRANSMIT = 7,     /* tcp:tcp_retransmit_skb (counted only) */
+};
+
+/*
+ * Upper bounds (µs) of the buckets of the RTT histogram (the mon_rtt map):
+ * bucket i counts samples <= RTT_LE_i; then one bucket for larger ones, then
+ * the sum of all samples in µs.
+ */
+enum rtt_bucket_bound {
+	RTT_LE_0 = 100,
+	RTT_LE_1 = 250,
+	RTT_LE_2 = 500,
+	RTT_LE_3 = 1000,
+	RTT_LE_4 = 2500,
+	RTT_LE_5 = 5000,
+	RTT_LE_6 = 10000,
+	RTT_LE_7 = 25000,
+	RTT_LE_8 = 50000,
+	RTT_LE_9 = 100000,
+	RTT_LE_10 = 250000,
+	RTT_LE_11 = 500000,
+	RTT_LE_12 = 1000000,
+	RTT_LE_13 = 2500000,
+};
+
+enum rtt_hist_index {
+	RTT_BOUNDS = 14,     /* number of RTT_LE_* bounds */
+	RTT_INF = 14,        /* index of the bucket above the last bound */
+	RTT_SUM_US = 15,     /* index of the sum of the samples */
+	RTT_SLOTS = 16,
 };
 
 struct event_header {
@@ -203,6 +255,75 @@ struct capture {
 	__u8 pad;
 };
 
+/*
+ * --monitor's record: the hook event (tracepoint, packet, meta, reason,
+ * location, info), the netfilter details of a netfilter drop where function
+ * hooks name the table and chain, and the socket's view. For events with a
+ * socket and no skb (resets received, timeouts, RTT) the packet fields hold
+ * the connection: local address and port as source, remote as destination.
+ */
+struct monitor_event {
+	struct nf_event nf;
+	__u64 nf_caller;   /* netfilter drop without function hooks: the caller of nf_hook_slow */
+	__u32 srtt_us;     /* MON_RTT, MON_RTO: smoothed RTT */
+	__u32 rtt_us;      /* MON_RTT: the last RTT sample */
+	__u8 what;         /* enum monitor_what */
+	__u8 sk_state;     /* TCP state of the socket (0: no socket) */
+	__u8 from_sock;    /* the packet fields describe the socket, not an skb */
+	__u8 has_nf;       /* nf holds the table and chain that dropped it */
+	__u32 pad;
+};
+
+/* mon_drops: drops by reason, location, protocol, interface, namespace. */
+struct drop_count_key {
+	__u64 location;
+	__u32 reason;
+	__u32 netns;
+	__u16 l3_proto;
+	__u8 l4_proto;
+	__u8 pad[5];
+	char ifname[16];
+};
+
+/*
+ * mon_nf: netfilter drops. With function hooks (nft_do_chain) family, hook,
+ * table and chain; with tracepoints only the caller of nf_hook_slow found in
+ * the drop's stack (TypeScript names the hook from it) and the packet's family.
+ */
+struct nf_count_key {
+	__u64 caller;
+	__u8 family;       /* NFPROTO_* */
+	__u8 hook;
+	__u8 has_hook;     /* family and hook come from the hook state */
+	__u8 pad[5];
+	char table[64];
+	char chain[64];
+};
+
+/* mon_counts: the other counters, e.g. (MON_RESET_SENT, reset reason). */
+struct mon_count_key {
+	__u32 what;        /* enum monitor_what */
+	__u32 value;       /* reset reason, TCP state, IP protocol, or 0 */
+};
+
+/* mon_print: one line's aggregation key (a packet's kind, cause and destination). */
+struct print_key {
+	__u64 location;
+	__u32 reason;
+	__u32 netns;
+	__u16 l3_proto;
+	__u8 l4_proto;
+	__u8 what;
+	__u16 dport;
+	__u16 pad;
+	__u8 daddr[16];
+};
+
+struct print_state {
+	__u64 count;       /* occurrences on this CPU */
+	__u64 last_ns;     /* the latest of them */
+};
+
 /* An IPv4/IPv6 address filter; mask comes from the prefix length (CIDR). */
 struct addr_filter {
 	__u8 addr[16];
@@ -240,10 +361,22 @@ struct skbtrail_config {
 	__u8 trace_ret;               /* --ret: record return values */
 	__u8 hook_settings;           /* the hook_flags map has entries: look hooks up */
 	__u8 nf_hooks;                /* --hooks: record the functions on each netfilter hook */
-	__u8 pad2;
+	__u8 func_stats;              /* --func-stats: count calls per hook, write no records */
+	__u8 has_filters;             /* some packet filter is set */
+	__u8 rtt_hist;                /* --monitor: record the RTT histogram */
+	__u8 rtt_events;              /* --monitor: record RTT samples over the thresholds */
+	__u8 ca_loss;                 /* enum tcp_ca_state's TCP_CA_Loss */
 	__u16 snaplen;                /* --pcap: bytes of each packet to capture; 0: none (no capture code) */
-	__u8 pad3[4];
 	__u32 wakeup_bytes;           /* wake the reader when this much is pending */
+	__u32 rate_limit;             /* --rate-limit: records per second; 0: no limit */
+	__u32 pad4;
+	__u64 printed_reasons[4];     /* --monitor: bitmap of drop reasons printed (the rest is counted) */
+	__u64 aggregate_ns;           /* --monitor: a key quiet this long is printed again */
+	__u64 nf_hook_slow[2];        /* [start, end) of nf_hook_slow: find its caller in a drop's stack */
+	__u32 nf_drop_reason;         /* this kernel's NETFILTER_DROP (0: none) */
+	__u32 rtt_min_us;             /* --tcp-rtt */
+	__u32 srtt_min_us;            /* --tcp-srtt */
+	__u32 pad3;
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

@@ -32,9 +32,11 @@ typedef _Bool bool;
 /* enum bpf_map_type / flags used by the maps we declare */
 enum {
 	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_PERCPU_HASH = 5,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_STACK_TRACE = 7,
 	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_LRU_PERCPU_HASH = 10,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 enum {
@@ -66,12 +68,36 @@ struct net_device {
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
+struct in6_addr {
+	__u8 s6_addr[16];
+};
+
+/* The kernel nests the addresses and ports in anonymous unions: CO-RE finds
+ * them there by name. */
 struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
 	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+struct tcp_rack {
+	__u32 rtt_us; /* RTT of the most recently (s)acked packet */
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	__u32 srtt_us; /* smoothed RTT << 3, in µs */
+	__u32 snd_una;
+	struct tcp_rack rack;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {

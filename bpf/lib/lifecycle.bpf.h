@@ -118,6 +118,33 @@ static __always_inline struct nf_event *scratch_event(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
+/* --func-stats: the call is counted for its hook (when it passes the
+ * filters, if any are set) and nothing is written. */
+static __always_inline __u64 func_stats_hit(struct sk_buff *skb, __u64 key)
+{
+	struct nf_event *e;
+
+	if (CFG.has_filters) {
+		e = scratch_event();
+		if (!e)
+			return 0;
+		__builtin_memset(&e->hook.pkt, 0, sizeof(e->hook.pkt));
+		parse_skb(skb, &e->hook.pkt, false);
+		__builtin_memset(&e->hook.meta, 0, sizeof(e->hook.meta));
+		if (!headers_match(&e->hook.pkt)) {
+			count(STAT_FILTERED);
+			return 0;
+		}
+		fill_meta(skb, &e->hook.meta);
+		if (!meta_matches(&e->hook.meta)) {
+			count(STAT_FILTERED);
+			return 0;
+		}
+	}
+	func_stat(key);
+	return 0;
+}
+
 /*
  * Records the hit if the skb is tracked or matches the filters. With `nf`,
  * it is an nf_event: the caller filled scratch_event()->nf. Returns the
@@ -135,6 +162,8 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 
 	if (!TRACING || !skb)
 		return 0;
+	if (CFG.func_stats)
+		return func_stats_hit(skb, h->func ? h->func : h->tracepoint);
 	if (!CFG.pkt_fixed && tracked_any)
 		known = bpf_map_lookup_elem(&tracked, &key);
 	/* A normal free of an skb never seen is no packet's story (the kernel
@@ -207,6 +236,10 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	he->info[0] = h->info[0];
 	he->info[1] = h->info[1];
 	he->stack_id = hook_settings(h) & SETTING_STACK ? bpf_get_stackid(ctx, &stacks, 0) : -1;
+	if (!rate_allows(now)) {
+		count(STAT_RATE_LIMITED);
+		return CFG.pkt_fixed ? 1 : entry.ctx_id;
+	}
 	if (nf)
 		output_with_capture(skb, e, sizeof(*e));
 	else

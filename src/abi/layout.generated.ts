@@ -9,6 +9,7 @@ export const event_kind = {
   EVENT_DROP: 1,
   EVENT_HOOK: 2,
   EVENT_NF: 3,
+  EVENT_MONITOR: 4,
 } as const;
 
 export const event_flags = {
@@ -61,6 +62,11 @@ export const tracepoint_id = {
   TP_SKB_COPY_DATAGRAM_IOVEC: 17,
   TP_TCP_PROBE: 18,
   TP_KMEM_CACHE_FREE: 19,
+  TP_TCP_RECEIVE_RESET: 20,
+  TP_TCP_CONG_STATE_SET: 21,
+  TP_TCP_RETRANSMIT_TIMER: 22,
+  TP_NFT_DO_CHAIN: 23,
+  TP_MAX: 24,
 } as const;
 
 export const packet_layers = {
@@ -73,7 +79,43 @@ export const stat_index = {
   STAT_EVENTS: 0,
   STAT_LOST: 1,
   STAT_FILTERED: 2,
-  STAT_MAX: 3,
+  STAT_RATE_LIMITED: 3,
+  STAT_MAP_FULL: 4,
+  STAT_MAX: 5,
+} as const;
+
+export const monitor_what = {
+  MON_DROP: 1,
+  MON_RESET_SENT: 2,
+  MON_RESET_RECEIVED: 3,
+  MON_RTO: 4,
+  MON_RCVQ_FULL: 5,
+  MON_RTT: 6,
+  MON_RETRANSMIT: 7,
+} as const;
+
+export const rtt_bucket_bound = {
+  RTT_LE_0: 100,
+  RTT_LE_1: 250,
+  RTT_LE_2: 500,
+  RTT_LE_3: 1000,
+  RTT_LE_4: 2500,
+  RTT_LE_5: 5000,
+  RTT_LE_6: 10000,
+  RTT_LE_7: 25000,
+  RTT_LE_8: 50000,
+  RTT_LE_9: 100000,
+  RTT_LE_10: 250000,
+  RTT_LE_11: 500000,
+  RTT_LE_12: 1000000,
+  RTT_LE_13: 2500000,
+} as const;
+
+export const rtt_hist_index = {
+  RTT_BOUNDS: 14,
+  RTT_INF: 14,
+  RTT_SUM_US: 15,
+  RTT_SLOTS: 16,
 } as const;
 
 export const layout = {
@@ -189,6 +231,72 @@ export const layout = {
       pad: { offset: 7, size: 1, type: "__u8" },
     },
   },
+  monitor_event: {
+    size: 440,
+    fields: {
+      nf: { offset: 0, size: 416, type: "struct nf_event" },
+      nf_caller: { offset: 416, size: 8, type: "__u64" },
+      srtt_us: { offset: 424, size: 4, type: "__u32" },
+      rtt_us: { offset: 428, size: 4, type: "__u32" },
+      what: { offset: 432, size: 1, type: "__u8" },
+      sk_state: { offset: 433, size: 1, type: "__u8" },
+      from_sock: { offset: 434, size: 1, type: "__u8" },
+      has_nf: { offset: 435, size: 1, type: "__u8" },
+      pad: { offset: 436, size: 4, type: "__u32" },
+    },
+  },
+  drop_count_key: {
+    size: 40,
+    fields: {
+      location: { offset: 0, size: 8, type: "__u64" },
+      reason: { offset: 8, size: 4, type: "__u32" },
+      netns: { offset: 12, size: 4, type: "__u32" },
+      l3_proto: { offset: 16, size: 2, type: "__u16" },
+      l4_proto: { offset: 18, size: 1, type: "__u8" },
+      pad: { offset: 19, size: 5, type: "__u8[5]" },
+      ifname: { offset: 24, size: 16, type: "char[16]" },
+    },
+  },
+  nf_count_key: {
+    size: 144,
+    fields: {
+      caller: { offset: 0, size: 8, type: "__u64" },
+      family: { offset: 8, size: 1, type: "__u8" },
+      hook: { offset: 9, size: 1, type: "__u8" },
+      has_hook: { offset: 10, size: 1, type: "__u8" },
+      pad: { offset: 11, size: 5, type: "__u8[5]" },
+      table: { offset: 16, size: 64, type: "char[64]" },
+      chain: { offset: 80, size: 64, type: "char[64]" },
+    },
+  },
+  mon_count_key: {
+    size: 8,
+    fields: {
+      what: { offset: 0, size: 4, type: "__u32" },
+      value: { offset: 4, size: 4, type: "__u32" },
+    },
+  },
+  print_key: {
+    size: 40,
+    fields: {
+      location: { offset: 0, size: 8, type: "__u64" },
+      reason: { offset: 8, size: 4, type: "__u32" },
+      netns: { offset: 12, size: 4, type: "__u32" },
+      l3_proto: { offset: 16, size: 2, type: "__u16" },
+      l4_proto: { offset: 18, size: 1, type: "__u8" },
+      what: { offset: 19, size: 1, type: "__u8" },
+      dport: { offset: 20, size: 2, type: "__u16" },
+      pad: { offset: 22, size: 2, type: "__u16" },
+      daddr: { offset: 24, size: 16, type: "__u8[16]" },
+    },
+  },
+  print_state: {
+    size: 16,
+    fields: {
+      count: { offset: 0, size: 8, type: "__u64" },
+      last_ns: { offset: 8, size: 8, type: "__u64" },
+    },
+  },
   addr_filter: {
     size: 36,
     fields: {
@@ -199,7 +307,7 @@ export const layout = {
     },
   },
   skbtrail_config: {
-    size: 208,
+    size: 288,
     fields: {
       saddr: { offset: 0, size: 36, type: "struct addr_filter" },
       daddr: { offset: 36, size: 36, type: "struct addr_filter" },
@@ -225,10 +333,22 @@ export const layout = {
       trace_ret: { offset: 194, size: 1, type: "__u8" },
       hook_settings: { offset: 195, size: 1, type: "__u8" },
       nf_hooks: { offset: 196, size: 1, type: "__u8" },
-      pad2: { offset: 197, size: 1, type: "__u8" },
-      snaplen: { offset: 198, size: 2, type: "__u16" },
-      pad3: { offset: 200, size: 4, type: "__u8[4]" },
+      func_stats: { offset: 197, size: 1, type: "__u8" },
+      has_filters: { offset: 198, size: 1, type: "__u8" },
+      rtt_hist: { offset: 199, size: 1, type: "__u8" },
+      rtt_events: { offset: 200, size: 1, type: "__u8" },
+      ca_loss: { offset: 201, size: 1, type: "__u8" },
+      snaplen: { offset: 202, size: 2, type: "__u16" },
       wakeup_bytes: { offset: 204, size: 4, type: "__u32" },
+      rate_limit: { offset: 208, size: 4, type: "__u32" },
+      pad4: { offset: 212, size: 4, type: "__u32" },
+      printed_reasons: { offset: 216, size: 32, type: "__u64[4]" },
+      aggregate_ns: { offset: 248, size: 8, type: "__u64" },
+      nf_hook_slow: { offset: 256, size: 16, type: "__u64[2]" },
+      nf_drop_reason: { offset: 272, size: 4, type: "__u32" },
+      rtt_min_us: { offset: 276, size: 4, type: "__u32" },
+      srtt_min_us: { offset: 280, size: 4, type: "__u32" },
+      pad3: { offset: 284, size: 4, type: "__u32" },
     },
   },
 } as const;

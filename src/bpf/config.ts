@@ -49,6 +49,41 @@ export interface ConfigInput {
   nfHooks?: boolean;
   /** --pcap: bytes of each packet to copy after its record; 0 or absent: none. */
   snaplen?: number;
+  /** --func-stats: count calls per hook, write no records. */
+  funcStats?: boolean;
+  /** --rate-limit: records per second. */
+  rateLimit?: number;
+  /** --monitor's settings (bpf/progs/monitor.bpf.h). */
+  monitor?: MonitorConfig;
+}
+
+export interface MonitorConfig {
+  /** enum skb_drop_reason values whose drops are printed (the others are counted only). */
+  printedReasons: number[];
+  /** A key quiet this long on a CPU is printed again. */
+  aggregateNs: number;
+  /** [start, end) of nf_hook_slow, to find its caller in a drop's stack; undefined: unknown. */
+  nfHookSlow?: [bigint, bigint];
+  /** This kernel's NETFILTER_DROP; undefined: it has no drop reasons. */
+  nfDropReason?: number;
+  rttHistogram: boolean;
+  rttEvents: boolean;
+  rttMinUs: number;
+  srttMinUs: number;
+  /** enum tcp_ca_state's TCP_CA_Loss. */
+  caLoss: number;
+}
+
+/** Whether any packet filter is set (the kernel skips parsing for --func-stats without one). */
+export function hasFilters(f: Filter, currentNetns?: number): boolean {
+  return Object.values(f).some((v) => v !== undefined && v !== false) || currentNetns !== undefined;
+}
+
+function setBits(target: Uint8Array, at: number, values: number[]): void {
+  for (const r of values) {
+    if (r >= 256) continue;
+    target[at + Math.floor(r / 64) * 8 + Math.floor((r % 64) / 8)]! |= 1 << (r % 8);
+  }
 }
 
 function writeAddr(view: DataView, at: number, f: AddrFilter | undefined): void {
@@ -91,10 +126,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   }
   if (f.ifname) target.set(new TextEncoder().encode(f.ifname), C.ifname.offset);
   if (input.reasonValues.length) {
-    for (const r of input.reasonValues) {
-      const word = C.reasons.offset + Math.floor(r / 64) * 8 + Math.floor((r % 64) / 8);
-      target[word]! |= 1 << (r % 8);
-    }
+    setBits(target, C.reasons.offset, input.reasonValues);
     v.setUint8(C.has_reasons.offset, 1);
   }
   v.setUint8(C.pkt_fixed.offset, input.pktFixed ? 1 : 0);
@@ -103,6 +135,24 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   v.setUint8(C.nf_hooks.offset, input.nfHooks ? 1 : 0);
   v.setUint16(C.snaplen.offset, input.snaplen ?? 0, true);
   v.setUint32(C.wakeup_bytes.offset, input.wakeupBytes, true);
+  v.setUint8(C.func_stats.offset, input.funcStats ? 1 : 0);
+  v.setUint8(C.has_filters.offset, hasFilters(f, input.currentNetns) ? 1 : 0);
+  v.setUint32(C.rate_limit.offset, input.rateLimit ?? 0, true);
+  const m = input.monitor;
+  if (m) {
+    setBits(target, C.printed_reasons.offset, m.printedReasons);
+    v.setBigUint64(C.aggregate_ns.offset, BigInt(Math.round(m.aggregateNs)), true);
+    if (m.nfHookSlow) {
+      v.setBigUint64(C.nf_hook_slow.offset, m.nfHookSlow[0], true);
+      v.setBigUint64(C.nf_hook_slow.offset + 8, m.nfHookSlow[1], true);
+    }
+    v.setUint32(C.nf_drop_reason.offset, m.nfDropReason ?? 0, true);
+    v.setUint8(C.rtt_hist.offset, m.rttHistogram ? 1 : 0);
+    v.setUint8(C.rtt_events.offset, m.rttEvents ? 1 : 0);
+    v.setUint32(C.rtt_min_us.offset, m.rttMinUs, true);
+    v.setUint32(C.srtt_min_us.offset, m.srttMinUs, true);
+    v.setUint8(C.ca_loss.offset, m.caLoss);
+  }
 }
 
 /** Turns --reason names into this kernel's enum values (names differ in number between kernels). */

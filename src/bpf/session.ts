@@ -40,6 +40,10 @@ export interface Stats {
   lostPerCpu: number[];
   /** Packets seen and rejected by a filter in the kernel. */
   filtered: number;
+  /** Records not written: --rate-limit's budget for the second was spent. */
+  rateLimited: number;
+  /** --monitor: events not counted because a counting map was full. */
+  mapFull: number;
 }
 
 export interface ReadOptions {
@@ -105,13 +109,13 @@ export class Session {
 
   /**
    * Reads records until `stopped()` says so, in batches bounded in time;
-   * `afterBatch` runs after each. Returns how many records were still in the
+   * `afterBatch` runs after each, told whether the ring was left empty. Returns how many records were still in the
    * ring when it stopped: they are dropped unread, unless `finalDrain()`
    * says to read them: then the programs are switched off first, so the
    * drain ends (at most a ring's worth) even under a flood.
    * `wakeFd`: a wait also ends when it is readable (a pidfd, when its process exits).
    */
-  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: () => void, options: ReadOptions = {}): Promise<number> {
+  async read(onRecord: RecordHandler, stopped: () => boolean, afterBatch: (caughtUp: boolean) => void, options: ReadOptions = {}): Promise<number> {
     const events = this.obj.map("events");
     this.ring ??= new RingBuffer(events.fd, events.maxEntries);
     const ring = this.ring;
@@ -119,14 +123,14 @@ export class Session {
     while (!stopped()) {
       if (!ring.hasRecords()) ring.wait(POLL_MS);
       ring.drain(onRecord, performance.now() + BATCH_MS);
-      afterBatch();
+      afterBatch(!ring.hasRecords());
       // Let signal handlers and timers run: the wait and the drain block the event loop.
       await new Promise((resolve) => setImmediate(resolve));
     }
     if (options.finalDrain?.()) {
       this.switchOff();
       ring.drain(onRecord);
-      afterBatch();
+      afterBatch(true);
     }
     return ring.skip();
   }
@@ -159,6 +163,8 @@ export class Session {
       lost: sum(stat_index.STAT_LOST, lostPerCpu),
       lostPerCpu,
       filtered: sum(stat_index.STAT_FILTERED),
+      rateLimited: sum(stat_index.STAT_RATE_LIMITED),
+      mapFull: sum(stat_index.STAT_MAP_FULL),
     };
   }
 

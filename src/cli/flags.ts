@@ -25,8 +25,8 @@ export const args = {
   mark: s("filter by skb mark, VALUE[/MASK]", undefined, "MARK"),
   reason: s("--drop: keep only these drop reasons, e.g. NO_SOCKET,NETFILTER_DROP", undefined, "NAMES"),
   "min-latency": s("filter by the minimal time to live of the skb in ms", undefined, "MS"),
-  "tcp-rtt": s("filter by the minimal rtt in ms (sock/monitor modes)", undefined, "MS"),
-  "tcp-srtt": s("filter by the minimal srtt in ms (sock/monitor modes)", undefined, "MS"),
+  "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds", undefined, "MS"),
+  "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds", undefined, "MS"),
 
   trace: s("enable trace groups or functions, e.g. ip,tcp_v4_rcv ('?' lists them)", "t", "LIST"),
   ret: b("show function return values"),
@@ -51,7 +51,12 @@ export const args = {
   drop: b("skb drop monitor mode"),
   "drop-stack": b("print the kernel call stack of each drop"),
   sock: b("enable 'sock' mode"),
-  monitor: b("enable 'monitor' mode"),
+  monitor: b("'monitor' mode: only abnormal events (drops, resets, timeouts, overflows), repeats summed up; cheap enough to leave running"),
+  aggregate: s("--monitor: sum up repeats of an event for SECONDS before saying how many (default 10)", undefined, "SECONDS"),
+  "rate-limit": s("--monitor/--basic: print at most N events per second, count the rest", undefined, "N"),
+  "func-stats": b("--monitor/--basic: count calls per traced hook in the kernel and print a table every second, no events"),
+  metrics: s("serve Prometheus metrics on http://[ADDR:]PORT/metrics (PORT alone: localhost; :PORT: every address)", undefined, "[ADDR:]PORT"),
+  "metrics-max-series": s("--metrics: at most N series per metric (default 1000); more go to the label value 'other'", undefined, "N"),
   "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
   "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
   backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
@@ -86,6 +91,7 @@ Examples:
   skbtrail --drop                                 every packet the kernel drops, with reason and location
   skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
+  skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)
@@ -95,6 +101,8 @@ CI gate:
                                                   run CMD while watching for drops; report them when it exits
   skbtrail run --netns-current --junit drops.xml --pcap drops.pcapng -- ./tests.sh
   skbtrail run --expect expected-drops.yaml --fail-on error -- make check
+
+Signals: SIGINT and SIGTERM stop; SIGHUP stops too, except in --monitor with --output, where it reopens the file (log rotation).
 
 Exit codes: 0 ok, 1 --diag found an error, 2 bad command line or knowledge file, 3 missing privilege or kernel feature, 4 BPF load/attach failure, 5 the output could not be written.
 skbtrail run: CMD's own status when it failed (128+N when signal N killed it), else 6 when unexpected drops were seen, else 0; 126/127 when CMD cannot be executed / is not found.`;

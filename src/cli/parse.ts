@@ -9,12 +9,34 @@ import type { Filter } from "../bpf/config";
 import { BACKENDS, type BackendChoice } from "../plan/plan";
 import { args } from "./flags";
 import {
-  parseAddr, parseAmount, parseCount, parseIfname, parseLengthRange, parseList, parseMark, parsePort, parseProto, parseTcpFlags,
+  parseAddr, parseAmount, parseCount, parseIfname, parseLengthRange, parseList, parseListen, parseMark, parsePort, parseProto, parseTcpFlags, type Listen,
 } from "./values";
 
+export interface MonitorOptions {
+  /** --tcp-rtt: report RTT samples of at least this many ms. */
+  rttMinMs?: number;
+  /** --tcp-srtt: report RTT samples whose smoothed RTT is at least this many ms. */
+  srttMinMs?: number;
+  /** --aggregate: repeats are summed up over this many seconds. */
+  aggregateSeconds: number;
+}
+
 export interface Options {
-  /** drop: the drop monitor; trace: packet lifecycles (default); basic: one line per hook; diag: lifecycles with findings. */
-  mode: "drop" | "trace" | "basic" | "diag";
+  /**
+   * drop: the drop monitor; trace: packet lifecycles (default); basic: one
+   * line per hook; diag: lifecycles with findings; monitor: abnormal events,
+   * counted in the kernel.
+   */
+  mode: "drop" | "trace" | "basic" | "diag" | "monitor";
+  monitor?: MonitorOptions;
+  /** --metrics: where to serve Prometheus metrics. */
+  metrics?: Listen;
+  /** --metrics-max-series: series per metric before label sets go to "other". */
+  maxSeries: number;
+  /** --rate-limit: printed events per second. */
+  rateLimit?: number;
+  /** --func-stats: calls per hook, a table every second, no events. */
+  funcStats: boolean;
   filter: Filter;
   reasons: string[];
   /** -t selectors: groups, names, globs; undefined: the default set. */
@@ -71,6 +93,10 @@ const MAX_U32 = 0xffff_ffff;
 const PID_MAX_LIMIT = 4_194_304;
 /** A year: longer is surely a typo. */
 const MAX_TIMEOUT_S = 365 * 24 * 3600;
+/** --metrics-max-series when not given. */
+export const DEFAULT_MAX_SERIES = 1000;
+/** --aggregate when not given: repeats are summed up over 10 s. */
+export const DEFAULT_AGGREGATE_S = 10;
 
 function parseOutput(path: string, flag = "--output", example = "drops.log"): string {
   if (path === "") throw usageError(`${flag}: the file name is empty; give a file path, e.g. ${flag} ${example}`);
@@ -92,16 +118,17 @@ const NOT_IN_RUN: Record<string, string> = {
   "diag-keep": "it never stops at the first finding",
   "min-latency": "it reports drops",
   "trace-stack": "it reports drops",
+  monitor: "it reports the drops the command caused (add --diag for their packets' lifecycles)",
   ret: "it reports drops",
 };
 
 /** Flags nettrace has whose feature skbtrail does not have yet. */
 const NOT_YET: Record<string, string> = {
   sock: "--sock mode is not supported by skbtrail",
-  monitor: "--monitor mode is not supported by skbtrail yet; use --drop",
-  "tcp-rtt": "--tcp-rtt belongs to sock/monitor modes, which skbtrail does not support",
-  "tcp-srtt": "--tcp-srtt belongs to sock/monitor modes, which skbtrail does not support",
 };
+
+/** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
+const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"];
 
 type FlagInfo = { name: string; string: boolean };
 
@@ -183,14 +210,21 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   const diagFlags = ["diag", "diag-quiet", "diag-keep", "hooks", "kb"].filter((f) => given.has(f));
   if (diagFlags.length && !given.has("diag")) throw usageError(`--${diagFlags[0]} works with --diag: add --diag`);
   if (given.has("diag") && (given.has("drop") || given.has("basic"))) throw usageError(`--diag and --${given.has("drop") ? "drop" : "basic"} are different modes: use one`);
+  if (given.has("monitor"))
+    for (const other of ["drop", "diag"])
+      if (given.has(other)) throw usageError(`--monitor and --${other} are different modes: use one (--monitor reports drops too)`);
   // skbtrail run monitors drops unless --diag asks for their lifecycles.
-  const mode = given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
-  if (mode === "drop")
-    for (const f of ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"])
-      if (given.has(f)) throw usageError(`--${f} is for tracing packets and --drop monitors drops: use one mode (see skbtrail --help)`);
-  if (mode !== "drop")
-    for (const f of ["drop-stack", "reason"])
-      if (given.has(f)) throw usageError(`--${f} works with --drop only; for stacks of traced hooks use --trace-stack`);
+  const mode = given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
+  if (mode === "drop" || mode === "monitor")
+    for (const f of TRACING_FLAGS)
+      if (given.has(f)) throw usageError(`--${f} is for tracing packets and --${mode} ${mode === "drop" ? "monitors drops" : "watches for abnormal events"}: use one mode (see skbtrail --help)`);
+  if (mode !== "drop" && given.has("drop-stack")) throw usageError("--drop-stack works with --drop only; for stacks of traced hooks use --trace-stack");
+  if (mode !== "drop" && mode !== "monitor" && given.has("reason")) throw usageError("--reason works with --drop and --monitor only");
+  for (const f of ["tcp-rtt", "tcp-srtt", "aggregate"])
+    if (given.has(f) && mode !== "monitor") throw usageError(`--${f} works with --monitor only${f === "aggregate" ? "" : " (skbtrail has no --sock mode)"}: add --monitor`);
+  for (const f of ["rate-limit", "func-stats"])
+    if (given.has(f) && mode !== "monitor" && mode !== "basic") throw usageError(`--${f} works with --monitor and --basic only: add one of them`);
+  if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");
   if (mode === "basic" && given.has("min-latency")) throw usageError("--min-latency needs packet lifecycles: drop --basic");
 
   const filter: Filter = {};
@@ -224,8 +258,21 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   const failOn = str("fail-on");
   if (failOn !== undefined && !["info", "warn", "error"].includes(failOn))
     throw usageError(`--fail-on: '${shown(failOn)}' is not a level; use info (every drop fails), warn (the default) or error`);
+  const monitor: MonitorOptions | undefined =
+    mode === "monitor"
+      ? {
+          rttMinMs: str("tcp-rtt") !== undefined ? parseAmount("--tcp-rtt", str("tcp-rtt")!, "milliseconds", "10", 60_000) : undefined,
+          srttMinMs: str("tcp-srtt") !== undefined ? parseAmount("--tcp-srtt", str("tcp-srtt")!, "milliseconds", "10", 60_000) : undefined,
+          aggregateSeconds: str("aggregate") !== undefined ? parseAmount("--aggregate", str("aggregate")!, "seconds", "10", 3600) : DEFAULT_AGGREGATE_S,
+        }
+      : undefined;
   const options: Options = {
       mode,
+      monitor,
+      metrics: str("metrics") !== undefined ? parseListen("--metrics", str("metrics")!) : undefined,
+      maxSeries: str("metrics-max-series") !== undefined ? parseCount("--metrics-max-series", str("metrics-max-series")!, "1000", 100_000) : DEFAULT_MAX_SERIES,
+      rateLimit: str("rate-limit") !== undefined ? parseCount("--rate-limit", str("rate-limit")!, "100", 1_000_000) : undefined,
+      funcStats: !!a["func-stats"],
       filter,
       reasons,
       trace,

@@ -116,3 +116,32 @@ export function parseList(flag: string, text: string, example: string): string[]
   if (items.some((s) => s === "")) throw usageError(`${flag}: empty name in '${shown(text)}'; use e.g. ${flag} ${example}`);
   return items;
 }
+
+/** Where --metrics listens. */
+export interface Listen {
+  host: string;
+  port: number;
+  /** As the user wrote it, for messages. */
+  text: string;
+}
+
+/**
+ * --metrics [ADDR:]PORT: PORT alone listens on localhost only; ":PORT" on
+ * every address; "ADDR:PORT" (IPv6 in brackets, "[::1]:9464") on that one.
+ */
+export function parseListen(flag: string, text: string): Listen {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d+)$/.exec(text);
+  const bad = () => usageError(`${flag}: '${shown(text)}' is not [ADDR:]PORT; use e.g. ${flag} 9464 (localhost), ${flag} :9464 (every address) or ${flag} 10.0.0.5:9464`);
+  if (!m) throw bad();
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw usageError(`${flag}: port ${shown(m[2]!)} is out of range; use a port from 1 to 65535, e.g. ${flag} 9464`);
+  const addr = m[1];
+  if (addr === undefined) return { host: "127.0.0.1", port, text };
+  if (addr === "") return { host: "0.0.0.0", port, text };
+  if (addr.startsWith("[")) {
+    if (!parseIPv6(addr.slice(1, -1))) throw bad();
+    return { host: addr.slice(1, -1), port, text };
+  }
+  if (/^[\d.]+$/.test(addr) && !parseIPv4(addr)) throw bad();
+  return { host: addr, port, text };
+}

@@ -41,6 +41,11 @@ export function readRuleFile(file: string, flag: string, what = "a YAML rule fil
   }
 }
 
+/** The built-in drop reasons (knowledge/drop-reasons.yaml): level, summary, advice per name. */
+export function dropReasonKnowledge() {
+  return loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
+}
+
 /**
  * Loads the built-in knowledge and a user's rule file; every error names
  * file and line. `flag` is how the user gave the file (--kb), or "" for

@@ -118,6 +118,7 @@ const SIZE_BY_KIND: number[] = [];
 SIZE_BY_KIND[event_kind.EVENT_DROP] = layout.drop_event.size;
 SIZE_BY_KIND[event_kind.EVENT_HOOK] = layout.hook_event.size;
 SIZE_BY_KIND[event_kind.EVENT_NF] = layout.nf_event.size;
+SIZE_BY_KIND[event_kind.EVENT_MONITOR] = layout.monitor_event.size;
 
 const CAP = layout.capture;
 const { EVENT_F_CAPTURE } = event_flags;
@@ -375,4 +376,35 @@ export function decodeHook(b: RecordBytes, off: number, kind: number): HookEvent
     }
   }
   return e;
+}
+
+/** --monitor's record: a hook event, with the socket's view and what it is about. */
+export interface MonitorEvent {
+  hook: HookEvent;
+  /** enum monitor_what */
+  what: number;
+  /** A netfilter drop without function hooks: the caller of nf_hook_slow, as [hi, lo]; [0, 0] when unknown. */
+  nfCaller: [number, number];
+  srttUs: number;
+  rttUs: number;
+  /** TCP state of the socket; 0: no socket. */
+  skState: number;
+  /** The packet fields describe the socket's connection, not an skb. */
+  fromSock: boolean;
+}
+
+const MON = layout.monitor_event.fields;
+
+export function decodeMonitor(b: RecordBytes, off: number): MonitorEvent {
+  const hasNf = b.u8[off + MON.has_nf.offset]! !== 0;
+  const caller = (off + MON.nf_caller.offset) >>> 2;
+  return {
+    hook: decodeHook(b, off + MON.nf.offset, hasNf ? event_kind.EVENT_NF : event_kind.EVENT_HOOK),
+    what: b.u8[off + MON.what.offset]!,
+    nfCaller: [b.u32[caller + 1]!, b.u32[caller]!],
+    srttUs: b.u32[(off + MON.srtt_us.offset) >>> 2]!,
+    rttUs: b.u32[(off + MON.rtt_us.offset) >>> 2]!,
+    skState: b.u8[off + MON.sk_state.offset]!,
+    fromSock: b.u8[off + MON.from_sock.offset]! !== 0,
+  };
 }

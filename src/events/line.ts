@@ -67,6 +67,13 @@ export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent):
     case T.TP_TCP_RETRANSMIT_SKB:
       notes.push("TCP retransmission");
       break;
+    case T.TP_TCP_RECEIVE_RESET:
+      notes.push("TCP reset received");
+      break;
+    case T.TP_TCP_CONG_STATE_SET:
+    case T.TP_TCP_RETRANSMIT_TIMER:
+      notes.push("TCP retransmission timeout");
+      break;
     case T.TP_TCP_BAD_CSUM:
       notes.push("bad TCP checksum");
       break;

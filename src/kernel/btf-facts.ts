@@ -29,3 +29,19 @@ export function tracepointParams(btf: Btf, name: string): string[] | undefined {
   if (btf.kind(ptr) !== Kind.PTR || btf.kind(proto) !== Kind.FUNC_PROTO) return undefined;
   return btf.params(proto).slice(1).map((p) => btf.typeString(p.type));
 }
+
+/** The TCP states (TCP_ESTABLISHED…), value → name without TCP_: an anonymous enum, found by its first member. */
+export function tcpStates(btf: Btf): Map<number, string> {
+  for (const id of btf.enumsWithMember("TCP_ESTABLISHED")) {
+    const values = btf.enumValues(id);
+    if (values.get("TCP_ESTABLISHED") === 1 && values.has("TCP_SYN_SENT"))
+      return new Map([...values].filter(([k]) => k !== "TCP_MAX_STATES").map(([k, v]) => [v, k.replace(/^TCP_/, "")]));
+  }
+  return new Map();
+}
+
+/** enum tcp_ca_state's TCP_CA_Loss (a retransmission timeout puts the socket there). */
+export function tcpCaLoss(btf: Btf): number | undefined {
+  const [id] = btf.find("tcp_ca_state", Kind.ENUM);
+  return id === undefined ? undefined : btf.enumValues(id).get("TCP_CA_Loss");
+}

@@ -272,6 +272,22 @@ export class Btf {
     return names;
   }
 
+  /** Own ENUM types with an enumerator of this name (anonymous enums have no other handle): bytes compared, no strings made. */
+  enumsWithMember(member: string): number[] {
+    const want = new TextEncoder().encode(member);
+    const out: number[] = [];
+    for (let id = this.firstId; id < this.count; id++) {
+      const info = this.word(id, 4);
+      if (((info >>> 24) & 0x1f) !== Kind.ENUM) continue;
+      for (let i = 0; i < (info & 0xffff); i++)
+        if (this.strEquals(this.word(id, 12 + i * 8), want)) {
+          out.push(id);
+          break;
+        }
+    }
+    return out;
+  }
+
   /** Ids of this blob's own types of one kind (not the base's). */
   *ownIds(kind: Kind): Generator<number> {
     for (let id = this.firstId; id < this.count; id++) if (((this.word(id, 4) >>> 24) & 0x1f) === kind) yield id;

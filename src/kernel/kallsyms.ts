@@ -193,6 +193,12 @@ export class Symbolizer {
     return k < 0 ? undefined : this.addrs[k];
   }
 
+  /** [start, end) of a text symbol (low 48 bits): end is where the next symbol starts. */
+  range(name: string): [number, number] | undefined {
+    const k = this.find(name);
+    return k < 0 || k + 1 >= this.size ? undefined : [this.addrs[k]!, this.addrs[k + 1]!];
+  }
+
   /** The module a symbol lives in, undefined for vmlinux or an unknown symbol. */
   moduleOf(name: string): string | undefined {
     const k = this.find(name);
@@ -268,4 +274,9 @@ export function readProcFile(path: string): Uint8Array {
 export function kernelSymbols(): Symbolizer {
   symbolizer ??= new Symbolizer(readProcFile("/proc/kallsyms"));
   return symbolizer;
+}
+
+/** Reads /proc/kallsyms again on next use: modules loaded since have symbols too (long runs). */
+export function forgetKernelSymbols(): void {
+  symbolizer = undefined;
 }

@@ -11,6 +11,7 @@ import { currentNetns, type KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import { addrKey, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
+import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
 import { runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
@@ -43,7 +44,14 @@ export interface DropSink {
   started?: ModeSession["started"];
 }
 
-export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, pcap?: PacketCapture, sink?: DropSink): Promise<RunSummary> {
+/** What a run may add to the drop monitor: --pcap, --metrics, skbtrail run's gate. */
+export interface DropExtras {
+  pcap?: PacketCapture;
+  metrics?: MetricsServer;
+  sink?: DropSink;
+}
+
+export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, { pcap, metrics, sink }: DropExtras = {}): Promise<RunSummary> {
   const reasons = dropReasons(kernel.btf);
   const reasonValues = resolveReasons(opts.reasons, reasons);
   const params = tracepointParams(kernel.btf, "kfree_skb");
@@ -85,5 +93,6 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
     },
     out,
     stop,
+    metrics,
   );
 }

@@ -23,10 +23,10 @@ import { l3Name, l4Name } from "../events/protocols";
 import type { KernelInfo } from "../kernel/environment";
 import type { Output, RunSummary } from "../output/output";
 import type { RunReport } from "../output/report";
-import { runDrop } from "./drop";
+import { runDrop, type DropSink } from "./drop";
 import type { PacketCapture } from "./pcap";
 import type { StopControl } from "./stop";
-import { runTrace } from "./trace";
+import { runTrace, type PacketSink } from "./trace";
 
 /** What a run needs that the user can get wrong, checked before anything is attached or run. */
 export interface GateSetup {
@@ -224,7 +224,7 @@ export async function runGate(
   let summary: RunSummary;
   if (opts.mode === "diag") {
     let packets = 0;
-    const r = await runTrace({ ...opts, diagKeep: true, diagQuiet: false }, kernel, out, stop, pcap, {
+    const sink: PacketSink = {
       started,
       packet: (_ctx, lines, findings, names) => {
         const drop = lines.find((l) => l.e.flags & hook_flags.HOOK_DROP);
@@ -238,16 +238,17 @@ export async function runGate(
           for (const l of lines) pcap!.hook(l, l.e.capture, names.reason(l.e), names.location(l.e), packets);
         });
       },
-    });
-    summary = r.summary;
+    };
+    summary = (await runTrace({ ...opts, diagKeep: true, diagQuiet: false }, kernel, out, stop, { pcap, sink })).summary;
   } else {
-    summary = await runDrop(opts, kernel, out, stop, pcap, {
+    const sink: DropSink = {
       started,
       drop: (e, reason, location, capture) => {
         const v = gate.add(dropFacts(e.pkt, reason ?? null, location), () => e, e.timeNs);
         held?.offer(v, () => pcap!.drop(e, capture, reason, location));
       },
-    });
+    };
+    summary = await runDrop(opts, kernel, out, stop, { pcap, sink });
   }
   if (!child.started && summary.stop) interruptedBy = summary.stop;
   const commandExit = await child.end();

@@ -14,6 +14,7 @@ import { recordKind, type RecordBytes } from "../events/decode";
 import { ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
 import { forgetFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
+import type { MetricsServer } from "./metrics-server";
 import type { StopControl } from "./stop";
 
 /** The ring every mode reads: big enough for bursts of a few hundred thousand records. */
@@ -40,8 +41,8 @@ export interface ModeSession {
   started?(): { wakeFd?: number } | void;
   /** One whole record of a known kind. */
   record(kind: number, ring: RecordBytes, offset: number): void;
-  /** After each batch of records: show what is complete. */
-  batchDone?(): void;
+  /** After each batch of records (`caughtUp`: the ring was left empty): show what is complete. */
+  batchDone?(caughtUp: boolean): void;
   /**
    * After the last read, programs off: show what is still held. `behind`:
    * records were still queued at the stop (a flood outran the reader), so
@@ -54,7 +55,8 @@ export interface ModeSession {
 
 const ms = (x: number) => `${Math.round(x)} ms`;
 
-export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Output, stop: StopControl): Promise<RunSummary> {
+/** `metrics`: --metrics, which reports the session's counters while it runs. */
+export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Output, stop: StopControl, metrics?: MetricsServer): Promise<RunSummary> {
   // One fd per program and per link, and a few maps: fail before anything is attached.
   ensureFileDescriptors(mode.programs.length + mode.links + 16);
   const session = Session.open(kernel.bpfObject, kernel.btfPath);
@@ -66,6 +68,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
       session.configure({ ...mode.config, wakeupBytes: WAKEUP_BYTES }, RING_BYTES);
       mode.prepare?.(session.obj);
       session.load(mode.programs);
+      metrics?.useSession(session);
       mode.loaded?.(session);
       const t1 = performance.now();
       session.attach(() => mode.attach(session, attachments));
@@ -79,7 +82,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
         forgetFeatures(); // what the probes promised did not hold: probe again next time
         throw e;
       }
-      return { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0 }, seconds: stop.seconds, stop: stop.reason, unread: 0, rejected: 0 };
+      return { stats: { events: 0, lost: 0, lostPerCpu: [], filtered: 0, rateLimited: 0, mapFull: 0 }, seconds: stop.seconds, stop: stop.reason, unread: 0, rejected: 0 };
     }
     out.status("begin trace...");
     const wakeFd = mode.started?.()?.wakeFd;
@@ -98,8 +101,8 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
         if (out.closed) stop.request(out.failure ? "output failed" : "output closed");
         return stop.stopped;
       },
-      () => {
-        mode.batchDone?.();
+      (caughtUp) => {
+        mode.batchDone?.(caughtUp);
         out.flush();
       },
       { wakeFd, finalDrain: () => stop.finalDrain },
@@ -117,6 +120,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
     out.flush();
     return { stats, seconds: stop.seconds, stop: stop.reason, unread: unread + skipped, rejected };
   } finally {
+    metrics?.useSession(undefined);
     if (!handedOff) attachments.destroy();
     session.close();
   }

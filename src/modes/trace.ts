@@ -7,6 +7,8 @@ import { event_kind, hook_setting, tracepoint_id } from "../abi/layout.generated
 import { tracerTreeText } from "../common/assets";
 import { shown, usageError } from "../common/errors";
 import { attachPlan, linkCount, setTemplateTargets } from "../bpf/attach";
+import { createCounters, readPerCpuHash } from "../bpf/counters";
+import type { Session } from "../bpf/session";
 import { KernelStacks } from "../bpf/stacks";
 import type { Options } from "../cli/parse";
 import { Diagnosis } from "../diagnosis/diagnosis";
@@ -23,6 +25,7 @@ import type { Output, RunSummary } from "../output/output";
 import { attachedAs, checkBackend, knownHookNames, makePlan, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
 import { loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
+import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
 import { runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
@@ -39,6 +42,8 @@ const MAX_WAITING_DIAGNOSIS = 256;
 const FINAL_SHOW_MS = 150;
 /** After each batch, how long finished packets may take to show before reading goes on. */
 const BATCH_SHOW_MS = 25;
+/** --func-stats: the table's interval. */
+const FUNC_STATS_MS = 1000;
 
 export interface TraceResult {
   summary: RunSummary;
@@ -64,7 +69,7 @@ export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<
   checkBackend(opts.backend, features);
   const plan = makePlan({
     btf: kernel.btf, functions: selected.functions, features, selection: selected.selection, extraFunctions: selected.extra,
-    backend: opts.backend, ret: opts.ret, followSkbs: !opts.pktFixed,
+    backend: opts.backend, ret: opts.ret, followSkbs: !opts.pktFixed && !opts.funcStats,
   });
   return { plan, features };
 }
@@ -111,7 +116,14 @@ export interface PacketSink {
   started?: ModeSession["started"];
 }
 
-export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, pcap?: PacketCapture, sink?: PacketSink): Promise<TraceResult> {
+/** What a run may add to packet tracing: --pcap, --metrics, skbtrail run's gate (--diag). */
+export interface TraceExtras {
+  pcap?: PacketCapture;
+  metrics?: MetricsServer;
+  sink?: PacketSink;
+}
+
+export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, { pcap, metrics, sink }: TraceExtras = {}): Promise<TraceResult> {
   const tree = loadTree();
   const selected = selectionFor(opts, kernel, tree);
   checkTraceStack(opts.traceStack ?? [], selected);
@@ -205,6 +217,26 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
           showDiagnosed(true);
         });
 
+  // --func-stats (--basic): a table of calls per hook every second instead of events.
+  let loadedSession: Session | undefined;
+  const hookNames = new Map(plan.hooks.map((h) => [String(hookKey(h)), h.kind === "tracepoint" ? h.name.split(":")[1]! : h.name]));
+  const lastCalls = new Map<string, number>();
+  let nextStats = performance.now() + FUNC_STATS_MS;
+  const showFuncStats = () => {
+    const now = performance.now();
+    const seconds = (now - nextStats + FUNC_STATS_MS) / 1000;
+    nextStats = now + FUNC_STATS_MS;
+    const rows = readPerCpuHash(loadedSession!.obj.map("func_stats"), 8, 1, 1024).map((e) => {
+      const key = String(new DataView(e.key.buffer).getBigUint64(0, true));
+      const total = e.sums[0]!;
+      const calls = total - (lastCalls.get(key) ?? 0);
+      lastCalls.set(key, total);
+      return { hook: hookNames.get(key) ?? key, calls, total };
+    });
+    rows.sort((a, b) => b.calls - a.calls || a.hook.localeCompare(b.hook));
+    if (stop.admit()) out.funcStats(rows, seconds, monotonicNowNs());
+  };
+
   const summary = await runSession(
     kernel,
     {
@@ -219,12 +251,16 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         hookSettings: settings.size > 0,
         nfHooks: opts.hooks,
         snaplen: pcap?.snaplen,
+        funcStats: opts.funcStats,
+        rateLimit: opts.rateLimit,
       },
       links: linkCount(plan),
       // Detaching fentry/kprobe links takes seconds (RCU grace periods).
       slowDetach: plan.hooks.some((h) => h.kind === "function"),
       prepare: (obj) => setTemplateTargets(obj, plan),
       loaded: (session) => {
+        loadedSession = session;
+        if (opts.funcStats) createCounters(session.obj.map("func_stats"), plan.hooks.map(hookKey));
         session.setHookSettings(settings);
         stacks = new KernelStacks(session);
       },
@@ -247,6 +283,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         lifecycle.add(e);
       },
       batchDone: () => {
+        if (opts.funcStats && performance.now() >= nextStats) showFuncStats();
         lifecycle?.flush(monotonicNowNs(), performance.now() + BATCH_SHOW_MS);
         if (diagnosis) showDiagnosed(true);
         pcap?.flush();
@@ -264,6 +301,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     },
     out,
     stop,
+    metrics,
   );
   summary.packets = lifecycle?.counts;
   return { summary, errorFound };

@@ -98,3 +98,35 @@ export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock,
     ...(findings ? { findings } : {}),
   });
 }
+
+/** --monitor: one abnormal event printed whole. */
+export function monitorJson(
+  l: HookLine,
+  m: { event: string; reason?: string; location?: string; tcpState?: string; srttUs?: number; rttUs?: number; fromSock: boolean; netfilter?: { family: string; hook: string } },
+  clock: Clock,
+): string {
+  const o: Json = { kind: "monitor", event: m.event, ...hookJson(l, clock) };
+  o.reason = m.reason ?? null;
+  o.location = m.location ?? null;
+  o.connection = m.fromSock;
+  o.tcp_state = m.tcpState ?? null;
+  o.srtt_us = m.srttUs ?? null;
+  o.rtt_us = m.rttUs ?? null;
+  if (m.netfilter && !o.netfilter) o.netfilter = { family: m.netfilter.family, hook: m.netfilter.hook, table: null, chain: null };
+  return JSON.stringify(o);
+}
+
+/** --monitor: how many more events of one kind there were than were printed. */
+export function repeatJson(r: { event: string; count: number; seconds: number; description: string; reason: string | null; location: string | null; proto: string; daddr: string; dport: number | null; netns: number }): string {
+  return JSON.stringify({ kind: "repeat", ...r, seconds: Number(r.seconds.toFixed(3)) });
+}
+
+/** --monitor: repeats past the line budget of a window, in one object. */
+export function repeatRestJson(count: number, keys: number, seconds: number): string {
+  return JSON.stringify({ kind: "repeat_rest", count, keys, seconds: Number(seconds.toFixed(3)) });
+}
+
+/** --func-stats: calls per hook over the last interval. */
+export function funcStatsJson(rows: { hook: string; calls: number; total: number }[], seconds: number, clock: Clock, nowNs: number): string {
+  return JSON.stringify({ kind: "func_stats", time: clock.iso(nowNs), seconds: Number(seconds.toFixed(3)), hooks: rows });
+}

@@ -6,8 +6,8 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent } from "../events/decode";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
-import { basicJson, contextJson, dropJson } from "./json";
-import { analysisLines, colorsFor, contextHeader, dropLine, hookLine, stackLines, type TextStyle } from "./text";
+import { basicJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson } from "./json";
+import { analysisLines, colorsFor, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -22,6 +22,34 @@ export interface RunSummary {
   /** Records refused by the decoder (short, unknown kind or version). */
   rejected: number;
   packets?: LifecycleCounts;
+}
+
+/** What a --monitor record says beyond its hook line. */
+export interface MonitorFacts {
+  event: string;
+  reason?: string;
+  location?: string;
+  tcpState?: string;
+  srttUs?: number;
+  rttUs?: number;
+  fromSock: boolean;
+  /** Netfilter family and hook from the drop's stack (no function hooks). */
+  netfilter?: { family: string; hook: string };
+}
+
+/** A "more like this" line. */
+export interface RepeatFacts {
+  event: string;
+  count: number;
+  countText: string;
+  seconds: number;
+  description: string;
+  reason: string | null;
+  location: string | null;
+  proto: string;
+  daddr: string;
+  dport: number | null;
+  netns: number;
 }
 
 export interface OutputOptions {
@@ -118,8 +146,39 @@ export class Output {
     this.out.line("");
   }
 
+  /** --monitor: an abnormal event printed whole. */
+  monitor(l: HookLine, m: MonitorFacts): void {
+    if (this.opts.json) return this.out.line(monitorJson(l, m, this.style.clock));
+    const line = monitorLine(l, m.fromSock, m.tcpState, this.style);
+    this.out.line(m.netfilter && !l.e.nf ? `${line} ${this.style.colors.yellow(`*${m.netfilter.family} ${m.netfilter.hook}*`)}` : line);
+  }
+
+  /** --monitor: how many more like an event printed earlier. */
+  repeat(r: RepeatFacts): void {
+    if (this.opts.json) return this.out.line(repeatJson(r));
+    this.out.line(repeatLine(r.countText, r.description, r.seconds));
+  }
+
+  /** --monitor: repeats past the window's line budget. */
+  repeatRest(count: number, countText: string, keys: number, seconds: number): void {
+    if (this.opts.json) return this.out.line(repeatRestJson(count, keys, seconds));
+    this.out.line(`… and ${countText} more events of ${keys} other kinds in the last ${Math.max(1, Math.round(seconds))} s`);
+  }
+
+  /** --func-stats: the table of calls per hook. */
+  funcStats(rows: { hook: string; calls: number; total: number }[], seconds: number, nowNs: number): void {
+    if (this.opts.json) return this.out.line(funcStatsJson(rows, seconds, this.style.clock, nowNs));
+    for (const l of funcStatsLines(rows, seconds)) this.out.line(l);
+  }
+
   flush(): void {
     this.out.flush();
+  }
+
+  /** The events' file again (SIGHUP after log rotation); false when it cannot be opened. */
+  reopen(): boolean {
+    this.out.flush();
+    return this.out.reopen();
   }
 
   summary(r: RunSummary): void {
@@ -130,7 +189,7 @@ export class Output {
         : {};
       this.out.line(
         JSON.stringify({
-          kind: "summary", events: stats.events, lost: stats.lost, lost_per_cpu: stats.lostPerCpu, filtered: stats.filtered,
+          kind: "summary", events: stats.events, lost: stats.lost, lost_per_cpu: stats.lostPerCpu, filtered: stats.filtered, rate_limited: stats.rateLimited,
           unread: r.unread, rejected: r.rejected, ...p, seconds: Number(r.seconds.toFixed(3)), stop: r.stop ?? null,
         }),
       );
@@ -147,6 +206,7 @@ export class Output {
     this.out.line(`total events: ${stats.events}, lost: ${stats.lost}${perCpu}, filtered in kernel: ${stats.filtered}`);
     // After -c the rest is expected to go unread; after a signal or a timeout under load it is worth saying.
     if (r.unread && r.stop !== "count") this.out.line(`${r.unread} events were still queued when tracing stopped (${r.stop}) and were dropped unread`);
+    if (stats.rateLimited) this.out.line(`${stats.rateLimited} events over --rate-limit were counted, not printed`);
     if (r.rejected) this.out.line(`${r.rejected} malformed records were rejected by the decoder (a bug: please report it)`);
     if (stats.lost) this.out.line("some events were lost because the ring buffer was full: narrow the filters (-p, --saddr, --dport…) to see all of them");
     this.out.flush();

@@ -85,6 +85,35 @@ export function hookLine(l: HookLine, s: TextStyle): string {
   return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packetSummary(l.e.pkt)}${notes ? ` ${notes}` : ""}`;
 }
 
+/** A socket's connection: "TCP: 10.0.0.1:40000 -> 10.0.0.2:80 ESTABLISHED". */
+export function connectionSummary(p: Packet, state: string | undefined): string {
+  const v6 = p.l3 === 0x86dd;
+  return `TCP: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)}${state ? ` ${state}` : ""}`;
+}
+
+/** --monitor: the hook line, with the connection instead of a packet for socket events. */
+export function monitorLine(l: HookLine, fromSock: boolean, state: string | undefined, s: TextStyle): string {
+  if (!fromSock) return hookLine(l, s);
+  const c = s.colors;
+  const where = s.detail ? `[${l.name.padEnd(20)}]${detailPrefix(l.e.cpu, l.e.meta)}` : `[${l.name.padEnd(20)}] `;
+  const notes = l.notes.map((n) => (/reset|timeout/.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
+  return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${where}${connectionSummary(l.e.pkt, state)}${notes ? ` ${notes}` : ""}`;
+}
+
+/** "… 12 340 more like this (NO_SOCKET at __udp4_lib_rcv, UDP → 10.0.0.2:53) in the last 10 s" */
+export function repeatLine(count: string, description: string, seconds: number): string {
+  return `… ${count} more like this (${description}) in the last ${Math.max(1, Math.round(seconds))} s`;
+}
+
+/** --func-stats: calls per hook over the last interval, and since the start. */
+export function funcStatsLines(rows: { hook: string; calls: number; total: number }[], seconds: number): string[] {
+  const width = Math.max(20, ...rows.map((r) => r.hook.length));
+  return [
+    `--- calls per hook in the last ${seconds.toFixed(1)} s ---`,
+    ...rows.map((r) => `${r.hook.padEnd(width)} ${String(r.calls).padStart(12)}  (total ${r.total})`),
+  ];
+}
+
 export function contextHeader(skbs: string[]): string {
   return `***************** ${skbs.join(",")} ***************`;
 }

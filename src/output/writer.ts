@@ -14,13 +14,41 @@ export class Writer {
   failure?: string;
 
   constructor(
-    readonly fd: number,
+    public fd: number,
     /** What to call it in an error message ("stdout", "--output drops.log"). */
     readonly name = fd === 1 ? "standard output" : fd === 2 ? "standard error" : `fd ${fd}`,
   ) {}
 
+  /** The file it writes to, when it was opened by path (--output). */
+  private path?: string;
+
   static toFile(path: string): Writer {
-    return new Writer(openSync(path, "w"), path);
+    const w = new Writer(openSync(path, "w"), path);
+    w.path = path;
+    return w;
+  }
+
+  /**
+   * Opens its file again by name, appending (SIGHUP after logrotate moved
+   * it away). False when it is not a file or the new one cannot be opened:
+   * it then keeps writing where it did.
+   */
+  reopen(): boolean {
+    if (!this.path || this.closed) return false;
+    this.flush();
+    let fd: number;
+    try {
+      fd = openSync(this.path, "a");
+    } catch {
+      return false;
+    }
+    try {
+      closeSync(this.fd);
+    } catch {
+      // the old file's problem, not the new one's
+    }
+    this.fd = fd;
+    return true;
   }
 
   line(text: string): void {

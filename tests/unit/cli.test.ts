@@ -50,6 +50,24 @@ describe("valid command lines", () => {
     expect(options("--drop", "--netns-current").filter.netnsCurrent).toBe(true);
   });
 
+  test("--monitor with its filters, limits and metrics", () => {
+    const o = options("--monitor", "--tcp-rtt", "10", "--tcp-srtt", "2.5", "--aggregate", "5", "--rate-limit", "100", "-p", "udp", "--reason", "NO_SOCKET");
+    expect(o).toMatchObject({ mode: "monitor", monitor: { rttMinMs: 10, srttMinMs: 2.5, aggregateSeconds: 5 }, rateLimit: 100, funcStats: false, reasons: ["NO_SOCKET"], filter: { proto: { l4: 17 } } });
+    expect(options("--monitor").monitor).toEqual({ aggregateSeconds: 10 });
+    expect(options("--monitor", "--func-stats").funcStats).toBe(true);
+    expect(options("--basic", "--func-stats", "--rate-limit", "5")).toMatchObject({ mode: "basic", funcStats: true, rateLimit: 5 });
+  });
+
+  test("--metrics: localhost by default, every address with :PORT, or the address given", () => {
+    expect(options("--monitor", "--metrics", "9464").metrics).toEqual({ host: "127.0.0.1", port: 9464, text: "9464" });
+    expect(options("--monitor", "--metrics", ":9464").metrics).toMatchObject({ host: "0.0.0.0", port: 9464 });
+    expect(options("--monitor", "--metrics", "10.0.0.5:9100").metrics).toMatchObject({ host: "10.0.0.5", port: 9100 });
+    expect(options("--monitor", "--metrics", "[::1]:9464").metrics).toMatchObject({ host: "::1", port: 9464 });
+    expect(options("--drop", "--metrics", "localhost:9464").metrics).toMatchObject({ host: "localhost", port: 9464 });
+    expect(options("--monitor", "--metrics", "9464").maxSeries).toBe(1000);
+    expect(options("--monitor", "--metrics", "9464", "--metrics-max-series", "50").maxSeries).toBe(50);
+  });
+
   test("help and version", () => {
     expect(parseCommandLine(["-h"]).kind).toBe("help");
     expect(parseCommandLine(["--drop", "--help"]).kind).toBe("help");
@@ -90,8 +108,27 @@ describe("usage errors name the flag and the fix", () => {
     [["--drop", "--output", ""], /^--output: the file name is empty/],
     [["--drop", "-s", "\x1b]0;title\x07"], /^--saddr: '\\x1b\]0;title\\x07' is not an IPv4/],
     [["--drop", "--sock"], /--sock mode is not supported/],
-    [["--drop", "--monitor"], /--monitor mode is not supported/],
-    [["--drop", "--tcp-rtt", "10"], /--tcp-rtt belongs to sock\/monitor modes/],
+    [["--drop", "--monitor"], /^--monitor and --drop are different modes: use one/],
+    [["--monitor", "--diag"], /^--monitor and --diag are different modes/],
+    [["--drop", "--tcp-rtt", "10"], /^--tcp-rtt works with --monitor only \(skbtrail has no --sock mode\): add --monitor$/],
+    [["--tcp-srtt", "10"], /^--tcp-srtt works with --monitor only/],
+    [["--drop", "--aggregate", "5"], /^--aggregate works with --monitor only: add --monitor$/],
+    [["--drop", "--rate-limit", "5"], /^--rate-limit works with --monitor and --basic only/],
+    [["--func-stats"], /^--func-stats works with --monitor and --basic only/],
+    [["--monitor", "-t", "ip"], /^--trace is for tracing packets and --monitor watches for abnormal events: use one mode/],
+    [["--monitor", "--basic"], /^--basic is for tracing packets and --monitor/],
+    [["--monitor", "--drop-stack"], /^--drop-stack works with --drop only/],
+    [["--diag", "--reason", "NO_SOCKET"], /^--reason works with --drop and --monitor only/],
+    [["--monitor", "--tcp-rtt", "fast"], /^--tcp-rtt: 'fast' is not a number of milliseconds; use e\.g\. --tcp-rtt 10$/],
+    [["--monitor", "--tcp-srtt", "0"], /^--tcp-srtt: '0' is not a number of milliseconds/],
+    [["--monitor", "--aggregate", "7200"], /^--aggregate: 7200 is out of range; use at most 3600 seconds$/],
+    [["--monitor", "--rate-limit", "0"], /^--rate-limit: '0' is not a positive whole number; use e\.g\. --rate-limit 100$/],
+    [["--monitor", "--metrics", "http"], /^--metrics: 'http' is not \[ADDR:\]PORT; use e\.g\. --metrics 9464 \(localhost\), --metrics :9464 \(every address\)/],
+    [["--monitor", "--metrics", "70000"], /^--metrics: port 70000 is out of range; use a port from 1 to 65535/],
+    [["--monitor", "--metrics", "0"], /^--metrics: port 0 is out of range/],
+    [["--monitor", "--metrics", "300.1.1.1:9464"], /^--metrics: '300\.1\.1\.1:9464' is not \[ADDR:\]PORT/],
+    [["--monitor", "--metrics-max-series", "10"], /^--metrics-max-series works with --metrics: add --metrics \[ADDR:\]PORT$/],
+    [["--monitor", "--metrics", "9464", "--metrics-max-series", "x"], /^--metrics-max-series: 'x' is not a positive whole number/],
   ];
   for (const [argv, expected] of cases) test(argv.join(" "), () => expect(usageError(...argv)).toMatch(expected));
 });

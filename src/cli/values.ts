@@ -2,27 +2,14 @@
 // error that names the flag and shows a valid example.
 import { shown, usageError } from "../common/errors";
 import type { AddrFilter } from "../bpf/config";
-import { parseIPv4, parseIPv6 } from "../common/ip";
-
-export { parseIPv4, parseIPv6 };
+import { parseCidr, parseIPv4, parseIPv6 } from "../common/ip";
 
 export function parseAddr(flag: string, text: string): AddrFilter {
-  const [addr, prefixText, extra] = text.split("/");
-  const bad = () => usageError(`${flag}: '${shown(text)}' is not an IPv4 or IPv6 address; use e.g. ${flag} 10.0.0.1, ${flag} 10.0.0.0/24 or ${flag} fd00::1`);
-  if (extra !== undefined || !addr) throw bad();
-  const v4 = parseIPv4(addr);
-  const v6 = v4 ? undefined : parseIPv6(addr);
-  if (!v4 && !v6) throw bad();
-  const family = v4 ? 4 : 6;
-  const max = v4 ? 32 : 128;
-  let prefix = max;
-  if (prefixText !== undefined) {
-    if (!/^\d+$/.test(prefixText) || Number(prefixText) > max) throw bad();
-    prefix = Number(prefixText);
-  }
+  const cidr = parseCidr(text);
+  if (!cidr) throw usageError(`${flag}: '${shown(text)}' is not an IPv4 or IPv6 address; use e.g. ${flag} 10.0.0.1, ${flag} 10.0.0.0/24 or ${flag} fd00::1`);
   const bytes = new Uint8Array(16);
-  bytes.set(v4 ?? v6!);
-  return { text, family, bytes, prefix };
+  bytes.set(cidr.bytes);
+  return { text, family: cidr.family, bytes, prefix: cidr.prefix };
 }
 
 export function parsePort(flag: string, text: string): number {

@@ -127,7 +127,7 @@ export class Diagnosis {
   private routeQuery(e: HookEvent): RouteQuery | undefined {
     if (!(e.flags & HOOK_DROP)) return undefined;
     const reason = this.engine.reasonOf(e);
-    if (!ROUTE_DROP_SITES.has(functionName(this.input.namer.symbol(e.location.hi, e.location.lo))) && reason !== "NEIGH_FAILED" && reason !== "PKT_TOO_BIG") return undefined;
+    if (!ROUTE_DROP_SITES.has(this.engine.siteOf(e)) && reason !== "NEIGH_FAILED" && reason !== "PKT_TOO_BIG") return undefined;
     const ipv6 = e.pkt.l3 === 0x86dd;
     if (!ipv6 && e.pkt.l3 !== 0x0800) return undefined;
     return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname, mtu: reason === "PKT_TOO_BIG" };

@@ -4,6 +4,7 @@
 // and sequences within the packet's life.
 import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "../events/decode";
+import { addrKey } from "../kernel/kallsyms";
 import type { HookLine } from "../events/line";
 import { NF_FAMILIES, nfHookName, nfVerdict } from "../events/netfilter";
 import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
@@ -100,6 +101,8 @@ function matches(c: Conditions, f: Facts): boolean {
   return true;
 }
 
+const MAX_CACHED_SITES = 4096;
+
 export class RuleEngine {
   /** Drop site (function) → the reason a drop there without one most likely had. */
   private readonly siteReasons: Map<string, string>;
@@ -112,10 +115,25 @@ export class RuleEngine {
     this.siteReasons = siteReasons(reasons);
   }
 
+  /** Drop location → its function: asked for every drop of a flood, and locations are few (bounded all the same). */
+  private readonly siteCache = new Map<number, string>();
+
+  /** The function a drop happened in (its location without offset and compiler suffixes). */
+  siteOf(e: HookEvent): string {
+    const key = addrKey(e.location.hi, e.location.lo);
+    let site = this.siteCache.get(key);
+    if (site === undefined) {
+      if (this.siteCache.size >= MAX_CACHED_SITES) this.siteCache.clear();
+      site = functionName(this.names.symbol(e.location.hi, e.location.lo));
+      this.siteCache.set(key, site);
+    }
+    return site;
+  }
+
   /** A drop's reason as the kernel gave it, else the one its location points to (kernels before 5.17 give none). */
   reasonOf(e: HookEvent): string | undefined {
     const given = this.names.reason(e.reason);
-    return given && given !== "NOT_SPECIFIED" ? given : this.siteReasons.get(functionName(this.names.symbol(e.location.hi, e.location.lo)));
+    return given && given !== "NOT_SPECIFIED" ? given : this.siteReasons.get(this.siteOf(e));
   }
 
   /** The drop-reason finding: the reason's entry, or for a drop without a precise reason the entry its location points to. */
@@ -149,7 +167,7 @@ export class RuleEngine {
     };
     if (e.flags & HOOK_DROP) {
       facts.reason = this.names.reason(e.reason) ?? "NOT_SPECIFIED";
-      facts.location = functionName(this.names.symbol(e.location.hi, e.location.lo));
+      facts.location = this.siteOf(e);
     }
     if (e.tracepoint === tracepoint_id.TP_ICMP_SEND) facts.icmpSent = { type: e.info[0], code: e.info[1] };
     if (e.tracepoint === tracepoint_id.TP_TCP_SEND_RESET && e.info[0] >= 0) facts.rstReason = this.names.rstReason(e.info[0]);

@@ -63,7 +63,7 @@ function block(type: number, body: Uint8Array, opts: Uint8Array): Uint8Array {
   return out;
 }
 
-export function sectionHeader(): Uint8Array {
+function sectionHeader(): Uint8Array {
   const body = new Uint8Array(16);
   const v = new DataView(body.buffer);
   v.setUint32(0, BYTE_ORDER_MAGIC, true);
@@ -73,7 +73,7 @@ export function sectionHeader(): Uint8Array {
   return block(SHB, body, options([[SHB_USERAPPL, utf8.encode(`skbtrail ${VERSION}`)]]));
 }
 
-export function interfaceDescription(i: PcapInterface): Uint8Array {
+function interfaceDescription(i: PcapInterface): Uint8Array {
   const body = new Uint8Array(8);
   const v = new DataView(body.buffer);
   v.setUint16(0, i.linktype, true);
@@ -153,7 +153,7 @@ export class PcapngWriter {
     try {
       closeSync(this.fd);
     } catch (e) {
-      this.failure ??= `cannot write --pcap ${this.path} (${(e as NodeJS.ErrnoException).code})`;
+      this.failure ??= `cannot write --pcap ${this.path} (${(e as NodeJS.ErrnoException).code}): free space or choose another file`;
     }
   }
 }

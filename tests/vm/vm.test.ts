@@ -28,9 +28,11 @@ interface VmCase {
 }
 
 const CASES: VmCase[] = [
-  // 6.1: kprobes and fentry, no kprobe.multi (no CONFIG_FPROBE); stopping with fentry's slow teardown. The diag
-  // scenarios run on 6.12 (function hooks too): with fentry's attach under emulation they took over 25 minutes here.
-  { release: "bookworm", backends: ["fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/backtoback.test.ts", "tests/kernel/stop.test.ts"] },
+  // 6.1: kprobes and fentry, no kprobe.multi (no CONFIG_FPROBE); runs started while fentry's slow teardown goes on.
+  // Not here: the diag scenarios (they run on 6.12; fentry's attach under emulation made them take 25+ minutes) and
+  // stop.test.ts, whose floods during fentry teardown soft-lock Debian's 6.1 under TCG ("CPU stuck for 23s", then
+  // the VM hangs): see bench/README.md; the host runs every stop case.
+  { release: "bookworm", backends: ["fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/backtoback.test.ts"] },
   // 6.12: kprobe.multi too; the default mode, the drop monitor and their filters on a kernel with function hooks;
   // the diagnosis where a chain frees what it drops (NF_STOLEN, 6.8+).
   { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts"] },
@@ -82,8 +84,6 @@ function boot(c: VmCase): Promise<Boot> {
           SKBTRAIL_REQUIRE_KERNEL: "1",
           SKBTRAIL_EXPECT_BACKENDS: c.backends.join(","),
           SKBTRAIL_TEST_SCALE: VM_SCALE,
-          // Every mode, three causes: a signal, -c and the closed pipe (the host runs all six).
-          SKBTRAIL_TEST_STOP_CAUSES: "SIGINT,-c 50,a closed pipe",
           NO_COLOR: "1",
         },
         timeoutMs: 3_000_000,

@@ -37,11 +37,11 @@ const CASES: VmCase[] = [
   // the diagnosis where a chain frees what it drops (NF_STOLEN, 6.8+).
   { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts"] },
   // 5.10: no attach cookie nor bpf_get_func_ip (5.15+), so no function backend; no drop reasons (5.17+): the CI gate
-  // judges drops by the reason their location stands for.
+  // judges drops by the reason their location stands for, and the monitor runs on the tracepoints 5.10 has.
   {
     release: "bullseye",
     backends: [],
-    suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts", "tests/kernel/btf.test.ts"],
+    suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts", "tests/kernel/btf.test.ts", "tests/kernel/monitor.test.ts"],
     extra: {
       name: "the drop monitor reports drops without a reason on a 5.10 kernel",
       script: `

@@ -120,7 +120,7 @@ export async function runInVm(k: VmKernel, command: string, opts: VmOptions = {}
   const qemu = Bun.spawn(
     [
       "qemu-system-x86_64",
-      ...(accel === "kvm" ? ["-accel", "kvm"] : ["-accel", "tcg", "-cpu", "max"]),
+      ...(accel === "kvm" ? ["-accel", "kvm"] : ["-accel", "tcg,thread=single", "-cpu", "max"]),
       ...["-m", "2048", "-smp", "2", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"],
       ...["-kernel", k.vmlinuz, "-initrd", initrd],
       ...["-append", `console=ttyS0 quiet loglevel=1 panic=-1 skbtrail.run=${runDir}/run.sh`],

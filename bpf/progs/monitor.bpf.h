@@ -395,7 +395,8 @@ static __always_inline int mon_kfree_skb(void *ctx, struct sk_buff *skb, __u64 l
 		.reason = reason,
 	};
 
-	if (CFG.nf_drop_reason && reason == CFG.nf_drop_reason)
+	/* A netfilter drop: by its reason, or before 5.17 (no reasons) by its location in nf_hook_slow. */
+	if (CFG.nf_drop_reason ? reason == CFG.nf_drop_reason : location >= CFG.nf_hook_slow[0] && location < CFG.nf_hook_slow[1])
 		mon_netfilter_drop(ctx, s, &h);
 	if (reason_printed(reason))
 		mon_record(&s->e, &h);

@@ -55,7 +55,8 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
 
   // What the knowledge base calls normal (level info) is counted, not printed.
   const knowledge = dropReasonKnowledge();
-  const printed = [...reasons].filter(([, name]) => knowledge.get(name)?.level !== "info").map(([v]) => v);
+  // Before 5.17 the kernel gives no reason (0 in the record): every drop is printed.
+  const printed = reasons.size ? [...reasons].filter(([, name]) => knowledge.get(name)?.level !== "info").map(([v]) => v) : [0];
 
   const features = readFeatures(kernel, true);
   const hasFunctions = features.kprobe || features.fentry;

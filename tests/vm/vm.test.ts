@@ -97,6 +97,7 @@ function boot(c: VmCase): Promise<Boot> {
   if (!b) {
     b = inSlot(async () => {
       const kernel = await vmKernel(c.release);
+      mkdirSync(`${ROOT}/build/vm-logs`, { recursive: true });
       const command = [`bun test --timeout 300000 ${c.suites.join(" ")}`, "suites=$?", ...(c.extra ? [`echo ${EXTRA}`, c.extra.script] : []), "exit $suites"].join("\n");
       const r = await runInVm(kernel, command, {
         cwd: ROOT,
@@ -107,12 +108,12 @@ function boot(c: VmCase): Promise<Boot> {
           NO_COLOR: "1",
         },
         timeoutMs: 3_000_000,
+        consoleFile: `${ROOT}/build/vm-logs/${c.release}.console`,
       });
       const [suites = "", extra = ""] = r.output.split(`${EXTRA}\n`);
       // The suite's own report, per test, lands in the host's output and in build/vm-logs/.
       const report = `--- ${c.release} (${kernel.version}), ${r.seconds.toFixed(0)} s in the VM ---\n${r.output.trim()}\n`;
       console.log(report);
-      mkdirSync(`${ROOT}/build/vm-logs`, { recursive: true });
       writeFileSync(`${ROOT}/build/vm-logs/${c.release}.log`, report + (r.exitCode < 0 ? r.console : ""));
       if (r.exitCode < 0) console.log(r.console.slice(-4000));
       return { kernel, exitCode: r.exitCode, suites, extra, seconds: r.seconds };

@@ -92,6 +92,8 @@ const ROUTE_EXPLAINED = new Set(["no-route", "admin-prohibited", "fragmentation-
 
 /** Knowledge-base rules that name a netfilter drop more precisely than its drop reason (knowledge/rules.yaml). */
 const NETFILTER_DROP_RULES = new Set(["nft-chain-drop", "nf-hook-drop", "iptables-drop"]);
+/** The functions a firewall's reject rule sends its TCP reset with (IPv4, IPv6). */
+const TCP_RESET_REJECTS = new Set(["nf_send_reset", "nf_send_reset6"]);
 
 export class Diagnosis {
   private readonly engine: RuleEngine;
@@ -152,6 +154,8 @@ export class Diagnosis {
     // the firewall's finding says so, and the ICMP rules do not see it.
     const netfilterDrop = drop && this.engine.reasonOf(drop.e) === "NETFILTER_DROP";
     const answer = netfilterDrop ? lines.find((l) => l.e.tracepoint === tracepoint_id.TP_ICMP_SEND && l.e.timeNs <= drop.e.timeNs) : undefined;
+    // `reject with tcp reset` answers through nf_send_reset(6), seen where function hooks exist.
+    const reset = netfilterDrop && lines.some((l) => TCP_RESET_REJECTS.has(l.name) && l.e.timeNs <= drop.e.timeNs);
     const findings = this.engine.diagnose(answer ? lines.filter((l) => l !== answer) : lines, this.traced.groupOf);
     if (route) {
       // The route (or the silent next hop) names the cause: its finding replaces the ICMP error's and the drop reason's.
@@ -169,6 +173,7 @@ export class Diagnosis {
     if (!firewall || !netfilterDrop) return findings;
     firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
     if (answer) firewall.message += `: a reject rule, the host answered ICMP ${icmpTypeText(drop.e.pkt.l3 === 0x86dd, answer.e.info[0], answer.e.info[1])}`;
+    else if (reset) firewall.message += ": a reject rule, the host answered with a TCP reset";
     return findings;
   }
 

@@ -31,7 +31,7 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
   beforeAll(async () => {
     pair = await TwoHosts.create("dg", 91);
     routed = await Routed.create("dgr", 92);
-    await pair.b.ns.chains({ table: "skbtrail_diag_filter", chain: "input_drop_rules", hook: "input", rules: ["udp dport 7777 drop", "udp dport 7779 reject"] });
+    await pair.b.ns.chains({ table: "skbtrail_diag_filter", chain: "input_drop_rules", hook: "input", rules: ["udp dport 7777 drop", "udp dport 7779 reject", "tcp dport 7780 reject with tcp reset"] });
     await routed.router.chains({ table: "router_firewall", chain: "forward_filter_chain", hook: "forward", rules: ["udp dport 7778 drop"] });
     await routed.router.sh("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.in0.rp_filter=1 && ip link set out0 mtu 1280");
     await routed.server.sh("ip link set veth0 mtu 1280");
@@ -88,6 +88,16 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     // The answer is seen where the kernel has the icmp:icmp_send tracepoint (6.4+).
     if (existsSync("/sys/kernel/tracing/events/icmp/icmp_send")) expect(r.stdout).toMatch(/: a reject rule, the host answered ICMP destination unreachable \(port unreachable\)\n/);
     expect(r.stdout).toMatch(/udp dport 7779 reject|nft -a list chain inet skbtrail_diag_filter input_drop_rules/);
+    expect(r.stdout).not.toContain("nothing listens");
+    expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+  });
+
+  test("a reject rule answering with a TCP reset is a reject, not a closed port", async () => {
+    const r = await diagnose(["-p", "tcp", "--dport", "7780"], () => pair.a.ns.tcp(pair.b.ip4, 7780));
+    expect(r.code).toBe(1);
+    // The reset is seen where nf_send_reset can be traced (function hooks).
+    if ((await functionBackends()).length) expect(r.stdout).toMatch(/: a reject rule, the host answered with a TCP reset\n/);
+    expect(r.stdout).toMatch(/tcp dport 7780 reject|nft -a list chain inet skbtrail_diag_filter input_drop_rules/);
     expect(r.stdout).not.toContain("nothing listens");
     expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
   });

@@ -3,8 +3,9 @@
 // backends this host cannot run (kprobe, kprobe.multi, fentry/fexit) and the
 // older tracepoint signatures. Kernels are downloaded once into
 // ~/.cache/skbtrail-vm. SKBTRAIL_VM=0 skips them (visibly); CI runs them.
-import { describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { requireKernelTests } from "../lib/require";
 import { BINARY } from "../lib/skbtrail";
 import { type Release, type VmKernel, vmKernel } from "./kernels";
@@ -70,13 +71,33 @@ interface Boot {
   seconds: number;
 }
 
+/**
+ * VMs boot side by side, one per host CPU: QEMU runs each VM's vCPUs in one
+ * thread (vm.ts), so a VM keeps one CPU busy, and the level takes as long as
+ * its longest VM instead of the sum.
+ */
+const PARALLEL = Math.max(1, Math.min(CASES.length, availableParallelism()));
+let running = 0;
+const waiting: (() => void)[] = [];
+async function inSlot<T>(work: () => Promise<T>): Promise<T> {
+  while (running >= PARALLEL) await new Promise<void>((wake) => waiting.push(wake));
+  running++;
+  try {
+    return await work();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
 /** One boot per release runs all its suites (and its extra check): booting is the slow part. */
 const boots = new Map<Release, Promise<Boot>>();
 function boot(c: VmCase): Promise<Boot> {
   let b = boots.get(c.release);
   if (!b) {
-    b = (async () => {
+    b = inSlot(async () => {
       const kernel = await vmKernel(c.release);
+      mkdirSync(`${ROOT}/build/vm-logs`, { recursive: true });
       const command = [`bun test --timeout 300000 ${c.suites.join(" ")}`, "suites=$?", ...(c.extra ? [`echo ${EXTRA}`, c.extra.script] : []), "exit $suites"].join("\n");
       const r = await runInVm(kernel, command, {
         cwd: ROOT,
@@ -87,22 +108,25 @@ function boot(c: VmCase): Promise<Boot> {
           NO_COLOR: "1",
         },
         timeoutMs: 3_000_000,
+        consoleFile: `${ROOT}/build/vm-logs/${c.release}.console`,
       });
       const [suites = "", extra = ""] = r.output.split(`${EXTRA}\n`);
       // The suite's own report, per test, lands in the host's output and in build/vm-logs/.
       const report = `--- ${c.release} (${kernel.version}), ${r.seconds.toFixed(0)} s in the VM ---\n${r.output.trim()}\n`;
       console.log(report);
-      mkdirSync(`${ROOT}/build/vm-logs`, { recursive: true });
       writeFileSync(`${ROOT}/build/vm-logs/${c.release}.log`, report + (r.exitCode < 0 ? r.console : ""));
       if (r.exitCode < 0) console.log(r.console.slice(-4000));
       return { kernel, exitCode: r.exitCode, suites, extra, seconds: r.seconds };
-    })();
+    });
+    b.catch(() => {}); // its test reports the failure
     boots.set(c.release, b);
   }
   return b;
 }
 
 describe.skipIf(!wanted)("VM tests on Debian kernels", () => {
+  // Every VM starts now (as slots free up); the tests below wait for theirs.
+  beforeAll(() => CASES.forEach(boot));
   test("dist/skbtrail is built", () => expect(existsSync(BINARY)).toBe(true));
 
   for (const c of CASES) {

@@ -7,7 +7,7 @@
 // writable with an overlay on tmpfs (nothing reaches the host), puts the
 // kernel's own modules at /lib/modules, and powers off when the command ends. The command's output
 // comes back over the serial console between two marker lines.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { $ } from "bun";
 import { CACHE, type VmKernel } from "./kernels";
 
@@ -28,6 +28,8 @@ export interface VmOptions {
   cwd?: string;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** A file the console is appended to as it comes: a VM that hangs shows how far it got. */
+  consoleFile?: string;
 }
 
 function modulesDir(k: VmKernel): string {
@@ -130,7 +132,7 @@ export async function runInVm(k: VmKernel, command: string, opts: VmOptions = {}
   );
   const timeout = setTimeout(() => qemu.kill("SIGKILL"), opts.timeoutMs ?? 600_000);
   try {
-    const [out, err] = await Promise.all([new Response(qemu.stdout).text(), new Response(qemu.stderr).text(), qemu.exited]);
+    const [out, err] = await Promise.all([readConsole(qemu.stdout, opts.consoleFile), new Response(qemu.stderr).text(), qemu.exited]);
     const consoleText = out.replaceAll("\r", "") + err;
     const body = consoleText.split(BEGIN)[1] ?? "";
     const exit = END.exec(body);
@@ -144,6 +146,17 @@ export async function runInVm(k: VmKernel, command: string, opts: VmOptions = {}
     clearTimeout(timeout);
     rmSync(runDir, { recursive: true, force: true });
   }
+}
+
+async function readConsole(stream: ReadableStream<Uint8Array>, file: string | undefined): Promise<string> {
+  if (file) writeFileSync(file, "");
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of stream) {
+    if (file) appendFileSync(file, chunk);
+    text += decoder.decode(chunk, { stream: true });
+  }
+  return text + decoder.decode();
 }
 
 function shellQuote(s: string): string {

@@ -101,8 +101,10 @@ describe.skipIf(!enabled)("skbtrail --monitor on the host kernel", () => {
     expect(drop).toMatchObject({ proto: "TCP", daddr: net.b.ip4, dport: 7302, netns: netnsB, ...(reason && { reason }) });
     expect(drop!.location).toMatch(/^tcp_v4_rcv\+0x/);
     expect(drop!.tcp.flags).toBe("S");
+    // A reset sent without a socket fires tcp:tcp_send_reset from 6.10 on, the release that gave resets their reasons.
     const reset = events.find((e) => e.kind === "monitor" && e.event === "reset_sent");
-    expect(reset).toMatchObject({ proto: "TCP", dport: 7302 });
+    if (btfHas("SK_RST_REASON_NO_SOCKET")) expect(reset).toMatchObject({ proto: "TCP", dport: 7302 });
+    else console.warn("SKIPPED reset sent: before 6.10 tcp:tcp_send_reset does not fire for a connection nothing listens for");
     // The second attempt's drop (another source port, the same key) is a repeat.
     const repeat = events.find((e) => e.kind === "repeat" && e.event === "drop");
     expect(repeat).toMatchObject({ count: 1, reason: reason ?? null, location: "tcp_v4_rcv", proto: "TCP", daddr: net.b.ip4, dport: 7302, netns: netnsB });

@@ -92,5 +92,6 @@ export async function runSkbtrail(args: string[], prefix: string[] = []): Promis
 
 /** JSON lines of an NDJSON output. */
 export function jsonLines(stdout: string): Record<string, any>[] {
-  return stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  // Only whole lines: output read while it is written, or cut by a closed pipe, may end mid-line.
+  return stdout.split("\n").slice(0, -1).filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 }

@@ -35,8 +35,8 @@ const CASES: VmCase[] = [
   // the VM hangs): see bench/README.md; the host runs every stop case.
   { release: "bookworm", backends: ["fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/backtoback.test.ts"] },
   // 6.12: kprobe.multi too; the default mode, the drop monitor and their filters on a kernel with function hooks;
-  // the diagnosis where a chain frees what it drops (NF_STOLEN, 6.8+).
-  { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts"] },
+  // the diagnosis where a chain frees what it drops (NF_STOLEN, 6.8+); the monitor's function hooks (nft_do_chain).
+  { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts", "tests/kernel/monitor.test.ts"] },
   // 5.10: no attach cookie nor bpf_get_func_ip (5.15+), so no function backend; no drop reasons (5.17+): the CI gate
   // judges drops by the reason their location stands for, and the monitor runs on the tracepoints 5.10 has.
   {

@@ -376,7 +376,7 @@ struct skbtrail_config {
 	__u32 nf_drop_reason;         /* this kernel's NETFILTER_DROP (0: none) */
 	__u32 rtt_min_us;             /* --tcp-rtt */
 	__u32 srtt_min_us;            /* --tcp-srtt */
-	__u32 pad3;
+	__u32 nft_hooked;             /* --monitor: nft_do_chain is hooked (function hooks; nf_tables loaded) */
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

@@ -322,12 +322,12 @@ static __always_inline void mon_netfilter_drop(void *ctx, struct mon_scratch *s,
 	struct nf_count_key *k = &s->nf_key;
 	__u64 tid = bpf_get_current_pid_tgid();
 	/*
-	 * nft_do_chain's call, recorded where function hooks exist. Kernels
-	 * without drop reasons (before 5.17) take the stack path only: there the
-	 * nftables types may have no BTF (no module BTF before 5.11), and their
-	 * CO-RE reads must be dead code for the program to load.
+	 * nft_do_chain's call, recorded only where it is hooked. Elsewhere the
+	 * nftables types may have no BTF (nf_tables not loaded yet, or no module
+	 * BTF before 5.11), and their CO-RE reads must be dead code for the
+	 * program to load.
 	 */
-	struct nft_call *call = CFG.nf_drop_reason ? bpf_map_lookup_elem(&mon_nft, &tid) : NULL;
+	struct nft_call *call = CFG.nft_hooked ? bpf_map_lookup_elem(&mon_nft, &tid) : NULL;
 	__u16 l3 = s->e.nf.hook.pkt.l3_proto;
 
 	__builtin_memset(k, 0, sizeof(*k));

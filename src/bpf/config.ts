@@ -66,6 +66,8 @@ export interface MonitorConfig {
   nfHookSlow?: [bigint, bigint];
   /** This kernel's NETFILTER_DROP; undefined: it has no drop reasons. */
   nfDropReason?: number;
+  /** nft_do_chain is hooked: a netfilter drop's table and chain can be read. */
+  nftHooked: boolean;
   rttHistogram: boolean;
   rttEvents: boolean;
   rttMinUs: number;
@@ -147,6 +149,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
       v.setBigUint64(C.nf_hook_slow.offset + 8, m.nfHookSlow[1], true);
     }
     v.setUint32(C.nf_drop_reason.offset, m.nfDropReason ?? 0, true);
+    v.setUint32(C.nft_hooked.offset, m.nftHooked ? 1 : 0, true);
     v.setUint8(C.rtt_hist.offset, m.rttHistogram ? 1 : 0);
     v.setUint8(C.rtt_events.offset, m.rttEvents ? 1 : 0);
     v.setUint32(C.rtt_min_us.offset, m.rttMinUs, true);

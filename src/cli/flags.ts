@@ -50,7 +50,7 @@ export const args = {
   hooks: b("print netfilter hooks if dropping by netfilter"),
   drop: b("skb drop monitor mode"),
   "drop-stack": b("print the kernel call stack of each drop"),
-  sock: b("enable 'sock' mode"),
+  sock: b("'sock' mode: socket events (state changes, RTT samples, resets, retransmissions, full buffers, errors) and a summary per TCP connection"),
   monitor: b("'monitor' mode: only abnormal events (drops, resets, timeouts, overflows), repeats summed up; cheap enough to leave running"),
   aggregate: s("--monitor: sum up repeats of an event for SECONDS before saying how many (default 10)", undefined, "SECONDS"),
   "rate-limit": s("--monitor/--basic: print at most N events per second, count the rest", undefined, "N"),
@@ -92,6 +92,7 @@ Examples:
   skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
   skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
+  skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)

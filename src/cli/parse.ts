@@ -25,9 +25,9 @@ export interface Options {
   /**
    * drop: the drop monitor; trace: packet lifecycles (default); basic: one
    * line per hook; diag: lifecycles with findings; monitor: abnormal events,
-   * counted in the kernel.
+   * counted in the kernel; sock: socket events and connection summaries.
    */
-  mode: "drop" | "trace" | "basic" | "diag" | "monitor";
+  mode: "drop" | "trace" | "basic" | "diag" | "monitor" | "sock";
   monitor?: MonitorOptions;
   /** --metrics: where to serve Prometheus metrics. */
   metrics?: Listen;
@@ -123,9 +123,10 @@ const NOT_IN_RUN: Record<string, string> = {
 };
 
 /** Flags nettrace has whose feature skbtrail does not have yet. */
-const NOT_YET: Record<string, string> = {
-  sock: "--sock mode is not supported by skbtrail",
-};
+const NOT_YET: Record<string, string> = {};
+
+/** Filters on packets that a socket does not have (--sock filters on the socket's addresses, ports, protocol, namespace, process). */
+const NOT_FOR_SOCKETS = ["pkt-len", "tcp-flags", "ifname", "mark"];
 
 /** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
 const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"];
@@ -213,15 +214,20 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   if (given.has("monitor"))
     for (const other of ["drop", "diag"])
       if (given.has(other)) throw usageError(`--monitor and --${other} are different modes: use one (--monitor reports drops too)`);
+  if (given.has("sock")) {
+    if (run) throw usageError("--sock does not apply to skbtrail run: it reports drops");
+    for (const other of ["drop", "diag", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
+      if (given.has(other)) throw usageError(`--${other} does not apply to --sock (socket events and connection summaries): remove it`);
+  }
   // skbtrail run monitors drops unless --diag asks for their lifecycles.
-  const mode = given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
+  const mode = given.has("sock") ? "sock" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
   if (mode === "drop" || mode === "monitor")
     for (const f of TRACING_FLAGS)
       if (given.has(f)) throw usageError(`--${f} is for tracing packets and --${mode} ${mode === "drop" ? "monitors drops" : "watches for abnormal events"}: use one mode (see skbtrail --help)`);
   if (mode !== "drop" && given.has("drop-stack")) throw usageError("--drop-stack works with --drop only; for stacks of traced hooks use --trace-stack");
   if (mode !== "drop" && mode !== "monitor" && given.has("reason")) throw usageError("--reason works with --drop and --monitor only");
   for (const f of ["tcp-rtt", "tcp-srtt", "aggregate"])
-    if (given.has(f) && mode !== "monitor") throw usageError(`--${f} works with --monitor only${f === "aggregate" ? "" : " (skbtrail has no --sock mode)"}: add --monitor`);
+    if (given.has(f) && mode !== "monitor") throw usageError(`--${f} works with --monitor only${f === "aggregate" ? "" : ""}: add --monitor`);
   for (const f of ["rate-limit", "func-stats"])
     if (given.has(f) && mode !== "monitor" && mode !== "basic") throw usageError(`--${f} works with --monitor and --basic only: add one of them`);
   if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");

@@ -206,6 +206,10 @@ interface Tracked {
   closedBy: "local" | "peer" | null;
   reset?: { end: "reset_sent" | "reset_received"; reason: string | null };
   listener: boolean;
+  /** Sequence numbers the kernel counts in bytes_acked / bytes_received that are not data: our SYN and FIN acknowledged, the peer's FIN. */
+  synAcked: boolean;
+  finAcked: boolean;
+  finReceived: boolean;
 }
 
 /** At most this many connections are followed at once (see Connections). */
@@ -239,8 +243,10 @@ export class Connections {
    * SYN it has none yet), so the event says port 0.
    */
   endpoints(e: SockEvent): Packet {
-    if (e.pkt.sport && e.pkt.dport) return e.pkt;
-    return this.live.get(e.sk)?.pkt ?? this.ended.get(e.sk) ?? e.pkt;
+    if (e.pkt.sport) return e.pkt;
+    const known = this.live.get(e.sk)?.pkt ?? this.ended.get(e.sk);
+    // The same remote end: the same connection (a socket's memory is reused for the next one).
+    return known && known.dport === e.pkt.dport && known.daddr === e.pkt.daddr ? known : e.pkt;
   }
 
   /** Takes an event; returns the summary of the connection it ended, if any. */
@@ -267,6 +273,7 @@ export class Connections {
       c = {
         pkt: e.pkt, netns: e.netns, startNs: e.timeNs, lastNs: e.timeNs, fromStart: opening, handshakeUs: null,
         retransmitEvents: 0, rttSamples: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, closedBy: null, listener: state === "LISTEN",
+        synAcked: false, finAcked: false, finReceived: false,
       };
       this.live.set(e.sk, c);
     }
@@ -280,6 +287,9 @@ export class Connections {
         if (state === "SYN_SENT") c.synSentNs = e.timeNs;
         if (state === "ESTABLISHED" && from === "SYN_SENT" && c.synSentNs !== undefined) c.handshakeUs = (e.timeNs - c.synSentNs) / 1000;
         if (c.closedBy === null && (state === "FIN_WAIT1" || state === "CLOSE_WAIT")) c.closedBy = state === "FIN_WAIT1" ? "local" : "peer";
+        if (from === "SYN_SENT" && state === "ESTABLISHED") c.synAcked = true;
+        if ((from === "FIN_WAIT1" && state === "FIN_WAIT2") || from === "LAST_ACK" || (from === "CLOSING" && state !== "CLOSE_WAIT")) c.finAcked = true;
+        if (state === "CLOSE_WAIT" || state === "CLOSING" || (from === "FIN_WAIT2" && (state === "TIME_WAIT" || state === "CLOSE"))) c.finReceived = true;
         if (state === "CLOSE") return this.end(e.sk, c, e.timeNs, done);
         break;
       }
@@ -336,8 +346,9 @@ export class Connections {
       // The socket's own count where it was read; retransmit events otherwise.
       retransmits: Math.max(c.retransmitEvents, l?.totalRetrans ?? 0),
       rtt: c.rttSamples ? { samples: c.rttSamples, minUs: c.rttMin, avgUs: Math.round(c.rttSum / c.rttSamples), maxUs: c.rttMax } : null,
-      bytesOut: l ? l.bytesAcked : null,
-      bytesIn: l ? l.bytesReceived : null,
+      // Data only: the kernel's counters are sequence space, where SYN and FIN take one each.
+      bytesOut: l ? Math.max(0, l.bytesAcked - Number(c.synAcked) - Number(c.finAcked)) : null,
+      bytesIn: l ? Math.max(0, l.bytesReceived - Number(c.finReceived)) : null,
       segsOut: l ? l.segsOut : null,
       segsIn: l ? l.segsIn : null,
       end,

@@ -420,9 +420,9 @@ struct skbtrail_config {
 	__u64 aggregate_ns;           /* --monitor: a key quiet this long is printed again */
 	__u64 nf_hook_slow[2];        /* [start, end) of nf_hook_slow: find its caller in a drop's stack */
 	__u32 nf_drop_reason;         /* this kernel's NETFILTER_DROP (0: none) */
-	__u32 rtt_min_us;             /* --tcp-rtt */
-	__u32 srtt_min_us;            /* --tcp-srtt */
-	__u32 pad3;
+	__u32 rtt_min_us;             /* --tcp-rtt: RTT samples at or above (µs) */
+	__u32 srtt_min_us;            /* --tcp-srtt, --filter-srtt: smoothed RTT at or above */
+	__u32 minrtt_min_us;          /* --sock --filter-minrtt: the connection's minimum RTT at or above */
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

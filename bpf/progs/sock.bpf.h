@@ -187,11 +187,23 @@ static __always_inline int sock_synack(const struct sock *req)
 	return sock_hit(req, &h, false, 0);
 }
 
+/* RTT samples at or above the thresholds (the verifier drops the checks that are off). */
+static __always_inline bool rtt_kept(const struct tcp_sock *tp)
+{
+	if (CFG.rtt_min_us && BPF_CORE_READ(tp, rack.rtt_us) < CFG.rtt_min_us)
+		return false;
+	if (CFG.srtt_min_us && BPF_CORE_READ(tp, srtt_us) >> 3 < CFG.srtt_min_us)
+		return false;
+	if (CFG.minrtt_min_us && BPF_CORE_READ(tp, rtt_min.s[0].v) < CFG.minrtt_min_us)
+		return false;
+	return true;
+}
+
 static __always_inline int sock_probe(const struct sock *sk, struct sk_buff *skb)
 {
 	struct sock_hit h = { .tracepoint = TP_TCP_PROBE, .arg = -1, .new_state = -1, .tcp = 1 };
 
-	if (!skb)
+	if (!skb || !sk || !rtt_kept((const struct tcp_sock *)sk))
 		return 0;
 	return sock_hit(sk, &h, true, skb);
 }

@@ -389,7 +389,7 @@ export const layout = {
       nf_drop_reason: { offset: 272, size: 4, type: "__u32" },
       rtt_min_us: { offset: 276, size: 4, type: "__u32" },
       srtt_min_us: { offset: 280, size: 4, type: "__u32" },
-      pad3: { offset: 284, size: 4, type: "__u32" },
+      minrtt_min_us: { offset: 284, size: 4, type: "__u32" },
     },
   },
 } as const;

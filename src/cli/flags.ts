@@ -25,8 +25,11 @@ export const args = {
   mark: s("filter by skb mark, VALUE[/MASK]", undefined, "MARK"),
   reason: s("--drop: keep only these drop reasons, e.g. NO_SOCKET,NETFILTER_DROP", undefined, "NAMES"),
   "min-latency": s("filter by the minimal time to live of the skb in ms", undefined, "MS"),
-  "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds", undefined, "MS"),
-  "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds", undefined, "MS"),
+  "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
+  "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
+  "filter-srtt": s("--sock: only RTT samples whose smoothed RTT is at least MS milliseconds (nettrace's newer name of --tcp-srtt)", undefined, "MS"),
+  "filter-minrtt": s("--sock: only RTT samples of connections whose minimum RTT is at least MS milliseconds", undefined, "MS"),
+  rtt: b("--sock: print a log2 table of the RTT samples at the end"),
 
   trace: s("enable trace groups or functions, e.g. ip,tcp_v4_rcv ('?' lists them)", "t", "LIST"),
   ret: b("show function return values"),

@@ -357,3 +357,35 @@ export class Connections {
     };
   }
 }
+
+/** One row of the --rtt table: samples in [lowUs, highUs]. */
+export interface RttBucket {
+  lowUs: number;
+  highUs: number;
+  count: number;
+}
+
+/**
+ * --rtt: the RTT samples (tcp_probe's, as the summaries count them) in
+ * log2 buckets of µs, bcc's histogram shape: bucket i holds [2^i, 2^(i+1)),
+ * the first one 0 and 1 too. Fixed size, whatever the rate.
+ */
+export class RttLog2 {
+  private readonly counts = new Array<number>(32).fill(0);
+  samples = 0;
+  sumUs = 0;
+
+  add(us: number): void {
+    this.counts[us < 2 ? 0 : Math.min(31, Math.floor(Math.log2(us)))]! += 1;
+    this.samples++;
+    this.sumUs += us;
+  }
+
+  /** From the first bucket with samples to the last. */
+  buckets(): RttBucket[] {
+    const first = this.counts.findIndex((n) => n > 0);
+    if (first < 0) return [];
+    const last = this.counts.findLastIndex((n) => n > 0);
+    return this.counts.slice(first, last + 1).map((count, i) => ({ lowUs: i + first === 0 ? 0 : 2 ** (i + first), highUs: 2 ** (i + first + 1) - 1, count }));
+  }
+}

@@ -1,13 +1,18 @@
 // skbtrail --sock: socket mode on tracepoints (bpf/progs/sock.bpf.h). One
 // line per socket event for the sockets the filters keep (filtered in the
 // kernel), and one summary per TCP connection when it closes or when
-// tracing stops (src/events/sock.ts). -c counts socket events.
+// tracing stops (src/events/sock.ts). -c counts socket events. The RTT
+// thresholds (--tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt) keep
+// RTT samples (tcp_probe) in the kernel; the other events are all shown,
+// so summaries stay whole, and their RTT figures are of the samples kept.
+// --rtt adds a log2 table of those samples at the end.
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, tracepoint_id } from "../abi/layout.generated";
 import { environmentError } from "../common/errors";
 import { attachPlan, linkCount } from "../bpf/attach";
 import type { Options } from "../cli/parse";
-import { Connections, decodeSock, errnoName, SOCK_HOOK_NAMES, sockNotes, type SockNamer } from "../events/sock";
+import { rttThresholds } from "../bpf/config";
+import { Connections, RttLog2, decodeSock, errnoName, SOCK_HOOK_NAMES, sockNotes, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
 import { currentNetns, type KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
@@ -36,11 +41,18 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
     throw environmentError("--sock needs the tracepoint sock:inet_sock_set_state (Linux 4.16+), which this kernel does not have");
 
   const connections = new Connections(namer);
+  const histogram = opts.rttHistogram ? new RttLog2() : undefined;
   const summary = await runSession(
     kernel,
     {
       programs: plannedPrograms(plan),
-      config: { filter: opts.filter, currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined, reasonValues: [], dropStack: false },
+      config: {
+        filter: opts.filter,
+        currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
+        reasonValues: [],
+        dropStack: false,
+        rttThresholds: rttThresholds(opts.rttFilter),
+      },
       links: linkCount(plan),
       slowDetach: false,
       attach: (s, into) => {
@@ -60,11 +72,13 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
             error: e.tracepoint === T.TP_INET_SK_ERROR_REPORT ? errnoName(e.arg) : undefined,
           }, sockNotes(e, namer));
         }
+        if (histogram && e.tracepoint === T.TP_TCP_PROBE && e.rttUs) histogram.add(e.rttUs);
         for (const c of connections.add(e)) out.connection(c);
       },
       // Records still queued at the stop were dropped: the open connections are summed up from what was read.
       finish: () => {
         for (const c of connections.drain(monotonicNowNs())) out.connection(c);
+        if (histogram) out.rttHistogram(histogram.buckets(), histogram.samples, histogram.samples ? histogram.sumUs / histogram.samples : 0);
       },
     },
     out,

@@ -5,7 +5,7 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, Packet, SkbMeta } from "../events/decode";
 import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
-import { NO_RTT, type ConnectionSummary, type SockEvent } from "../events/sock";
+import { NO_RTT, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
@@ -176,6 +176,11 @@ export function sockJson(e: SockEvent, hook: string, names: SockNames, notes: st
     : null;
   o.mem = e.tcp || e.rcvbuf ? { wmem_queued: e.wmemQueued, rmem_alloc: e.rmemAlloc, sndbuf: e.sndbuf, rcvbuf: e.rcvbuf } : null;
   return JSON.stringify(o);
+}
+
+/** --sock --rtt: the RTT samples' log2 table (kind "rtt_histogram"). */
+export function rttHistogramJson(buckets: RttBucket[], samples: number, avgUs: number): string {
+  return JSON.stringify({ kind: "rtt_histogram", samples, avg_us: samples ? Math.round(avgUs) : null, buckets: buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });
 }
 
 /** --sock: one connection summed up (kind "connection"). */

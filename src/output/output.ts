@@ -6,9 +6,9 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent } from "../events/decode";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
-import type { ConnectionSummary, SockEvent } from "../events/sock";
-import { basicJson, connectionJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
-import { analysisLines, colorsFor, connectionLine, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
+import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
+import { basicJson, connectionJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
+import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -176,6 +176,12 @@ export class Output {
   connection(c: ConnectionSummary): void {
     if (this.opts.json) return this.out.line(connectionJson(c, this.style.clock));
     this.out.line(connectionLine(c, this.style));
+  }
+
+  /** --sock --rtt: the distribution of the RTT samples. */
+  rttHistogram(buckets: RttBucket[], samples: number, avgUs: number): void {
+    if (this.opts.json) return this.out.line(rttHistogramJson(buckets, samples, avgUs));
+    for (const l of rttTableLines(buckets, samples, avgUs)) this.out.line(l);
   }
 
   /** --func-stats: the table of calls per hook. */

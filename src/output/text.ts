@@ -10,7 +10,7 @@ import { packet_layers } from "../abi/layout.generated";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, Packet, SkbMeta } from "../events/decode";
 import type { HookLine } from "../events/line";
-import { durationText, type ConnectionSummary, type SockEvent } from "../events/sock";
+import { durationText, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
@@ -107,6 +107,17 @@ export function sockLine(e: SockEvent, hook: string, state: string | undefined, 
   const detail = s.detail ? `[cpu:${String(e.cpu).padEnd(3)}][pid:${String(e.pid).padEnd(7)}][${e.comm.padEnd(16)}][ns:${e.netns}][${e.skHex}] ` : "";
   const text = noteText(notes, /reset|retrans|full|limit|error|refused/, s.colors);
   return `[${s.clock.stamp(e.timeNs, s.date)}] [${hook.padEnd(20)}] ${detail}${connectionSummary(e.pkt, state)}${tcp}${mem}${text ? ` ${text}` : ""}`;
+}
+
+/** --rtt: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */
+export function rttTableLines(buckets: RttBucket[], samples: number, avgUs: number): string[] {
+  if (!samples) return ["RTT distribution: no samples"];
+  const max = Math.max(...buckets.map((b) => b.count));
+  return [
+    `RTT distribution: ${samples} sample${samples === 1 ? "" : "s"}, average ${durationText(avgUs)}`,
+    `${"µs".padStart(14).padEnd(28)}: count    distribution`,
+    ...buckets.map((b) => `${String(b.lowUs).padStart(12)} -> ${String(b.highUs).padEnd(12)}: ${String(b.count).padEnd(8)} |${"*".repeat(Math.round((b.count / max) * 40)).padEnd(40)}|`),
+  ];
 }
 
 const ENDED: Record<ConnectionSummary["end"], string> = {

@@ -139,6 +139,24 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(reset.reset_reason).toBe(btfHas("sk_rst_reason") ? "NO_SOCKET" : null);
   });
 
+  test("RTT thresholds in the kernel: samples kept at 1 µs, none above any possible RTT; --rtt counts what was kept", async () => {
+    if (!kernelHas("tcp_probe", "RTT samples")) return;
+    const args = ["--json", "--rtt", "--netns", String(netnsA), "--dport", String(OPEN)];
+    const traffic = async () => void expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+    const all = jsonLines((await traced([...args, "--tcp-rtt", "0.001"], traffic, /"kind":"connection"/)).stdout);
+    const samples = all.filter((l) => l.kind === "sock" && l.hook === "tcp_probe" && l.tcp.rtt_us > 0);
+    expect(samples.length).toBeGreaterThan(0);
+    const table = all.find((l) => l.kind === "rtt_histogram")!;
+    expect(table.samples).toBe(samples.length);
+    expect(table.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0)).toBe(samples.length);
+
+    // 60 s: the largest threshold accepted. The connection is still summed up, without RTT.
+    const none = jsonLines((await traced([...args, "--tcp-rtt", "60000", "--filter-minrtt", "60000"], traffic, /"kind":"connection"/)).stdout);
+    expect(none.filter((l) => l.hook === "tcp_probe")).toEqual([]);
+    expect(none.find((l) => l.kind === "connection")).toMatchObject({ end: "fin", rtt_samples: 0 });
+    expect(none.find((l) => l.kind === "rtt_histogram")).toMatchObject({ samples: 0, buckets: [] });
+  });
+
   test("-c stops after that many socket events; --timeout ends a quiet run", async () => {
     const t = Skbtrail.start(["--sock", "-c", "1", "--netns", String(netnsA), "--dport", String(OPEN)]);
     await t.ready();

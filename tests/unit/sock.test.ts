@@ -5,9 +5,9 @@
 import { describe, expect, test } from "bun:test";
 import { event_kind, event_version, layout, tracepoint_id } from "../../src/abi/layout.generated";
 import { recordKind, type RecordBytes } from "../../src/events/decode";
-import { Connections, decodeSock, durationText, errnoName, NO_RTT, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { Connections, decodeSock, durationText, errnoName, NO_RTT, RttLog2, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
 import { connectionJson, sockJson } from "../../src/output/json";
-import { colorsFor, connectionLine, sockLine, type TextStyle } from "../../src/output/text";
+import { colorsFor, connectionLine, rttTableLines, sockLine, type TextStyle } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
 
 const T = tracepoint_id;
@@ -142,6 +142,21 @@ describe("connection summaries", () => {
     expect(c.add(ev({ tp: T.TP_TCP_PROBE, state: "ESTABLISHED", timeUs: 4, sk: 4 }))).toMatchObject([{ end: "evicted", fromStart: true }]);
     expect(c.drain(10_000)).toMatchObject([{ end: "open", fromStart: false, rtt: { samples: 1 } }, { end: "open" }]);
   });
+});
+
+test("--rtt: log2 buckets of µs, from the first with samples to the last", () => {
+  const h = new RttLog2();
+  for (const us of [0, 40, 50, 63, 64, 300]) h.add(us);
+  expect(h.buckets()).toEqual([
+    { lowUs: 0, highUs: 1, count: 1 }, { lowUs: 2, highUs: 3, count: 0 }, { lowUs: 4, highUs: 7, count: 0 }, { lowUs: 8, highUs: 15, count: 0 }, { lowUs: 16, highUs: 31, count: 0 },
+    { lowUs: 32, highUs: 63, count: 3 }, { lowUs: 64, highUs: 127, count: 1 }, { lowUs: 128, highUs: 255, count: 0 }, { lowUs: 256, highUs: 511, count: 1 },
+  ]);
+  expect(h.samples).toBe(6);
+  const lines = rttTableLines(h.buckets().slice(5, 7), 4, 55);
+  expect(lines[0]).toBe("RTT distribution: 4 samples, average 55µs");
+  expect(lines[2]).toBe(`          32 -> 63          : 3        |${"*".repeat(40)}|`);
+  expect(lines[3]).toBe(`          64 -> 127         : 1        |${"*".repeat(13).padEnd(40)}|`);
+  expect(new RttLog2().buckets()).toEqual([]);
 });
 
 describe("lines", () => {

@@ -245,8 +245,8 @@ export class Connections {
   endpoints(e: SockEvent): Packet {
     if (e.pkt.sport) return e.pkt;
     const known = this.live.get(e.sk)?.pkt ?? this.ended.get(e.sk);
-    // The same remote end: the same connection (a socket's memory is reused for the next one).
-    return known && known.dport === e.pkt.dport && known.daddr === e.pkt.daddr ? known : e.pkt;
+    // The same remote end (a failed connect clears the port too): the same connection, not the next one in the socket's memory.
+    return known && (known.dport === e.pkt.dport || !e.pkt.dport) && known.daddr === e.pkt.daddr ? known : e.pkt;
   }
 
   /** Takes an event; returns the summary of the connection it ended, if any. */

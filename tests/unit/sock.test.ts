@@ -129,7 +129,10 @@ describe("connection summaries", () => {
     expect(c.add(ev({ tp: T.TP_TCP_RECEIVE_RESET, state: "SYN_SENT", timeUs: 2 }))).toEqual([]);
     expect(c.add(set("SYN_SENT", "CLOSE", 3))).toMatchObject([{ end: "reset_received", handshakeUs: null }]);
     expect(c.add(ev({ tp: T.TP_INET_SK_ERROR_REPORT, state: "CLOSE", timeUs: 4, arg: 111 }))).toEqual([]);
-    expect(c.add(ev({ tp: T.TP_TCP_DESTROY_SOCK, state: "CLOSE", timeUs: 5 }))).toEqual([]);
+    // A failed connect clears the local address and both ports before the socket is freed.
+    const destroyed = ev({ tp: T.TP_TCP_DESTROY_SOCK, state: "CLOSE", timeUs: 5, sport: 0, dport: 0 });
+    expect(c.endpoints(destroyed)).toMatchObject({ sport: 40000, dport: 80 });
+    expect(c.add(destroyed)).toEqual([]);
     expect(c.size).toBe(0);
   });
 

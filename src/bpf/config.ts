@@ -37,9 +37,9 @@ export interface ConfigInput {
   filter: Filter;
   /** netns inode --netns-current resolved to */
   currentNetns?: number;
-  /** enum skb_drop_reason values to keep; empty: all */
-  reasonValues: number[];
-  dropStack: boolean;
+  /** enum skb_drop_reason values to keep; empty or absent: all */
+  reasonValues?: number[];
+  dropStack?: boolean;
   wakeupBytes: number;
   pktFixed?: boolean;
   traceRet?: boolean;
@@ -147,7 +147,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     v.setUint32(C.mark_mask.offset, f.mark.mask, true);
   }
   if (f.ifname) target.set(new TextEncoder().encode(f.ifname), C.ifname.offset);
-  if (input.reasonValues.length) {
+  if (input.reasonValues?.length) {
     setBits(target, C.reasons.offset, input.reasonValues);
     v.setUint8(C.has_reasons.offset, 1);
   }

@@ -31,7 +31,7 @@ import type { Output, RunSummary } from "../output/output";
 import { attachedAs, plannedPrograms, type Plan } from "../plan/plan";
 import { makeMonitorPlan, MONITOR_PURPOSE, monitorHookId } from "../plan/monitor";
 import type { MetricsServer } from "./metrics-server";
-import { runSession } from "./skeleton";
+import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 const W = monitor_what;
@@ -119,8 +119,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
     {
       programs: plannedPrograms(plan),
       config: {
-        filter: opts.filter,
-        currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
+        ...filterConfig(opts.filter),
         reasonValues,
         dropStack: false,
         funcStats: opts.funcStats,

@@ -14,12 +14,12 @@ import type { Options } from "../cli/parse";
 import { rttThresholds } from "../bpf/config";
 import { Connections, RttLog2, decodeSock, errnoName, SOCK_HOOK_NAMES, sockNotes, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
-import { currentNetns, type KernelInfo } from "../kernel/environment";
+import type { KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import { attachedAs, plannedPrograms } from "../plan/plan";
 import { makeSockPlan, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE } from "../plan/sock";
-import { runSession } from "./skeleton";
+import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 const T = tracepoint_id;
@@ -46,13 +46,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
     kernel,
     {
       programs: plannedPrograms(plan),
-      config: {
-        filter: opts.filter,
-        currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
-        reasonValues: [],
-        dropStack: false,
-        rttThresholds: rttThresholds(opts.rttFilter),
-      },
+      config: { ...filterConfig(opts.filter), rttThresholds: rttThresholds(opts.rttFilter) },
       links: linkCount(plan),
       slowDetach: false,
       attach: (s, into) => {

@@ -59,7 +59,8 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         if (stop.admit()) {
           const hook = SOCK_HOOK_NAMES[e.tracepoint] ?? `tracepoint ${e.tracepoint}`;
           out.sock(e, hook, {
-            state: e.noSocket ? undefined : states.get(e.state),
+            // Other protocols keep TCP's numbers in the same field (UDP: ESTABLISHED when connected): not shown.
+            state: e.noSocket || e.pkt.l4 !== 6 ? undefined : states.get(e.state),
             oldState: e.tracepoint === T.TP_INET_SOCK_SET_STATE ? states.get(e.oldState) : undefined,
             caState: e.tcp ? caStates.get(e.caState) : undefined,
             resetReason: e.tracepoint === T.TP_TCP_SEND_RESET && e.arg >= 0 ? rstReasons.get(e.arg) : undefined,

@@ -128,7 +128,8 @@ static __always_inline int sock_hit(const struct sock *sk, const struct sock_hit
 	if (!h->tcp)
 		proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 	if (sock_connection(&e->pkt, &meta, sk, proto)) {
-		if (CFG.has_filters && full)
+		/* TCP only: tcp_destroy_sock forgets it; another protocol's socket would stay until the LRU drops it. */
+		if (CFG.has_filters && full && proto == IPPROTO_TCP)
 			bpf_map_update_elem(&sock_kept, &key, &one, BPF_ANY);
 	} else if (!full || !bpf_map_lookup_elem(&sock_kept, &key)) {
 		count(STAT_FILTERED);

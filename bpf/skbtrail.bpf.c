@@ -10,7 +10,7 @@
  *             header, the entry/return stash, packet lifecycle core: no
  *             programs
  *   progs/    every SEC() program: drop monitor, tracepoints, functions,
- *             netfilter, --monitor
+ *             netfilter, --monitor, --sock
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -52,6 +52,7 @@ const volatile struct {
 	struct nf_event nf;
 	struct capture capture;
 	struct monitor_event monitor;
+	struct sock_event sock;
 	struct drop_count_key drop_count;
 	struct nf_count_key nf_count;
 	struct mon_count_key mon_count;
@@ -73,9 +74,11 @@ struct {
 #include "lib/capture.bpf.h"
 #include "lib/stash.bpf.h"
 #include "lib/lifecycle.bpf.h"
+#include "lib/sock.bpf.h"
 
 #include "progs/drop.bpf.h"
 #include "progs/tracepoints.bpf.h"
 #include "progs/functions.bpf.h"
 #include "progs/netfilter.bpf.h"
 #include "progs/monitor.bpf.h"
+#include "progs/sock.bpf.h"

@@ -14,6 +14,7 @@ import { PacketCapture } from "./modes/pcap";
 import { ChildCommand, prepareGate, runGate } from "./modes/run";
 import { MetricsServer } from "./modes/metrics-server";
 import { runMonitor } from "./modes/monitor";
+import { runSock } from "./modes/sock";
 import { StopControl, type StopReason } from "./modes/stop";
 import { runTrace } from "./modes/trace";
 import { printTree } from "./modes/tree";
@@ -141,6 +142,8 @@ async function main(argv: string[]): Promise<number> {
       return exitCode;
     } else if (opts.mode === "drop") {
       out.summary(await runDrop(opts, kernel, out, stop, { pcap, metrics }));
+    } else if (opts.mode === "sock") {
+      out.summary(await runSock(opts, kernel, out, stop));
     } else if (opts.mode === "monitor") {
       out.summary(await runMonitor(opts, kernel, out, stop, metrics));
     } else {

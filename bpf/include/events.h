@@ -20,6 +20,7 @@ enum event_kind {
 	EVENT_HOOK = 2, /* a traced function or tracepoint saw a packet */
 	EVENT_NF = 3,   /* a netfilter hook: struct nf_event */
 	EVENT_MONITOR = 4, /* something abnormal seen by --monitor: struct monitor_event */
+	EVENT_SOCK = 5,    /* --sock: a socket tracepoint fired: struct sock_event */
 };
 
 /* Bits of event_header.flags. */
@@ -86,7 +87,12 @@ enum tracepoint_id {
 	TP_TCP_CONG_STATE_SET = 21,
 	TP_TCP_RETRANSMIT_TIMER = 22, /* the function, where the kernel has no tcp_cong_state_set */
 	TP_NFT_DO_CHAIN = 23,         /* the function, for --func-stats of monitor's netfilter hook */
-	TP_MAX = 24,
+	TP_INET_SOCK_SET_STATE = 24,
+	TP_TCP_RETRANSMIT_SYNACK = 25,
+	TP_TCP_DESTROY_SOCK = 26,
+	TP_SOCK_EXCEED_BUF_LIMIT = 27,
+	TP_INET_SK_ERROR_REPORT = 28,
+	TP_MAX = 29,
 };
 
 /* Set in packet.parsed: which layers the parser decoded. */
@@ -274,6 +280,46 @@ struct monitor_event {
 	__u32 pad;
 };
 
+/*
+ * --sock: one socket tracepoint. The packet fields hold the connection
+ * (local address and port as source, remote as destination, the socket's
+ * protocol); the tcp_sock fields are read only when `tcp` is set, at the
+ * moment of the event.
+ */
+struct sock_event {
+	struct event_header hdr;
+	struct packet pkt;
+	__u64 sk;          /* the socket's kernel address: the connection's identity while it lives */
+	__u32 netns;
+	__u32 pid;
+	__u32 tracepoint;  /* enum tracepoint_id */
+	__s32 arg;         /* reset reason (tcp_send_reset; -1: none given), error (inet_sk_error_report),
+	                      new CA state (tcp_cong_state_set), kind (sock_exceed_buf_limit) */
+	__u32 srtt_us;     /* smoothed RTT */
+	__u32 rtt_us;      /* the last RTT sample (tcp_probe: of the data this segment acknowledges) */
+	__u32 min_rtt_us;
+	__u32 snd_cwnd;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 total_retrans;
+	__u32 segs_out;
+	__u32 segs_in;
+	__s32 wmem_queued;
+	__s32 rmem_alloc;
+	__s32 rcvbuf;
+	__s32 sndbuf;
+	__u32 pad;
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u8 state;        /* TCP state (inet_sock_set_state: the new one) */
+	__u8 old_state;    /* inet_sock_set_state: the state it left */
+	__u8 ca_state;     /* enum tcp_ca_state */
+	__u8 tcp;          /* a full TCP socket: the tcp_sock fields are valid */
+	__u8 no_socket;    /* tcp_send_reset without a socket: the connection is the packet's, reversed */
+	__u8 pad2[3];
+	char comm[16];
+};
+
 /* mon_drops: drops by reason, location, protocol, interface, namespace. */
 struct drop_count_key {
 	__u64 location;
@@ -374,9 +420,11 @@ struct skbtrail_config {
 	__u64 aggregate_ns;           /* --monitor: a key quiet this long is printed again */
 	__u64 nf_hook_slow[2];        /* [start, end) of nf_hook_slow: find its caller in a drop's stack */
 	__u32 nf_drop_reason;         /* this kernel's NETFILTER_DROP (0: none) */
-	__u32 rtt_min_us;             /* --tcp-rtt */
-	__u32 srtt_min_us;            /* --tcp-srtt */
+	__u32 rtt_min_us;             /* --tcp-rtt: RTT samples at or above (µs) */
+	__u32 srtt_min_us;            /* --tcp-srtt, --filter-srtt: smoothed RTT at or above */
+	__u32 minrtt_min_us;          /* --sock --filter-minrtt: the connection's minimum RTT at or above */
 	__u32 nft_hooked;             /* --monitor: nft_do_chain is hooked (function hooks; nf_tables loaded) */
+	__u32 pad3;
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

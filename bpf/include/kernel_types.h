@@ -86,18 +86,52 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_protocol; /* a bitfield before 5.6: read with BPF_CORE_READ_BITFIELD_PROBED */
+	int sk_rcvbuf;
+	int sk_sndbuf;
+	int sk_wmem_queued;
+	int sk_err;
+	struct {
+		atomic_t rmem_alloc;
+	} sk_backlog;
+} __attribute__((preserve_access_index));
+
+struct inet_connection_sock {
+	__u8 icsk_ca_state : 5;
 } __attribute__((preserve_access_index));
 
 struct tcp_rack {
 	__u32 rtt_us; /* RTT of the most recently (s)acked packet */
 } __attribute__((preserve_access_index));
 
+struct minmax_sample {
+	__u32 t;
+	__u32 v;
+};
+
+struct minmax {
+	struct minmax_sample s[3];
+};
+
 struct tcp_sock {
 	__u32 srtt_us; /* smoothed RTT << 3, in µs */
 	__u32 snd_una;
 	struct tcp_rack rack;
+	struct minmax rtt_min; /* s[0].v: the windowed minimum RTT, µs */
+	__u32 snd_cwnd;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 total_retrans;
+	__u32 segs_in;
+	__u32 segs_out;
+	__u64 bytes_acked;
+	__u64 bytes_received;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {

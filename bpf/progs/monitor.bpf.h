@@ -29,15 +29,12 @@
 #ifndef SKBTRAIL_MONITOR_BPF_H
 #define SKBTRAIL_MONITOR_BPF_H
 
-#define AF_INET 2
-#define AF_INET6 10
 #define NFPROTO_ARP 3
 #define NFPROTO_IPV4 2
 #define NFPROTO_IPV6 10
 #define NF_VERDICT_MASK 0xff
 #define NF_DROP 0
 #define MON_STACK_DEPTH 16
-#define TCP_FLAG_ACK 0x10
 
 /* Sized by TypeScript before load (--metrics-max-series). */
 struct {
@@ -263,46 +260,10 @@ static __always_inline bool mon_skb(struct monitor_event *e, struct sk_buff *skb
 	return meta_matches(&e->nf.hook.meta);
 }
 
-/*
- * A socket's connection as a packet (local address and port as source,
- * remote as destination), and its namespace. False: a filter rejected it,
- * or it is not an IP socket.
- */
+/* A socket's connection as a packet (lib/sock.bpf.h): --monitor's socket events are all TCP. */
 static __always_inline bool mon_sock(struct monitor_event *e, const struct sock *sk)
 {
-	struct packet *pkt = &e->nf.hook.pkt;
-	struct skb_meta *meta = &e->nf.hook.meta;
-	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	struct net *net;
-
-	__builtin_memset(pkt, 0, sizeof(*pkt));
-	__builtin_memset(meta, 0, sizeof(*meta));
-	if (family == AF_INET) {
-		__be32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-
-		__builtin_memcpy(pkt->saddr, &a, 4);
-		__builtin_memcpy(pkt->daddr, &b, 4);
-		pkt->l3_proto = ETH_P_IP;
-	} else if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&pkt->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&pkt->daddr, sk, __sk_common.skc_v6_daddr);
-		pkt->l3_proto = ETH_P_IPV6;
-	} else {
-		return false;
-	}
-	pkt->l4_proto = IPPROTO_TCP;
-	pkt->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	pkt->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	pkt->parsed = PKT_L3 | PKT_L4;
-	if (!headers_match(pkt))
-		return false;
-	net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
-	if (net)
-		meta->netns = BPF_CORE_READ(net, ns.inum);
-	if (CFG.pid)
-		meta->pid = bpf_get_current_pid_tgid() >> 32;
-	return meta_matches(meta);
+	return sock_connection(&e->nf.hook.pkt, &e->nf.hook.meta, sk, IPPROTO_TCP);
 }
 
 static __always_inline bool reason_printed(__u32 reason)
@@ -636,11 +597,7 @@ static __always_inline int mon_tcp_probe(const struct sock *sk, struct sk_buff *
 
 	/* Every segment of every connection comes here: no STAT_FILTERED, and
 	 * the skb's metadata is read only for a filter that needs it. */
-	__builtin_memset(pkt, 0, sizeof(*pkt));
-	parse_skb(skb, pkt, false);
-	if (!headers_match(pkt))
-		return 0;
-	if (!(pkt->parsed & PKT_L4) || !(pkt->tcp_flags & TCP_FLAG_ACK) || (__s32)(pkt->tcp_ack - BPF_CORE_READ(tp, snd_una)) <= 0)
+	if (!acks_new_data(tp, skb, pkt) || !headers_match(pkt))
 		return 0;
 	if (meta_filtered()) {
 		struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);

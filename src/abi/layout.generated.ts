@@ -10,6 +10,7 @@ export const event_kind = {
   EVENT_HOOK: 2,
   EVENT_NF: 3,
   EVENT_MONITOR: 4,
+  EVENT_SOCK: 5,
 } as const;
 
 export const event_flags = {
@@ -66,7 +67,12 @@ export const tracepoint_id = {
   TP_TCP_CONG_STATE_SET: 21,
   TP_TCP_RETRANSMIT_TIMER: 22,
   TP_NFT_DO_CHAIN: 23,
-  TP_MAX: 24,
+  TP_INET_SOCK_SET_STATE: 24,
+  TP_TCP_RETRANSMIT_SYNACK: 25,
+  TP_TCP_DESTROY_SOCK: 26,
+  TP_SOCK_EXCEED_BUF_LIMIT: 27,
+  TP_INET_SK_ERROR_REPORT: 28,
+  TP_MAX: 29,
 } as const;
 
 export const packet_layers = {
@@ -245,6 +251,41 @@ export const layout = {
       pad: { offset: 436, size: 4, type: "__u32" },
     },
   },
+  sock_event: {
+    size: 208,
+    fields: {
+      hdr: { offset: 0, size: 24, type: "struct event_header" },
+      pkt: { offset: 24, size: 64, type: "struct packet" },
+      sk: { offset: 88, size: 8, type: "__u64" },
+      netns: { offset: 96, size: 4, type: "__u32" },
+      pid: { offset: 100, size: 4, type: "__u32" },
+      tracepoint: { offset: 104, size: 4, type: "__u32" },
+      arg: { offset: 108, size: 4, type: "__s32" },
+      srtt_us: { offset: 112, size: 4, type: "__u32" },
+      rtt_us: { offset: 116, size: 4, type: "__u32" },
+      min_rtt_us: { offset: 120, size: 4, type: "__u32" },
+      snd_cwnd: { offset: 124, size: 4, type: "__u32" },
+      packets_out: { offset: 128, size: 4, type: "__u32" },
+      retrans_out: { offset: 132, size: 4, type: "__u32" },
+      total_retrans: { offset: 136, size: 4, type: "__u32" },
+      segs_out: { offset: 140, size: 4, type: "__u32" },
+      segs_in: { offset: 144, size: 4, type: "__u32" },
+      wmem_queued: { offset: 148, size: 4, type: "__s32" },
+      rmem_alloc: { offset: 152, size: 4, type: "__s32" },
+      rcvbuf: { offset: 156, size: 4, type: "__s32" },
+      sndbuf: { offset: 160, size: 4, type: "__s32" },
+      pad: { offset: 164, size: 4, type: "__u32" },
+      bytes_acked: { offset: 168, size: 8, type: "__u64" },
+      bytes_received: { offset: 176, size: 8, type: "__u64" },
+      state: { offset: 184, size: 1, type: "__u8" },
+      old_state: { offset: 185, size: 1, type: "__u8" },
+      ca_state: { offset: 186, size: 1, type: "__u8" },
+      tcp: { offset: 187, size: 1, type: "__u8" },
+      no_socket: { offset: 188, size: 1, type: "__u8" },
+      pad2: { offset: 189, size: 3, type: "__u8[3]" },
+      comm: { offset: 192, size: 16, type: "char[16]" },
+    },
+  },
   drop_count_key: {
     size: 40,
     fields: {
@@ -307,7 +348,7 @@ export const layout = {
     },
   },
   skbtrail_config: {
-    size: 288,
+    size: 296,
     fields: {
       saddr: { offset: 0, size: 36, type: "struct addr_filter" },
       daddr: { offset: 36, size: 36, type: "struct addr_filter" },
@@ -348,7 +389,9 @@ export const layout = {
       nf_drop_reason: { offset: 272, size: 4, type: "__u32" },
       rtt_min_us: { offset: 276, size: 4, type: "__u32" },
       srtt_min_us: { offset: 280, size: 4, type: "__u32" },
-      nft_hooked: { offset: 284, size: 4, type: "__u32" },
+      minrtt_min_us: { offset: 284, size: 4, type: "__u32" },
+      nft_hooked: { offset: 288, size: 4, type: "__u32" },
+      pad3: { offset: 292, size: 4, type: "__u32" },
     },
   },
 } as const;

@@ -37,9 +37,9 @@ export interface ConfigInput {
   filter: Filter;
   /** netns inode --netns-current resolved to */
   currentNetns?: number;
-  /** enum skb_drop_reason values to keep; empty: all */
-  reasonValues: number[];
-  dropStack: boolean;
+  /** enum skb_drop_reason values to keep; empty or absent: all */
+  reasonValues?: number[];
+  dropStack?: boolean;
   wakeupBytes: number;
   pktFixed?: boolean;
   traceRet?: boolean;
@@ -55,6 +55,30 @@ export interface ConfigInput {
   rateLimit?: number;
   /** --monitor's settings (bpf/progs/monitor.bpf.h). */
   monitor?: MonitorConfig;
+  /** RTT samples kept (--monitor, --sock); 0 or absent: no threshold. */
+  rttThresholds?: RttThresholds;
+}
+
+/** --tcp-rtt, --tcp-srtt (--filter-srtt), --filter-minrtt: thresholds on RTT samples, ms. */
+export interface RttFilter {
+  rttMinMs?: number;
+  srttMinMs?: number;
+  minRttMinMs?: number;
+}
+
+export const hasRttFilter = (f: RttFilter) => f.rttMinMs !== undefined || f.srttMinMs !== undefined || f.minRttMinMs !== undefined;
+
+export function rttThresholds(f: RttFilter): RttThresholds {
+  const us = (ms?: number) => Math.round((ms ?? 0) * 1000);
+  return { rttUs: us(f.rttMinMs), srttUs: us(f.srttMinMs), minRttUs: us(f.minRttMinMs) };
+}
+
+/** Thresholds on tcp:tcp_probe's RTT samples, in µs. */
+export interface RttThresholds {
+  rttUs: number;
+  srttUs: number;
+  /** The connection's minimum RTT (--sock only). */
+  minRttUs?: number;
 }
 
 export interface MonitorConfig {
@@ -70,8 +94,6 @@ export interface MonitorConfig {
   nftHooked: boolean;
   rttHistogram: boolean;
   rttEvents: boolean;
-  rttMinUs: number;
-  srttMinUs: number;
   /** enum tcp_ca_state's TCP_CA_Loss. */
   caLoss: number;
 }
@@ -127,7 +149,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     v.setUint32(C.mark_mask.offset, f.mark.mask, true);
   }
   if (f.ifname) target.set(new TextEncoder().encode(f.ifname), C.ifname.offset);
-  if (input.reasonValues.length) {
+  if (input.reasonValues?.length) {
     setBits(target, C.reasons.offset, input.reasonValues);
     v.setUint8(C.has_reasons.offset, 1);
   }
@@ -152,9 +174,13 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     v.setUint32(C.nft_hooked.offset, m.nftHooked ? 1 : 0, true);
     v.setUint8(C.rtt_hist.offset, m.rttHistogram ? 1 : 0);
     v.setUint8(C.rtt_events.offset, m.rttEvents ? 1 : 0);
-    v.setUint32(C.rtt_min_us.offset, m.rttMinUs, true);
-    v.setUint32(C.srtt_min_us.offset, m.srttMinUs, true);
     v.setUint8(C.ca_loss.offset, m.caLoss);
+  }
+  const rtt = input.rttThresholds;
+  if (rtt) {
+    v.setUint32(C.rtt_min_us.offset, rtt.rttUs, true);
+    v.setUint32(C.srtt_min_us.offset, rtt.srttUs, true);
+    v.setUint32(C.minrtt_min_us.offset, rtt.minRttUs ?? 0, true);
   }
 }
 

@@ -25,8 +25,11 @@ export const args = {
   mark: s("filter by skb mark, VALUE[/MASK]", undefined, "MARK"),
   reason: s("--drop: keep only these drop reasons, e.g. NO_SOCKET,NETFILTER_DROP", undefined, "NAMES"),
   "min-latency": s("filter by the minimal time to live of the skb in ms", undefined, "MS"),
-  "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds", undefined, "MS"),
-  "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds", undefined, "MS"),
+  "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
+  "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
+  "filter-srtt": s("--sock: only RTT samples whose smoothed RTT is at least MS milliseconds (nettrace's newer name of --tcp-srtt)", undefined, "MS"),
+  "filter-minrtt": s("--sock: only RTT samples of connections whose minimum RTT is at least MS milliseconds", undefined, "MS"),
+  rtt: b("--sock: print a log2 table of the RTT samples at the end"),
 
   trace: s("enable trace groups or functions, e.g. ip,tcp_v4_rcv ('?' lists them)", "t", "LIST"),
   ret: b("show function return values"),
@@ -50,7 +53,7 @@ export const args = {
   hooks: b("print netfilter hooks if dropping by netfilter"),
   drop: b("skb drop monitor mode"),
   "drop-stack": b("print the kernel call stack of each drop"),
-  sock: b("enable 'sock' mode"),
+  sock: b("'sock' mode: socket events (state changes, RTT samples, resets, retransmissions, full buffers, errors) and a summary per TCP connection"),
   monitor: b("'monitor' mode: only abnormal events (drops, resets, timeouts, overflows), repeats summed up; cheap enough to leave running"),
   aggregate: s("--monitor: sum up repeats of an event for SECONDS before saying how many (default 10)", undefined, "SECONDS"),
   "rate-limit": s("--monitor/--basic: print at most N events per second, count the rest", undefined, "N"),
@@ -92,6 +95,7 @@ Examples:
   skbtrail --drop -p udp --dport 53 --drop-stack  dropped DNS queries, with kernel stacks
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
   skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
+  skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)

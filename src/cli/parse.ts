@@ -5,7 +5,7 @@ import { parseArgs } from "citty";
 import { capture_limits } from "../abi/layout.generated";
 import { shown, usageError } from "../common/errors";
 import type { Level } from "../diagnosis/knowledge";
-import type { Filter } from "../bpf/config";
+import type { Filter, RttFilter } from "../bpf/config";
 import { BACKENDS, type BackendChoice } from "../plan/plan";
 import { args } from "./flags";
 import {
@@ -13,10 +13,6 @@ import {
 } from "./values";
 
 export interface MonitorOptions {
-  /** --tcp-rtt: report RTT samples of at least this many ms. */
-  rttMinMs?: number;
-  /** --tcp-srtt: report RTT samples whose smoothed RTT is at least this many ms. */
-  srttMinMs?: number;
   /** --aggregate: repeats are summed up over this many seconds. */
   aggregateSeconds: number;
 }
@@ -25,10 +21,14 @@ export interface Options {
   /**
    * drop: the drop monitor; trace: packet lifecycles (default); basic: one
    * line per hook; diag: lifecycles with findings; monitor: abnormal events,
-   * counted in the kernel.
+   * counted in the kernel; sock: socket events and connection summaries.
    */
-  mode: "drop" | "trace" | "basic" | "diag" | "monitor";
+  mode: "drop" | "trace" | "basic" | "diag" | "monitor" | "sock";
   monitor?: MonitorOptions;
+  /** --tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt (--monitor, --sock): RTT samples at or above. */
+  rttFilter: RttFilter;
+  /** --sock --rtt: a log2 table of the RTT samples at the end. */
+  rttHistogram: boolean;
   /** --metrics: where to serve Prometheus metrics. */
   metrics?: Listen;
   /** --metrics-max-series: series per metric before label sets go to "other". */
@@ -123,9 +123,10 @@ const NOT_IN_RUN: Record<string, string> = {
 };
 
 /** Flags nettrace has whose feature skbtrail does not have yet. */
-const NOT_YET: Record<string, string> = {
-  sock: "--sock mode is not supported by skbtrail",
-};
+const NOT_YET: Record<string, string> = {};
+
+/** Filters on packets that a socket does not have (--sock filters on the socket's addresses, ports, protocol, namespace, process). */
+const NOT_FOR_SOCKETS = ["pkt-len", "tcp-flags", "ifname", "mark"];
 
 /** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
 const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"];
@@ -213,15 +214,23 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   if (given.has("monitor"))
     for (const other of ["drop", "diag"])
       if (given.has(other)) throw usageError(`--monitor and --${other} are different modes: use one (--monitor reports drops too)`);
+  if (given.has("sock")) {
+    if (run) throw usageError("--sock does not apply to skbtrail run: it reports drops");
+    for (const other of ["drop", "diag", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
+      if (given.has(other)) throw usageError(`--${other} does not apply to --sock (socket events and connection summaries): remove it`);
+  }
   // skbtrail run monitors drops unless --diag asks for their lifecycles.
-  const mode = given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
+  const mode = given.has("sock") ? "sock" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
   if (mode === "drop" || mode === "monitor")
     for (const f of TRACING_FLAGS)
       if (given.has(f)) throw usageError(`--${f} is for tracing packets and --${mode} ${mode === "drop" ? "monitors drops" : "watches for abnormal events"}: use one mode (see skbtrail --help)`);
   if (mode !== "drop" && given.has("drop-stack")) throw usageError("--drop-stack works with --drop only; for stacks of traced hooks use --trace-stack");
   if (mode !== "drop" && mode !== "monitor" && given.has("reason")) throw usageError("--reason works with --drop and --monitor only");
-  for (const f of ["tcp-rtt", "tcp-srtt", "aggregate"])
-    if (given.has(f) && mode !== "monitor") throw usageError(`--${f} works with --monitor only${f === "aggregate" ? "" : " (skbtrail has no --sock mode)"}: add --monitor`);
+  for (const f of ["tcp-rtt", "tcp-srtt"])
+    if (given.has(f) && mode !== "monitor" && mode !== "sock") throw usageError(`--${f} works with --sock and --monitor only: add one of them`);
+  for (const f of ["filter-srtt", "filter-minrtt", "rtt"])
+    if (given.has(f) && mode !== "sock") throw usageError(`--${f} works with --sock only${f === "filter-srtt" ? " (in --monitor: --tcp-srtt)" : ""}: add --sock`);
+  if (given.has("aggregate") && mode !== "monitor") throw usageError("--aggregate works with --monitor only: add --monitor");
   for (const f of ["rate-limit", "func-stats"])
     if (given.has(f) && mode !== "monitor" && mode !== "basic") throw usageError(`--${f} works with --monitor and --basic only: add one of them`);
   if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");
@@ -261,14 +270,16 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   const monitor: MonitorOptions | undefined =
     mode === "monitor"
       ? {
-          rttMinMs: str("tcp-rtt") !== undefined ? parseAmount("--tcp-rtt", str("tcp-rtt")!, "milliseconds", "10", 60_000) : undefined,
-          srttMinMs: str("tcp-srtt") !== undefined ? parseAmount("--tcp-srtt", str("tcp-srtt")!, "milliseconds", "10", 60_000) : undefined,
           aggregateSeconds: str("aggregate") !== undefined ? parseAmount("--aggregate", str("aggregate")!, "seconds", "10", 3600) : DEFAULT_AGGREGATE_S,
         }
       : undefined;
+  const rttMs = (flag: string) => (str(flag) !== undefined ? parseAmount(`--${flag}`, str(flag)!, "milliseconds", "10", 60_000) : undefined);
+  if (given.has("tcp-srtt") && given.has("filter-srtt")) throw usageError("--tcp-srtt and --filter-srtt are the same threshold: give one");
   const options: Options = {
       mode,
       monitor,
+      rttFilter: { rttMinMs: rttMs("tcp-rtt"), srttMinMs: rttMs("tcp-srtt") ?? rttMs("filter-srtt"), minRttMinMs: rttMs("filter-minrtt") },
+      rttHistogram: !!a.rtt,
       metrics: str("metrics") !== undefined ? parseListen("--metrics", str("metrics")!) : undefined,
       maxSeries: str("metrics-max-series") !== undefined ? parseCount("--metrics-max-series", str("metrics-max-series")!, "1000", 100_000) : DEFAULT_MAX_SERIES,
       rateLimit: str("rate-limit") !== undefined ? parseCount("--rate-limit", str("rate-limit")!, "100", 1_000_000) : undefined,

@@ -119,6 +119,7 @@ SIZE_BY_KIND[event_kind.EVENT_DROP] = layout.drop_event.size;
 SIZE_BY_KIND[event_kind.EVENT_HOOK] = layout.hook_event.size;
 SIZE_BY_KIND[event_kind.EVENT_NF] = layout.nf_event.size;
 SIZE_BY_KIND[event_kind.EVENT_MONITOR] = layout.monitor_event.size;
+SIZE_BY_KIND[event_kind.EVENT_SOCK] = layout.sock_event.size;
 
 const CAP = layout.capture;
 const { EVENT_F_CAPTURE } = event_flags;

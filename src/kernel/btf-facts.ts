@@ -45,3 +45,8 @@ export function tcpCaLoss(btf: Btf): number | undefined {
   const [id] = btf.find("tcp_ca_state", Kind.ENUM);
   return id === undefined ? undefined : btf.enumValues(id).get("TCP_CA_Loss");
 }
+
+/** enum tcp_ca_state: value → "CA_Open", "CA_Loss"… (nettrace's words). */
+export function tcpCaStates(btf: Btf): Map<number, string> {
+  return enumNames(btf, "tcp_ca_state", /^TCP_/);
+}

@@ -7,13 +7,13 @@ import { KernelStacks } from "../bpf/stacks";
 import type { Options } from "../cli/parse";
 import { decodeCapture, decodeDrop, type Capture, type DropEvent } from "../events/decode";
 import { dropReasons, tracepointParams } from "../kernel/btf-facts";
-import { currentNetns, type KernelInfo } from "../kernel/environment";
+import type { KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import { addrKey, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
 import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
-import { runSession, type ModeSession } from "./skeleton";
+import { filterConfig, runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 /** Which kfree_skb program fits this kernel: tracepoint shape × attach type. */
@@ -66,8 +66,7 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
     {
       programs: [dropProgram],
       config: {
-        filter: opts.filter,
-        currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
+        ...filterConfig(opts.filter),
         reasonValues,
         dropStack: opts.dropStack,
         snaplen: pcap?.snaplen,

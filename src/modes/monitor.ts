@@ -9,7 +9,7 @@
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, layout, monitor_what, rtt_bucket_bound, rtt_hist_index } from "../abi/layout.generated";
 import { attachPlan, linkCount } from "../bpf/attach";
-import { resolveReasons } from "../bpf/config";
+import { hasRttFilter, resolveReasons, rttThresholds } from "../bpf/config";
 import { createCounters, keyId, readPerCpuArray, readPerCpuHash, type CounterEntry } from "../bpf/counters";
 import type { Session } from "../bpf/session";
 import type { Options } from "../cli/parse";
@@ -31,7 +31,7 @@ import type { Output, RunSummary } from "../output/output";
 import { attachedAs, plannedPrograms, type Plan } from "../plan/plan";
 import { makeMonitorPlan, MONITOR_PURPOSE, monitorHookId } from "../plan/monitor";
 import type { MetricsServer } from "./metrics-server";
-import { runSession } from "./skeleton";
+import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 const W = monitor_what;
@@ -61,7 +61,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
   const features = readFeatures(kernel, true);
   const hasFunctions = features.kprobe || features.fentry;
   const functions = hasFunctions ? new FunctionIndex(btf, kernelSymbols, readTraceableFunctions()) : undefined;
-  const rtt = opts.metrics !== undefined || m.rttMinMs !== undefined || m.srttMinMs !== undefined;
+  const rtt = opts.metrics !== undefined || hasRttFilter(opts.rttFilter);
   const plan = makeMonitorPlan({ btf, features, functions, rtt });
   const nfRange = kernelSymbols().range("nf_hook_slow");
   describe(plan, out, hasFunctions);
@@ -120,8 +120,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
     {
       programs: plannedPrograms(plan),
       config: {
-        filter: opts.filter,
-        currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
+        ...filterConfig(opts.filter),
         reasonValues,
         dropStack: false,
         funcStats: opts.funcStats,
@@ -133,11 +132,10 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
           nfDropReason: reasonByName.get("NETFILTER_DROP"),
           nftHooked: plan.hooks.some((h) => h.kind !== "tracepoint" && h.name === "nft_do_chain"),
           rttHistogram: opts.metrics !== undefined,
-          rttEvents: m.rttMinMs !== undefined || m.srttMinMs !== undefined,
-          rttMinUs: Math.round((m.rttMinMs ?? 0) * 1000),
-          srttMinUs: Math.round((m.srttMinMs ?? 0) * 1000),
+          rttEvents: hasRttFilter(opts.rttFilter),
           caLoss: tcpCaLoss(btf) ?? 4,
         },
+        rttThresholds: rttThresholds(opts.rttFilter),
       },
       links: linkCount(plan),
       slowDetach: plan.hooks.some((h) => h.kind === "function"),

@@ -7,11 +7,11 @@
 import type { BpfObject } from "../../ffi/libbpf";
 import type { ProgramName } from "../abi/programs.generated";
 import { Attachments } from "../bpf/attach";
-import type { ConfigInput } from "../bpf/config";
+import type { ConfigInput, Filter } from "../bpf/config";
 import { handOff, resumeDetaches } from "../bpf/detach";
 import { Session } from "../bpf/session";
 import { recordKind, type RecordBytes } from "../events/decode";
-import { ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
+import { currentNetns, ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
 import { forgetFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import type { MetricsServer } from "./metrics-server";
@@ -51,6 +51,11 @@ export interface ModeSession {
   finish?(behind: boolean): Promise<void> | void;
   /** Its links take long to detach (function hooks): a background process detaches them. */
   slowDetach: boolean;
+}
+
+/** The filters every mode's configuration starts with (--netns-current resolved here). */
+export function filterConfig(filter: Filter): Pick<ConfigInput, "filter" | "currentNetns"> {
+  return { filter, currentNetns: filter.netnsCurrent ? currentNetns() : undefined };
 }
 
 const ms = (x: number) => `${Math.round(x)} ms`;

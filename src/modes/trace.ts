@@ -17,7 +17,7 @@ import { decodeCapture, decodeHook, type HookEvent } from "../events/decode";
 import { Lifecycle, type PacketContext } from "../events/lifecycle";
 import { annotate, linesOf, type HookLine, type Namer } from "../events/line";
 import { dropReasons, resetReasons } from "../kernel/btf-facts";
-import { currentNetns, type KernelInfo } from "../kernel/environment";
+import type { KernelInfo } from "../kernel/environment";
 import { readFeatures, readTraceableFunctions, type Features } from "../kernel/features";
 import { FunctionIndex } from "../kernel/functions";
 import { fullAddress, kernelSymbols } from "../kernel/kallsyms";
@@ -27,7 +27,7 @@ import { tracepointById } from "../plan/tracepoints";
 import { loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
 import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
-import { runSession, type ModeSession } from "./skeleton";
+import { filterConfig, runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 /**
@@ -242,8 +242,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     {
       programs: plannedPrograms(plan),
       config: {
-        filter: opts.filter,
-        currentNetns: opts.filter.netnsCurrent ? currentNetns() : undefined,
+        ...filterConfig(opts.filter),
         reasonValues: [],
         dropStack: false,
         pktFixed: opts.pktFixed,

@@ -5,6 +5,7 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, Packet, SkbMeta } from "../events/decode";
 import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
+import { NO_RTT, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
@@ -129,4 +130,77 @@ export function repeatRestJson(count: number, keys: number, seconds: number): st
 /** --func-stats: calls per hook over the last interval. */
 export function funcStatsJson(rows: { hook: string; calls: number; total: number }[], seconds: number, clock: Clock, nowNs: number): string {
   return JSON.stringify({ kind: "func_stats", time: clock.iso(nowNs), seconds: Number(seconds.toFixed(3)), hooks: rows });
+}
+
+/** The connection's endpoints, as packets give them (local as source). */
+function putConnection(o: Json, p: Packet, netns: number): Json {
+  o.l3 = l3Name(p.l3);
+  o.proto = l4Name(p.l4);
+  o.saddr = p.saddr;
+  o.sport = p.sport;
+  o.daddr = p.daddr;
+  o.dport = p.dport;
+  o.netns = netns || null;
+  return o;
+}
+
+/** Names of a --sock event's numbers, from the running kernel's BTF. */
+export interface SockNames {
+  state?: string;
+  oldState?: string;
+  caState?: string;
+  resetReason?: string;
+  /** inet_sk_error_report: the errno's name. */
+  error?: string;
+}
+
+/** --sock: one socket event (kind "sock"). */
+export function sockJson(e: SockEvent, hook: string, names: SockNames, notes: string[], clock: Clock): string {
+  const o: Json = { kind: "sock", time: clock.iso(e.timeNs), ts_ns: e.timeNs, hook };
+  putConnection(o, e.pkt, e.netns);
+  o.sk = e.noSocket ? null : e.skHex;
+  o.cpu = e.cpu;
+  o.pid = e.pid;
+  o.comm = e.comm;
+  o.state = names.state ?? null;
+  o.old_state = names.oldState ?? null;
+  o.notes = notes;
+  o.reset_reason = names.resetReason ?? null;
+  o.error = names.error ?? null;
+  o.no_socket = e.noSocket;
+  o.tcp = e.tcp
+    ? {
+        ca_state: names.caState ?? e.caState, srtt_us: e.srttUs, rtt_us: e.rttUs, min_rtt_us: e.minRttUs === NO_RTT ? null : e.minRttUs, cwnd: e.sndCwnd, packets_out: e.packetsOut,
+        retrans_out: e.retransOut, total_retrans: e.totalRetrans, segs_out: e.segsOut, segs_in: e.segsIn, bytes_acked: e.bytesAcked, bytes_received: e.bytesReceived,
+      }
+    : null;
+  o.mem = e.tcp || e.rcvbuf ? { wmem_queued: e.wmemQueued, rmem_alloc: e.rmemAlloc, sndbuf: e.sndbuf, rcvbuf: e.rcvbuf } : null;
+  return JSON.stringify(o);
+}
+
+/** --sock --rtt: the RTT samples' log2 table (kind "rtt_histogram"). */
+export function rttHistogramJson(buckets: RttBucket[], samples: number, avgUs: number): string {
+  return JSON.stringify({ kind: "rtt_histogram", samples, avg_us: samples ? Math.round(avgUs) : null, buckets: buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });
+}
+
+/** --sock: one connection summed up (kind "connection"). */
+export function connectionJson(c: ConnectionSummary, clock: Clock): string {
+  const o: Json = { kind: "connection", time: clock.iso(c.endNs), start: clock.iso(c.startNs) };
+  putConnection(o, c.pkt, c.netns);
+  o.duration_us = Math.round((c.endNs - c.startNs) / 1000);
+  o.from_start = c.fromStart;
+  o.handshake_us = c.handshakeUs === null ? null : Math.round(c.handshakeUs);
+  o.retransmits = c.retransmits;
+  o.rtt_samples = c.rtt?.samples ?? 0;
+  o.rtt_min_us = c.rtt?.minUs ?? null;
+  o.rtt_avg_us = c.rtt?.avgUs ?? null;
+  o.rtt_max_us = c.rtt?.maxUs ?? null;
+  o.bytes_out = c.bytesOut;
+  o.bytes_in = c.bytesIn;
+  o.segs_out = c.segsOut;
+  o.segs_in = c.segsIn;
+  o.end = c.end;
+  o.closed_by = c.closedBy;
+  o.reset_reason = c.resetReason;
+  return JSON.stringify(o);
 }

@@ -6,8 +6,9 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent } from "../events/decode";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
-import { basicJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson } from "./json";
-import { analysisLines, colorsFor, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, stackLines, type TextStyle } from "./text";
+import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
+import { basicJson, connectionJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
+import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -163,6 +164,24 @@ export class Output {
   repeatRest(count: number, countText: string, keys: number, seconds: number): void {
     if (this.opts.json) return this.out.line(repeatRestJson(count, keys, seconds));
     this.out.line(`… and ${countText} more events of ${keys} other kinds in the last ${Math.max(1, Math.round(seconds))} s`);
+  }
+
+  /** --sock: one socket event. */
+  sock(e: SockEvent, hook: string, names: SockNames, notes: string[]): void {
+    if (this.opts.json) return this.out.line(sockJson(e, hook, names, notes, this.style.clock));
+    this.out.line(sockLine(e, hook, names.state, names.caState, notes, this.style));
+  }
+
+  /** --sock: a connection summed up. */
+  connection(c: ConnectionSummary): void {
+    if (this.opts.json) return this.out.line(connectionJson(c, this.style.clock));
+    this.out.line(connectionLine(c, this.style));
+  }
+
+  /** --sock --rtt: the distribution of the RTT samples. */
+  rttHistogram(buckets: RttBucket[], samples: number, avgUs: number): void {
+    if (this.opts.json) return this.out.line(rttHistogramJson(buckets, samples, avgUs));
+    for (const l of rttTableLines(buckets, samples, avgUs)) this.out.line(l);
   }
 
   /** --func-stats: the table of calls per hook. */

@@ -10,6 +10,7 @@ import { packet_layers } from "../abi/layout.generated";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, Packet, SkbMeta } from "../events/decode";
 import type { HookLine } from "../events/line";
+import { durationText, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
@@ -88,7 +89,56 @@ export function hookLine(l: HookLine, s: TextStyle): string {
 /** A socket's connection: "TCP: 10.0.0.1:40000 -> 10.0.0.2:80 ESTABLISHED". */
 export function connectionSummary(p: Packet, state: string | undefined): string {
   const v6 = p.l3 === 0x86dd;
-  return `TCP: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)}${state ? ` ${state}` : ""}`;
+  return `${l4Name(p.l4)}: ${endpoint(p.saddr, p.sport, v6)} -> ${endpoint(p.daddr, p.dport, v6)}${state ? ` ${state}` : ""}`;
+}
+
+/** Notes that say something went wrong are red, the rest yellow. */
+function noteText(notes: string[], bad: RegExp, c: Colors): string {
+  return notes.map((n) => (bad.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
+}
+
+/**
+ * --sock, nettrace's shape:
+ * "[153.345912] [tcp_probe           ] TCP: 10.0.0.1:5 -> 10.0.0.2:80 ESTABLISHED CA_Open out:(p0 r0) mem:(w0 r0) *rtt:37ms, rtt_min:36ms*"
+ */
+export function sockLine(e: SockEvent, hook: string, state: string | undefined, caState: string | undefined, notes: string[], s: TextStyle): string {
+  const tcp = e.tcp ? ` ${caState ?? `CA_${e.caState}`} out:(p${e.packetsOut} r${e.retransOut})` : "";
+  const mem = e.tcp || e.rcvbuf ? ` mem:(w${e.wmemQueued} r${e.rmemAlloc})` : "";
+  const detail = s.detail ? `[cpu:${String(e.cpu).padEnd(3)}][pid:${String(e.pid).padEnd(7)}][${e.comm.padEnd(16)}][ns:${e.netns}][${e.skHex}] ` : "";
+  const text = noteText(notes, /reset|retrans|full|limit|error|refused/, s.colors);
+  return `[${s.clock.stamp(e.timeNs, s.date)}] [${hook.padEnd(20)}] ${detail}${connectionSummary(e.pkt, state)}${tcp}${mem}${text ? ` ${text}` : ""}`;
+}
+
+/** --rtt: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */
+export function rttTableLines(buckets: RttBucket[], samples: number, avgUs: number): string[] {
+  if (!samples) return ["RTT distribution: no samples"];
+  const max = Math.max(...buckets.map((b) => b.count));
+  return [
+    `RTT distribution: ${samples} sample${samples === 1 ? "" : "s"}, average ${durationText(avgUs)}`,
+    `${"µs".padStart(14).padEnd(28)}: count    distribution`,
+    ...buckets.map((b) => `${String(b.lowUs).padStart(12)} -> ${String(b.highUs).padEnd(12)}: ${String(b.count).padEnd(8)} |${"*".repeat(Math.round((b.count / max) * 40)).padEnd(40)}|`),
+  ];
+}
+
+const ENDED: Record<ConnectionSummary["end"], string> = {
+  fin: "closed by FIN",
+  reset_sent: "reset sent",
+  reset_received: "reset received",
+  closed: "closed",
+  open: "still open",
+  evicted: "no longer followed (memory bound)",
+};
+
+/** --sock: one line per connection that closed, or was open at the end. */
+export function connectionLine(c: ConnectionSummary, s: TextStyle): string {
+  const ended = `${ENDED[c.end]}${c.closedBy ? ` (${c.closedBy} first)` : ""}${c.resetReason ? ` (${c.resetReason})` : ""}`;
+  const parts = [`duration:${durationText((c.endNs - c.startNs) / 1000)}${c.fromStart ? "" : " (seen from mid-connection)"}`];
+  if (c.handshakeUs !== null) parts.push(`handshake:${durationText(c.handshakeUs)}`);
+  parts.push(`retrans:${c.retransmits}`);
+  if (c.rtt) parts.push(`rtt min/avg/max:${durationText(c.rtt.minUs)}/${durationText(c.rtt.avgUs)}/${durationText(c.rtt.maxUs)} (${c.rtt.samples} sample${c.rtt.samples === 1 ? "" : "s"})`);
+  if (c.bytesOut !== null) parts.push(`out:${c.bytesOut}B/${c.segsOut} segs, in:${c.bytesIn}B/${c.segsIn} segs`);
+  const text = noteText([ended], /reset/, s.colors);
+  return `[${s.clock.stamp(c.endNs, s.date)}] [${"connection".padEnd(20)}] ${connectionSummary(c.pkt, undefined)} ${text} ${parts.join(", ")}`;
 }
 
 /** --monitor: the hook line, with the connection instead of a packet for socket events. */
@@ -96,7 +146,7 @@ export function monitorLine(l: HookLine, fromSock: boolean, state: string | unde
   if (!fromSock) return hookLine(l, s);
   const c = s.colors;
   const where = s.detail ? `[${l.name.padEnd(20)}]${detailPrefix(l.e.cpu, l.e.meta)}` : `[${l.name.padEnd(20)}] `;
-  const notes = l.notes.map((n) => (/reset|timeout/.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
+  const notes = noteText(l.notes, /reset|timeout/, c);
   return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${where}${connectionSummary(l.e.pkt, state)}${notes ? ` ${notes}` : ""}`;
 }
 

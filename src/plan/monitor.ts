@@ -9,7 +9,7 @@ import type { Btf } from "../kernel/btf";
 import type { Features } from "../kernel/features";
 import type { FunctionIndex } from "../kernel/functions";
 import type { Attach, FunctionBackend, Plan, PlannedHook } from "./plan";
-import { tracepointPrograms, type TracepointSpec } from "./tracepoints";
+import { planTracepoints, type TracepointSpec } from "./tracepoints";
 
 const T = tracepoint_id;
 const tp = (btf: ProgramName, raw: ProgramName) => ({ btf, raw });
@@ -62,18 +62,8 @@ export interface MonitorPlanInput {
 
 export function makeMonitorPlan(input: MonitorPlanInput): Plan {
   const { btf, features } = input;
-  const hooks: PlannedHook[] = [];
-  const skipped: Plan["skipped"] = [];
-  for (const spec of MONITOR_TRACEPOINTS) {
-    if (spec.id === T.TP_TCP_PROBE && !input.rtt) continue;
-    const { programs, why } = tracepointPrograms(btf, spec);
-    if (!programs) {
-      skipped.push({ name: spec.name, why: why! });
-      continue;
-    }
-    const via = features.tpBtf ? "tp_btf" : "raw_tp";
-    hooks.push({ kind: "tracepoint", name: spec.name, spec, via, attach: [{ how: "tracepoint", program: via === "tp_btf" ? programs.btf : programs.raw }] });
-  }
+  const specs = MONITOR_TRACEPOINTS.filter((spec) => spec.id !== T.TP_TCP_PROBE || input.rtt);
+  const { hooks, skipped } = planTracepoints(btf, features.tpBtf, specs);
   const hasCongState = hooks.some((h) => h.name === "tcp:tcp_cong_state_set");
   const wanted = hasCongState ? ["nft_do_chain"] : ["tcp_retransmit_timer", "nft_do_chain"];
   for (const name of wanted) {

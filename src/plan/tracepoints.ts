@@ -6,6 +6,7 @@ import { tracepoint_id } from "../abi/layout.generated";
 import { program, type ProgramName } from "../abi/programs.generated";
 import { tracepointParams } from "../kernel/btf-facts";
 import type { Btf } from "../kernel/btf";
+import type { Plan, PlannedHook } from "./plan";
 
 /** A tracepoint program as tp_btf (5.5+) and as raw_tp (the fallback). */
 export interface TracepointPrograms {
@@ -19,6 +20,8 @@ export interface TracepointSpec {
   name: string;
   /** Position of the struct sk_buff * argument (-1: the program finds its object itself). */
   skbArg: number;
+  /** Position of the struct sock * argument a --sock program reads, checked like skbArg. */
+  sockArg?: number;
   /** Programs per argument list, most specific first: [minimum argument count, programs]. */
   variants: [number, TracepointPrograms][];
   /** The skb's life ends here. */
@@ -61,6 +64,28 @@ export function tracepointPrograms(btf: Btf, spec: TracepointSpec): { programs?:
   if (!params) return { why: "this kernel has no such tracepoint" };
   if (spec.skbArg >= 0 && !/struct sk_buff \*$/.test(params[spec.skbArg] ?? ""))
     return { why: `argument ${spec.skbArg} is ${params[spec.skbArg] ?? "missing"}, not struct sk_buff * (tracepoint changed: ${params.join(", ")})` };
+  if (spec.sockArg !== undefined && !/struct sock \*$/.test(params[spec.sockArg] ?? ""))
+    return { why: `argument ${spec.sockArg} is ${params[spec.sockArg] ?? "missing"}, not struct sock * (tracepoint changed: ${params.join(", ")})` };
   const variant = spec.variants.find(([min]) => params.length >= min);
   return variant ? { programs: variant[1] } : { why: `unexpected arguments (${params.join(", ")})` };
+}
+
+/**
+ * A mode's own tracepoints (--monitor, --sock): each one this kernel has,
+ * in the variant its arguments fit (tp_btf where the kernel has it, else
+ * raw_tp), and why the others are skipped.
+ */
+export function planTracepoints(btf: Btf, tpBtf: boolean, specs: TracepointSpec[]): Plan {
+  const hooks: PlannedHook[] = [];
+  const skipped: Plan["skipped"] = [];
+  for (const spec of specs) {
+    const { programs, why } = tracepointPrograms(btf, spec);
+    if (!programs) {
+      skipped.push({ name: spec.name, why: why! });
+      continue;
+    }
+    const via = tpBtf && !spec.rawOnly ? "tp_btf" : "raw_tp";
+    hooks.push({ kind: "tracepoint", name: spec.name, spec, via, attach: [{ how: "tracepoint", program: via === "tp_btf" ? programs.btf : programs.raw }] });
+  }
+  return { hooks, skipped };
 }

@@ -52,7 +52,7 @@ describe("valid command lines", () => {
 
   test("--monitor with its filters, limits and metrics", () => {
     const o = options("--monitor", "--tcp-rtt", "10", "--tcp-srtt", "2.5", "--aggregate", "5", "--rate-limit", "100", "-p", "udp", "--reason", "NO_SOCKET");
-    expect(o).toMatchObject({ mode: "monitor", monitor: { rttMinMs: 10, srttMinMs: 2.5, aggregateSeconds: 5 }, rateLimit: 100, funcStats: false, reasons: ["NO_SOCKET"], filter: { proto: { l4: 17 } } });
+    expect(o).toMatchObject({ mode: "monitor", monitor: { aggregateSeconds: 5 }, rttFilter: { rttMinMs: 10, srttMinMs: 2.5 }, rateLimit: 100, funcStats: false, reasons: ["NO_SOCKET"], filter: { proto: { l4: 17 } } });
     expect(options("--monitor").monitor).toEqual({ aggregateSeconds: 10 });
     expect(options("--monitor", "--func-stats").funcStats).toBe(true);
     expect(options("--basic", "--func-stats", "--rate-limit", "5")).toMatchObject({ mode: "basic", funcStats: true, rateLimit: 5 });
@@ -107,11 +107,18 @@ describe("usage errors name the flag and the fix", () => {
     [["--drop", "--netns", "4294967296"], /^--netns: 4294967296 is out of range; use a number from 1 to 4294967295$/],
     [["--drop", "--output", ""], /^--output: the file name is empty/],
     [["--drop", "-s", "\x1b]0;title\x07"], /^--saddr: '\\x1b\]0;title\\x07' is not an IPv4/],
-    [["--drop", "--sock"], /--sock mode is not supported/],
+    [["--drop", "--sock"], /^--drop does not apply to --sock \(socket events and connection summaries\): remove it$/],
+    [["--sock", "--tcp-flags", "S"], /^--tcp-flags does not apply to --sock/],
+    [["--sock", "-i", "eth0"], /^--ifname does not apply to --sock/],
+    [["--sock", "--monitor"], /^--monitor does not apply to --sock/],
+    [["--drop", "--rtt"], /^--rtt works with --sock only: add --sock$/],
+    [["--monitor", "--filter-srtt", "5"], /^--filter-srtt works with --sock only \(in --monitor: --tcp-srtt\): add --sock$/],
+    [["--sock", "--tcp-srtt", "5", "--filter-srtt", "5"], /^--tcp-srtt and --filter-srtt are the same threshold: give one$/],
+    [["--sock", "--filter-minrtt", "-1"], /^--filter-minrtt: '-1' is not a number of milliseconds/],
     [["--drop", "--monitor"], /^--monitor and --drop are different modes: use one/],
     [["--monitor", "--diag"], /^--monitor and --diag are different modes/],
-    [["--drop", "--tcp-rtt", "10"], /^--tcp-rtt works with --monitor only \(skbtrail has no --sock mode\): add --monitor$/],
-    [["--tcp-srtt", "10"], /^--tcp-srtt works with --monitor only/],
+    [["--drop", "--tcp-rtt", "10"], /^--tcp-rtt works with --sock and --monitor only: add one of them$/],
+    [["--tcp-srtt", "10"], /^--tcp-srtt works with --sock and --monitor only/],
     [["--drop", "--aggregate", "5"], /^--aggregate works with --monitor only: add --monitor$/],
     [["--drop", "--rate-limit", "5"], /^--rate-limit works with --monitor and --basic only/],
     [["--func-stats"], /^--func-stats works with --monitor and --basic only/],

@@ -9,6 +9,7 @@ import type { Features } from "../../src/kernel/features";
 import { FunctionIndex } from "../../src/kernel/functions";
 import { Symbolizer } from "../../src/kernel/kallsyms";
 import { checkBackend, makePlan, plannedPrograms, type BackendChoice, type FunctionHook, type Plan } from "../../src/plan/plan";
+import { makeSockPlan, SOCK_TRACEPOINTS } from "../../src/plan/sock";
 import type { TreeHook } from "../../src/plan/tracer-tree";
 
 const btf = Btf.parse(new Uint8Array(readFileSync(`${import.meta.dir}/../fixtures/btf/kernel-like.btf`)));
@@ -141,5 +142,20 @@ describe("backend choice per function", () => {
     expect(programs).toContain(program.fentry_skb0);
     expect(programs).toContain(program.kretprobe_return_value);
     expect(programs).toContain(program.tp_consume_skb_btf);
+  });
+});
+
+describe("--sock's tracepoints", () => {
+  test("the variant each signature fits; a changed socket argument and absent tracepoints skipped with the reason", () => {
+    const p = makeSockPlan(btf, true);
+    expect(p.hooks.map((h) => [h.name, h.attach[0]!.program])).toEqual([
+      ["sock:inet_sock_set_state", program.tp_inet_sock_set_state_sock_btf],
+      // (sk, skb): a kernel before 6.10, no reset reason.
+      ["tcp:tcp_send_reset", program.tp_tcp_send_reset_sock_noreason_btf],
+    ]);
+    expect(makeSockPlan(btf, false).hooks[0]!.attach[0]!.program).toBe(program.tp_inet_sock_set_state_sock_raw);
+    expect(skipped(p, "tcp:tcp_receive_reset")).toBe("argument 0 is struct sk_buff *, not struct sock * (tracepoint changed: struct sk_buff *)");
+    expect(skipped(p, "tcp:tcp_probe")).toBe("this kernel has no such tracepoint");
+    expect(p.hooks.length + p.skipped.length).toBe(SOCK_TRACEPOINTS.length);
   });
 });

@@ -1,0 +1,391 @@
+// --sock's model: a socket record decoded (struct sock_event), what it
+// means in words (its notes), and the connections the records describe,
+// each summed up once when it closes or when tracing stops.
+import { constants } from "node:os";
+import { layout, tracepoint_id } from "../abi/layout.generated";
+import { addrHex, addrKey } from "../kernel/kallsyms";
+import { decodePacket, kernelString, type Packet, type RecordBytes } from "./decode";
+
+const T = tracepoint_id;
+const S = layout.sock_event.fields;
+const H = layout.event_header.fields;
+
+export interface SockEvent {
+  cpu: number;
+  timeNs: number;
+  /** The connection: local address and port as source, remote as destination. */
+  pkt: Packet;
+  /** The socket's address (low 48 bits): the connection's identity while it lives. */
+  sk: number;
+  skHex: string;
+  netns: number;
+  pid: number;
+  comm: string;
+  tracepoint: number;
+  arg: number;
+  state: number;
+  oldState: number;
+  caState: number;
+  /** A full TCP socket: the fields below were read. */
+  tcp: boolean;
+  /** A reset sent for a packet no socket took: pkt is that packet, reversed. */
+  noSocket: boolean;
+  srttUs: number;
+  rttUs: number;
+  minRttUs: number;
+  sndCwnd: number;
+  packetsOut: number;
+  retransOut: number;
+  totalRetrans: number;
+  segsOut: number;
+  segsIn: number;
+  wmemQueued: number;
+  rmemAlloc: number;
+  rcvbuf: number;
+  sndbuf: number;
+  bytesAcked: number;
+  bytesReceived: number;
+}
+
+const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
+
+export function decodeSock(b: RecordBytes, off: number): SockEvent {
+  const u32 = (f: { offset: number }) => b.u32[(off + f.offset) >>> 2]!;
+  const i32 = (f: { offset: number }) => b.i32[(off + f.offset) >>> 2]!;
+  const u8 = (f: { offset: number }) => b.u8[off + f.offset]!;
+  const skLo = u32(S.sk);
+  const skHi = b.u32[((off + S.sk.offset) >>> 2) + 1]!;
+  return {
+    cpu: b.u32[(off + H.cpu.offset) >>> 2]!,
+    timeNs: u64(b, off + H.time_ns.offset),
+    pkt: decodePacket(b, off + S.pkt.offset),
+    sk: addrKey(skHi, skLo),
+    skHex: addrHex(skHi, skLo),
+    netns: u32(S.netns),
+    pid: u32(S.pid),
+    comm: kernelString(b.u8, off + S.comm.offset, S.comm.size),
+    tracepoint: u32(S.tracepoint),
+    arg: i32(S.arg),
+    state: u8(S.state),
+    oldState: u8(S.old_state),
+    caState: u8(S.ca_state),
+    tcp: u8(S.tcp) !== 0,
+    noSocket: u8(S.no_socket) !== 0,
+    srttUs: u32(S.srtt_us),
+    rttUs: u32(S.rtt_us),
+    minRttUs: u32(S.min_rtt_us),
+    sndCwnd: u32(S.snd_cwnd),
+    packetsOut: u32(S.packets_out),
+    retransOut: u32(S.retrans_out),
+    totalRetrans: u32(S.total_retrans),
+    segsOut: u32(S.segs_out),
+    segsIn: u32(S.segs_in),
+    wmemQueued: i32(S.wmem_queued),
+    rmemAlloc: i32(S.rmem_alloc),
+    rcvbuf: i32(S.rcvbuf),
+    sndbuf: i32(S.sndbuf),
+    bytesAcked: u64(b, off + S.bytes_acked.offset),
+    bytesReceived: u64(b, off + S.bytes_received.offset),
+  };
+}
+
+/** Names read from the running kernel's BTF (src/kernel/btf-facts.ts). */
+export interface SockNamer {
+  tcpState(value: number): string | undefined;
+  caState(value: number): string | undefined;
+  rstReason(value: number): string | undefined;
+}
+
+/** The hook name of a --sock tracepoint ("tcp_probe"). */
+export const SOCK_HOOK_NAMES: Record<number, string> = {
+  [T.TP_INET_SOCK_SET_STATE]: "inet_sock_set_state",
+  [T.TP_TCP_PROBE]: "tcp_probe",
+  [T.TP_TCP_RETRANSMIT_SKB]: "tcp_retransmit_skb",
+  [T.TP_TCP_RETRANSMIT_SYNACK]: "tcp_retransmit_synack",
+  [T.TP_TCP_SEND_RESET]: "tcp_send_reset",
+  [T.TP_TCP_RECEIVE_RESET]: "tcp_receive_reset",
+  [T.TP_TCP_DESTROY_SOCK]: "tcp_destroy_sock",
+  [T.TP_TCP_CONG_STATE_SET]: "tcp_cong_state_set",
+  [T.TP_SOCK_RCVQUEUE_FULL]: "sock_rcvqueue_full",
+  [T.TP_SOCK_EXCEED_BUF_LIMIT]: "sock_exceed_buf_limit",
+  [T.TP_INET_SK_ERROR_REPORT]: "inet_sk_error_report",
+};
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
+/** "ECONNREFUSED" for 111 (the kernel's sk_err is positive). */
+export function errnoName(value: number): string {
+  return ERRNO_NAMES.get(Math.abs(value)) ?? `error ${value}`;
+}
+
+/** tcp_sock.rtt_min before its first sample (~0U). */
+export const NO_RTT = 0xffff_ffff;
+
+/** µs below a millisecond (LAN and veth RTTs would all read "0ms"), ms above. */
+export function durationText(us: number): string {
+  if (us < 1000) return `${Math.round(us)}µs`;
+  if (us < 10_000) return `${(us / 1000).toFixed(1)}ms`;
+  if (us < 10_000_000) return `${Math.round(us / 1000)}ms`;
+  return `${(us / 1e6).toFixed(1)}s`;
+}
+
+const stateName = (n: SockNamer, v: number) => n.tcpState(v) ?? `state ${v}`;
+
+/** What the event means, in words, nettrace's *…* notes. */
+export function sockNotes(e: SockEvent, n: SockNamer): string[] {
+  switch (e.tracepoint) {
+    case T.TP_INET_SOCK_SET_STATE:
+      return [`${stateName(n, e.oldState)} -> ${stateName(n, e.state)}`];
+    case T.TP_TCP_PROBE:
+      // rack.rtt_us is 0 until a first sample after the handshake (a passive open's first ACK): the smoothed RTT then.
+      return [`${e.rttUs ? `rtt:${durationText(e.rttUs)}` : `srtt:${durationText(e.srttUs)}`}, rtt_min:${e.minRttUs === NO_RTT ? "-" : durationText(e.minRttUs)}`];
+    case T.TP_TCP_RETRANSMIT_SKB:
+      return ["retransmission"];
+    case T.TP_TCP_RETRANSMIT_SYNACK:
+      return ["SYN-ACK retransmitted"];
+    case T.TP_TCP_SEND_RESET: {
+      const reason = e.arg >= 0 ? n.rstReason(e.arg) : undefined;
+      return [`reset sent${reason ? ` (${reason})` : ""}${e.noSocket ? ", no socket" : ""}`];
+    }
+    case T.TP_TCP_RECEIVE_RESET:
+      return [n.tcpState(e.state) === "SYN_SENT" ? "reset received: connection refused" : "reset received"];
+    case T.TP_TCP_DESTROY_SOCK:
+      return ["socket destroyed"];
+    case T.TP_TCP_CONG_STATE_SET:
+      return [`${n.caState(e.caState) ?? e.caState} -> ${n.caState(e.arg) ?? e.arg}`];
+    case T.TP_SOCK_RCVQUEUE_FULL:
+      return [`receive buffer full (${e.rmemAlloc} of ${e.rcvbuf} bytes): packet dropped`];
+    case T.TP_SOCK_EXCEED_BUF_LIMIT:
+      return [`${e.arg === 1 ? "receive" : "send"} memory limit of the protocol reached`];
+    case T.TP_INET_SK_ERROR_REPORT:
+      return [`error reported to the application: ${errnoName(e.arg)}`];
+    default:
+      return [];
+  }
+}
+
+/** How a connection ended. */
+export type ConnectionEnd = "fin" | "reset_sent" | "reset_received" | "closed" | "open" | "evicted";
+
+/** One TCP connection, summed up (JSON kind "connection"). */
+export interface ConnectionSummary {
+  pkt: Packet;
+  netns: number;
+  startNs: number;
+  endNs: number;
+  /** The connection's start was seen (its SYN_SENT or SYN_RECV): duration and handshake are whole. */
+  fromStart: boolean;
+  /** Active open: SYN_SENT → ESTABLISHED. Passive opens: unknown (the kernel makes the socket when the handshake is done). */
+  handshakeUs: number | null;
+  retransmits: number;
+  rtt: { samples: number; minUs: number; avgUs: number; maxUs: number } | null;
+  bytesOut: number | null;
+  bytesIn: number | null;
+  segsOut: number | null;
+  segsIn: number | null;
+  end: ConnectionEnd;
+  /** end "fin": which side sent its FIN first. */
+  closedBy: "local" | "peer" | null;
+  resetReason: string | null;
+}
+
+interface Tracked {
+  pkt: Packet;
+  netns: number;
+  startNs: number;
+  lastNs: number;
+  fromStart: boolean;
+  synSentNs?: number;
+  handshakeUs: number | null;
+  retransmitEvents: number;
+  rttSamples: number;
+  rttSum: number;
+  rttMin: number;
+  rttMax: number;
+  last?: SockEvent;
+  closedBy: "local" | "peer" | null;
+  reset?: { end: "reset_sent" | "reset_received"; reason: string | null };
+  listener: boolean;
+  /** Sequence numbers the kernel counts in bytes_acked / bytes_received that are not data: our SYN and FIN acknowledged, the peer's FIN. */
+  synAcked: boolean;
+  finAcked: boolean;
+  finReceived: boolean;
+}
+
+/** At most this many connections are followed at once (see Connections). */
+export const MAX_CONNECTIONS = 65536;
+const ENDED_KEPT = 1024;
+
+/**
+ * The TCP connections the records describe, keyed by socket address.
+ * Memory is bounded: a Map of at most `max` entries (the oldest is summed
+ * up as "evicted" to make room); the kernel keeps no per-socket state.
+ * A connection ends at its move to CLOSE (or tcp_destroy_sock); listeners
+ * are followed (so their CLOSE is theirs) but never summed up.
+ */
+export class Connections {
+  private readonly live = new Map<number, Tracked>();
+  /** Endpoints of the connections that just ended, for their last events (tcp_destroy_sock); FIFO, bounded. */
+  private readonly ended = new Map<number, Packet>();
+
+  constructor(
+    private readonly n: SockNamer,
+    private readonly max = MAX_CONNECTIONS,
+  ) {}
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /**
+   * The connection's endpoints as last seen whole: at CLOSE the kernel has
+   * already given an automatically bound local port back (and before the
+   * SYN it has none yet), so the event says port 0.
+   */
+  endpoints(e: SockEvent): Packet {
+    if (e.pkt.sport) return e.pkt;
+    const known = this.live.get(e.sk)?.pkt ?? this.ended.get(e.sk);
+    // The same remote end (a failed connect clears the port too): the same connection, not the next one in the socket's memory.
+    return known && (known.dport === e.pkt.dport || !e.pkt.dport) && known.daddr === e.pkt.daddr ? known : e.pkt;
+  }
+
+  /** Takes an event; returns the summary of the connection it ended, if any. */
+  add(e: SockEvent): ConnectionSummary[] {
+    if (e.noSocket || e.pkt.l4 !== 6 || e.tracepoint === T.TP_TCP_RETRANSMIT_SYNACK) return [];
+    const done: ConnectionSummary[] = [];
+    const state = this.n.tcpState(e.state);
+    const opening = e.tracepoint === T.TP_INET_SOCK_SET_STATE && (state === "SYN_SENT" || state === "SYN_RECV" || state === "LISTEN");
+    let c = this.live.get(e.sk);
+    if (c && opening && this.n.tcpState(e.oldState) !== "SYN_SENT") {
+      // The address was reused without a CLOSE seen: the old one is over.
+      done.push(this.summary(c, "closed", c.lastNs));
+      this.live.delete(e.sk);
+      c = undefined;
+    }
+    if (!c) {
+      // The last events of a connection already summed up (error report, destroy) start nothing.
+      if (e.tracepoint === T.TP_TCP_DESTROY_SOCK || (!opening && this.ended.has(e.sk))) return done;
+      if (this.live.size >= this.max) {
+        const [oldest, tracked] = this.live.entries().next().value!;
+        this.live.delete(oldest);
+        if (!tracked.listener) done.push(this.summary(tracked, "evicted", e.timeNs));
+      }
+      c = {
+        pkt: e.pkt, netns: e.netns, startNs: e.timeNs, lastNs: e.timeNs, fromStart: opening, handshakeUs: null,
+        retransmitEvents: 0, rttSamples: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, closedBy: null, listener: state === "LISTEN",
+        synAcked: false, finAcked: false, finReceived: false,
+      };
+      this.live.set(e.sk, c);
+    }
+    c.lastNs = e.timeNs;
+    // Only endpoints seen whole (see endpoints()).
+    if (e.pkt.sport && e.pkt.dport) c.pkt = e.pkt;
+    if (e.tcp) c.last = e;
+    switch (e.tracepoint) {
+      case T.TP_INET_SOCK_SET_STATE: {
+        const from = this.n.tcpState(e.oldState);
+        if (state === "SYN_SENT") c.synSentNs = e.timeNs;
+        if (state === "ESTABLISHED" && from === "SYN_SENT" && c.synSentNs !== undefined) c.handshakeUs = (e.timeNs - c.synSentNs) / 1000;
+        if (c.closedBy === null && (state === "FIN_WAIT1" || state === "CLOSE_WAIT")) c.closedBy = state === "FIN_WAIT1" ? "local" : "peer";
+        if (from === "SYN_SENT" && state === "ESTABLISHED") c.synAcked = true;
+        if ((from === "FIN_WAIT1" && state === "FIN_WAIT2") || from === "LAST_ACK" || (from === "CLOSING" && state !== "CLOSE_WAIT")) c.finAcked = true;
+        if (state === "CLOSE_WAIT" || state === "CLOSING" || (from === "FIN_WAIT2" && (state === "TIME_WAIT" || state === "CLOSE"))) c.finReceived = true;
+        if (state === "CLOSE") return this.end(e.sk, c, e.timeNs, done);
+        break;
+      }
+      case T.TP_TCP_PROBE:
+        if (e.rttUs) {
+          c.rttSamples++;
+          c.rttSum += e.rttUs;
+          c.rttMin = Math.min(c.rttMin, e.rttUs);
+          c.rttMax = Math.max(c.rttMax, e.rttUs);
+        }
+        break;
+      case T.TP_TCP_RETRANSMIT_SKB:
+        c.retransmitEvents++;
+        break;
+      case T.TP_TCP_SEND_RESET:
+        c.reset ??= { end: "reset_sent", reason: e.arg >= 0 ? (this.n.rstReason(e.arg) ?? null) : null };
+        break;
+      case T.TP_TCP_RECEIVE_RESET:
+        c.reset ??= { end: "reset_received", reason: null };
+        break;
+      case T.TP_TCP_DESTROY_SOCK:
+        return this.end(e.sk, c, e.timeNs, done);
+    }
+    return done;
+  }
+
+  private end(sk: number, c: Tracked, nowNs: number, done: ConnectionSummary[]): ConnectionSummary[] {
+    this.live.delete(sk);
+    this.ended.delete(sk);
+    if (this.ended.size >= ENDED_KEPT) this.ended.delete(this.ended.keys().next().value!);
+    this.ended.set(sk, c.pkt);
+    if (c.listener) return done;
+    done.push(this.summary(c, c.reset?.end ?? (c.closedBy ? "fin" : "closed"), nowNs));
+    return done;
+  }
+
+  /** Tracing stopped: every connection still open, summed up. */
+  drain(nowNs: number): ConnectionSummary[] {
+    const open = [...this.live.values()].filter((c) => !c.listener).map((c) => this.summary(c, "open", nowNs));
+    this.live.clear();
+    this.ended.clear();
+    return open;
+  }
+
+  private summary(c: Tracked, end: ConnectionEnd, endNs: number): ConnectionSummary {
+    const l = c.last;
+    return {
+      pkt: c.pkt,
+      netns: c.netns,
+      startNs: c.startNs,
+      endNs,
+      fromStart: c.fromStart,
+      handshakeUs: c.handshakeUs,
+      // The socket's own count where it was read; retransmit events otherwise.
+      retransmits: Math.max(c.retransmitEvents, l?.totalRetrans ?? 0),
+      rtt: c.rttSamples ? { samples: c.rttSamples, minUs: c.rttMin, avgUs: Math.round(c.rttSum / c.rttSamples), maxUs: c.rttMax } : null,
+      // Data only: the kernel's counters are sequence space, where SYN and FIN take one each.
+      bytesOut: l ? Math.max(0, l.bytesAcked - Number(c.synAcked) - Number(c.finAcked)) : null,
+      bytesIn: l ? Math.max(0, l.bytesReceived - Number(c.finReceived)) : null,
+      segsOut: l ? l.segsOut : null,
+      segsIn: l ? l.segsIn : null,
+      end,
+      closedBy: end === "fin" ? c.closedBy : null,
+      resetReason: c.reset?.reason ?? null,
+    };
+  }
+}
+
+/** One row of the --rtt table: samples in [lowUs, highUs]. */
+export interface RttBucket {
+  lowUs: number;
+  highUs: number;
+  count: number;
+}
+
+/**
+ * --rtt: the RTT samples (tcp_probe's, as the summaries count them) in
+ * log2 buckets of µs, bcc's histogram shape: bucket i holds [2^i, 2^(i+1)),
+ * the first one 0 and 1 too. Fixed size, whatever the rate.
+ */
+export class RttLog2 {
+  private readonly counts = new Array<number>(32).fill(0);
+  samples = 0;
+  sumUs = 0;
+
+  add(us: number): void {
+    this.counts[us < 2 ? 0 : Math.min(31, Math.floor(Math.log2(us)))]! += 1;
+    this.samples++;
+    this.sumUs += us;
+  }
+
+  /** From the first bucket with samples to the last. */
+  buckets(): RttBucket[] {
+    const first = this.counts.findIndex((n) => n > 0);
+    if (first < 0) return [];
+    const last = this.counts.findLastIndex((n) => n > 0);
+    return this.counts.slice(first, last + 1).map((count, i) => ({ lowUs: i + first === 0 ? 0 : 2 ** (i + first), highUs: 2 ** (i + first + 1) - 1, count }));
+  }
+}

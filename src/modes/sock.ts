@@ -1,0 +1,83 @@
+// skbtrail --sock: socket mode on tracepoints (bpf/progs/sock.bpf.h). One
+// line per socket event for the sockets the filters keep (filtered in the
+// kernel), and one summary per TCP connection when it closes or when
+// tracing stops (src/events/sock.ts). -c counts socket events. The RTT
+// thresholds (--tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt) keep
+// RTT samples (tcp_probe) in the kernel; the other events are all shown,
+// so summaries stay whole, and their RTT figures are of the samples kept.
+// --rtt adds a log2 table of those samples at the end.
+import { monotonicNowNs } from "../../ffi/libc";
+import { event_kind, tracepoint_id } from "../abi/layout.generated";
+import { environmentError } from "../common/errors";
+import { attachPlan, linkCount } from "../bpf/attach";
+import type { Options } from "../cli/parse";
+import { rttThresholds } from "../bpf/config";
+import { Connections, RttLog2, decodeSock, errnoName, SOCK_HOOK_NAMES, sockNotes, type SockNamer } from "../events/sock";
+import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
+import type { KernelInfo } from "../kernel/environment";
+import { readFeatures } from "../kernel/features";
+import type { Output, RunSummary } from "../output/output";
+import { attachedAs, plannedPrograms } from "../plan/plan";
+import { makeSockPlan, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE } from "../plan/sock";
+import { filterConfig, runSession } from "./skeleton";
+import type { StopControl } from "./stop";
+
+const T = tracepoint_id;
+
+export async function runSock(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
+  const btf = kernel.btf;
+  const states = tcpStates(btf);
+  const caStates = tcpCaStates(btf);
+  const rstReasons = resetReasons(btf);
+  const namer: SockNamer = { tcpState: (v) => states.get(v), caState: (v) => caStates.get(v), rstReason: (v) => rstReasons.get(v) };
+
+  const features = readFeatures(kernel, true);
+  const plan = makeSockPlan(btf, features.tpBtf);
+  out.verbose(`sock plan: ${plan.hooks.length} tracepoints; ${plan.skipped.length} skipped`);
+  for (const h of plan.hooks) out.verbose(`  ${h.name.padEnd(28)} ${attachedAs(h).padEnd(8)} ${SOCK_PURPOSE[h.name] ?? ""}`);
+  for (const s of plan.skipped) out.verbose(`  skipped ${s.name}: ${s.why}`);
+  out.verbose(SOCK_FUNCTIONS_WOULD_ADD);
+  if (!plan.hooks.some((h) => h.name === "sock:inet_sock_set_state"))
+    throw environmentError("--sock needs the tracepoint sock:inet_sock_set_state (Linux 4.16+), which this kernel does not have");
+
+  const connections = new Connections(namer);
+  const histogram = opts.rttHistogram ? new RttLog2() : undefined;
+  const summary = await runSession(
+    kernel,
+    {
+      programs: plannedPrograms(plan),
+      config: { ...filterConfig(opts.filter), rttThresholds: rttThresholds(opts.rttFilter) },
+      links: linkCount(plan),
+      slowDetach: false,
+      attach: (s, into) => {
+        for (const r of attachPlan(s.obj, plan, into)) out.verbose(`  skipped ${r.name}: ${r.why}`);
+      },
+      record: (kind, ring, offset) => {
+        if (kind !== event_kind.EVENT_SOCK) return;
+        const e = decodeSock(ring, offset);
+        e.pkt = connections.endpoints(e);
+        if (stop.admit()) {
+          const hook = SOCK_HOOK_NAMES[e.tracepoint] ?? `tracepoint ${e.tracepoint}`;
+          out.sock(e, hook, {
+            // Other protocols keep TCP's numbers in the same field (UDP: ESTABLISHED when connected): not shown.
+            state: e.noSocket || e.pkt.l4 !== 6 ? undefined : states.get(e.state),
+            oldState: e.tracepoint === T.TP_INET_SOCK_SET_STATE ? states.get(e.oldState) : undefined,
+            caState: e.tcp ? caStates.get(e.caState) : undefined,
+            resetReason: e.tracepoint === T.TP_TCP_SEND_RESET && e.arg >= 0 ? rstReasons.get(e.arg) : undefined,
+            error: e.tracepoint === T.TP_INET_SK_ERROR_REPORT ? errnoName(e.arg) : undefined,
+          }, sockNotes(e, namer));
+        }
+        if (histogram && e.tracepoint === T.TP_TCP_PROBE && e.rttUs) histogram.add(e.rttUs);
+        for (const c of connections.add(e)) out.connection(c);
+      },
+      // Records still queued at the stop were dropped: the open connections are summed up from what was read.
+      finish: () => {
+        for (const c of connections.drain(monotonicNowNs())) out.connection(c);
+        if (histogram) out.rttHistogram(histogram.buckets(), histogram.samples, histogram.samples ? histogram.sumUs / histogram.samples : 0);
+      },
+    },
+    out,
+    stop,
+  );
+  return summary;
+}

@@ -1,0 +1,172 @@
+// --sock on the host kernel: real TCP connections between two namespaces
+// (a Bun server in b, a Bun client in a). A connection that completes and
+// closes, one refused (reset received / sent), and one to a port the filter
+// excludes, which must not appear. What the kernel has is read from its BTF;
+// a check that needs a tracepoint it lacks is skipped with the reason printed.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { TwoHosts, type Server } from "../lib/netns";
+import { requireKernelTests } from "../lib/require";
+import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
+
+const enabled = requireKernelTests();
+const OPEN = 7401;
+const CLOSED = 7402;
+const MESSAGE = "hello sock";
+
+/** The running kernel's BTF names it (a tracepoint's btf_trace_ type, an enum). */
+const btfHas = (() => {
+  let btf = "";
+  return (name: string) => (btf ||= enabled ? readFileSync("/sys/kernel/btf/vmlinux", "latin1") : "").includes(`\0${name}\0`);
+})();
+
+const hasSetState = enabled && btfHas("btf_trace_inet_sock_set_state");
+if (enabled && !hasSetState) console.warn("SKIPPED sock kernel tests: this kernel has no sock:inet_sock_set_state tracepoint (Linux 4.16+)");
+
+/** Says why a check is left out on this kernel; true when it can run. */
+function kernelHas(tracepoint: string, what: string): boolean {
+  if (btfHas(`btf_trace_${tracepoint}`)) return true;
+  console.warn(`SKIPPED check (${what}): this kernel has no tracepoint ${tracepoint}`);
+  return false;
+}
+
+describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
+  let net: TwoHosts;
+  let server: Server;
+  let netnsA: number;
+  let netnsB: number;
+
+  beforeAll(async () => {
+    net = await TwoHosts.create("sock", 94);
+    netnsA = await net.a.ns.inode();
+    netnsB = await net.b.ns.inode();
+    server = await net.b.ns.serve("tcp", OPEN);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await net?.destroy();
+  });
+
+  /** Runs skbtrail with `args` while `traffic` runs, until the connection summaries of `ports` (remote or local) are out. */
+  async function traced(args: string[], traffic: () => Promise<void>, until: RegExp): Promise<{ stdout: string; stderr: string; code: number }> {
+    const t = Skbtrail.start(["--sock", ...args]);
+    await t.ready();
+    await traffic();
+    await t.waitFor(until, scaled(10_000));
+    return t.stop("SIGINT");
+  }
+
+  const completeAndRefused = async () => {
+    expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+    expect(await net.a.ns.tcp(net.b.ip4, CLOSED)).not.toBe(0);
+  };
+
+  test("--json: a completed connection's states in order, RTT samples, its summary; a refused one reset and summed up", async () => {
+    const { stdout, code } = await traced(["--json", "--netns", String(netnsA), "-p", "tcp", "--addr", net.b.ip4], completeAndRefused, new RegExp(`"kind":"connection".*"dport":${CLOSED}`));
+    expect(code).toBe(0);
+    const lines = jsonLines(stdout);
+    const events = lines.filter((l) => l.kind === "sock");
+    // Only the client's namespace, only connections to b.
+    expect(events.length).toBeGreaterThan(0);
+    for (const e of events) {
+      expect(e.netns).toBe(netnsA);
+      expect(e.daddr).toBe(net.b.ip4);
+    }
+
+    const open = events.filter((e) => e.dport === OPEN);
+    const transitions = open.filter((e) => e.hook === "inet_sock_set_state").map((e) => `${e.old_state}->${e.state}`);
+    expect(transitions[0]).toBe("CLOSE->SYN_SENT");
+    expect(transitions[1]).toBe("SYN_SENT->ESTABLISHED");
+    expect(transitions.at(-1)).toMatch(/->CLOSE$/);
+    // Which side closes first is the scheduler's: either way through a FIN state.
+    expect(transitions.some((t) => /->(FIN_WAIT1|CLOSE_WAIT)$/.test(t))).toBe(true);
+    // The local port is the same on every event (the kernel's port 0 around connect and close is filled in).
+    const sport = open.find((e) => e.state === "ESTABLISHED")!.sport;
+    expect(sport).toBeGreaterThan(0);
+    for (const e of open.slice(1)) expect(e.sport).toBe(sport);
+
+    const summary = lines.find((l) => l.kind === "connection" && l.dport === OPEN)!;
+    expect(summary).toMatchObject({ saddr: net.a.ip4, sport, daddr: net.b.ip4, dport: OPEN, netns: netnsA, from_start: true, end: "fin", reset_reason: null });
+    expect(["local", "peer"]).toContain(summary.closed_by);
+    expect(summary.handshake_us).toBeGreaterThan(0);
+    expect(summary.duration_us).toBeGreaterThanOrEqual(summary.handshake_us);
+    // bytes_acked counts the data only; the server answers "ok".
+    expect(summary.bytes_out).toBe(MESSAGE.length);
+    expect(summary.bytes_in).toBe(2);
+    expect(summary.retransmits).toBe(0);
+    if (kernelHas("tcp_probe", "RTT samples")) {
+      const samples = open.filter((e) => e.hook === "tcp_probe" && e.tcp.rtt_us > 0).map((e) => e.tcp.rtt_us);
+      expect(samples.length).toBeGreaterThan(0);
+      expect(summary.rtt_samples).toBe(samples.length);
+      expect(summary.rtt_min_us).toBe(Math.min(...samples));
+      expect(summary.rtt_max_us).toBe(Math.max(...samples));
+    }
+
+    const refused = events.filter((e) => e.dport === CLOSED);
+    expect(refused[0]).toMatchObject({ hook: "inet_sock_set_state", old_state: "CLOSE", state: "SYN_SENT" });
+    expect(refused.some((e) => e.old_state === "SYN_SENT" && e.state === "CLOSE")).toBe(true);
+    if (kernelHas("tcp_receive_reset", "reset received")) {
+      expect(refused.find((e) => e.hook === "tcp_receive_reset")).toMatchObject({ state: "SYN_SENT", notes: ["reset received: connection refused"] });
+      expect(lines.find((l) => l.kind === "connection" && l.dport === CLOSED)).toMatchObject({ end: "reset_received", handshake_us: null, bytes_out: 0, bytes_in: 0 });
+    }
+    if (kernelHas("inet_sk_error_report", "error reported to the application"))
+      expect(refused.find((e) => e.hook === "inet_sk_error_report")).toMatchObject({ error: "ECONNREFUSED" });
+    expect(lines.at(-1)).toMatchObject({ kind: "summary", lost: 0 });
+  });
+
+  test("text: nettrace's lines for the kept port; the connection to the filtered port does not appear", async () => {
+    const { stdout, code } = await traced(["--netns", String(netnsA), "--dport", String(OPEN)], completeAndRefused, /\[connection +\] .*closed by FIN/);
+    expect(code).toBe(0);
+    const a = net.a.ip4.replace(/\./g, "\\.");
+    const b = net.b.ip4.replace(/\./g, "\\.");
+    expect(stdout).toMatch(new RegExp(`^\\[\\d+\\.\\d{6}\\] \\[inet_sock_set_state \\] TCP: ${a}:\\d+ -> ${b}:${OPEN} ESTABLISHED CA_Open out:\\(p\\d+ r\\d+\\) mem:\\(w\\d+ r\\d+\\) \\*SYN_SENT -> ESTABLISHED\\*$`, "m"));
+    expect(stdout).toMatch(new RegExp(`^\\[\\d+\\.\\d{6}\\] \\[connection +\\] TCP: ${a}:\\d+ -> ${b}:${OPEN} \\*closed by FIN \\((local|peer) first\\)\\* duration:[\\d.]+(µs|ms), handshake:[\\d.]+(µs|ms), retrans:0, .*out:${MESSAGE.length}B/\\d+ segs, in:2B/\\d+ segs$`, "m"));
+    if (btfHas("btf_trace_tcp_probe")) expect(stdout).toMatch(/\[tcp_probe +\] .* \*rtt:[\d.]+(µs|ms), rtt_min:[\d.]+(µs|ms)\*$/m);
+    expect(stdout).not.toContain(`:${CLOSED}`);
+    expect(stdout).toMatch(/^total events: \d+, lost: 0, filtered in kernel: [1-9]\d*$/m);
+  });
+
+  test("the server's namespace: the reset it sent for the closed port, with the kernel's reason", async () => {
+    if (!kernelHas("tcp_send_reset", "reset sent")) return;
+    const { stdout, code } = await traced(["--json", "--netns", String(netnsB), "--port", String(CLOSED)], async () => {
+      expect(await net.a.ns.tcp(net.b.ip4, CLOSED)).not.toBe(0);
+    }, /"hook":"tcp_send_reset"/);
+    expect(code).toBe(0);
+    const reset = jsonLines(stdout).find((l) => l.kind === "sock" && l.hook === "tcp_send_reset")!;
+    // Without a socket the connection is the refused SYN's, reversed: local (b) first.
+    expect(reset).toMatchObject({ saddr: net.b.ip4, sport: CLOSED, daddr: net.a.ip4, no_socket: true, sk: null, netns: netnsB });
+    // sk_rst_reason came with Linux 6.10; before, no reason is given.
+    expect(reset.reset_reason).toBe(btfHas("sk_rst_reason") ? "NO_SOCKET" : null);
+  });
+
+  test("RTT thresholds in the kernel: samples kept at 1 µs, none above any possible RTT; --rtt counts what was kept", async () => {
+    if (!kernelHas("tcp_probe", "RTT samples")) return;
+    const args = ["--json", "--rtt", "--netns", String(netnsA), "--dport", String(OPEN)];
+    const traffic = async () => void expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+    const all = jsonLines((await traced([...args, "--tcp-rtt", "0.001"], traffic, /"kind":"connection"/)).stdout);
+    const samples = all.filter((l) => l.kind === "sock" && l.hook === "tcp_probe" && l.tcp.rtt_us > 0);
+    expect(samples.length).toBeGreaterThan(0);
+    const table = all.find((l) => l.kind === "rtt_histogram")!;
+    expect(table.samples).toBe(samples.length);
+    expect(table.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0)).toBe(samples.length);
+
+    // 60 s: the largest threshold accepted. The connection is still summed up, without RTT.
+    const none = jsonLines((await traced([...args, "--tcp-rtt", "60000", "--filter-minrtt", "60000"], traffic, /"kind":"connection"/)).stdout);
+    expect(none.filter((l) => l.hook === "tcp_probe")).toEqual([]);
+    expect(none.find((l) => l.kind === "connection")).toMatchObject({ end: "fin", rtt_samples: 0 });
+    expect(none.find((l) => l.kind === "rtt_histogram")).toMatchObject({ samples: 0, buckets: [] });
+  });
+
+  test("-c stops after that many socket events; --timeout ends a quiet run", async () => {
+    const t = Skbtrail.start(["--sock", "-c", "1", "--netns", String(netnsA), "--dport", String(OPEN)]);
+    await t.ready();
+    await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE });
+    const { code, stdout } = await t.finished;
+    expect(code).toBe(0);
+    expect(stdout.split("\n").filter((l) => /^\[\d/.test(l) && !l.includes("[connection"))).toHaveLength(1);
+
+    const quiet = await runSkbtrail(["--sock", "--timeout", "1", "--netns", String(netnsA), "--dport", "1"]);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stdout).toMatch(/^total events: 0, lost: 0/m);
+  });
+});

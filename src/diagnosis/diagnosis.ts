@@ -105,7 +105,7 @@ export class Diagnosis {
   constructor(private readonly input: DiagnosisInput) {
     const { reasons, rules } = loadKnowledge(input.known, input.kb);
     const names: Names = { ...input.namer, tracepoint: (e) => tracepointById.get(e.tracepoint)?.name };
-    this.engine = new RuleEngine(rules, reasons, names);
+    this.engine = new RuleEngine(rules, reasons, names, input.known.reasons);
   }
 
   /** Once the plan is made. */

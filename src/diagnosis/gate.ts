@@ -218,8 +218,10 @@ export class Gate {
   constructor(
     readonly policy: GatePolicy,
     private readonly reasons: Map<string, ReasonEntry>,
+    /** The running kernel's drop reason names. */
+    kernelReasons?: ReadonlySet<string>,
   ) {
-    this.siteReasons = siteReasons(reasons);
+    this.siteReasons = siteReasons(reasons, kernelReasons);
   }
 
   /** The knowledge of a drop: its reason's, or for one without a precise reason, the reason its location stands for. */

@@ -103,10 +103,14 @@ export function loadDropReasons(text: string, file: string): Map<string, ReasonE
   return out;
 }
 
-/** Drop site (function) → the reason a drop there without one most likely had (ReasonEntry.sites). */
-export function siteReasons(reasons: Map<string, ReasonEntry>): Map<string, string> {
+/**
+ * Drop site (function) → the reason a drop there without one most likely had (ReasonEntry.sites).
+ * Reasons the running kernel has are left out: a kernel that has NO_SOCKET and still said
+ * NOT_SPECIFIED in tcp_v4_rcv meant another cause (before 5.17 a kernel has none: every site counts).
+ */
+export function siteReasons(reasons: Map<string, ReasonEntry>, kernelReasons: ReadonlySet<string> = new Set()): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [name, entry] of reasons) for (const site of entry.sites ?? []) out.set(site, name);
+  for (const [name, entry] of reasons) if (!kernelReasons.has(name)) for (const site of entry.sites ?? []) out.set(site, name);
   return out;
 }
 

@@ -35,6 +35,8 @@ interface Facts {
   hook: string;
   tracepoint?: string;
   reason?: string;
+  /** The reason a drop without a precise one most likely had, from its location: rules match it instead. */
+  inferred?: string;
   location?: string;
   retval?: number;
   icmpSent?: { type: number; code: number };
@@ -83,7 +85,8 @@ const ERRNO_NUMBERS: Record<string, number> = {
 function matches(c: Conditions, f: Facts): boolean {
   const any = (list: string[] | undefined, value: string | undefined) => !list || (value !== undefined && list.includes(value));
   if (c.hook && !c.hook.some((h) => h === f.hook || h === f.tracepoint)) return false;
-  if (c.drop_reason && !(f.reason !== undefined && (c.drop_reason.includes("any") || c.drop_reason.includes(f.reason)))) return false;
+  const reason = f.inferred ?? f.reason;
+  if (c.drop_reason && !(reason !== undefined && (c.drop_reason.includes("any") || c.drop_reason.includes(reason)))) return false;
   if (!any(c.location, f.location)) return false;
   if (c.return && !returnMatches(c.return, f.hook, f.retval)) return false;
   if (c.icmp_sent) {
@@ -111,8 +114,10 @@ export class RuleEngine {
     private readonly rules: Rule[],
     private readonly reasons: Map<string, ReasonEntry>,
     private readonly names: Names,
+    /** The running kernel's drop reason names. */
+    kernelReasons?: ReadonlySet<string>,
   ) {
-    this.siteReasons = siteReasons(reasons);
+    this.siteReasons = siteReasons(reasons, kernelReasons);
   }
 
   /** Drop location → its function: asked for every drop of a flood, and locations are few (bounded all the same). */
@@ -138,7 +143,7 @@ export class RuleEngine {
 
   /** The drop-reason finding: the reason's entry, or for a drop without a precise reason the entry its location points to. */
   private dropFinding(l: HookLine, facts: Facts, group: string | undefined): Finding {
-    const inferred = facts.reason === "NOT_SPECIFIED" ? this.siteReasons.get(facts.location!) : undefined;
+    const inferred = facts.inferred;
     const entry = this.reasons.get(inferred ?? facts.reason!);
     const summary = entry?.summary ?? `drop reason ${facts.reason}`;
     return {
@@ -168,6 +173,7 @@ export class RuleEngine {
     if (e.flags & HOOK_DROP) {
       facts.reason = this.names.reason(e.reason) ?? "NOT_SPECIFIED";
       facts.location = this.siteOf(e);
+      if (facts.reason === "NOT_SPECIFIED") facts.inferred = this.siteReasons.get(facts.location);
     }
     if (e.tracepoint === tracepoint_id.TP_ICMP_SEND) facts.icmpSent = { type: e.info[0], code: e.info[1] };
     if (e.tracepoint === tracepoint_id.TP_TCP_SEND_RESET && e.info[0] >= 0) facts.rstReason = this.names.rstReason(e.info[0]);

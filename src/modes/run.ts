@@ -20,6 +20,7 @@ import { checkAllowed, DEFAULT_FAIL_ON, Gate, loadExpectFile, type DropFacts, ty
 import { loadDropReasons, type ReasonEntry } from "../diagnosis/knowledge";
 import type { DropEvent, Packet } from "../events/decode";
 import { l3Name, l4Name } from "../events/protocols";
+import { dropReasons } from "../kernel/btf-facts";
 import type { KernelInfo } from "../kernel/environment";
 import type { Output, RunSummary } from "../output/output";
 import type { RunReport } from "../output/report";
@@ -212,7 +213,7 @@ export async function runGate(
   child: ChildCommand,
   pcap?: PacketCapture,
 ): Promise<GateOutcome> {
-  const gate = new Gate(setup.policy, setup.reasons);
+  const gate = new Gate(setup.policy, setup.reasons, new Set(dropReasons(kernel.btf).values()));
   const held = pcap && new GateCapture();
   let interruptedBy: string | undefined;
   stop.watch(() => (child.hasExited() ? "command exited" : undefined));

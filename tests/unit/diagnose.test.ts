@@ -154,6 +154,15 @@ describe("rule families", () => {
     expect(diagnoser().reasonOf(life([kfree(0, 0x3000)])[0]!.e)).toBe("NETFILTER_DROP");
     // A precise reason is never second-guessed.
     expect(findings(life([kfree(16, 0x1000)]))[0]).toMatchObject({ reason: "IP_RPFILTER", inferred: undefined });
+    // A kernel that has NO_SOCKET and said NOT_SPECIFIED in __udp4_lib_rcv meant another cause: nothing is inferred.
+    const modern = new RuleEngine(loadRules(rulesText, "rules.yaml", known), reasons, names, new Set(["NOT_SPECIFIED", "NO_SOCKET"]));
+    expect(modern.reasonOf(life([kfree(2, 0x1000)])[0]!.e)).toBe(undefined);
+    expect(modern.reasonOf(life([kfree(2, 0x8000)])[0]!.e)).toBe("IP_INHDR");
+    // There tcp_v4_rcv's reasonless discard is a TIME_WAIT socket's business; before 5.17 it is the missing socket,
+    // and the rules about NO_SOCKET apply to the inferred reason.
+    const timeWait = life([kfree(2, 0x4000)], TCP);
+    expect(summary(modern.diagnose(timeWait, () => undefined))).toEqual(["info:tcp-time-wait-segment"]);
+    expect(findings(timeWait)[0]).toMatchObject({ rule: "closed-tcp-port", level: "error" });
   });
 
   test("ICMP errors the kernel sent: TTL, MTU, no route, reject", () => {

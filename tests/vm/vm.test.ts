@@ -98,7 +98,7 @@ function boot(c: VmCase): Promise<Boot> {
     b = inSlot(async () => {
       const kernel = await vmKernel(c.release);
       mkdirSync(`${ROOT}/build/vm-logs`, { recursive: true });
-      const command = [`bun test --timeout 300000 ${c.suites.join(" ")}`, "suites=$?", ...(c.extra ? [`echo ${EXTRA}`, c.extra.script] : []), "exit $suites"].join("\n");
+      const command = [`bun test --timeout 900000 ${c.suites.join(" ")}`, "suites=$?", ...(c.extra ? [`echo ${EXTRA}`, c.extra.script] : []), "exit $suites"].join("\n");
       const r = await runInVm(kernel, command, {
         cwd: ROOT,
         env: {

@@ -123,7 +123,7 @@ export async function runInVm(k: VmKernel, command: string, opts: VmOptions = {}
     [
       "qemu-system-x86_64",
       ...(accel === "kvm" ? ["-accel", "kvm"] : ["-accel", "tcg,thread=single", "-cpu", "max"]),
-      ...["-m", "2048", "-smp", "2", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"],
+      ...["-m", "4096", "-smp", "2", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"],
       ...["-kernel", k.vmlinuz, "-initrd", initrd],
       ...["-append", `console=ttyS0 quiet loglevel=1 panic=-1 skbtrail.run=${runDir}/run.sh`],
       ...["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"],

@@ -96,21 +96,6 @@ export interface SockNamer {
   rstReason(value: number): string | undefined;
 }
 
-/** The hook name of a --sock tracepoint ("tcp_probe"). */
-export const SOCK_HOOK_NAMES: Record<number, string> = {
-  [T.TP_INET_SOCK_SET_STATE]: "inet_sock_set_state",
-  [T.TP_TCP_PROBE]: "tcp_probe",
-  [T.TP_TCP_RETRANSMIT_SKB]: "tcp_retransmit_skb",
-  [T.TP_TCP_RETRANSMIT_SYNACK]: "tcp_retransmit_synack",
-  [T.TP_TCP_SEND_RESET]: "tcp_send_reset",
-  [T.TP_TCP_RECEIVE_RESET]: "tcp_receive_reset",
-  [T.TP_TCP_DESTROY_SOCK]: "tcp_destroy_sock",
-  [T.TP_TCP_CONG_STATE_SET]: "tcp_cong_state_set",
-  [T.TP_SOCK_RCVQUEUE_FULL]: "sock_rcvqueue_full",
-  [T.TP_SOCK_EXCEED_BUF_LIMIT]: "sock_exceed_buf_limit",
-  [T.TP_INET_SK_ERROR_REPORT]: "inet_sk_error_report",
-};
-
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
 /** "ECONNREFUSED" for 111 (the kernel's sk_err is positive). */

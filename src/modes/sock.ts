@@ -12,17 +12,20 @@ import { environmentError } from "../common/errors";
 import { attachPlan, linkCount } from "../bpf/attach";
 import type { Options } from "../cli/parse";
 import { rttThresholds } from "../bpf/config";
-import { Connections, RttLog2, decodeSock, errnoName, SOCK_HOOK_NAMES, sockNotes, type SockNamer } from "../events/sock";
+import { Connections, RttLog2, decodeSock, errnoName, sockNotes, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
 import type { KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import { attachedAs, plannedPrograms } from "../plan/plan";
-import { makeSockPlan, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE } from "../plan/sock";
+import { makeSockPlan, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE, SOCK_TRACEPOINTS } from "../plan/sock";
 import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 const T = tracepoint_id;
+
+/** A --sock tracepoint's hook name ("tcp_probe"), from its spec ("tcp:tcp_probe"). */
+const HOOK_NAMES = new Map(SOCK_TRACEPOINTS.map((t) => [t.id, t.name.split(":")[1]!]));
 
 export async function runSock(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
   const btf = kernel.btf;
@@ -57,7 +60,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         const e = decodeSock(ring, offset);
         e.pkt = connections.endpoints(e);
         if (stop.admit()) {
-          const hook = SOCK_HOOK_NAMES[e.tracepoint] ?? `tracepoint ${e.tracepoint}`;
+          const hook = HOOK_NAMES.get(e.tracepoint) ?? `tracepoint ${e.tracepoint}`;
           out.sock(e, hook, {
             // Other protocols keep TCP's numbers in the same field (UDP: ESTABLISHED when connected): not shown.
             state: e.noSocket || e.pkt.l4 !== 6 ? undefined : states.get(e.state),

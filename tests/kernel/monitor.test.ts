@@ -9,7 +9,7 @@ import { $, type Subprocess } from "bun";
 import { programIdsOf, stillLoaded } from "../lib/bpf";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { functionBackends } from "../lib/kernel";
+import { btfHas, functionBackends } from "../lib/kernel";
 import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
@@ -42,11 +42,6 @@ function repeatCounts(stdout: string, description: string): number[] {
     .map((l) => Number(/^… ([\d ]+) more like this/.exec(l)![1]!.replace(/ /g, "")));
 }
 
-/** The running kernel's BTF names it (a drop reason, a tracepoint's btf_trace_ type). */
-const btfHas = (() => {
-  let btf = "";
-  return (name: string) => (btf ||= enabled ? readFileSync("/sys/kernel/btf/vmlinux", "latin1") : "").includes(`\0${name}\0`);
-})();
 
 /** A drop reason by name where the kernel has it; before 5.17 drops have none ("unknown" in metrics). */
 const reasonIf = (name: string) => (btfHas(`SKB_DROP_REASON_${name}`) ? name : undefined);

@@ -4,8 +4,8 @@
 // excludes, which must not appear. What the kernel has is read from its BTF;
 // a check that needs a tracepoint it lacks is skipped with the reason printed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { TwoHosts, type Server } from "../lib/netns";
+import { btfHas } from "../lib/kernel";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
@@ -14,11 +14,6 @@ const OPEN = 7401;
 const CLOSED = 7402;
 const MESSAGE = "hello sock";
 
-/** The running kernel's BTF names it (a tracepoint's btf_trace_ type, an enum). */
-const btfHas = (() => {
-  let btf = "";
-  return (name: string) => (btf ||= enabled ? readFileSync("/sys/kernel/btf/vmlinux", "latin1") : "").includes(`\0${name}\0`);
-})();
 
 const hasSetState = enabled && btfHas("btf_trace_inet_sock_set_state");
 if (enabled && !hasSetState) console.warn("SKIPPED sock kernel tests: this kernel has no sock:inet_sock_set_state tracepoint (Linux 4.16+)");

@@ -71,3 +71,11 @@ export function netfilterDroppers(): string[] {
 export function netfilterDropLocation(): string {
   return `(?:${netfilterDroppers().join("|")})\\+0x[0-9a-f]+(?: \\[\\w+\\])?`;
 }
+
+let btfStrings: string | undefined;
+
+/** Whether the running kernel's BTF names it: a type (btf_trace_tcp_probe for a tracepoint), an enum value (SK_RST_REASON_NO_SOCKET). */
+export function btfHas(name: string): boolean {
+  btfStrings ??= readFileSync("/sys/kernel/btf/vmlinux", "latin1");
+  return btfStrings.includes(`\0${name}\0`);
+}

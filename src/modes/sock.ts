@@ -41,7 +41,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
   for (const s of plan.skipped) out.verbose(`  skipped ${s.name}: ${s.why}`);
   out.verbose(SOCK_FUNCTIONS_WOULD_ADD);
   if (!plan.hooks.some((h) => h.name === "sock:inet_sock_set_state"))
-    throw environmentError("--sock needs the tracepoint sock:inet_sock_set_state (Linux 4.16+), which this kernel does not have");
+    throw environmentError("--sock needs the tracepoint sock:inet_sock_set_state, which this kernel does not have: run it on Linux 4.16 or newer (--drop and --monitor work here)");
 
   const connections = new Connections(namer);
   const histogram = opts.rttHistogram ? new RttLog2() : undefined;

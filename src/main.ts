@@ -143,7 +143,9 @@ async function main(argv: string[]): Promise<number> {
     } else if (opts.mode === "drop") {
       out.summary(await runDrop(opts, kernel, out, stop, { pcap, metrics }));
     } else if (opts.mode === "sock") {
-      out.summary(await runSock(opts, kernel, out, stop));
+      const { summary, errorFound } = await runSock(opts, kernel, out, stop);
+      out.summary(summary);
+      if (errorFound) exitCode = ExitCode.FINDING;
     } else if (opts.mode === "monitor") {
       out.summary(await runMonitor(opts, kernel, out, stop, metrics));
     } else {

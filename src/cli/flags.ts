@@ -47,8 +47,8 @@ export const args = {
   junit: s("run: write a JUnit XML report to FILE (one test case per drop group)", undefined, "FILE"),
   "report-json": s("run: write the report to FILE as one JSON document (schema in the README)", undefined, "FILE"),
   basic: b("'basic' trace mode: one line per hook, no per-packet grouping"),
-  diag: b("enable 'diagnose' mode"),
-  "diag-quiet": b("only print abnormal packets"),
+  diag: b("enable 'diagnose' mode; with --sock: judge each connection (refused, unanswered, reset, retransmissions, RTT, full buffers, errors)"),
+  "diag-quiet": b("only print abnormal packets (--sock --diag: only connections with findings)"),
   "diag-keep": b("don't quit when an abnormal packet is found"),
   hooks: b("print netfilter hooks if dropping by netfilter"),
   drop: b("skb drop monitor mode"),
@@ -97,6 +97,7 @@ Examples:
   skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
   skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
+  skbtrail --sock --diag -p tcp --dport 5432      what went wrong on each connection to port 5432 (refused, unanswered, resets, loss)
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)
 

@@ -29,6 +29,8 @@ export interface Options {
   rttFilter: RttFilter;
   /** --sock --rtt: a log2 table of the RTT samples at the end. */
   rttHistogram: boolean;
+  /** --sock --diag: the knowledge base's connection rules judge each connection. */
+  sockDiag: boolean;
   /** --metrics: where to serve Prometheus metrics. */
   metrics?: Listen;
   /** --metrics-max-series: series per metric before label sets go to "other". */
@@ -216,8 +218,10 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       if (given.has(other)) throw usageError(`--monitor and --${other} are different modes: use one (--monitor reports drops too)`);
   if (given.has("sock")) {
     if (run) throw usageError("--sock does not apply to skbtrail run: it reports drops");
-    for (const other of ["drop", "diag", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
+    for (const other of ["drop", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
       if (given.has(other)) throw usageError(`--${other} does not apply to --sock (socket events and connection summaries): remove it`);
+    if (given.has("diag-keep")) throw usageError("--diag-keep does not apply to --sock --diag: it never stops at a finding (use -c or --timeout to stop)");
+    if (given.has("hooks")) throw usageError("--hooks does not apply to --sock --diag: it lists netfilter hooks of dropped packets (use --diag without --sock)");
   }
   // skbtrail run monitors drops unless --diag asks for their lifecycles.
   const mode = given.has("sock") ? "sock" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
@@ -280,6 +284,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       monitor,
       rttFilter: { rttMinMs: rttMs("tcp-rtt"), srttMinMs: rttMs("tcp-srtt") ?? rttMs("filter-srtt"), minRttMinMs: rttMs("filter-minrtt") },
       rttHistogram: !!a.rtt,
+      sockDiag: mode === "sock" && !!a.diag,
       metrics: str("metrics") !== undefined ? parseListen("--metrics", str("metrics")!) : undefined,
       maxSeries: str("metrics-max-series") !== undefined ? parseCount("--metrics-max-series", str("metrics-max-series")!, "1000", 100_000) : DEFAULT_MAX_SERIES,
       rateLimit: str("rate-limit") !== undefined ? parseCount("--rate-limit", str("rate-limit")!, "100", 1_000_000) : undefined,

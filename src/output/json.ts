@@ -1,6 +1,7 @@
 // NDJSON output: one object per line, names rather than numbers. The schema
 // is documented in the README ("JSON output"); change both together.
 import { packet_layers } from "../abi/layout.generated";
+import type { ConnectionFacts } from "../diagnosis/connections";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, Packet, SkbMeta } from "../events/decode";
 import type { PacketContext } from "../events/lifecycle";
@@ -202,5 +203,16 @@ export function connectionJson(c: ConnectionSummary, clock: Clock): string {
   o.end = c.end;
   o.closed_by = c.closedBy;
   o.reset_reason = c.resetReason;
+  return JSON.stringify(o);
+}
+
+/** --sock --diag: one finding about a connection (kind "finding"); its endpoints, netns and start are the connection's key. */
+export function connectionFindingJson(c: ConnectionFacts, timeNs: number, f: Finding, clock: Clock): string {
+  const o: Json = { kind: "finding", time: clock.iso(timeNs), start: clock.iso(c.startNs) };
+  putConnection(o, c.pkt, c.netns);
+  o.rule = f.rule;
+  o.level = f.level;
+  o.message = f.message;
+  o.advice = f.advice ?? null;
   return JSON.stringify(o);
 }

@@ -141,6 +141,11 @@ export function connectionLine(c: ConnectionSummary, s: TextStyle): string {
   return `[${s.clock.stamp(c.endNs, s.date)}] [${"connection".padEnd(20)}] ${connectionSummary(c.pkt, undefined)} ${text} ${parts.join(", ")}`;
 }
 
+/** --sock --diag: the socket of another protocol (UDP) whose findings follow, at its first event. */
+export function socketLine(timeNs: number, p: Packet, s: TextStyle): string {
+  return `[${s.clock.stamp(timeNs, s.date)}] [${"socket".padEnd(20)}] ${connectionSummary(p, undefined)}`;
+}
+
 /** --monitor: the hook line, with the connection instead of a packet for socket events. */
 export function monitorLine(l: HookLine, fromSock: boolean, state: string | undefined, s: TextStyle): string {
   if (!fromSock) return hookLine(l, s);

@@ -12,6 +12,8 @@ import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 const enabled = requireKernelTests();
 const OPEN = 7401;
 const CLOSED = 7402;
+/** A port whose SYNs b's firewall drops (the --diag test's nftables table). */
+const SILENT = 7403;
 const MESSAGE = "hello sock";
 
 
@@ -151,6 +153,52 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(none.filter((l) => l.hook === "tcp_probe")).toEqual([]);
     expect(none.find((l) => l.kind === "connection")).toMatchObject({ end: "fin", rtt_samples: 0 });
     expect(none.find((l) => l.kind === "rtt_histogram")).toMatchObject({ samples: 0, buckets: [] });
+  });
+
+  test("--diag: a refused connect and an unanswered SYN get their findings (exit 1); a normal connection none", async () => {
+    for (const [tp, what] of [["tcp_receive_reset", "refused connect"], ["tcp_retransmit_skb", "SYN retransmissions"]] as const) if (!kernelHas(tp, what)) return;
+    // b drops the SYNs to SILENT; the table goes in finally.
+    await net.b.ns.chains({ table: "skbt_sockdiag", chain: "input", hook: "input", rules: [`tcp dport ${SILENT} drop`] });
+    try {
+      const t = Skbtrail.start(["--sock", "--diag", "--json", "--netns", String(netnsA), "-p", "tcp", "--addr", net.b.ip4]);
+      await t.ready();
+      expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+      expect(await net.a.ns.tcp(net.b.ip4, CLOSED)).not.toBe(0);
+      // The first SYN retransmission comes after 1 s (the kernel's initial RTO): give up connecting after 3 s.
+      expect(await net.a.ns.tcp(net.b.ip4, SILENT, { connectMs: 3000 })).not.toBe(0);
+      await t.waitFor(new RegExp(`"kind":"finding".*"dport":${SILENT}`), scaled(10_000));
+      const { stdout, code } = await t.stop("SIGINT");
+      const lines = jsonLines(stdout);
+      const findings = (port: number) => lines.filter((l) => l.kind === "finding" && l.dport === port);
+      expect(findings(CLOSED).map((f) => f.rule)).toEqual(["connection-refused"]);
+      expect(findings(CLOSED)[0]).toMatchObject({ level: "error", saddr: net.a.ip4, daddr: net.b.ip4, netns: netnsA, advice: expect.stringContaining(`ss -ltnp | grep ':${CLOSED}'`) });
+      expect(findings(SILENT).map((f) => f.rule)).toEqual(["syn-unanswered"]);
+      expect(findings(SILENT)[0]!.message).toMatch(/sent again [1-9]\d* times/);
+      expect(findings(OPEN)).toEqual([]);
+      // Each finding follows its connection's summary, and has the same key.
+      for (const port of [CLOSED, SILENT]) {
+        const summary = lines.findIndex((l) => l.kind === "connection" && l.dport === port);
+        const finding = lines.findIndex((l) => l.kind === "finding" && l.dport === port);
+        expect(summary).toBeGreaterThanOrEqual(0);
+        expect(finding).toBe(summary + 1);
+        expect(lines[finding]).toMatchObject({ start: lines[summary]!.start, sport: lines[summary]!.sport });
+      }
+      expect(lines.find((l) => l.kind === "connection" && l.dport === OPEN)).toMatchObject({ end: "fin" });
+      expect(code).toBe(1);
+    } finally {
+      await net.b.ns.sh("nft delete table inet skbt_sockdiag");
+    }
+  });
+
+  test("--diag text: the ANALYSIS RESULT block under the connection; --diag-quiet shows only connections with findings", async () => {
+    if (!kernelHas("tcp_receive_reset", "refused connect")) return;
+    const { stdout, code } = await traced(["--diag", "--diag-quiet", "--netns", String(netnsA), "-p", "tcp", "--addr", net.b.ip4], completeAndRefused, /analysis finished!/);
+    expect(code).toBe(1);
+    const b = net.b.ip4.replace(/\./g, "\\.");
+    expect(stdout).toMatch(new RegExp(`^\\[\\d+\\.\\d{6}\\] \\[connection +\\] TCP: [\\d.]+:\\d+ -> ${b}:${CLOSED} \\*reset received\\* .*\n-+ ANALYSIS RESULT -+\n\\[1\\] ERROR happens in connection:\n\tthe connection to ${b}:${CLOSED} was refused`, "m"));
+    // Quiet: no socket events, and the completed connection (no finding) is not shown.
+    expect(stdout).not.toContain("[inet_sock_set_state");
+    expect(stdout).not.toContain(`:${OPEN} `);
   });
 
   test("-c stops after that many socket events; --timeout ends a quiet run", async () => {

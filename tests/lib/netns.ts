@@ -103,9 +103,10 @@ export class Netns {
     return this.bun("send.ts", args);
   }
 
-  /** A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed). */
-  tcp(daddr: string, dport: number, o: { message?: string } = {}): Promise<number> {
-    return this.bun("send.ts", ["tcp", daddr, String(dport), ...(o.message !== undefined ? ["--message", o.message] : [])]);
+  /** A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed); `connectMs`: give up connecting after that long. */
+  tcp(daddr: string, dport: number, o: { message?: string; connectMs?: number } = {}): Promise<number> {
+    const more = [...(o.message !== undefined ? ["--message", o.message] : []), ...(o.connectMs !== undefined ? ["--connect-ms", String(o.connectMs)] : [])];
+    return this.bun("send.ts", ["tcp", daddr, String(dport), ...more]);
   }
 
   /**

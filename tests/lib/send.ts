@@ -2,12 +2,13 @@
 // through Netns.udp()/Netns.tcp() in netns.ts):
 //   bun tests/lib/send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait]
 //   bun tests/lib/send.ts udp DADDR DPORT SPORT [BYTES]     (the same, as tools/ call it)
-//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT]
+//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT] [--connect-ms MS]
 // udp: COUNT datagrams of BYTES from ADDR:N (any address, any port by
 // default); --reply waits for one datagram back (exit 1 without it); --wait
 // sends only after a line arrives on stdin, so a test can learn the sender's
-// pid first. tcp: connects (exit 1 when refused or unanswered); with
-// --message, writes it and reads until the server closes.
+// pid first. tcp: connects (exit 1 when refused or unanswered, giving up
+// after --connect-ms, 5 s scaled by default); with --message, writes it and
+// reads until the server closes.
 import { parseArgs } from "node:util";
 import { scaled } from "./skbtrail";
 
@@ -21,6 +22,7 @@ const { values: opt, positionals } = parseArgs({
     reply: { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
     message: { type: "string" },
+    "connect-ms": { type: "string" },
   },
 });
 const [proto, addr, dport, sport = opt.sport, size = opt.size ?? "16"] = positionals;
@@ -85,7 +87,7 @@ try {
       port: Number(dport),
       socket: { data() {}, close: () => closed(), end: () => closed(), error: () => closed() },
     }),
-    ANSWER_MS,
+    opt["connect-ms"] !== undefined ? Number(opt["connect-ms"]) : ANSWER_MS,
     "connection",
   );
   if (opt.message !== undefined) {

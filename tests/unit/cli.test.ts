@@ -45,6 +45,13 @@ describe("valid command lines", () => {
     expect(o).toMatchObject({ json: true, count: 100, timeout: 30, detail: true, date: true, dropStack: true, verbose: true, reasons: ["NO_SOCKET", "NETFILTER_DROP"] });
   });
 
+  test("--sock --diag: connections judged, --diag-quiet and --kb with it; without --sock, --diag stays packet diagnosis", () => {
+    expect(options("--sock", "--diag")).toMatchObject({ mode: "sock", sockDiag: true, diagQuiet: false });
+    expect(options("--sock", "--diag", "--diag-quiet", "--kb", "mine.yaml")).toMatchObject({ mode: "sock", sockDiag: true, diagQuiet: true, kb: "mine.yaml" });
+    expect(options("--sock")).toMatchObject({ mode: "sock", sockDiag: false });
+    expect(options("--diag")).toMatchObject({ mode: "diag", sockDiag: false });
+  });
+
   test("--netns and --netns-current", () => {
     expect(options("--drop", "--netns", "4026531840").filter.netns).toBe(4026531840);
     expect(options("--drop", "--netns-current").filter.netnsCurrent).toBe(true);
@@ -111,6 +118,9 @@ describe("usage errors name the flag and the fix", () => {
     [["--sock", "--tcp-flags", "S"], /^--tcp-flags does not apply to --sock/],
     [["--sock", "-i", "eth0"], /^--ifname does not apply to --sock/],
     [["--sock", "--monitor"], /^--monitor does not apply to --sock/],
+    [["--sock", "--diag", "--diag-keep"], /^--diag-keep does not apply to --sock --diag: it never stops at a finding \(use -c or --timeout to stop\)$/],
+    [["--sock", "--diag", "--hooks"], /^--hooks does not apply to --sock --diag/],
+    [["--sock", "--diag-quiet"], /^--diag-quiet works with --diag: add --diag$/],
     [["--drop", "--rtt"], /^--rtt works with --sock only: add --sock$/],
     [["--monitor", "--filter-srtt", "5"], /^--filter-srtt works with --sock only \(in --monitor: --tcp-srtt\): add --sock$/],
     [["--sock", "--tcp-srtt", "5", "--filter-srtt", "5"], /^--tcp-srtt and --filter-srtt are the same threshold: give one$/],

@@ -149,6 +149,11 @@ export function sockNotes(e: SockEvent, n: SockNamer): string[] {
   }
 }
 
+/** --rtt-detail: nettrace's note of an RTT sample, with the connection's minimum. */
+export function rttSampleNote(e: SockEvent): string {
+  return `srtt:${durationText(e.srttUs)}, rtt:${durationText(e.rttUs)}, rtt_min:${e.minRttUs === NO_RTT ? "-" : durationText(e.minRttUs)}`;
+}
+
 /** How a connection ended. */
 export type ConnectionEnd = "fin" | "reset_sent" | "reset_received" | "closed" | "open" | "evicted";
 

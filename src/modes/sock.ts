@@ -8,6 +8,7 @@
 // --rtt adds a log2 table of those samples at the end. --diag judges each
 // connection with the knowledge base's connection rules
 // (src/diagnosis/connections.ts): its findings follow its summary.
+// --rtt-detail (nettrace's) shows only the RTT samples, one line each.
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, tracepoint_id } from "../abi/layout.generated";
 import { environmentError } from "../common/errors";
@@ -83,6 +84,13 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       record: (kind, ring, offset) => {
         if (kind !== event_kind.EVENT_SOCK) return;
         const e = decodeSock(ring, offset);
+        // --rtt-detail: the RTT samples only (tcp_probe with a sample), one line each; -c counts them.
+        if (opts.rttDetail) {
+          if (e.tracepoint !== T.TP_TCP_PROBE || !e.rttUs) return;
+          if (stop.admit()) out.rttSample(e, HOOK_NAMES.get(e.tracepoint)!, states.get(e.state), caStates.get(e.caState));
+          histogram?.add(e.rttUs);
+          return;
+        }
         e.pkt = connections.endpoints(e);
         // -c counts socket events, shown or not; --diag-quiet shows only the connections with findings.
         if (stop.admit() && !opts.diagQuiet) {

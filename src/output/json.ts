@@ -179,6 +179,24 @@ export function sockJson(e: SockEvent, hook: string, names: SockNames, notes: st
   return JSON.stringify(o);
 }
 
+/** --rtt-detail: one RTT sample (kind "rtt"). */
+export function rttSampleJson(e: SockEvent, state: string | undefined, caState: string | undefined, clock: Clock): string {
+  const o: Json = { kind: "rtt", time: clock.iso(e.timeNs), ts_ns: e.timeNs };
+  putConnection(o, e.pkt, e.netns);
+  o.sk = e.skHex;
+  o.pid = e.pid;
+  o.comm = e.comm;
+  o.state = state ?? null;
+  o.ca_state = caState ?? e.caState;
+  o.rtt_us = e.rttUs;
+  o.srtt_us = e.srttUs;
+  o.min_rtt_us = e.minRttUs === NO_RTT ? null : e.minRttUs;
+  o.cwnd = e.sndCwnd;
+  o.packets_out = e.packetsOut;
+  o.retrans_out = e.retransOut;
+  return JSON.stringify(o);
+}
+
 /** --sock --rtt: the RTT samples' log2 table (kind "rtt_histogram"). */
 export function rttHistogramJson(buckets: RttBucket[], samples: number, avgUs: number): string {
   return JSON.stringify({ kind: "rtt_histogram", samples, avg_us: samples ? Math.round(avgUs) : null, buckets: buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });

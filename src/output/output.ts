@@ -7,8 +7,8 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent } from "../events/decode";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
-import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
-import { basicJson, connectionFindingJson, connectionJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
+import { rttSampleNote, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
+import { basicJson, connectionFindingJson, connectionJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
 import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
@@ -171,6 +171,12 @@ export class Output {
   sock(e: SockEvent, hook: string, names: SockNames, notes: string[]): void {
     if (this.opts.json) return this.out.line(sockJson(e, hook, names, notes, this.style.clock));
     this.out.line(sockLine(e, hook, names.state, names.caState, notes, this.style));
+  }
+
+  /** --rtt-detail: one RTT sample, nettrace's "*srtt:37ms, rtt:36ms*" note. */
+  rttSample(e: SockEvent, hook: string, state: string | undefined, caState: string | undefined): void {
+    if (this.opts.json) return this.out.line(rttSampleJson(e, state, caState, this.style.clock));
+    this.out.line(sockLine(e, hook, state, caState, [rttSampleNote(e)], this.style));
   }
 
   /** --sock: a connection summed up. */

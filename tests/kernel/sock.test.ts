@@ -14,6 +14,8 @@ const OPEN = 7401;
 const CLOSED = 7402;
 /** A port whose SYNs b's firewall drops (the --diag test's nftables table). */
 const SILENT = 7403;
+/** UDP: a port nothing listens on. */
+const UDP_CLOSED = 7405;
 const MESSAGE = "hello sock";
 
 
@@ -155,6 +157,32 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(none.find((l) => l.kind === "rtt_histogram")).toMatchObject({ samples: 0, buckets: [] });
   });
 
+  test("--rtt-detail: one line per RTT sample and nothing else; the thresholds apply in the kernel", async () => {
+    if (!kernelHas("tcp_probe", "RTT samples")) return;
+    const args = ["--rtt-detail", "--json", "--netns", String(netnsA), "--dport", String(OPEN)];
+    const traffic = async () => void expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+    // No summary to wait for: the run ends at its timeout, after the traffic.
+    const run = async (more: string[]) => {
+      const t = Skbtrail.start([...args, ...more, "--timeout", String(scaled(4_000) / 1000)]);
+      await t.ready();
+      await traffic();
+      return t.finished;
+    };
+    const all = await run(["--tcp-rtt", "0.001"]);
+    expect(all.code).toBe(0);
+    const lines = jsonLines(all.stdout);
+    const samples = lines.filter((l) => l.kind === "rtt");
+    expect(samples.length).toBeGreaterThan(0);
+    for (const s of samples) {
+      expect(s).toMatchObject({ proto: "TCP", saddr: net.a.ip4, daddr: net.b.ip4, dport: OPEN, netns: netnsA });
+      expect(s.rtt_us).toBeGreaterThan(0);
+      expect(s.srtt_us).toBeGreaterThan(0);
+    }
+    expect(lines.filter((l) => l.kind !== "rtt" && l.kind !== "summary")).toEqual([]);
+    const none = await run(["--tcp-rtt", "60000"]);
+    expect(jsonLines(none.stdout).filter((l) => l.kind === "rtt")).toEqual([]);
+  });
+
   test("--diag: a refused connect and an unanswered SYN get their findings (exit 1); a normal connection none", async () => {
     for (const [tp, what] of [["tcp_receive_reset", "refused connect"], ["tcp_retransmit_skb", "SYN retransmissions"]] as const) if (!kernelHas(tp, what)) return;
     // b drops the SYNs to SILENT; the table goes in finally.
@@ -199,6 +227,22 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     // Quiet: no socket events, and the completed connection (no finding) is not shown.
     expect(stdout).not.toContain("[inet_sock_set_state");
     expect(stdout).not.toContain(`:${OPEN} `);
+  });
+
+  test("UDP: a connected socket whose datagrams are refused: the error with its addresses, and --diag's finding (exit 1)", async () => {
+    if (!kernelHas("inet_sk_error_report", "errors reported to the application")) return;
+    const t = Skbtrail.start(["--sock", "--diag", "--json", "-p", "udp", "--netns", String(netnsA), "--dport", String(UDP_CLOSED)]);
+    await t.ready();
+    // The first datagram's ICMP port unreachable sets the connected socket's error.
+    expect(await net.a.ns.udp(net.b.ip4, UDP_CLOSED, { count: 3, connect: true })).toBe(0);
+    await t.waitFor(/"hook":"inet_sk_error_report"/);
+    const { stdout, code } = await t.stop("SIGINT");
+    const lines = jsonLines(stdout);
+    const error = lines.find((l) => l.kind === "sock" && l.hook === "inet_sk_error_report")!;
+    expect(error).toMatchObject({ proto: "UDP", saddr: net.a.ip4, daddr: net.b.ip4, dport: UDP_CLOSED, netns: netnsA, error: "ECONNREFUSED", state: null });
+    expect(error.sport).toBeGreaterThan(0);
+    expect(lines.filter((l) => l.kind === "finding")).toMatchObject([{ rule: "udp-port-unreachable", level: "error", saddr: net.a.ip4, sport: error.sport, daddr: net.b.ip4, dport: UDP_CLOSED }]);
+    expect(code).toBe(1);
   });
 
   test("-c stops after that many socket events; --timeout ends a quiet run", async () => {

@@ -31,6 +31,8 @@ export interface UdpOptions {
   count?: number;
   /** Wait for a datagram back; the exit code says whether it came. */
   reply?: boolean;
+  /** Connect the socket first: the kernel reports ICMP errors to a connected socket (ECONNREFUSED). */
+  connect?: boolean;
 }
 
 /** A process listening inside a namespace (serve.ts), until stop(). */
@@ -100,6 +102,7 @@ export class Netns {
     if (o.size !== undefined) args.push("--size", String(o.size));
     if (o.count !== undefined) args.push("--count", String(o.count));
     if (o.reply) args.push("--reply");
+    if (o.connect) args.push("--connect");
     return this.bun("send.ts", args);
   }
 

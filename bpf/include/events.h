@@ -294,7 +294,8 @@ struct sock_event {
 	__u32 pid;
 	__u32 tracepoint;  /* enum tracepoint_id */
 	__s32 arg;         /* reset reason (tcp_send_reset; -1: none given), error (inet_sk_error_report),
-	                      new CA state (tcp_cong_state_set), kind (sock_exceed_buf_limit) */
+	                      new CA state (tcp_cong_state_set), kind (sock_exceed_buf_limit),
+	                      rc (udp_fail_queue_rcv_skb: -ENOMEM buffer full, -ENOBUFS memory limit) */
 	__u32 srtt_us;     /* smoothed RTT */
 	__u32 rtt_us;      /* the last RTT sample (tcp_probe: of the data this segment acknowledges) */
 	__u32 min_rtt_us;

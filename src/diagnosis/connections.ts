@@ -9,7 +9,7 @@
 import { tracepoint_id } from "../abi/layout.generated";
 import type { Packet } from "../events/decode";
 import { l4Name } from "../events/protocols";
-import { durationText, errnoName, healthyConnection, MAX_CONNECTIONS, noteError, type ConnectionEnd, type ConnectionHealth, type ConnectionSummary, type SockEvent } from "../events/sock";
+import { durationText, errnoName, healthyConnection, MAX_CONNECTIONS, noteError, udpQueueFailure, type ConnectionEnd, type ConnectionHealth, type ConnectionSummary, type SockEvent } from "../events/sock";
 import type { Conditions, Rule } from "./knowledge";
 import type { Finding } from "./rules";
 
@@ -79,7 +79,8 @@ export function judgeConnection(rules: Rule[], f: ConnectionFacts): Finding[] {
   const all: { f: Finding; overrides: string[] }[] = [];
   for (const r of rules) {
     if (r.kind !== "connection" || !connectionMatches(r.when, f)) continue;
-    all.push({ f: { rule: r.id, level: r.level, hook: "connection", message: fill(r.message, f, r.when), advice: r.advice && fill(r.advice, f, r.when) }, overrides: r.overrides });
+    // Where it happened, in the ANALYSIS RESULT block: a TCP connection, or another protocol's socket.
+    all.push({ f: { rule: r.id, level: r.level, hook: f.end === null ? "socket" : "connection", message: fill(r.message, f, r.when), advice: r.advice && fill(r.advice, f, r.when) }, overrides: r.overrides });
   }
   const overridden = new Set(all.flatMap((x) => x.overrides));
   return all.filter((x) => !overridden.has(x.f.rule)).map((x) => x.f);
@@ -139,8 +140,9 @@ export class ConnectionDiagnosis {
     }
     const h = f.health;
     if (e.rcvbuf) h.rcvbuf = e.rcvbuf;
-    if (e.tracepoint === T.TP_SOCK_RCVQUEUE_FULL) h.rcvqueueFull++;
-    if (e.tracepoint === T.TP_SOCK_EXCEED_BUF_LIMIT) h.bufLimit++;
+    const udp = e.tracepoint === T.TP_UDP_FAIL_QUEUE_RCV_SKB ? udpQueueFailure(e) : undefined;
+    if (e.tracepoint === T.TP_SOCK_RCVQUEUE_FULL || udp === "full") h.rcvqueueFull++;
+    if (e.tracepoint === T.TP_SOCK_EXCEED_BUF_LIMIT || udp === "memory") h.bufLimit++;
     if (e.tracepoint === T.TP_INET_SK_ERROR_REPORT) noteError(h, errnoName(e.arg));
     return [];
   }

@@ -103,6 +103,12 @@ export function errnoName(value: number): string {
   return ERRNO_NAMES.get(Math.abs(value)) ?? `error ${value}`;
 }
 
+/** Why udp:udp_fail_queue_rcv_skb dropped a datagram: its rc, -ENOMEM for a full receive buffer, -ENOBUFS for the protocol's memory limit. */
+export function udpQueueFailure(e: SockEvent): "full" | "memory" | "other" {
+  const name = errnoName(e.arg);
+  return name === "ENOMEM" ? "full" : name === "ENOBUFS" ? "memory" : "other";
+}
+
 /** tcp_sock.rtt_min before its first sample (~0U). */
 export const NO_RTT = 0xffff_ffff;
 
@@ -144,6 +150,8 @@ export function sockNotes(e: SockEvent, n: SockNamer): string[] {
       return [`${e.arg === 1 ? "receive" : "send"} memory limit of the protocol reached`];
     case T.TP_INET_SK_ERROR_REPORT:
       return [`error reported to the application: ${errnoName(e.arg)}`];
+    case T.TP_UDP_FAIL_QUEUE_RCV_SKB:
+      return [udpQueueFailure(e) === "full" ? `receive buffer full (${e.rmemAlloc} of ${e.rcvbuf} bytes): datagram dropped` : udpQueueFailure(e) === "memory" ? "memory limit of the protocol reached: datagram dropped" : `datagram not queued: ${errnoName(e.arg)}`];
     default:
       return [];
   }

@@ -14,7 +14,8 @@ const OPEN = 7401;
 const CLOSED = 7402;
 /** A port whose SYNs b's firewall drops (the --diag test's nftables table). */
 const SILENT = 7403;
-/** UDP: a port nothing listens on. */
+/** UDP: a receiver that never reads (serve.ts udp-full), and a port nothing listens on. */
+const UDP_FULL = 7404;
 const UDP_CLOSED = 7405;
 const MESSAGE = "hello sock";
 
@@ -227,6 +228,36 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     // Quiet: no socket events, and the completed connection (no finding) is not shown.
     expect(stdout).not.toContain("[inet_sock_set_state");
     expect(stdout).not.toContain(`:${OPEN} `);
+  });
+
+  test("UDP: a receiver that never reads, flooded: its full receive queue with its address and memory; --diag's finding for the socket", async () => {
+    if (!kernelHas("udp_fail_queue_rcv_skb", "a UDP socket's full receive queue")) return;
+    const receiver = await net.b.ns.serve("udp-full", net.b.ip4, UDP_FULL);
+    try {
+      const t = Skbtrail.start(["--sock", "--diag", "--json", "-p", "udp", "--netns", String(netnsB), "--port", String(UDP_FULL)]);
+      await t.ready();
+      // Bounded: 64 datagrams of 1000 bytes, where the smallest buffer holds a few.
+      expect(await net.a.ns.udp(net.b.ip4, UDP_FULL, { count: 64, size: 1000 })).toBe(0);
+      await t.waitFor(/"hook":"udp_fail_queue_rcv_skb"/);
+      const { stdout, code } = await t.stop("SIGINT");
+      const lines = jsonLines(stdout);
+      const full = lines.filter((l) => l.kind === "sock" && l.hook === "udp_fail_queue_rcv_skb");
+      expect(full.length).toBeGreaterThan(0);
+      for (const e of full) {
+        // The socket's own address (bound, not connected: no remote end), no TCP state.
+        expect(e).toMatchObject({ proto: "UDP", saddr: net.b.ip4, sport: UDP_FULL, daddr: "0.0.0.0", dport: 0, netns: netnsB, state: null, tcp: null });
+        expect(e.notes[0]).toMatch(/^receive buffer full \(\d+ of \d+ bytes\): datagram dropped$/);
+        expect(e.mem.rcvbuf).toBeGreaterThan(0);
+        expect(e.mem.rmem_alloc).toBeGreaterThan(0);
+      }
+      const findings = lines.filter((l) => l.kind === "finding");
+      expect(findings).toMatchObject([{ rule: "receive-buffer-full", level: "warn", proto: "UDP", saddr: net.b.ip4, sport: UDP_FULL, netns: netnsB }]);
+      expect(findings[0]!.message).toContain(`was full ${full.length} times`);
+      // A warning: not the exit status of an error.
+      expect(code).toBe(0);
+    } finally {
+      await receiver.stop();
+    }
   });
 
   test("UDP: a connected socket whose datagrams are refused: the error with its addresses, and --diag's finding (exit 1)", async () => {

@@ -170,6 +170,16 @@ describe("connection findings", () => {
     expect(j).toMatchObject({ kind: "finding", rule: "udp-port-unreachable", level: "error", proto: "UDP", saddr: "10.0.0.1", sport: 40000, daddr: "10.0.0.2", dport: 80 });
     expect(typeof j.start).toBe("string");
   });
+
+  test("UDP's own queueing failure (udp:udp_fail_queue_rcv_skb) by its rc: ENOMEM a full buffer, ENOBUFS the memory limit", () => {
+    const fail = (us: number, rc: number) => ev({ tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, state: "CLOSE", us, l4: 17, sk: 0x3000, arg: rc, rcvbuf: 4608 });
+    const [v] = judge([fail(1000, -12), fail(1001, -12), fail(1002, -12), fail(1003, -105)]);
+    expect(v!.facts.health).toMatchObject({ rcvqueueFull: 3, bufLimit: 1, rcvbuf: 4608 });
+    expect(ids(v!)).toEqual(["receive-buffer-full", "memory-pressure"]);
+    expect(v!.findings[1]!.advice).toContain("sysctl net.ipv4.udp_mem");
+    // Not a connection: the block says where.
+    expect(v!.findings[0]!.hook).toBe("socket");
+  });
 });
 
 describe("connection rules in a rule file", () => {

@@ -92,6 +92,9 @@ describe("sock_event records", () => {
     expect(sockNotes(ev({ tp: T.TP_TCP_RECEIVE_RESET, state: "SYN_SENT", timeUs: 1 }), namer)).toEqual(["reset received: connection refused"]);
     expect(sockNotes(ev({ tp: T.TP_INET_SK_ERROR_REPORT, state: "CLOSE", timeUs: 1, arg: 111 }), namer)).toEqual(["error reported to the application: ECONNREFUSED"]);
     expect(sockNotes(ev({ tp: T.TP_TCP_CONG_STATE_SET, state: "ESTABLISHED", timeUs: 1, arg: 4 }), namer)).toEqual(["CA_Open -> CA_Loss"]);
+    // UDP's queueing failure, by its rc.
+    expect(sockNotes(ev({ tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, state: "CLOSE", timeUs: 1, arg: -12, tcp: false }), namer)).toEqual(["receive buffer full (0 of 0 bytes): datagram dropped"]);
+    expect(sockNotes(ev({ tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, state: "CLOSE", timeUs: 1, arg: -105, tcp: false }), namer)).toEqual(["memory limit of the protocol reached: datagram dropped"]);
     expect(errnoName(104)).toBe("ECONNRESET");
     expect([durationText(37), durationText(1500), durationText(37_000), durationText(12_000_000)]).toEqual(["37µs", "1.5ms", "37ms", "12.0s"]);
   });

@@ -2,12 +2,14 @@
 // through Netns.udp()/Netns.tcp() in netns.ts):
 //   bun tests/lib/send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait]
 //   bun tests/lib/send.ts udp DADDR DPORT SPORT [BYTES]     (the same, as tools/ call it)
-//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT]
+//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT] [--wait]
 // udp: COUNT datagrams of BYTES from ADDR:N (any address, any port by
 // default); --reply waits for one datagram back (exit 1 without it); --wait
 // sends only after a line arrives on stdin, so a test can learn the sender's
 // pid first. tcp: connects (exit 1 when refused or unanswered); with
-// --message, writes it and reads until the server closes.
+// --message, writes it and reads until the server closes; --wait prints
+// "connected" and writes only after a line arrives on stdin, so a test can
+// change the firewall of a connection already open.
 import { parseArgs } from "node:util";
 import { scaled } from "./skbtrail";
 
@@ -25,7 +27,7 @@ const { values: opt, positionals } = parseArgs({
 });
 const [proto, addr, dport, sport = opt.sport, size = opt.size ?? "16"] = positionals;
 if ((proto !== "udp" && proto !== "tcp") || !addr || !(Number(dport) > 0)) {
-  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT]");
+  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT] [--wait]");
   process.exit(2);
 }
 /** How long an answer may take (scaled for VMs). */
@@ -88,6 +90,10 @@ try {
     ANSWER_MS,
     "connection",
   );
+  if (opt.wait) {
+    console.log("connected");
+    for await (const _ of console) break;
+  }
   if (opt.message !== undefined) {
     socket.write(opt.message);
     await within(done, ANSWER_MS, "answer");

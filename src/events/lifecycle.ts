@@ -25,6 +25,8 @@ export interface PacketContext {
   end: "freed" | "idle" | "evicted" | "exit";
   /** Events not kept because the context reached its cap. */
   truncated: number;
+  /** Frees that left other skbs of the packet alive: a clone freed while the packet goes on. */
+  copyFrees: Set<HookEvent>;
 }
 
 interface Open extends PacketContext {
@@ -34,6 +36,9 @@ interface Open extends PacketContext {
   /** When a flush first saw it freed (reader's clock). */
   freedSeenNs?: number;
 }
+
+/** What a normal free ended: the packet's life, a clone of it, or its first skb while a clone lives on. */
+export type FreeRole = "packet" | "clone" | "original";
 
 export interface LifecycleLimits {
   /** Flush a context after this long without an event. */
@@ -81,7 +86,7 @@ export class Lifecycle {
     }
     if (!ctx) {
       if (this.open.size >= this.limits.maxContexts) this.evictOldest();
-      ctx = { id, skbs: [], events: [], firstNs: e.timeNs, lastNs: e.timeNs, end: "freed", truncated: 0, live: new Set(), seen: new Set(), freed: false };
+      ctx = { id, skbs: [], events: [], firstNs: e.timeNs, lastNs: e.timeNs, end: "freed", truncated: 0, copyFrees: new Set(), live: new Set(), seen: new Set(), freed: false };
       this.open.set(id, ctx);
     } else {
       // Map order is the order of the last event: keep the oldest first.
@@ -99,7 +104,19 @@ export class Lifecycle {
     }
     ctx.firstNs = Math.min(ctx.firstNs, e.timeNs);
     ctx.lastNs = Math.max(ctx.lastNs, e.timeNs);
-    if (e.flags & HOOK_FREE) this.free(ctx, e.meta.skbKey);
+    if (e.flags & HOOK_FREE) {
+      this.free(ctx, e.meta.skbKey);
+      if (ctx.live.size) ctx.copyFrees.add(e);
+    }
+  }
+
+  /**
+   * What a free ended: the packet, or one of its skbs while others live on
+   * (a clone read by a packet socket, or the original while its clone goes on).
+   */
+  static freeRole(ctx: PacketContext, e: HookEvent): FreeRole {
+    if (!ctx.copyFrees.has(e)) return "packet";
+    return e.meta.skb === ctx.skbs[0] ? "original" : "clone";
   }
 
   private free(ctx: Open, skb: number): void {

@@ -50,6 +50,7 @@ enum hook_flags {
 	HOOK_FREE = 1,    /* the skb's life ends here (consume/kfree) */
 	HOOK_CLONE = 2,   /* skb2 is a clone that joins the packet's context */
 	HOOK_DROP = 4,    /* reason and location describe a drop */
+	HOOK_JOINED = 8,  /* the skb is a clone, first seen here, joined to its packet by its shared data */
 };
 
 /* Bits of the hook_flags map: per-hook settings made by TypeScript. */

@@ -36,6 +36,7 @@ export const hook_flags = {
   HOOK_FREE: 1,
   HOOK_CLONE: 2,
   HOOK_DROP: 4,
+  HOOK_JOINED: 8,
 } as const;
 
 export const hook_setting = {

@@ -104,10 +104,7 @@ export class Lifecycle {
     }
     ctx.firstNs = Math.min(ctx.firstNs, e.timeNs);
     ctx.lastNs = Math.max(ctx.lastNs, e.timeNs);
-    if (e.flags & HOOK_FREE) {
-      this.free(ctx, e.meta.skbKey);
-      if (ctx.live.size) ctx.copyFrees.add(e);
-    }
+    if (e.flags & HOOK_FREE) this.free(ctx, e.meta.skbKey);
   }
 
   /**
@@ -128,6 +125,12 @@ export class Lifecycle {
     if (!ctx.seen.has(key)) {
       ctx.seen.add(key);
       ctx.skbs.push(hex);
+      // A clone first seen after the original's free (a packet socket reads it later): the
+      // packet lives on in it, and its block must wait for it rather than end and split.
+      if (live && ctx.freed) {
+        ctx.freed = false;
+        ctx.freedSeenNs = undefined;
+      }
     }
     if (live) ctx.live.add(key);
   }
@@ -180,6 +183,12 @@ export class Lifecycle {
     else if (end === "idle") this.counts.idle++;
     else if (end === "evicted") this.counts.evicted++;
     ctx.events.sort((a, b) => a.timeNs - b.timeNs);
+    // Of a packet with clones, only the last free ended it; the earlier ones freed one of its skbs.
+    if (ctx.skbs.length > 1) {
+      const frees = ctx.events.filter((e) => e.flags & HOOK_FREE);
+      const last = end === "freed" ? frees.at(-1) : undefined;
+      for (const e of frees) if (e !== last) ctx.copyFrees.add(e);
+    }
     const { live: _l, seen: _s, freed: _f, freedSeenNs: _n, ...done } = ctx;
     this.emit({ ...done, end });
   }

@@ -9,7 +9,7 @@ import type { FreeRole } from "./lifecycle";
 import { NF_FAMILIES, nfHookName, nfVerdict } from "./netfilter";
 import { icmpTypeText } from "./protocols";
 
-const { HOOK_FREE, HOOK_CLONE, HOOK_DROP } = hook_flags;
+const { HOOK_FREE, HOOK_CLONE, HOOK_DROP, HOOK_JOINED } = hook_flags;
 
 /** One traced hook of a packet, ready to print. */
 export interface HookLine {
@@ -46,6 +46,8 @@ export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent, 
     if (name === "nf_hook_slow") notes.push(`${family} in chain: ${nfHookName(e.nf.family, e.nf.hook)}`);
     if (e.nf.table) notes.push(`nftables table: ${e.nf.table}, chain: ${e.nf.chain}`);
   }
+  // Tracepoints do not see skb_clone: the kernel found this clone by the data it shares.
+  if (e.flags & HOOK_JOINED) notes.push("clone of the packet, first seen here");
   if (e.flags & HOOK_DROP) {
     const reason = n.reason(e.reason);
     const where = n.symbol(e.location.hi, e.location.lo);

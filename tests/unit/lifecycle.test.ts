@@ -137,6 +137,29 @@ describe("variations", () => {
     expect(Lifecycle.freeRole(out[0]!, cloneFree)).toBe("packet");
   });
 
+  test("a clone first seen after the original's free (tracepoints: found by its data) keeps the block open until its own free", () => {
+    const events = request();
+    const origFree = events.at(-1)!;
+    // A packet socket reads its clone after the original was consumed: the kernel joined it to the packet.
+    const read = { ...onSkb(events[0]!, "ffff88810000cc00", 0x88810000cc00, origFree.timeNs + 100), flags: hook_flags.HOOK_JOINED, tracepoint: tracepoint_id.TP_SKB_COPY_DATAGRAM_IOVEC };
+    const cloneFree = onSkb(origFree, read.meta.skb, read.meta.skbKey, origFree.timeNs + 200);
+    const { out, life } = group(events);
+    life.flush(origFree.timeNs); // the original's free is seen: the packet starts settling…
+    life.add(read); // …when its clone shows up
+    life.flush(origFree.timeNs + LIMITS.settleNs * 2);
+    expect(out).toHaveLength(0);
+    life.add(cloneFree);
+    life.flush(cloneFree.timeNs + LIMITS.settleNs * 3);
+    life.flush(cloneFree.timeNs + LIMITS.settleNs * 5);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.skbs).toEqual([events[0]!.meta.skb, read.meta.skb]);
+    expect(out[0]!.events.slice(-2)).toEqual([read, cloneFree]);
+    expect(Lifecycle.freeRole(out[0]!, origFree)).toBe("original");
+    expect(Lifecycle.freeRole(out[0]!, cloneFree)).toBe("packet");
+    const namer = { reason: () => undefined, symbol: () => "f+0x1", rstReason: () => undefined };
+    expect(annotate(read, "skb_copy_datagram_iovec", namer)).toContain("clone of the packet, first seen here");
+  });
+
   test("a function's return after the free does not bring the skb back to life", () => {
     const events = request();
     const free = events.at(-1)!;

@@ -83,8 +83,12 @@ static __always_inline __u32 packet_ident(const struct packet *pkt, __u32 flow)
 	return flow ^ pkt->tcp_seq ^ ((__u32)pkt->ip_len << 16) ^ ((__u32)pkt->icmp_id << 16 | pkt->icmp_seq);
 }
 
-/* The packet context of a clone seen for the first time, by its data; 0 if none. */
-static __always_inline __u64 clone_context(struct sk_buff *skb, const struct packet *pkt, __u32 flow)
+/*
+ * The packet context of a clone seen for the first time, found by its data;
+ * 0 if none. Cheapest test first: most skbs are not clones, and most clones'
+ * data belongs to no followed packet. `flow` is set when one is found.
+ */
+static __always_inline __u64 clone_context(struct sk_buff *skb, const struct packet *pkt, __u32 *flow)
 {
 	struct tracked_head *th;
 	__u64 head;
@@ -93,7 +97,10 @@ static __always_inline __u64 clone_context(struct sk_buff *skb, const struct pac
 		return 0;
 	head = (__u64)BPF_CORE_READ(skb, head);
 	th = bpf_map_lookup_elem(&tracked_heads, &head);
-	return th && th->ident == packet_ident(pkt, flow) ? th->ctx_id : 0;
+	if (!th)
+		return 0;
+	*flow = flow_hash(pkt, false);
+	return th->ident == packet_ident(pkt, *flow) ? th->ctx_id : 0;
 }
 
 /* The largest record: an nf_event with a capture tail (--pcap). A
@@ -235,13 +242,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	}
 	/* A clone of a followed packet, never seen before: it joins its packet. */
 	if (!known && !h->ctx_hint && !CFG.pkt_fixed && tracked_any) {
-		__u32 flow = flow_hash(&he->pkt, false);
-
-		entry.ctx_id = clone_context(skb, &he->pkt, flow);
-		if (entry.ctx_id) {
-			entry.flow = flow;
+		entry.ctx_id = clone_context(skb, &he->pkt, &entry.flow);
+		if (entry.ctx_id)
 			flags |= HOOK_JOINED;
-		}
 	}
 	/* Headers first: a packet nobody asked for costs no metadata reads. */
 	bool untracked = !known && !(h->ctx_hint && !CFG.pkt_fixed) && !entry.ctx_id;

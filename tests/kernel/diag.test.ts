@@ -106,7 +106,7 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     // The sysctls exist only once nf_conntrack is loaded (a module on Debian, built in elsewhere).
     await $`modprobe nf_conntrack`.nothrow().quiet();
     if (!existsSync("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")) throw new Error("nf_conntrack did not load (modprobe nf_conntrack): this test needs connection tracking");
-    const net = await TwoHosts.create("dgi", 94);
+    const net = await TwoHosts.create("dgi", 95);
     const server = await net.b.ns.serve("tcp", 7810);
     // A connection opened before b tracks connections: conntrack never saw it start.
     const client = Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bun", `${import.meta.dir}/../lib/send.ts`, "tcp", net.b.ip4, "7810", "--message", "hi", "--wait"], { stdin: "pipe", stdout: "pipe", stderr: "ignore" });

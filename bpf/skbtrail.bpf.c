@@ -48,6 +48,7 @@ const volatile struct {
 	enum monitor_what monitor_what;
 	enum rtt_bucket_bound rtt_bound;
 	enum rtt_hist_index rtt_index;
+	enum ct_seen ct_seen;
 	struct drop_event drop;
 	struct nf_event nf;
 	struct capture capture;

@@ -8,7 +8,7 @@ import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
 import { NO_RTT, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
-import { l3Name, l4Name, tcpFlagsText } from "../events/protocols";
+import { l3Name, l4Name, socketFamilyName, socketTypeName, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
 const { PKT_L3, PKT_L4 } = packet_layers;
@@ -36,6 +36,8 @@ function putPacket(o: Json, p: Packet): Json {
   o.tcp = hasL4 && p.l4 === 6 ? { seq: p.tcpSeq, ack: p.tcpAck, flags: tcpFlagsText(p.tcpFlags) } : undefined;
   o.icmp = hasL4 && (p.l4 === 1 || p.l4 === 58) ? { type: p.icmpType, code: p.icmpCode, id: p.icmpId, seq: p.icmpSeq } : undefined;
   o.arp = p.l3 === 0x0806 && hasL3 ? { op: p.arpOp === 1 ? "request" : p.arpOp === 2 ? "reply" : p.arpOp } : undefined;
+  // No network layer: the socket the skb belongs to (a unix socket's message).
+  o.socket = !hasL3 && p.skFamily ? { family: socketFamilyName(p.skFamily), type: socketTypeName(p.skType) } : null;
   return o;
 }
 

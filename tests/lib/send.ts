@@ -2,14 +2,16 @@
 // through Netns.udp()/Netns.tcp() in netns.ts):
 //   bun tests/lib/send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] [--connect]
 //   bun tests/lib/send.ts udp DADDR DPORT SPORT [BYTES]     (the same, as tools/ call it)
-//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT] [--connect-ms MS]
+//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT] [--connect-ms MS] [--wait]
 // udp: COUNT datagrams of BYTES from ADDR:N (any address, any port by
 // default); --reply waits for one datagram back (exit 1 without it); --wait
 // sends only after a line arrives on stdin, so a test can learn the sender's
 // pid first; --connect connects the socket first (the kernel then reports
-// ICMP errors to it: ECONNREFUSED). tcp: connects (exit 1 when refused or unanswered, giving up
-// after --connect-ms, 5 s scaled by default); with --message, writes it and
-// reads until the server closes.
+// ICMP errors to it: ECONNREFUSED). tcp: connects (exit 1 when refused or
+// unanswered, giving up after --connect-ms, 5 s scaled by default); with
+// --message, writes it and reads until the server closes; --wait prints
+// "connected" and writes only after a line arrives on stdin, so a test can
+// change the firewall of a connection already open.
 import { parseArgs } from "node:util";
 import { scaled } from "./skbtrail";
 
@@ -29,7 +31,7 @@ const { values: opt, positionals } = parseArgs({
 });
 const [proto, addr, dport, sport = opt.sport, size = opt.size ?? "16"] = positionals;
 if ((proto !== "udp" && proto !== "tcp") || !addr || !(Number(dport) > 0)) {
-  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT]");
+  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT] [--connect-ms MS] [--wait]");
   process.exit(2);
 }
 /** How long an answer may take (scaled for VMs). */
@@ -93,6 +95,10 @@ try {
     opt["connect-ms"] !== undefined ? Number(opt["connect-ms"]) : ANSWER_MS,
     "connection",
   );
+  if (opt.wait) {
+    console.log("connected");
+    for await (const _ of console) break;
+  }
   if (opt.message !== undefined) {
     socket.write(opt.message);
     await within(done, ANSWER_MS, "answer");

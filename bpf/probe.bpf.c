@@ -29,6 +29,14 @@ int probe_kprobe(void *ctx)
 	return bpf_get_attach_cookie(ctx) != 0;
 }
 
+/* Kprobes without attach cookies (before 5.15): the programs then name the
+ * traced function by its instruction pointer instead. */
+SEC("kprobe/ip_rcv")
+int probe_kprobe_plain(void *ctx)
+{
+	return 0;
+}
+
 SEC("kprobe.multi/ip_rcv")
 int probe_kprobe_multi(void *ctx)
 {

@@ -440,7 +440,7 @@ struct skbtrail_config {
 	__u32 srtt_min_us;            /* --tcp-srtt, --filter-srtt: smoothed RTT at or above */
 	__u32 minrtt_min_us;          /* --sock --filter-minrtt: the connection's minimum RTT at or above */
 	__u32 nft_hooked;             /* --monitor: nft_do_chain is hooked (function hooks; nf_tables loaded) */
-	__u32 pad3;
+	__u32 func_by_ip;             /* no attach cookies (before 5.15): kprobes name their function by IP */
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

@@ -7,8 +7,9 @@
  *   fentry/fexit  BTF trampolines; TypeScript clones the loaded template
  *                 for each further function (same instructions)
  * A kprobe's attach cookie is the traced function's address, set by
- * TypeScript; fentry/fexit read it with bpf_get_func_ip(). Either way the
- * event names the function by address.
+ * TypeScript (or, before 5.15, its instruction pointer: kprobe_func);
+ * fentry/fexit read it with bpf_get_func_ip(). Either way the event names
+ * the function by address.
  *
  * Return values (--ret, and the functions below that need them): the
  * entry program stashes the skb and its packet context per thread and
@@ -19,23 +20,24 @@
 #ifndef SKBTRAIL_FUNCTIONS_BPF_H
 #define SKBTRAIL_FUNCTIONS_BPF_H
 
-static __always_inline int func_entry(void *ctx, __u64 func, void *skb)
+static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *skb)
 {
 	struct hit h = { .func = func };
 	__u64 recorded = on_skb(ctx, skb, &h, false);
 
 	if (CFG.trace_ret && recorded)
-		stash_put(func, skb, 0, recorded);
+		stash_put(call, func, skb, 0, recorded);
 	return 0;
 }
 
-static __always_inline int func_return(void *ctx, __u64 func, __s64 ret)
+static __always_inline int func_return(void *ctx, __u64 call, __s64 ret)
 {
 	struct stash_value v;
-	struct hit h = { .func = func, .phase = PHASE_RETURN, .retval = ret };
+	struct hit h = { .phase = PHASE_RETURN, .retval = ret };
 
-	if (!stash_take(func, &v))
+	if (!stash_take(call, &v))
 		return 0;
+	h.func = v.func;
 	h.ctx_hint = v.ctx;
 	on_skb(ctx, (void *)v.skb, &h, false);
 	return 0;
@@ -49,21 +51,32 @@ static __always_inline __s64 fexit_ret(__u64 *ctx)
 	return ret;
 }
 
+/* A kprobe's entry: the function from kprobe_func, the call's stash key
+ * from kprobe_call (stash.bpf.h). */
+static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
+{
+	__u64 func = kprobe_func(ctx);
+
+	return func_entry(ctx, func, kprobe_call(ctx, func), skb);
+}
+
 #define KPROBE_PROGRAMS(n, PARM)                                                               \
 	SEC("kprobe.multi")                                                                    \
 	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
-		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx)); \
+		__u64 func = bpf_get_attach_cookie(ctx);                                       \
+		return func_entry(ctx, func, func, (void *)PARM(ctx));                         \
 	}                                                                                      \
 	SEC("kprobe")                                                                          \
 	int kprobe_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
-		return func_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PARM(ctx)); \
+		return kprobe_entry(ctx, (void *)PARM(ctx));                                   \
 	}                                                                                      \
 	SEC("fentry")                                                                          \
 	int fentry_skb##n(__u64 *ctx)                                                          \
 	{                                                                                      \
-		func_entry(ctx, bpf_get_func_ip(ctx), (void *)ctx[n]);                  \
+		__u64 func = bpf_get_func_ip(ctx);                                             \
+		func_entry(ctx, func, func, (void *)ctx[n]);                                   \
 		return 0; /* fentry/fexit must return 0 before 6.5 */                         \
 	}                                                                                      \
 	SEC("fexit")                                                                           \
@@ -92,13 +105,15 @@ static __always_inline void *deref_skb(void *pskb)
 SEC("kprobe.multi")
 int kmulti_pskb0(struct pt_regs *ctx)
 {
-	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)));
+	__u64 func = bpf_get_attach_cookie(ctx);
+
+	return func_entry(ctx, func, func, deref_skb((void *)PT_REGS_PARM1(ctx)));
 }
 
 SEC("kprobe")
 int kprobe_pskb0(struct pt_regs *ctx)
 {
-	return func_entry(ctx, bpf_get_attach_cookie(ctx), deref_skb((void *)PT_REGS_PARM1(ctx)));
+	return kprobe_entry(ctx, deref_skb((void *)PT_REGS_PARM1(ctx)));
 }
 
 SEC("kretprobe.multi")
@@ -110,7 +125,7 @@ int kmulti_return(struct pt_regs *ctx)
 SEC("kretprobe")
 int kretprobe_return_value(struct pt_regs *ctx)
 {
-	return func_return(ctx, bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	return func_return(ctx, kretprobe_call(ctx), PT_REGS_RC(ctx));
 }
 
 /* ---- skb_clone: the returned skb joins the original's packet context ---- */
@@ -126,21 +141,22 @@ static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)
 SEC("kprobe/skb_clone")
 int kprobe_skb_clone(struct pt_regs *ctx)
 {
+	__u64 func = kprobe_func(ctx);
+
 	if (!TRACING)
 		return 0;
-	stash_put(bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), 0, 0);
+	stash_put(kprobe_call(ctx, func), func, (void *)PT_REGS_PARM1(ctx), 0, 0);
 	return 0;
 }
 
 SEC("kretprobe/skb_clone")
 int kretprobe_skb_clone(struct pt_regs *ctx)
 {
-	__u64 func = bpf_get_attach_cookie(ctx);
 	struct stash_value v;
 
-	if (!stash_take(func, &v))
+	if (!stash_take(kretprobe_call(ctx), &v))
 		return 0;
-	return cloned(ctx, func, (void *)v.skb, PT_REGS_RC(ctx));
+	return cloned(ctx, v.func, (void *)v.skb, PT_REGS_RC(ctx));
 }
 
 SEC("fexit/skb_clone")

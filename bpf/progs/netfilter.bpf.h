@@ -65,24 +65,24 @@ static __always_inline __u64 nf_hit(void *ctx, __u64 func, struct sk_buff *skb, 
 
 /* nf_hook_slow's verdict is always wanted; a drop frees the skb inside the
  * call, so the return finds its packet through the stash (see functions.bpf.h). */
-static __always_inline int nf_hook_entry(void *ctx, __u64 func, struct sk_buff *skb, const struct nf_details *d)
+static __always_inline int nf_hook_entry(void *ctx, __u64 func, __u64 call, struct sk_buff *skb, const struct nf_details *d)
 {
 	__u64 recorded = nf_hit(ctx, func, skb, PHASE_ENTRY, 0, d, 0);
 
 	if (recorded)
-		stash_put(func, skb, (void *)d->state, recorded);
+		stash_put(call, func, skb, (void *)d->state, recorded);
 	return 0;
 }
 
-static __always_inline int nf_hook_return(void *ctx, __u64 func, __s64 ret)
+static __always_inline int nf_hook_return(void *ctx, __u64 call, __s64 ret)
 {
 	struct stash_value v;
 	struct nf_details d = {};
 
-	if (!stash_take(func, &v))
+	if (!stash_take(call, &v))
 		return 0;
 	d.state = (void *)v.arg;
-	nf_hit(ctx, func, (void *)v.skb, PHASE_RETURN, ret, &d, v.ctx);
+	nf_hit(ctx, v.func, (void *)v.skb, PHASE_RETURN, ret, &d, v.ctx);
 	return 0;
 }
 
@@ -92,22 +92,24 @@ SEC("kprobe/nf_hook_slow")
 int kprobe_nf_hook_slow(struct pt_regs *ctx)
 {
 	struct nf_details d = { (void *)PT_REGS_PARM2(ctx), 0, (void *)PT_REGS_PARM3(ctx), PT_REGS_PARM4(ctx) };
+	__u64 func = kprobe_func(ctx);
 
-	return nf_hook_entry(ctx, bpf_get_attach_cookie(ctx), (void *)PT_REGS_PARM1(ctx), &d);
+	return nf_hook_entry(ctx, func, kprobe_call(ctx, func), (void *)PT_REGS_PARM1(ctx), &d);
 }
 
 SEC("kretprobe/nf_hook_slow")
 int kretprobe_nf_hook_slow(struct pt_regs *ctx)
 {
-	return nf_hook_return(ctx, bpf_get_attach_cookie(ctx), (int)PT_REGS_RC(ctx));
+	return nf_hook_return(ctx, kretprobe_call(ctx), (int)PT_REGS_RC(ctx));
 }
 
 SEC("fentry/nf_hook_slow")
 int fentry_nf_hook_slow(__u64 *ctx)
 {
 	struct nf_details d = { (void *)ctx[1], 0, (void *)ctx[2], (__u32)ctx[3] };
+	__u64 func = bpf_get_func_ip(ctx);
 
-	return nf_hook_entry(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], &d);
+	return nf_hook_entry(ctx, func, func, (void *)ctx[0], &d);
 }
 
 SEC("fexit/nf_hook_slow")
@@ -128,7 +130,7 @@ static __always_inline __u64 nft_hit(void *ctx, __u64 func, struct nft_pktinfo *
 SEC("kprobe/nft_do_chain")
 int kprobe_nft_do_chain(struct pt_regs *ctx)
 {
-	__u64 func = bpf_get_attach_cookie(ctx);
+	__u64 func = kprobe_func(ctx);
 	struct nft_pktinfo *pkt = (void *)PT_REGS_PARM1(ctx);
 	void *chain = (void *)PT_REGS_PARM2(ctx);
 	__u64 recorded = nft_hit(ctx, func, pkt, chain, PHASE_ENTRY, 0, 0);
@@ -136,19 +138,18 @@ int kprobe_nft_do_chain(struct pt_regs *ctx)
 	/* The pktinfo lives on the caller's stack: still valid at return. Newer
 	 * kernels free a dropped skb inside nft_do_chain: the context comes too. */
 	if (recorded)
-		stash_put(func, pkt, chain, recorded);
+		stash_put(kprobe_call(ctx, func), func, pkt, chain, recorded);
 	return 0;
 }
 
 SEC("kretprobe/nft_do_chain")
 int kretprobe_nft_do_chain(struct pt_regs *ctx)
 {
-	__u64 func = bpf_get_attach_cookie(ctx);
 	struct stash_value v;
 
-	if (!stash_take(func, &v))
+	if (!stash_take(kretprobe_call(ctx), &v))
 		return 0;
-	nft_hit(ctx, func, (void *)v.skb, (void *)v.arg, PHASE_RETURN, (__u32)PT_REGS_RC(ctx), v.ctx);
+	nft_hit(ctx, v.func, (void *)v.skb, (void *)v.arg, PHASE_RETURN, (__u32)PT_REGS_RC(ctx), v.ctx);
 	return 0;
 }
 

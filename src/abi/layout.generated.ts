@@ -401,7 +401,7 @@ export const layout = {
       srtt_min_us: { offset: 280, size: 4, type: "__u32" },
       minrtt_min_us: { offset: 284, size: 4, type: "__u32" },
       nft_hooked: { offset: 288, size: 4, type: "__u32" },
-      pad3: { offset: 292, size: 4, type: "__u32" },
+      func_by_ip: { offset: 292, size: 4, type: "__u32" },
     },
   },
 } as const;

@@ -146,6 +146,7 @@ export const probe_program = {
   probe_fexit: "probe_fexit",
   probe_kprobe: "probe_kprobe",
   probe_kprobe_multi: "probe_kprobe_multi",
+  probe_kprobe_plain: "probe_kprobe_plain",
   probe_raw_tp: "probe_raw_tp",
   probe_tp_btf: "probe_tp_btf",
 } as const;

@@ -1,7 +1,7 @@
 // Attaches a plan's hooks the way the plan says (Attach.how): tracepoints
 // one link each; kprobe.multi one link per program for all its functions;
 // kprobes one link per function (program shared, told apart by the attach
-// cookie = function address); fentry/fexit templates loaded for a first
+// cookie = function address, or before 5.15 by the probe's IP); fentry/fexit templates loaded for a first
 // function and their instructions copied for the others (loading one
 // program per function would make the verifier run each time).
 import { BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, type BpfLink, type BpfObject } from "../../ffi/libbpf";
@@ -72,7 +72,8 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): Attac
       refused(h, e);
     }
   };
-  const cookie = (h: FunctionHook) => fullAddress(h.fn.key);
+  // Before 5.15 libbpf refuses any cookie on a kprobe: none is given there.
+  const cookie = (h: FunctionHook) => (plan.attachCookies ? fullAddress(h.fn.key) : 0n);
   // One refused symbol fails a whole kprobe.multi link: split and retry, so
   // only the refused ones are left out (a few extra attaches per bad symbol).
   const attachMulti = (prog: ProgramName, hooks: FunctionHook[], retprobe: boolean): void => {

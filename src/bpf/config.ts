@@ -43,6 +43,8 @@ export interface ConfigInput {
   wakeupBytes: number;
   pktFixed?: boolean;
   traceRet?: boolean;
+  /** kprobes without attach cookies: the programs name the function by its IP (bpf/lib/stash.bpf.h). */
+  funcByIp?: boolean;
   /** Some hooks have settings in the hook_flags map (stacks). */
   hookSettings?: boolean;
   /** --hooks: record the functions registered on each netfilter hook. */
@@ -155,6 +157,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   }
   v.setUint8(C.pkt_fixed.offset, input.pktFixed ? 1 : 0);
   v.setUint8(C.trace_ret.offset, input.traceRet ? 1 : 0);
+  v.setUint32(C.func_by_ip.offset, input.funcByIp ? 1 : 0, true);
   v.setUint8(C.hook_settings.offset, input.hookSettings ? 1 : 0);
   v.setUint8(C.nf_hooks.offset, input.nfHooks ? 1 : 0);
   v.setUint16(C.snaplen.offset, input.snaplen ?? 0, true);

@@ -12,6 +12,8 @@ const TRACEFS = "/sys/kernel/tracing";
 export interface Features {
   tpBtf: boolean;
   kprobe: boolean;
+  /** kprobes take attach cookies (5.15+); without, the programs name the function by its IP (x86). */
+  attachCookie: boolean;
   kprobeMulti: boolean;
   fentry: boolean;
   fexit: boolean;
@@ -49,7 +51,9 @@ function bootId(): string {
 function cachedFeatures(needFunctions: boolean): Features | undefined {
   try {
     const c = JSON.parse(readFileSync(CACHE_FILE, "utf8")) as { boot: string; functions: boolean; features: Features };
-    return c.boot === bootId() && (c.functions || !needFunctions) ? c.features : undefined;
+    // An older skbtrail's cache lacks fields: probe again.
+    const complete = "attachCookie" in c.features;
+    return complete && c.boot === bootId() && (c.functions || !needFunctions) ? c.features : undefined;
   } catch {
     return undefined;
   }
@@ -76,14 +80,17 @@ export function forgetFeatures(): void {
  */
 export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
   const cached = cachedFeatures(needFunctions);
-  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, kprobeMulti: false, fentry: false, fexit: false };
+  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false };
   const ok = (p: ProbeProgramName) => probeProgram(kernel.probeObject, p, kernel.btfPath).ok;
-  const kprobe = needFunctions && existsSync(`${TRACEFS}/kprobe_events`) && ok(probe_program.probe_kprobe);
+  const kprobeEvents = needFunctions && existsSync(`${TRACEFS}/kprobe_events`);
+  const attachCookie = kprobeEvents && ok(probe_program.probe_kprobe);
+  const kprobe = attachCookie || (kprobeEvents && ok(probe_program.probe_kprobe_plain));
   const fentry = needFunctions && ok(probe_program.probe_fentry);
   const features = {
     tpBtf: ok(probe_program.probe_tp_btf),
     kprobe,
-    kprobeMulti: kprobe && ok(probe_program.probe_kprobe_multi),
+    attachCookie,
+    kprobeMulti: attachCookie && ok(probe_program.probe_kprobe_multi),
     fentry,
     fexit: fentry && ok(probe_program.probe_fexit),
   };

@@ -248,6 +248,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         dropStack: false,
         pktFixed: opts.pktFixed,
         traceRet: opts.ret,
+        funcByIp: features.kprobe && !features.attachCookie,
         hookSettings: settings.size > 0,
         nfHooks: opts.hooks,
         snaplen: pcap?.snaplen,

@@ -71,7 +71,7 @@ export function makeMonitorPlan(input: MonitorPlanInput): Plan {
     if ("why" in fh) skipped.push({ name, why: fh.why });
     else hooks.push(fh);
   }
-  return { hooks, skipped };
+  return { hooks, skipped, attachCookies: features.attachCookie };
 }
 
 /**

@@ -52,6 +52,8 @@ export type PlannedHook = FunctionHook | TracepointHook;
 export interface Plan {
   hooks: PlannedHook[];
   skipped: { name: string; why: string }[];
+  /** kprobes get their function's address as attach cookie (5.15+); without, the programs read their IP. */
+  attachCookies?: boolean;
 }
 
 interface OwnPrograms {
@@ -216,7 +218,7 @@ export function makePlan(input: PlanInput): Plan {
   if (input.followSkbs) addTracepoint(SLAB_FREE_TRACEPOINT, "life");
   for (const h of selection.hooks) (h.kind === "tracepoint" ? addTracepoint : addFunction)(h.name, h.group);
   for (const name of input.extraFunctions) addFunction(name);
-  return { hooks, skipped };
+  return { hooks, skipped, attachCookies: features.attachCookie };
 }
 
 /** Every program a plan loads. */

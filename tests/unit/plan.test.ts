@@ -26,9 +26,9 @@ const KALLSYMS = [
 // ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
 const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core"].join("\n");
 
-const NONE: Features = { tpBtf: false, kprobe: false, kprobeMulti: false, fentry: false, fexit: false };
+const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false };
 const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
-const KPROBE: Features = { ...TRACEPOINTS_ONLY, kprobe: true };
+const KPROBE: Features = { ...TRACEPOINTS_ONLY, kprobe: true, attachCookie: true };
 const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true }; // Debian 6.1
 const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12
 

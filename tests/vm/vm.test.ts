@@ -37,11 +37,12 @@ const CASES: VmCase[] = [
   // 6.12: kprobe.multi too; the default mode, the drop monitor and their filters on a kernel with function hooks;
   // the diagnosis where a chain frees what it drops (NF_STOLEN, 6.8+); the monitor's function hooks (nft_do_chain).
   { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts", "tests/kernel/monitor.test.ts", "tests/kernel/sock.test.ts"] },
-  // 5.10: no attach cookie nor bpf_get_func_ip (5.15+), so no function backend; no drop reasons (5.17+): the CI gate
-  // judges drops by the reason their location stands for; the monitor and socket mode run on the tracepoints 5.10 has.
+  // 5.10: no attach cookie nor bpf_get_func_ip (5.15+): kprobes name their function by instruction pointer and
+  // stack slot; no drop reasons (5.17+): the CI gate judges drops by the reason their location stands for; the
+  // monitor and socket mode run on the tracepoints 5.10 has.
   {
     release: "bullseye",
-    backends: [],
+    backends: ["kprobe"],
     suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts", "tests/kernel/btf.test.ts", "tests/kernel/monitor.test.ts", "tests/kernel/sock.test.ts"],
     extra: {
       name: "the drop monitor reports drops without a reason on a 5.10 kernel",

@@ -79,3 +79,13 @@ export function btfHas(name: string): boolean {
   btfStrings ??= readFileSync("/sys/kernel/btf/vmlinux", "latin1");
   return btfStrings.includes(`\0${name}\0`);
 }
+
+/**
+ * Whether skbtrail can hook this kernel function: it must be in BTF, its
+ * module's own (/sys/kernel/btf/MODULE, 5.11+) for a module function. On
+ * 5.10 module functions such as nft_do_chain have none.
+ */
+export function traceableFunction(fn: string): boolean {
+  const module = moduleOf(fn);
+  return module ? existsSync(`/sys/kernel/btf/${module}`) : btfHas(fn);
+}

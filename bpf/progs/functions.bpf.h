@@ -25,7 +25,7 @@ static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *s
 	struct hit h = { .func = func };
 	__u64 recorded = on_skb(ctx, skb, &h, false);
 
-	if (CFG.trace_ret && recorded)
+	if (CFG.trace_ret && (recorded || STASH_UNRECORDED))
 		stash_put(call, func, skb, 0, recorded);
 	return 0;
 }
@@ -35,7 +35,7 @@ static __always_inline int func_return(void *ctx, __u64 call, __s64 ret)
 	struct stash_value v;
 	struct hit h = { .phase = PHASE_RETURN, .retval = ret };
 
-	if (!stash_take(call, &v))
+	if (!stash_take(call, &v) || !v.ctx)
 		return 0;
 	h.func = v.func;
 	h.ctx_hint = v.ctx;

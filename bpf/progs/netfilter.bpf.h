@@ -69,7 +69,7 @@ static __always_inline int nf_hook_entry(void *ctx, __u64 func, __u64 call, stru
 {
 	__u64 recorded = nf_hit(ctx, func, skb, PHASE_ENTRY, 0, d, 0);
 
-	if (recorded)
+	if (recorded || STASH_UNRECORDED)
 		stash_put(call, func, skb, (void *)d->state, recorded);
 	return 0;
 }
@@ -79,7 +79,7 @@ static __always_inline int nf_hook_return(void *ctx, __u64 call, __s64 ret)
 	struct stash_value v;
 	struct nf_details d = {};
 
-	if (!stash_take(call, &v))
+	if (!stash_take(call, &v) || !v.ctx)
 		return 0;
 	d.state = (void *)v.arg;
 	nf_hit(ctx, v.func, (void *)v.skb, PHASE_RETURN, ret, &d, v.ctx);
@@ -137,7 +137,7 @@ int kprobe_nft_do_chain(struct pt_regs *ctx)
 
 	/* The pktinfo lives on the caller's stack: still valid at return. Newer
 	 * kernels free a dropped skb inside nft_do_chain: the context comes too. */
-	if (recorded)
+	if (recorded || STASH_UNRECORDED)
 		stash_put(kprobe_call(ctx, func), func, pkt, chain, recorded);
 	return 0;
 }
@@ -147,7 +147,7 @@ int kretprobe_nft_do_chain(struct pt_regs *ctx)
 {
 	struct stash_value v;
 
-	if (!stash_take(kretprobe_call(ctx), &v))
+	if (!stash_take(kretprobe_call(ctx), &v) || !v.ctx)
 		return 0;
 	nft_hit(ctx, v.func, (void *)v.skb, (void *)v.arg, PHASE_RETURN, (__u32)PT_REGS_RC(ctx), v.ctx);
 	return 0;

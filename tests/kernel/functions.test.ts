@@ -65,7 +65,9 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
         await pair.a.ns.tcp(pair.b.ip4, 7402, { message: "hi" });
         const [b] = blocks((await t.finished).stdout);
         expect(b!.lines[0], shown(b)).toMatch(new RegExp(`TCP: ${pair.a.ip4}:\\d+ -> ${pair.b.ip4}:7402 seq:\\d+, ack:0, flags:S`));
-        expectInOrder(b, ["ip_local_out", "ip_output", "ip_rcv", "tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process", "tcp_conn_request"]);
+        // 5.10 inlines ip_local_out into __ip_queue_xmit: its own copy never runs for TCP there.
+        const localOut = b!.hooks.includes("ip_local_out") ? "ip_local_out" : "__ip_local_out";
+        expectInOrder(b, [localOut, "ip_output", "ip_rcv", "tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process", "tcp_conn_request"]);
       } finally {
         await server.stop();
       }

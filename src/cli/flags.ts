@@ -24,7 +24,7 @@ export const args = {
   ifname: s("filter by network interface name", "i", "IFNAME"),
   mark: s("filter by skb mark, VALUE[/MASK]", undefined, "MARK"),
   reason: s("--drop: keep only these drop reasons, e.g. NO_SOCKET,NETFILTER_DROP", undefined, "NAMES"),
-  "min-latency": s("filter by the minimal time to live of the skb in ms", undefined, "MS"),
+  "min-latency": s("keep only packets that lived at least this long, e.g. 500us, 2ms, 1s; a bare number is milliseconds (nettrace's manual; current nettrace reads µs)", undefined, "TIME"),
   "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
   "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
   "filter-srtt": s("--sock: only RTT samples whose smoothed RTT is at least MS milliseconds (nettrace's newer name of --tcp-srtt)", undefined, "MS"),

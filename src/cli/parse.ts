@@ -9,7 +9,7 @@ import type { Filter, RttFilter } from "../bpf/config";
 import { BACKENDS, type BackendChoice } from "../plan/plan";
 import { args } from "./flags";
 import {
-  parseAddr, parseAmount, parseCount, parseIfname, parseLengthRange, parseList, parseListen, parseMark, parsePort, parseProto, parseTcpFlags, type Listen,
+  parseAddr, parseAmount, parseCount, parseDuration, parseIfname, parseLengthRange, parseList, parseListen, parseMark, parsePort, parseProto, parseTcpFlags, type Listen,
 } from "./values";
 
 export interface MonitorOptions {
@@ -44,6 +44,7 @@ export interface Options {
   ret: boolean;
   pktFixed: boolean;
   traceStack?: string[];
+  /** --min-latency, in ms (fractions allowed: 500us is 0.5). */
   minLatencyMs?: number;
   backend?: BackendChoice;
   /** --btf-path: the kernel's BTF from a file instead of /sys/kernel/btf/vmlinux. */
@@ -290,7 +291,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       ret: !!a.ret,
       pktFixed: !!a["pkt-fixed"],
       traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
-      minLatencyMs: str("min-latency") !== undefined ? parseAmount("--min-latency", str("min-latency")!, "milliseconds", "10", MAX_TIMEOUT_S * 1000) : undefined,
+      minLatencyMs: str("min-latency") !== undefined ? parseDuration("--min-latency", str("min-latency")!, "2ms", MAX_TIMEOUT_S * 1000) : undefined,
       backend: backend as BackendChoice | undefined,
       btfPath: str("btf-path"),
       diagQuiet: !!a["diag-quiet"],

@@ -205,7 +205,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     }
     if (level === "error" && !opts.diagKeep) stop.request("diagnosis");
   };
-  const minLatencyNs = (opts.minLatencyMs ?? 0) * 1e6;
+  const minLatencyNs = Math.round((opts.minLatencyMs ?? 0) * 1e6);
   const lifecycle =
     opts.mode === "basic"
       ? undefined

@@ -68,6 +68,15 @@ describe("valid command lines", () => {
     expect(options("--monitor", "--metrics", "9464", "--metrics-max-series", "50").maxSeries).toBe(50);
   });
 
+  test("--min-latency: a unit, or a bare number of milliseconds", () => {
+    expect(options("--min-latency", "500us").minLatencyMs).toBe(0.5);
+    expect(options("--min-latency", "500µs").minLatencyMs).toBe(0.5);
+    expect(options("--min-latency", "2ms").minLatencyMs).toBe(2);
+    expect(options("--min-latency", "1.5s").minLatencyMs).toBe(1500);
+    expect(options("--min-latency", "3").minLatencyMs).toBe(3);
+    expect(options("--diag", "--min-latency", "250000ns").minLatencyMs).toBeCloseTo(0.25);
+  });
+
   test("help and version", () => {
     expect(parseCommandLine(["-h"]).kind).toBe("help");
     expect(parseCommandLine(["--drop", "--help"]).kind).toBe("help");
@@ -134,6 +143,12 @@ describe("usage errors name the flag and the fix", () => {
     [["--monitor", "--metrics", "70000"], /^--metrics: port 70000 is out of range; use a port from 1 to 65535/],
     [["--monitor", "--metrics", "0"], /^--metrics: port 0 is out of range/],
     [["--monitor", "--metrics", "300.1.1.1:9464"], /^--metrics: '300\.1\.1\.1:9464' is not \[ADDR:\]PORT/],
+    [["--min-latency", "fast"], /^--min-latency: 'fast' is not a duration; use e\.g\. --min-latency 2ms \(units ns, us, ms, s; a bare number is milliseconds\)$/],
+    [["--min-latency", "5m"], /^--min-latency: '5m' is not a duration/],
+    [["--min-latency", "0us"], /^--min-latency: '0us' is not a duration/],
+    [["--min-latency", "400d"], /^--min-latency: '400d' is not a duration/],
+    [["--min-latency", "31536001s"], /^--min-latency: 31536001s is out of range; use at most 31536000s$/],
+    [["--basic", "--min-latency", "2ms"], /^--min-latency needs packet lifecycles: drop --basic$/],
     [["--monitor", "--metrics-max-series", "10"], /^--metrics-max-series works with --metrics: add --metrics \[ADDR:\]PORT$/],
     [["--monitor", "--metrics", "9464", "--metrics-max-series", "x"], /^--metrics-max-series: 'x' is not a positive whole number/],
   ];

@@ -62,6 +62,7 @@ export const args = {
   "metrics-max-series": s("--metrics: at most N series per metric (default 1000); more go to the label value 'other'", undefined, "N"),
   "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
   "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
+  "latency-show": b("packet lifecycles: show each hook's delay since the packet's previous hook, and the packet's total"),
   backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
   "btf-path": s("use this vmlinux BTF file (e.g. from BTFHub) on a kernel without /sys/kernel/btf/vmlinux", undefined, "FILE"),
   kb: s("--diag: add the rules of this YAML file to the built-in ones", undefined, "FILE"),

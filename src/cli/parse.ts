@@ -44,6 +44,8 @@ export interface Options {
   ret: boolean;
   pktFixed: boolean;
   traceStack?: string[];
+  /** --latency-show: delays between a packet's hooks and its total (lifecycle output). */
+  latencyShow: boolean;
   /** --min-latency, in ms (fractions allowed: 500us is 0.5). */
   minLatencyMs?: number;
   backend?: BackendChoice;
@@ -118,6 +120,7 @@ const NOT_IN_RUN: Record<string, string> = {
   "diag-quiet": "its report shows only drops already",
   "diag-keep": "it never stops at the first finding",
   "min-latency": "it reports drops",
+  "latency-show": "it reports drops",
   "trace-stack": "it reports drops",
   monitor: "it reports the drops the command caused (add --diag for their packets' lifecycles)",
   ret: "it reports drops",
@@ -130,7 +133,7 @@ const NOT_YET: Record<string, string> = {};
 const NOT_FOR_SOCKETS = ["pkt-len", "tcp-flags", "ifname", "mark"];
 
 /** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
-const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"];
+const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend", "latency-show"];
 
 type FlagInfo = { name: string; string: boolean };
 
@@ -235,7 +238,8 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   for (const f of ["rate-limit", "func-stats"])
     if (given.has(f) && mode !== "monitor" && mode !== "basic") throw usageError(`--${f} works with --monitor and --basic only: add one of them`);
   if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");
-  if (mode === "basic" && given.has("min-latency")) throw usageError("--min-latency needs packet lifecycles: drop --basic");
+  for (const f of ["min-latency", "latency-show"])
+    if (mode === "basic" && given.has(f)) throw usageError(`--${f} needs packet lifecycles: drop --basic`);
 
   const filter: Filter = {};
   if (str("saddr") !== undefined) filter.saddr = parseAddr("--saddr", str("saddr")!);
@@ -291,6 +295,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       ret: !!a.ret,
       pktFixed: !!a["pkt-fixed"],
       traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
+      latencyShow: !!a["latency-show"],
       minLatencyMs: str("min-latency") !== undefined ? parseDuration("--min-latency", str("min-latency")!, "2ms", MAX_TIMEOUT_S * 1000) : undefined,
       backend: backend as BackendChoice | undefined,
       btfPath: str("btf-path"),

@@ -86,16 +86,23 @@ export function basicJson(l: HookLine, clock: Clock): string {
   return JSON.stringify({ kind: "hook", ...hookJson(l, clock) });
 }
 
-/** Lifecycle --json: one object per packet context with its ordered events. */
-export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock, findings?: Finding[]): string {
+/** µs with ns precision, for delays between hooks. */
+const usOf = (ns: number) => Math.round(ns) / 1000;
+
+/**
+ * Lifecycle --json: one object per packet context with its ordered events;
+ * with --latency-show (`latency`) each event's delay_us and the packet's latency_us.
+ */
+export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock, findings?: Finding[], latency?: { delays: number[]; totalNs: number }): string {
   return JSON.stringify({
     kind: "packet",
     skbs: ctx.skbs,
     start: clock.iso(ctx.firstNs),
     duration_us: Math.round((ctx.lastNs - ctx.firstNs) / 1000),
+    ...(latency ? { latency_us: usOf(latency.totalNs) } : {}),
     end: ctx.end,
     truncated_events: ctx.truncated,
-    events: lines.map((l) => hookJson(l, clock)),
+    events: lines.map((l, i) => (latency ? { ...hookJson(l, clock), delay_us: usOf(latency.delays[i]!) } : hookJson(l, clock))),
     ...(findings ? { findings } : {}),
   });
 }

@@ -5,10 +5,10 @@ import type { Stats } from "../bpf/session";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent } from "../events/decode";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
-import type { HookLine } from "../events/line";
+import { lineDelays, type HookLine } from "../events/line";
 import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
 import { basicJson, connectionJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
-import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
+import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyTotalLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -60,6 +60,8 @@ export interface OutputOptions {
   date: boolean;
   detail: boolean;
   verbose: boolean;
+  /** --latency-show: delays between a packet's hooks, and its total. */
+  latencyShow?: boolean;
 }
 
 export class Output {
@@ -71,7 +73,7 @@ export class Output {
     private readonly out: Writer = new Writer(1),
   ) {
     const tty = out.fd === 1 && !!process.stdout.isTTY;
-    this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail };
+    this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail, latencyShow: opts.latencyShow };
   }
 
   /** The events' destination is gone (reader closed the pipe, or a write failed). */
@@ -134,12 +136,14 @@ export class Output {
 
   /** Lifecycle mode: one packet with its hooks in time order (and --diag's findings). */
   context(ctx: PacketContext, lines: HookLine[], findings?: Finding[]): void {
-    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock, findings));
+    const latency = this.opts.latencyShow ? lineDelays(lines) : undefined;
+    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock, findings, latency));
     this.out.line(contextHeader(ctx.skbs));
-    for (const l of lines) {
-      this.out.line(hookLine(l, this.style));
+    lines.forEach((l, i) => {
+      this.out.line(hookLine(l, this.style, latency?.delays[i]));
       if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
-    }
+    });
+    if (latency) this.out.line(latencyTotalLine(latency.totalNs, lines.length));
     if (ctx.truncated) this.out.line(`(${ctx.truncated} more events of this packet were not kept)`);
     if (ctx.end === "idle") this.out.line("(no free seen: the kernel still holds this packet, or freed it where skbtrail has no hook)");
     if (ctx.end === "exit") this.out.line("(tracing stopped before this packet was freed)");

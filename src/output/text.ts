@@ -59,6 +59,13 @@ export interface TextStyle {
   clock: Clock;
   date: boolean;
   detail: boolean;
+  /** --latency-show: a column with each hook's delay since the packet's previous one. */
+  latencyShow?: boolean;
+}
+
+/** A delay between hooks: sub-µs precision below 10 µs, where the stack's own steps are. */
+export function delayText(ns: number): string {
+  return ns < 10_000 ? `${(ns / 1000).toFixed(1)}µs` : durationText(ns / 1000);
 }
 
 /** "[cpu:1  ][lo        ][pid:1234   ][ping            ][ns:4026531840] " for --detail. */
@@ -77,10 +84,14 @@ export function stackLines(frames: string[]): string[] {
   return ["Call Stack:", ...frames.map((f) => `    -> ${f}`)];
 }
 
-/** "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout). */
-export function hookLine(l: HookLine, s: TextStyle): string {
+/**
+ * "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout);
+ * with --latency-show, `delayNs` adds "[+1.2µs    ] " after the time.
+ */
+export function hookLine(l: HookLine, s: TextStyle, delayNs?: number): string {
   const c = s.colors;
-  const detail = s.detail ? `[${l.e.meta.skb}]` : "";
+  const delay = delayNs === undefined ? "" : `[+${delayText(delayNs).padEnd(9)}] `;
+  const detail = `${delay}${s.detail ? `[${l.e.meta.skb}]` : ""}`;
   const where = s.detail ? `[${l.name.padEnd(20)}]${detailPrefix(l.e.cpu, l.e.meta)}` : `[${l.name.padEnd(20)}] `;
   const notes = l.notes.map((n) => (/dropped|reset sent|error|full|bad /.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
   return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packetSummary(l.e.pkt)}${notes ? ` ${notes}` : ""}`;
@@ -166,6 +177,11 @@ export function funcStatsLines(rows: { hook: string; calls: number; total: numbe
 
 export function contextHeader(skbs: string[]): string {
   return `***************** ${skbs.join(",")} ***************`;
+}
+
+/** --latency-show: the block's last line, first hook to last. */
+export function latencyTotalLine(totalNs: number, hooks: number): string {
+  return `total latency: ${delayText(totalNs)} over ${hooks} hook${hooks === 1 ? "" : "s"}`;
 }
 
 const LEVEL_WORDS = { info: "INFO", warn: "WARNING", error: "ERROR" } as const;

@@ -77,6 +77,12 @@ describe("valid command lines", () => {
     expect(options("--diag", "--min-latency", "250000ns").minLatencyMs).toBeCloseTo(0.25);
   });
 
+  test("--latency-show in the lifecycle modes", () => {
+    expect(options("--latency-show").latencyShow).toBe(true);
+    expect(options("--diag", "--latency-show")).toMatchObject({ mode: "diag", latencyShow: true });
+    expect(options().latencyShow).toBe(false);
+  });
+
   test("help and version", () => {
     expect(parseCommandLine(["-h"]).kind).toBe("help");
     expect(parseCommandLine(["--drop", "--help"]).kind).toBe("help");
@@ -149,6 +155,9 @@ describe("usage errors name the flag and the fix", () => {
     [["--min-latency", "400d"], /^--min-latency: '400d' is not a duration/],
     [["--min-latency", "31536001s"], /^--min-latency: 31536001s is out of range; use at most 31536000s$/],
     [["--basic", "--min-latency", "2ms"], /^--min-latency needs packet lifecycles: drop --basic$/],
+    [["--basic", "--latency-show"], /^--latency-show needs packet lifecycles: drop --basic$/],
+    [["--drop", "--latency-show"], /^--latency-show is for tracing packets and --drop monitors drops/],
+    [["--sock", "--latency-show"], /^--latency-show does not apply to --sock/],
     [["--monitor", "--metrics-max-series", "10"], /^--metrics-max-series works with --metrics: add --metrics \[ADDR:\]PORT$/],
     [["--monitor", "--metrics", "9464", "--metrics-max-series", "x"], /^--metrics-max-series: 'x' is not a positive whole number/],
   ];

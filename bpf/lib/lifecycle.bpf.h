@@ -145,6 +145,9 @@ static __always_inline __u64 func_stats_hit(struct sk_buff *skb, __u64 key)
 	return 0;
 }
 
+/* --latency's path (needs scratch, hook settings and struct hit from above). */
+#include "latency.bpf.h"
+
 /*
  * Records the hit if the skb is tracked or matches the filters. With `nf`,
  * it is an nf_event: the caller filled scratch_event()->nf. Returns the
@@ -162,6 +165,8 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 
 	if (!TRACING || !skb)
 		return 0;
+	if (CFG.latency)
+		return latency_hit(skb, h);
 	if (CFG.func_stats)
 		return func_stats_hit(skb, h->func ? h->func : h->tracepoint);
 	if (!CFG.pkt_fixed && tracked_any)
@@ -213,7 +218,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 		}
 	}
 	if (!CFG.pkt_fixed) {
-		if ((h->flags & HOOK_CLONE) && h->skb2) {
+		if ((h->flags & HOOK_CLONE) && h->skb2 && !CFG.no_clone) {
 			__u64 clone = h->skb2;
 
 			track(&clone, &entry);
@@ -263,7 +268,13 @@ static __always_inline int on_slab_free(void *ptr)
 	struct tracked_skb *known;
 	struct hook_event *he;
 
-	if (!TRACING || !tracked_any)
+	if (!TRACING)
+		return 0;
+	if (CFG.latency) {
+		latency_slab_free(key);
+		return 0;
+	}
+	if (!tracked_any)
 		return 0;
 	known = bpf_map_lookup_elem(&tracked, &key);
 	if (!known)

@@ -17,13 +17,26 @@ export interface MonitorOptions {
   aggregateSeconds: number;
 }
 
+export interface LatencyOptions {
+  /** --latency-summary: a histogram at the end, no packets. */
+  summary: boolean;
+  /** --latency-free: the end hook's time counts. */
+  countFree: boolean;
+  /** --trace-matcher: where measurements may start; undefined: every traced hook. */
+  matcher?: string[];
+  /** --trace-free: where they end; undefined: the packet's free. */
+  free?: string[];
+}
+
 export interface Options {
   /**
    * drop: the drop monitor; trace: packet lifecycles (default); basic: one
    * line per hook; diag: lifecycles with findings; monitor: abnormal events,
    * counted in the kernel; sock: socket events and connection summaries.
    */
-  mode: "drop" | "trace" | "basic" | "diag" | "monitor" | "sock";
+  mode: "drop" | "trace" | "basic" | "diag" | "monitor" | "sock" | "latency";
+  /** --latency's settings (mode "latency"). */
+  latency?: LatencyOptions;
   monitor?: MonitorOptions;
   /** --tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt (--monitor, --sock): RTT samples at or above. */
   rttFilter: RttFilter;
@@ -46,6 +59,12 @@ export interface Options {
   traceStack?: string[];
   /** --latency-show: delays between a packet's hooks and its total (lifecycle output). */
   latencyShow: boolean;
+  /** --trace-exclude: hooks and groups taken out of the selection. */
+  traceExclude?: string[];
+  /** --trace-noclone: clones do not join their packet. */
+  noClone: boolean;
+  /** --tiny-show: shorter lines. */
+  tiny: boolean;
   /** --min-latency, in ms (fractions allowed: 500us is 0.5). */
   minLatencyMs?: number;
   backend?: BackendChoice;
@@ -121,6 +140,10 @@ const NOT_IN_RUN: Record<string, string> = {
   "diag-keep": "it never stops at the first finding",
   "min-latency": "it reports drops",
   "latency-show": "it reports drops",
+  latency: "it reports drops",
+  "trace-exclude": "it reports drops",
+  "trace-noclone": "it reports drops",
+  "tiny-show": "it reports drops",
   "trace-stack": "it reports drops",
   monitor: "it reports the drops the command caused (add --diag for their packets' lifecycles)",
   ret: "it reports drops",
@@ -133,7 +156,22 @@ const NOT_YET: Record<string, string> = {};
 const NOT_FOR_SOCKETS = ["pkt-len", "tcp-flags", "ifname", "mark"];
 
 /** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
-const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend", "latency-show"];
+const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend", "latency-show", "latency", "trace-exclude", "trace-noclone", "tiny-show"];
+/** Flags of --latency only. */
+const LATENCY_FLAGS = ["latency-summary", "latency-free", "trace-matcher", "trace-free"];
+/** What --latency does not do: it writes one line per slow packet, from the kernel's measurement. */
+const NOT_IN_LATENCY: Record<string, string> = {
+  basic: "different modes: use one",
+  diag: "different modes: use one",
+  ret: "it measures paths, not calls",
+  "latency-show": "--latency-show is for packet lifecycles (the default mode)",
+  "trace-stack": "it writes one line per packet, without stacks",
+  "pkt-fixed": "it measures per skb already",
+  "trace-noclone": "it measures per skb: clones are never followed",
+  "tiny-show": "its lines are short already",
+  pcap: "it reports latencies, not packets' bytes",
+  metrics: "it reports latencies",
+};
 
 type FlagInfo = { name: string; string: boolean };
 
@@ -223,8 +261,17 @@ function parseFlags(argv: string[], run: boolean): Parsed {
     for (const other of ["drop", "diag", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
       if (given.has(other)) throw usageError(`--${other} does not apply to --sock (socket events and connection summaries): remove it`);
   }
+  for (const f of LATENCY_FLAGS)
+    if (given.has(f) && !given.has("latency")) throw usageError(`--${f} works with --latency: add --latency`);
+  if (given.has("latency")) {
+    for (const other of ["drop", "monitor"])
+      if (given.has(other)) throw usageError(`--latency and --${other} are different modes: use one`);
+    for (const [f, why] of Object.entries(NOT_IN_LATENCY))
+      if (given.has(f)) throw usageError(`--${f} does not apply to --latency: ${why}`);
+    if (given.has("latency-summary") && given.has("count")) throw usageError("--count does not apply to --latency-summary (one table at the end): use --timeout");
+  }
   // skbtrail run monitors drops unless --diag asks for their lifecycles.
-  const mode = given.has("sock") ? "sock" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
+  const mode = given.has("sock") ? "sock" : given.has("latency") ? "latency" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
   if (mode === "drop" || mode === "monitor")
     for (const f of TRACING_FLAGS)
       if (given.has(f)) throw usageError(`--${f} is for tracing packets and --${mode} ${mode === "drop" ? "monitors drops" : "watches for abnormal events"}: use one mode (see skbtrail --help)`);
@@ -240,6 +287,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");
   for (const f of ["min-latency", "latency-show"])
     if (mode === "basic" && given.has(f)) throw usageError(`--${f} needs packet lifecycles: drop --basic`);
+  if (mode === "basic" && given.has("trace-noclone")) throw usageError("--trace-noclone needs packet lifecycles (--basic groups nothing): drop --basic");
 
   const filter: Filter = {};
   if (str("saddr") !== undefined) filter.saddr = parseAddr("--saddr", str("saddr")!);
@@ -296,6 +344,18 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       pktFixed: !!a["pkt-fixed"],
       traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
       latencyShow: !!a["latency-show"],
+      latency:
+        mode === "latency"
+          ? {
+              summary: !!a["latency-summary"],
+              countFree: !!a["latency-free"],
+              matcher: str("trace-matcher") !== undefined ? parseList("--trace-matcher", str("trace-matcher")!, "net_dev_queue,netif_rx") : undefined,
+              free: str("trace-free") !== undefined ? parseList("--trace-free", str("trace-free")!, "net_dev_xmit") : undefined,
+            }
+          : undefined,
+      traceExclude: str("trace-exclude") !== undefined ? parseList("--trace-exclude", str("trace-exclude")!, "link-in,skb_copy_datagram_iovec") : undefined,
+      noClone: !!a["trace-noclone"],
+      tiny: !!a["tiny-show"],
       minLatencyMs: str("min-latency") !== undefined ? parseDuration("--min-latency", str("min-latency")!, "2ms", MAX_TIMEOUT_S * 1000) : undefined,
       backend: backend as BackendChoice | undefined,
       btfPath: str("btf-path"),

@@ -24,7 +24,7 @@ import { fullAddress, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
 import { attachedAs, checkBackend, knownHookNames, makePlan, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
-import { loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
+import { excludeHooks, loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
 import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
 import { filterConfig, runSession, type ModeSession } from "./skeleton";
@@ -55,11 +55,26 @@ export function loadTree(): TreeGroup[] {
   return loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
 }
 
-/** What -t selects on this kernel, before any probe: names outside the tree are looked up in BTF. */
-export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { selection: Selection; extra: string[]; functions: FunctionIndex } {
+/**
+ * What -t selects on this kernel, before any probe: names outside the tree
+ * are looked up in BTF. `also`: names traced in any case (--latency's
+ * --trace-matcher and --trace-free); --trace-exclude then takes hooks out.
+ */
+export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[], also: string[] = []): { selection: Selection; extra: string[]; functions: FunctionIndex } {
   const selection = selectHooks(tree, opts.trace);
+  if (also.length) {
+    const more = selectHooks(tree, also);
+    for (const h of more.hooks) if (!selection.hooks.includes(h)) selection.hooks.push(h);
+    for (const o of more.outside) if (!selection.outside.includes(o)) selection.outside.push(o);
+  }
   const functions = new FunctionIndex(kernel.btf, kernelSymbols, readTraceableFunctions());
-  const extra = resolveOutside(selection, tree, functions);
+  let extra = resolveOutside(selection, tree, functions);
+  if (opts.traceExclude) {
+    const r = excludeHooks(tree, selection, extra, opts.traceExclude);
+    if (r.unknown.length) throw usageError(`--trace-exclude: '${shown(r.unknown[0]!)}' is not a tracer group, a hook of the tree or a traced function; see skbtrail -t '?'`);
+    if (!selection.hooks.length && !r.functions.length) throw usageError("--trace-exclude leaves nothing to trace: exclude less, or select with -t");
+    extra = r.functions;
+  }
   return { selection, extra, functions };
 }
 
@@ -74,7 +89,7 @@ export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<
   return { plan, features };
 }
 
-function describePlan(plan: Plan, features: Features, out: Output): void {
+export function describePlan(plan: Plan, features: Features, out: Output): void {
   const count = new Map<string, number>();
   for (const h of plan.hooks) count.set(attachedAs(h), (count.get(attachedAs(h)) ?? 0) + 1);
   out.verbose(`plan: ${[...count].map(([how, n]) => `${n} ${how}`).join(", ")}; ${plan.skipped.length} skipped`);
@@ -97,7 +112,7 @@ function checkTraceStack(names: string[], selected: ReturnType<typeof selectionF
     if (!known.has(n)) throw usageError(`--trace-stack: '${shown(n)}' is not among the traced hooks; name a traced function, tracepoint or group (skbtrail -t '?')`);
 }
 
-const hookKey = (h: PlannedHook) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
+export const hookKey = (h: PlannedHook) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
 
 /** The hook_flags map: kernel stacks for --trace-stack. */
 function hookSettings(names: string[], plan: Plan, out: Output): Map<bigint, number> {
@@ -252,6 +267,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         snaplen: pcap?.snaplen,
         funcStats: opts.funcStats,
         rateLimit: opts.rateLimit,
+        noClone: opts.noClone,
       },
       links: linkCount(plan),
       // Detaching fentry/kprobe links takes seconds (RCU grace periods).

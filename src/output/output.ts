@@ -3,12 +3,13 @@
 // stays pure NDJSON), -v notes, and the closing summary.
 import type { Stats } from "../bpf/session";
 import type { Finding } from "../diagnosis/rules";
-import type { DropEvent } from "../events/decode";
+import type { DropEvent, LatencyEvent } from "../events/decode";
+import type { LatencySummary } from "../events/latency";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import { lineDelays, type HookLine } from "../events/line";
 import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
-import { basicJson, connectionJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
-import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyTotalLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
+import { basicJson, connectionJson, latencyHistogramJson, latencyJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
+import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -149,6 +150,18 @@ export class Output {
     if (ctx.end === "exit") this.out.line("(tracing stopped before this packet was freed)");
     if (findings?.length) for (const l of analysisLines(findings, this.style)) this.out.line(l);
     this.out.line("");
+  }
+
+  /** --latency: one packet at or above --min-latency. */
+  latency(e: LatencyEvent, names: LatencyNames): void {
+    if (this.opts.json) return this.out.line(latencyJson(e, names, this.style.clock));
+    this.out.line(latencyLine(e, names, this.style));
+  }
+
+  /** --latency-summary: the distribution, at the end. */
+  latencySummary(h: LatencySummary): void {
+    if (this.opts.json) return this.out.line(latencyHistogramJson(h));
+    for (const l of rttTableLines(h.buckets, h.packets, h.avgUs, { title: "latency", unit: "packet" })) this.out.line(l);
   }
 
   /** --monitor: an abnormal event printed whole. */

@@ -6,9 +6,9 @@
 //   ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 0, id: 545
 // IPv6 endpoints with ports are bracketed ([fd00::1]:80) so they stay unambiguous.
 import { createColors } from "picocolors";
-import { packet_layers } from "../abi/layout.generated";
+import { hook_flags, packet_layers } from "../abi/layout.generated";
 import type { Finding } from "../diagnosis/rules";
-import type { DropEvent, Packet, SkbMeta } from "../events/decode";
+import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode";
 import type { HookLine } from "../events/line";
 import { durationText, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, tcpFlagsText } from "../events/protocols";
@@ -97,6 +97,28 @@ export function hookLine(l: HookLine, s: TextStyle, delayNs?: number): string {
   return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packetSummary(l.e.pkt)}${notes ? ` ${notes}` : ""}`;
 }
 
+/** The names of a --latency record's hooks and, for a drop, its reason and location. */
+export interface LatencyNames {
+  first: string;
+  last: string;
+  end: string;
+  reason?: string;
+  location?: string;
+}
+
+/**
+ * --latency: one slow packet, nettrace's shape with the path in the hook column:
+ * "[153.345912] [net_dev_queue -> net_dev_start_xmit] ICMP: … *latency: 50ms* *3 hooks, ended at net_dev_xmit*"
+ */
+export function latencyLine(e: LatencyEvent, n: LatencyNames, s: TextStyle): string {
+  const c = s.colors;
+  const detail = s.detail ? `[${e.meta.skb}]${detailPrefix(e.cpu, e.meta)}` : "";
+  const drop = e.endFlags & hook_flags.HOOK_DROP ? ` (${n.reason ? `reason: ${n.reason}, ` : ""}${n.location})` : "";
+  const path = n.first === n.last ? n.first : `${n.first} -> ${n.last}`;
+  const ended = `${e.hooks} hook${e.hooks === 1 ? "" : "s"}, ended at ${n.end}${drop}`;
+  return `[${s.clock.stamp(e.firstNs, s.date)}] ${detail}[${path.padEnd(20)}] ${packetSummary(e.pkt)} ${c.red(`*latency: ${delayText(e.latencyNs)}*`)} ${c.yellow(`*${ended}*`)}`;
+}
+
 /** A socket's connection: "TCP: 10.0.0.1:40000 -> 10.0.0.2:80 ESTABLISHED". */
 export function connectionSummary(p: Packet, state: string | undefined): string {
   const v6 = p.l3 === 0x86dd;
@@ -120,12 +142,12 @@ export function sockLine(e: SockEvent, hook: string, state: string | undefined, 
   return `[${s.clock.stamp(e.timeNs, s.date)}] [${hook.padEnd(20)}] ${detail}${connectionSummary(e.pkt, state)}${tcp}${mem}${text ? ` ${text}` : ""}`;
 }
 
-/** --rtt: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */
-export function rttTableLines(buckets: RttBucket[], samples: number, avgUs: number): string[] {
-  if (!samples) return ["RTT distribution: no samples"];
+/** --rtt, --latency-summary: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */
+export function rttTableLines(buckets: RttBucket[], samples: number, avgUs: number, what = { title: "RTT", unit: "sample" }): string[] {
+  if (!samples) return [`${what.title} distribution: no ${what.unit}s`];
   const max = Math.max(...buckets.map((b) => b.count));
   return [
-    `RTT distribution: ${samples} sample${samples === 1 ? "" : "s"}, average ${durationText(avgUs)}`,
+    `${what.title} distribution: ${samples} ${what.unit}${samples === 1 ? "" : "s"}, average ${durationText(avgUs)}`,
     `${"µs".padStart(14).padEnd(28)}: count    distribution`,
     ...buckets.map((b) => `${String(b.lowUs).padStart(12)} -> ${String(b.highUs).padEnd(12)}: ${String(b.count).padEnd(8)} |${"*".repeat(Math.round((b.count / max) * 40)).padEnd(40)}|`),
   ];

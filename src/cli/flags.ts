@@ -106,6 +106,9 @@ Examples:
   skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
   skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
+  skbtrail --latency --min-latency 2ms            packets that spent 2 ms or more in the stack, measured in the kernel
+  skbtrail --latency --latency-summary --timeout 10
+                                                  the distribution of packet latencies over 10 s
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)
 

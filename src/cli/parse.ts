@@ -161,8 +161,6 @@ const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min
 const LATENCY_FLAGS = ["latency-summary", "latency-free", "trace-matcher", "trace-free"];
 /** What --latency does not do: it writes one line per slow packet, from the kernel's measurement. */
 const NOT_IN_LATENCY: Record<string, string> = {
-  basic: "different modes: use one",
-  diag: "different modes: use one",
   ret: "it measures paths, not calls",
   "latency-show": "--latency-show is for packet lifecycles (the default mode)",
   "trace-stack": "it writes one line per packet, without stacks",
@@ -264,7 +262,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   for (const f of LATENCY_FLAGS)
     if (given.has(f) && !given.has("latency")) throw usageError(`--${f} works with --latency: add --latency`);
   if (given.has("latency")) {
-    for (const other of ["drop", "monitor"])
+    for (const other of ["drop", "monitor", "diag", "basic"])
       if (given.has(other)) throw usageError(`--latency and --${other} are different modes: use one`);
     for (const [f, why] of Object.entries(NOT_IN_LATENCY))
       if (given.has(f)) throw usageError(`--${f} does not apply to --latency: ${why}`);

@@ -26,6 +26,9 @@ import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 import { describePlan, hookKey, loadTree, planFor, selectionFor } from "./trace";
 
+/** --latency-summary on a terminal: the table is redrawn this often. */
+const LIVE_MS = 1000;
+
 /** The planned hooks a --trace-matcher / --trace-free list names (groups, names, globs, as -t takes them). */
 export function plannedNamed(plan: Plan, tree: TreeGroup[], names: string[]): PlannedHook[] {
   const wanted = new Set<string>();
@@ -77,6 +80,7 @@ export async function runLatency(opts: Options, kernel: KernelInfo, out: Output,
   });
 
   let loaded: Session | undefined;
+  let nextDraw = performance.now() + LIVE_MS;
   const summary = await runSession(
     kernel,
     {
@@ -100,6 +104,12 @@ export async function runLatency(opts: Options, kernel: KernelInfo, out: Output,
         if (kind !== event_kind.EVENT_LATENCY || !stop.admit()) return;
         const e = decodeLatency(ring, offset);
         out.latency(e, names(e));
+      },
+      // On a terminal the table so far, every second (a map read: cheap).
+      batchDone: () => {
+        if (!lat.summary || !out.live || performance.now() < nextDraw) return;
+        nextDraw = performance.now() + LIVE_MS;
+        out.latencySummaryLive(latencySummary(readPerCpuArray(loaded!.obj.map("lat_hist"), latency_slots.LAT_SLOTS)));
       },
       // The programs are off: the histogram is final.
       finish: () => {

@@ -217,6 +217,7 @@ export function connectionJson(c: ConnectionSummary, clock: Clock): string {
 export function latencyJson(e: LatencyEvent, n: { first: string; last: string; end: string; reason?: string; location?: string }, clock: Clock): string {
   const o: Json = { kind: "latency", time: clock.iso(e.firstNs), ts_ns: e.firstNs, latency_us: usOf(e.latencyNs), first_hook: n.first, last_hook: n.last, end_hook: n.end };
   o.end = e.endFlags & hook_flags.HOOK_DROP ? "drop" : e.endFlags & hook_flags.HOOK_FREE ? "free" : "hook";
+  o.last_ts_ns = e.lastNs;
   o.end_ts_ns = e.endNs;
   o.hooks = e.hooks;
   o.reason = n.reason ?? null;

@@ -9,7 +9,7 @@ import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import { lineDelays, type HookLine } from "../events/line";
 import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
 import { basicJson, connectionJson, latencyHistogramJson, latencyJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
-import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
+import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -63,17 +63,26 @@ export interface OutputOptions {
   verbose: boolean;
   /** --latency-show: delays between a packet's hooks, and its total. */
   latencyShow?: boolean;
+  /** --tiny-show: text lines show the packet only where it changes. */
+  tiny?: boolean;
 }
 
 export class Output {
   private readonly style: TextStyle;
   private readonly err = new Writer(2);
+  /** Events go to a terminal (colours, the live --latency-summary table). */
+  private readonly tty: boolean;
+  /** --latency-summary on a terminal: lines of the table drawn last, to be redrawn. */
+  private liveLines = 0;
+  /** --tiny-show: the packet summary last written. */
+  private readonly tinyPrevious: { summary?: string } = {};
 
   constructor(
     private readonly opts: OutputOptions,
     private readonly out: Writer = new Writer(1),
   ) {
     const tty = out.fd === 1 && !!process.stdout.isTTY;
+    this.tty = tty;
     this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail, latencyShow: opts.latencyShow };
   }
 
@@ -131,7 +140,7 @@ export class Output {
   /** --basic: one hook as it arrives. */
   hook(l: HookLine): void {
     if (this.opts.json) return this.out.line(basicJson(l, this.style.clock));
-    this.out.line(hookLine(l, this.style));
+    this.out.line(this.opts.tiny ? hookLine(l, this.style, undefined, tinyPacket(l, this.tinyPrevious)) : hookLine(l, this.style));
     if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
   }
 
@@ -140,8 +149,9 @@ export class Output {
     const latency = this.opts.latencyShow ? lineDelays(lines) : undefined;
     if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock, findings, latency));
     this.out.line(contextHeader(ctx.skbs));
+    const previous = {};
     lines.forEach((l, i) => {
-      this.out.line(hookLine(l, this.style, latency?.delays[i]));
+      this.out.line(this.opts.tiny ? hookLine(l, this.style, latency?.delays[i], tinyPacket(l, previous)) : hookLine(l, this.style, latency?.delays[i]));
       if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
     });
     if (latency) this.out.line(latencyTotalLine(latency.totalNs, lines.length));
@@ -158,10 +168,31 @@ export class Output {
     this.out.line(latencyLine(e, names, this.style));
   }
 
-  /** --latency-summary: the distribution, at the end. */
+  /** --latency-summary: the distribution, at the end (replacing the live table). */
   latencySummary(h: LatencySummary): void {
     if (this.opts.json) return this.out.line(latencyHistogramJson(h));
+    this.eraseLive();
     for (const l of rttTableLines(h.buckets, h.packets, h.avgUs, { title: "latency", unit: "packet" })) this.out.line(l);
+  }
+
+  /** Whether latencySummaryLive() draws anything: text on a terminal. */
+  get live(): boolean {
+    return this.tty && !this.opts.json;
+  }
+
+  /** --latency-summary on a terminal: the table so far, drawn over the previous one. */
+  latencySummaryLive(h: LatencySummary): void {
+    if (!this.live) return;
+    this.eraseLive();
+    const lines = rttTableLines(h.buckets, h.packets, h.avgUs, { title: "latency", unit: "packet" });
+    for (const l of lines) this.out.line(l);
+    this.liveLines = lines.length;
+    this.out.flush();
+  }
+
+  private eraseLive(): void {
+    if (this.liveLines) this.out.write(`\x1b[${this.liveLines}A\x1b[J`);
+    this.liveLines = 0;
   }
 
   /** --monitor: an abnormal event printed whole. */

@@ -61,6 +61,8 @@ export interface TextStyle {
   detail: boolean;
   /** --latency-show: a column with each hook's delay since the packet's previous one. */
   latencyShow?: boolean;
+  /** --tiny-show: the packet only where it changes. */
+  tiny?: boolean;
 }
 
 /** A delay between hooks: sub-µs precision below 10 µs, where the stack's own steps are. */
@@ -88,13 +90,25 @@ export function stackLines(frames: string[]): string[] {
  * "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout);
  * with --latency-show, `delayNs` adds "[+1.2µs    ] " after the time.
  */
-export function hookLine(l: HookLine, s: TextStyle, delayNs?: number): string {
+export function hookLine(l: HookLine, s: TextStyle, delayNs?: number, packet = packetSummary(l.e.pkt)): string {
   const c = s.colors;
   const delay = delayNs === undefined ? "" : `[+${delayText(delayNs).padEnd(9)}] `;
   const detail = `${delay}${s.detail ? `[${l.e.meta.skb}]` : ""}`;
   const where = s.detail ? `[${l.name.padEnd(20)}]${detailPrefix(l.e.cpu, l.e.meta)}` : `[${l.name.padEnd(20)}] `;
   const notes = l.notes.map((n) => (/dropped|reset sent|error|full|bad /.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
-  return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packetSummary(l.e.pkt)}${notes ? ` ${notes}` : ""}`;
+  return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packet}${notes ? `${packet ? " " : ""}${notes}` : ""}`.trimEnd();
+}
+
+/**
+ * --tiny-show: the packet is written only where it differs from the line
+ * before (the first line of a block, and after NAT or a new packet in
+ * --basic); `previous` carries the last summary written.
+ */
+export function tinyPacket(l: HookLine, previous: { summary?: string }): string {
+  const summary = packetSummary(l.e.pkt);
+  if (summary === previous.summary) return "";
+  previous.summary = summary;
+  return summary;
 }
 
 /** The names of a --latency record's hooks and, for a drop, its reason and location. */

@@ -83,6 +83,23 @@ describe("valid command lines", () => {
     expect(options().latencyShow).toBe(false);
   });
 
+  test("--latency and its flags", () => {
+    expect(options("--latency", "--min-latency", "500us")).toMatchObject({ mode: "latency", minLatencyMs: 0.5, latency: { summary: false, countFree: false } });
+    expect(options("--latency").latency!.matcher).toBeUndefined();
+    const o = options("--latency", "--latency-summary", "--latency-free", "--trace-matcher", "net_dev_queue", "--trace-free", "net_dev_xmit,consume_skb", "-p", "icmp");
+    expect(o.latency).toEqual({ summary: true, countFree: true, matcher: ["net_dev_queue"], free: ["net_dev_xmit", "consume_skb"] });
+    expect(o.filter.proto).toMatchObject({ l4: 1 });
+    expect(options("--latency", "-c", "5", "--json").count).toBe(5);
+    expect(options("-p", "tcp").latency).toBeUndefined();
+  });
+
+  test("--trace-exclude, --trace-noclone, --tiny-show", () => {
+    expect(options("--trace-exclude", "link-in,skb_copy_datagram_iovec")).toMatchObject({ mode: "trace", traceExclude: ["link-in", "skb_copy_datagram_iovec"], noClone: false, tiny: false });
+    expect(options("--diag", "--trace-noclone", "--tiny-show")).toMatchObject({ noClone: true, tiny: true });
+    expect(options("--basic", "--tiny-show").tiny).toBe(true);
+    expect(options("--latency", "--trace-exclude", "qdisc_*").traceExclude).toEqual(["qdisc_*"]);
+  });
+
   test("help and version", () => {
     expect(parseCommandLine(["-h"]).kind).toBe("help");
     expect(parseCommandLine(["--drop", "--help"]).kind).toBe("help");
@@ -156,6 +173,24 @@ describe("usage errors name the flag and the fix", () => {
     [["--min-latency", "31536001s"], /^--min-latency: 31536001s is out of range; use at most 31536000s$/],
     [["--basic", "--min-latency", "2ms"], /^--min-latency needs packet lifecycles: drop --basic$/],
     [["--basic", "--latency-show"], /^--latency-show needs packet lifecycles: drop --basic$/],
+    [["--latency-summary"], /^--latency-summary works with --latency: add --latency$/],
+    [["--latency-free"], /^--latency-free works with --latency: add --latency$/],
+    [["--trace-matcher", "ip_rcv"], /^--trace-matcher works with --latency: add --latency$/],
+    [["--diag", "--trace-free", "ip_rcv"], /^--trace-free works with --latency: add --latency$/],
+    [["--latency", "--drop"], /^--latency and --drop are different modes: use one$/],
+    [["--latency", "--diag"], /^--latency and --diag are different modes: use one$/],
+    [["--latency", "--basic"], /^--latency and --basic are different modes: use one$/],
+    [["--latency", "--latency-show"], /^--latency-show does not apply to --latency: --latency-show is for packet lifecycles/],
+    [["--latency", "--ret"], /^--ret does not apply to --latency: it measures paths, not calls$/],
+    [["--latency", "--pcap", "x.pcapng"], /^--pcap does not apply to --latency/],
+    [["--latency", "--trace-noclone"], /^--trace-noclone does not apply to --latency/],
+    [["--latency", "--latency-summary", "-c", "3"], /^--count does not apply to --latency-summary \(one table at the end\): use --timeout$/],
+    [["--latency", "--trace-matcher", "a,,b"], /^--trace-matcher: empty name in 'a,,b'/],
+    [["--sock", "--latency"], /^--latency does not apply to --sock/],
+    [["--monitor", "--trace-exclude", "ip"], /^--trace-exclude is for tracing packets and --monitor/],
+    [["--drop", "--tiny-show"], /^--tiny-show is for tracing packets and --drop monitors drops/],
+    [["--basic", "--trace-noclone"], /^--trace-noclone needs packet lifecycles \(--basic groups nothing\): drop --basic$/],
+    [["run", "--latency", "--", "true"], /^--latency does not apply to skbtrail run: it reports drops$/],
     [["--drop", "--latency-show"], /^--latency-show is for tracing packets and --drop monitors drops/],
     [["--sock", "--latency-show"], /^--latency-show does not apply to --sock/],
     [["--monitor", "--metrics-max-series", "10"], /^--metrics-max-series works with --metrics: add --metrics \[ADDR:\]PORT$/],

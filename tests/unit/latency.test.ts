@@ -1,14 +1,18 @@
 // Latency figures on hook records captured from the kernel (the lifecycle
-// fixture): --latency-show's per-hook delays and totals in text and JSON.
+// fixture): --latency-show's per-hook delays and totals in text and JSON;
+// --latency-summary's table, --tiny-show's lines, --trace-exclude's selection.
 import { describe, expect, test } from "bun:test";
-import { event_kind } from "../../src/abi/layout.generated";
+import { event_kind, latency_slots } from "../../src/abi/layout.generated";
+import { tracerTreeText } from "../../src/common/assets";
+import { latencySummary } from "../../src/events/latency";
 import { decodeHook, type HookEvent } from "../../src/events/decode";
 import { Lifecycle, type PacketContext } from "../../src/events/lifecycle";
 import { lineDelays, linesOf, type HookLine } from "../../src/events/line";
 import { contextJson } from "../../src/output/json";
-import { colorsFor, delayText, hookLine, latencyTotalLine } from "../../src/output/text";
+import { colorsFor, delayText, hookLine, latencyTotalLine, packetSummary, rttTableLines, tinyPacket } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
 import { tracepointById } from "../../src/plan/tracepoints";
+import { allHooks, excludeHooks, findGroup, loadTracerTree, selectHooks } from "../../src/plan/tracer-tree";
 import captured from "../fixtures/lifecycles.json";
 
 function packets(): PacketContext[] {
@@ -66,5 +70,56 @@ describe("--latency-show", () => {
     const plain = JSON.parse(contextJson(ctx, lines, style.clock));
     expect(plain.latency_us).toBeUndefined();
     expect(plain.events[0].delay_us).toBeUndefined();
+  });
+});
+
+describe("--latency-summary's table", () => {
+  test("kernel slots become the log2 buckets of the RTT table, from the first used to the last", () => {
+    const slots = new Array(latency_slots.LAT_SLOTS).fill(0);
+    slots[0] = 2; // under 2 µs
+    slots[3] = 1; // 8..15 µs
+    slots[5] = 4; // 32..63 µs
+    slots[latency_slots.LAT_SUM_US] = 2 * 1 + 10 + 4 * 40;
+    const s = latencySummary(slots);
+    expect(s.packets).toBe(7);
+    expect(s.avgUs).toBeCloseTo(172 / 7);
+    expect(s.buckets.map((b) => [b.lowUs, b.highUs, b.count])).toEqual([[0, 1, 2], [2, 3, 0], [4, 7, 0], [8, 15, 1], [16, 31, 0], [32, 63, 4]]);
+    const lines = rttTableLines(s.buckets, s.packets, s.avgUs, { title: "latency", unit: "packet" });
+    expect(lines[0]).toBe("latency distribution: 7 packets, average 25µs");
+    expect(lines).toHaveLength(2 + 6);
+    expect(latencySummary(new Array(latency_slots.LAT_SLOTS).fill(0))).toEqual({ buckets: [], packets: 0, avgUs: 0 });
+  });
+});
+
+describe("--tiny-show", () => {
+  test("the packet only on the first line and where it changes", () => {
+    const ctx = packets()[0]!;
+    const lines = linesOf(ctx.events, toLine);
+    const previous = {};
+    const shown = lines.map((l) => hookLine(l, style, undefined, tinyPacket(l, previous)));
+    expect(shown[0]).toContain(packetSummary(lines[0]!.e.pkt));
+    for (let i = 1; i < lines.length; i++) {
+      const same = packetSummary(lines[i]!.e.pkt) === packetSummary(lines[i - 1]!.e.pkt);
+      expect(shown[i]!.includes(packetSummary(lines[i]!.e.pkt))).toBe(!same);
+      expect(shown[i]).toMatch(new RegExp(`^\\[[\\d.]+\\] \\[${lines[i]!.name} *\\]`));
+    }
+  });
+});
+
+describe("--trace-exclude", () => {
+  const tree = loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
+  test("groups, names and globs leave the selection; unknown names are reported", () => {
+    const sel = selectHooks(tree, undefined);
+    const before = sel.hooks.map((h) => h.name);
+    expect(before).toContain("net:net_dev_queue");
+    const linkOut = allHooks([findGroup(tree, "link-out")!]).map((h) => h.name);
+    const r = excludeHooks(tree, sel, ["tcp_v4_do_rcv", "udp_rcv"], ["link-out", "skb_copy_datagram_iovec", "tcp_*", "no_such_hook_at_all"]);
+    const after = sel.hooks.map((h) => h.name);
+    for (const n of linkOut) expect(after).not.toContain(n);
+    expect(after.some((n) => n.endsWith("skb_copy_datagram_iovec"))).toBe(false);
+    expect(after.some((n) => n.startsWith("tcp_"))).toBe(false);
+    expect(after.length).toBeLessThan(before.length);
+    expect(r.functions).toEqual(["udp_rcv"]);
+    expect(r.unknown).toEqual(["no_such_hook_at_all"]);
   });
 });

@@ -268,7 +268,8 @@ struct latency_event {
 	__u32 reason;      /* ended by a drop: enum skb_drop_reason value */
 	__u32 hooks;       /* hooks seen from the first to the end, both included */
 	__u8 end_flags;    /* enum hook_flags of the end (HOOK_FREE, HOOK_DROP) */
-	__u8 pad[7];
+	__u8 pad[3];
+	__u32 flow;        /* kernel side: flow_hash() of the addresses last seen (a reused skb shows their reverse) */
 };
 
 /* Netfilter details of nf_hook_slow / nft_do_chain / ipt_do_table. */

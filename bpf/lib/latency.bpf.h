@@ -8,7 +8,8 @@
  * a packet at or above --min-latency costs a ring-buffer record; with
  * --latency-summary none does: it is counted in a log2 histogram. The
  * per-skb state is an LRU map: a flood evicts old measurements, it never
- * fills up.
+ * fills up. A measured skb is parsed again at each hook only to see whether
+ * the kernel reused it for another packet unseen.
  */
 #ifndef SKBTRAIL_LATENCY_BPF_H
 #define SKBTRAIL_LATENCY_BPF_H
@@ -111,6 +112,26 @@ static __always_inline __u64 latency_hit(struct sk_buff *skb, const struct hit *
 		m = bpf_map_lookup_elem(&lat_start, &key);
 	now = bpf_ktime_get_ns();
 	if (m) {
+		/* As in on_skb(): the kernel may free an skb where no hook sees it
+		 * (GRO's per-CPU skb cache) and reuse it for the reply, which shows
+		 * the reverse of the addresses last seen. That measurement is stale:
+		 * this is another packet. */
+		struct latency_event *tmp = bpf_map_lookup_elem(&lat_scratch, &zero);
+		__u32 flow;
+
+		if (!tmp)
+			return 0;
+		__builtin_memset(&tmp->pkt, 0, sizeof(tmp->pkt));
+		parse_skb(skb, &tmp->pkt, false);
+		flow = flow_hash(&tmp->pkt, false);
+		if ((tmp->pkt.parsed & PKT_L3) && m->flow != flow && m->flow == flow_hash(&tmp->pkt, true)) {
+			bpf_map_delete_elem(&lat_start, &key);
+			m = 0;
+		} else {
+			m->flow = flow;
+		}
+	}
+	if (m) {
 		if (end) {
 			lat_finish(key, m, h, hook, now);
 		} else if (h->flags & HOOK_FREE) {
@@ -141,6 +162,7 @@ static __always_inline __u64 latency_hit(struct sk_buff *skb, const struct hit *
 	m->first_ns = now;
 	m->last_ns = now;
 	m->hooks = 1;
+	m->flow = flow_hash(&m->pkt, false);
 	bpf_map_update_elem(&lat_start, &key, m, BPF_ANY);
 	if (!lat_any)
 		lat_any = 1;

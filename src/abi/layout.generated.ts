@@ -233,7 +233,8 @@ export const layout = {
       reason: { offset: 216, size: 4, type: "__u32" },
       hooks: { offset: 220, size: 4, type: "__u32" },
       end_flags: { offset: 224, size: 1, type: "__u8" },
-      pad: { offset: 225, size: 7, type: "__u8[7]" },
+      pad: { offset: 225, size: 3, type: "__u8[3]" },
+      flow: { offset: 228, size: 4, type: "__u32" },
     },
   },
   nf_info: {

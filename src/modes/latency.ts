@@ -65,6 +65,8 @@ export async function runLatency(opts: Options, kernel: KernelInfo, out: Output,
   if (lat.free && lat.matcher && [...settings.values()].every((v) => v !== hook_setting.SETTING_MATCH))
     throw usageError("--trace-matcher and --trace-free name the same hooks: a measurement would end where it starts; name different hooks");
 
+  out.verbose(`latency: measured from ${lat.matcher ? matchers.map((h) => h.name).join(", ") : `any of the ${plan.hooks.length} hooks`} to ${lat.free ? plannedNamed(plan, tree, lat.free).map((h) => h.name).join(", ") : "the packet's free"}${lat.countFree ? " (included)" : ""}`);
+
   const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
   const hookName = (id: HookId) =>
     id.func

@@ -230,7 +230,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
           if (!diagnosis) return show(ctx, lines);
           waiting.push({ ctx, lines });
           showDiagnosed(true);
-        });
+        }, !opts.noClone);
 
   // --func-stats (--basic): a table of calls per hook every second instead of events.
   let loadedSession: Session | undefined;

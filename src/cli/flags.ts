@@ -70,7 +70,7 @@ export const args = {
   "trace-free": s("--latency: hooks that end a measurement, instead of the packet's free", undefined, "LIST"),
   "trace-exclude": s("remove these hooks or groups from the traced set", undefined, "LIST"),
   "trace-noclone": b("don't follow clones of a packet (skb_clone)"),
-  "tiny-show": b("shorter lines: the packet once per block, then only the hooks (lifecycles; --basic: no addresses)"),
+  "tiny-show": b("shorter lines: a packet's summary only where it changes (a block's first line, after NAT; --basic: the next packet)"),
   backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
   "btf-path": s("use this vmlinux BTF file (e.g. from BTFHub) on a kernel without /sys/kernel/btf/vmlinux", undefined, "FILE"),
   kb: s("--diag: add the rules of this YAML file to the built-in ones", undefined, "FILE"),

@@ -1,19 +1,21 @@
 // Latency figures on hook records captured from the kernel (the lifecycle
 // fixture): --latency-show's per-hook delays and totals in text and JSON;
-// --latency-summary's table, --tiny-show's lines, --trace-exclude's selection.
+// --latency-summary's table, --tiny-show's lines, --trace-exclude's selection;
+// and --latency's own records, captured from the kernel (tools/capture-latency.ts).
 import { describe, expect, test } from "bun:test";
-import { event_kind, latency_slots } from "../../src/abi/layout.generated";
+import { event_kind, hook_flags, latency_slots, tracepoint_id } from "../../src/abi/layout.generated";
 import { tracerTreeText } from "../../src/common/assets";
 import { latencySummary } from "../../src/events/latency";
-import { decodeHook, type HookEvent } from "../../src/events/decode";
+import { decodeHook, decodeLatency, recordKind, type HookEvent } from "../../src/events/decode";
 import { Lifecycle, type PacketContext } from "../../src/events/lifecycle";
 import { lineDelays, linesOf, type HookLine } from "../../src/events/line";
-import { contextJson } from "../../src/output/json";
-import { colorsFor, delayText, hookLine, latencyTotalLine, packetSummary, rttTableLines, tinyPacket } from "../../src/output/text";
+import { contextJson, latencyJson } from "../../src/output/json";
+import { colorsFor, delayText, hookLine, latencyLine, latencyTotalLine, packetSummary, rttTableLines, tinyPacket } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
 import { tracepointById } from "../../src/plan/tracepoints";
 import { allHooks, excludeHooks, findGroup, loadTracerTree, selectHooks } from "../../src/plan/tracer-tree";
 import captured from "../fixtures/lifecycles.json";
+import latencyFixtures from "../fixtures/latency.json";
 
 function packets(): PacketContext[] {
   const out: PacketContext[] = [];
@@ -121,5 +123,48 @@ describe("--trace-exclude", () => {
     expect(after.length).toBeLessThan(before.length);
     expect(r.functions).toEqual(["udp_rcv"]);
     expect(r.unknown).toEqual(["no_such_hook_at_all"]);
+  });
+});
+
+describe("--latency records captured from the kernel", () => {
+  const record = (hex: string) => {
+    const u8 = new Uint8Array(Buffer.from(hex, "hex"));
+    const b = { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
+    expect(recordKind(b, 0, u8.length)).toBe(event_kind.EVENT_LATENCY);
+    return decodeLatency(b, 0);
+  };
+  const tp = (id: number) => tracepointById.get(id)!.name.split(":")[1];
+
+  test("a datagram to a closed port: from the first device hook to its drop, the packet as first seen", () => {
+    const e = record(latencyFixtures.udp_drop);
+    expect(e.pkt).toMatchObject({ l4: 17, sport: 5009, dport: 7009 });
+    expect(e.pkt.daddr).toMatch(/^10\.69\.0\.2$/);
+    expect(e.first).toEqual({ tracepoint: tracepoint_id.TP_NET_DEV_QUEUE, func: 0 });
+    expect(e.end).toEqual({ tracepoint: tracepoint_id.TP_KFREE_SKB, func: 0 });
+    expect(tp(e.last.tracepoint)).not.toBe("kfree_skb");
+    expect(e.endFlags & hook_flags.HOOK_DROP).toBeTruthy();
+    expect(e.hooks).toBeGreaterThanOrEqual(3);
+    expect(e.firstNs).toBeLessThanOrEqual(e.lastNs);
+    expect(e.lastNs).toBeLessThanOrEqual(e.endNs);
+    // Without --latency-free: to the last hook before the drop.
+    expect(e.latencyNs).toBe(e.lastNs - e.firstNs);
+    expect(e.meta.ifname).toBe("veth0");
+  });
+
+  test("with --latency-free the drop's own time counts", () => {
+    const e = record(latencyFixtures.udp_drop_free_counted);
+    expect(e.latencyNs).toBe(e.endNs - e.firstNs);
+    expect(e.latencyNs).toBeGreaterThan(e.lastNs - e.firstNs);
+  });
+
+  test("text and JSON name the hooks and the drop", () => {
+    const e = record(latencyFixtures.udp_drop);
+    const names = { first: tp(e.first.tracepoint)!, last: tp(e.last.tracepoint)!, end: "kfree_skb", reason: "NO_SOCKET", location: "__udp4_lib_rcv+0x4bc" };
+    expect(latencyLine(e, names, style)).toMatch(
+      new RegExp(`^\\[[\\d.]+\\] \\[net_dev_queue -> ${names.last} *\\] UDP: 10\\.69\\.0\\.1:5009 -> 10\\.69\\.0\\.2:7009 \\*latency: [\\d.]+(µs|ms)\\* \\*${e.hooks} hooks, ended at kfree_skb \\(reason: NO_SOCKET, __udp4_lib_rcv\\+0x4bc\\)\\*$`),
+    );
+    const o = JSON.parse(latencyJson(e, names, style.clock));
+    expect(o).toMatchObject({ kind: "latency", ts_ns: e.firstNs, last_ts_ns: e.lastNs, end_ts_ns: e.endNs, first_hook: "net_dev_queue", end_hook: "kfree_skb", end: "drop", hooks: e.hooks, reason: "NO_SOCKET", proto: "UDP", dport: 7009 });
+    expect(o.latency_us).toBe(e.latencyNs / 1000);
   });
 });

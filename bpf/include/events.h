@@ -56,7 +56,7 @@ enum hook_flags {
 /* Bits of the hook_flags map: per-hook settings made by TypeScript. */
 enum hook_setting {
 	SETTING_STACK = 1, /* record the kernel stack */
-	SETTING_MATCH = 2, /* --latency: a packet's measurement may start here (--trace-matcher) */
+	SETTING_MATCH = 2, /* --trace-matcher: a packet may be matched (start its context or measurement) here */
 	SETTING_END = 4,   /* --latency --trace-free: a packet's measurement ends here */
 };
 
@@ -472,7 +472,8 @@ struct skbtrail_config {
 	__u8 latency_summary;         /* --latency-summary: count into lat_hist, write no records */
 	__u8 latency_custom_end;      /* --trace-free: hooks with SETTING_END end; frees only forget */
 	__u8 no_clone;                /* --trace-noclone: clones do not join their packet */
-	__u8 pad5[3];
+	__u8 has_matcher;             /* --trace-matcher (lifecycles): only hooks with SETTING_MATCH start a packet */
+	__u8 pad5[2];
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

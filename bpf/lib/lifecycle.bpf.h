@@ -175,6 +175,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	 * often frees a packet after copying it); a drop always is. */
 	if (!known && !CFG.pkt_fixed && (flags & HOOK_FREE) && !(flags & HOOK_DROP))
 		return 0;
+	/* --trace-matcher: a packet not followed yet starts only at those hooks. */
+	if (!known && !h->ctx_hint && CFG.has_matcher && !(hook_settings(h) & SETTING_MATCH))
+		return 0;
 	e = scratch_event();
 	if (!e)
 		return 0;

@@ -428,7 +428,8 @@ export const layout = {
       latency_summary: { offset: 306, size: 1, type: "__u8" },
       latency_custom_end: { offset: 307, size: 1, type: "__u8" },
       no_clone: { offset: 308, size: 1, type: "__u8" },
-      pad5: { offset: 309, size: 3, type: "__u8[3]" },
+      has_matcher: { offset: 309, size: 1, type: "__u8" },
+      pad5: { offset: 310, size: 2, type: "__u8[2]" },
     },
   },
 } as const;

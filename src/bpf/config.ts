@@ -61,6 +61,8 @@ export interface ConfigInput {
   latency?: LatencyConfig;
   /** --trace-noclone: a clone does not join its packet. */
   noClone?: boolean;
+  /** --trace-matcher (lifecycles): only hooks with SETTING_MATCH start a packet. */
+  hasMatcher?: boolean;
 }
 
 export interface LatencyConfig {
@@ -200,6 +202,7 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     v.setUint8(C.latency_custom_end.offset, lat.customEnd ? 1 : 0);
   }
   v.setUint8(C.no_clone.offset, input.noClone ? 1 : 0);
+  v.setUint8(C.has_matcher.offset, input.hasMatcher ? 1 : 0);
   const rtt = input.rttThresholds;
   if (rtt) {
     v.setUint32(C.rtt_min_us.offset, rtt.rttUs, true);

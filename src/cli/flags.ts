@@ -66,7 +66,7 @@ export const args = {
   latency: b("'latency' mode: measure each packet's time through the stack in the kernel, first hook to free; report only those at or above --min-latency"),
   "latency-summary": b("--latency: print the distribution of latencies (log2 table) at the end instead of packets"),
   "latency-free": b("--latency: the free (or --trace-free hook) counts: measure up to it, not to the hook before it"),
-  "trace-matcher": s("--latency: hooks where a packet's measurement may start (default: every traced hook)", undefined, "LIST"),
+  "trace-matcher": s("hooks where a packet may be matched and start its lifecycle, or --latency's measurement (default: every traced hook)", undefined, "LIST"),
   "trace-free": s("--latency: hooks that end a measurement, instead of the packet's free", undefined, "LIST"),
   "trace-exclude": s("remove these hooks or groups from the traced set", undefined, "LIST"),
   "trace-noclone": b("don't follow clones of a packet (skb_clone)"),

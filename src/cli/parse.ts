@@ -22,8 +22,6 @@ export interface LatencyOptions {
   summary: boolean;
   /** --latency-free: the end hook's time counts. */
   countFree: boolean;
-  /** --trace-matcher: where measurements may start; undefined: every traced hook. */
-  matcher?: string[];
   /** --trace-free: where they end; undefined: the packet's free. */
   free?: string[];
 }
@@ -59,6 +57,8 @@ export interface Options {
   traceStack?: string[];
   /** --latency-show: delays between a packet's hooks and its total (lifecycle output). */
   latencyShow: boolean;
+  /** --trace-matcher: hooks where a packet may start (its context, or --latency's measurement); undefined: every traced hook. */
+  traceMatcher?: string[];
   /** --trace-exclude: hooks and groups taken out of the selection. */
   traceExclude?: string[];
   /** --trace-noclone: clones do not join their packet. */
@@ -143,6 +143,7 @@ const NOT_IN_RUN: Record<string, string> = {
   latency: "it reports drops",
   "trace-exclude": "it reports drops",
   "trace-noclone": "it reports drops",
+  "trace-matcher": "it reports drops",
   "tiny-show": "it reports drops",
   "trace-stack": "it reports drops",
   monitor: "it reports the drops the command caused (add --diag for their packets' lifecycles)",
@@ -156,9 +157,9 @@ const NOT_YET: Record<string, string> = {};
 const NOT_FOR_SOCKETS = ["pkt-len", "tcp-flags", "ifname", "mark"];
 
 /** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
-const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend", "latency-show", "latency", "trace-exclude", "trace-noclone", "tiny-show"];
+const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend", "latency-show", "latency", "trace-exclude", "trace-noclone", "tiny-show", "trace-matcher"];
 /** Flags of --latency only. */
-const LATENCY_FLAGS = ["latency-summary", "latency-free", "trace-matcher", "trace-free"];
+const LATENCY_FLAGS = ["latency-summary", "latency-free", "trace-free"];
 /** What --latency does not do: it writes one line per slow packet, from the kernel's measurement. */
 const NOT_IN_LATENCY: Record<string, string> = {
   ret: "it measures paths, not calls",
@@ -285,7 +286,8 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");
   for (const f of ["min-latency", "latency-show"])
     if (mode === "basic" && given.has(f)) throw usageError(`--${f} needs packet lifecycles: drop --basic`);
-  if (mode === "basic" && given.has("trace-noclone")) throw usageError("--trace-noclone needs packet lifecycles (--basic groups nothing): drop --basic");
+  for (const f of ["trace-noclone", "trace-matcher"])
+    if (mode === "basic" && given.has(f)) throw usageError(`--${f} needs packet lifecycles (--basic follows nothing): drop --basic, or choose hooks with -t`);
 
   const filter: Filter = {};
   if (str("saddr") !== undefined) filter.saddr = parseAddr("--saddr", str("saddr")!);
@@ -347,10 +349,10 @@ function parseFlags(argv: string[], run: boolean): Parsed {
           ? {
               summary: !!a["latency-summary"],
               countFree: !!a["latency-free"],
-              matcher: str("trace-matcher") !== undefined ? parseList("--trace-matcher", str("trace-matcher")!, "net_dev_queue,netif_rx") : undefined,
               free: str("trace-free") !== undefined ? parseList("--trace-free", str("trace-free")!, "net_dev_xmit") : undefined,
             }
           : undefined,
+      traceMatcher: str("trace-matcher") !== undefined ? parseList("--trace-matcher", str("trace-matcher")!, "net_dev_queue,netif_rx") : undefined,
       traceExclude: str("trace-exclude") !== undefined ? parseList("--trace-exclude", str("trace-exclude")!, "link-in,skb_copy_datagram_iovec") : undefined,
       noClone: !!a["trace-noclone"],
       tiny: !!a["tiny-show"],

@@ -6,7 +6,7 @@
 // with --latency-summary none do: the kernel counts a log2 histogram, read
 // at the end. -c counts the packets reported.
 import { event_kind, hook_flags, hook_setting, latency_slots } from "../abi/layout.generated";
-import { environmentError, shown, usageError } from "../common/errors";
+import { usageError } from "../common/errors";
 import { attachPlan, linkCount, setTemplateTargets } from "../bpf/attach";
 import { readPerCpuArray } from "../bpf/counters";
 import type { Session } from "../bpf/session";
@@ -15,57 +15,34 @@ import { decodeLatency, type HookId, type LatencyEvent } from "../events/decode"
 import { latencySummary } from "../events/latency";
 import { dropReasons } from "../kernel/btf-facts";
 import type { KernelInfo } from "../kernel/environment";
-import { globToRegExp } from "../kernel/functions";
 import { kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
 import type { LatencyNames } from "../output/text";
-import { FREE_FUNCTIONS, plannedPrograms, type Plan, type PlannedHook } from "../plan/plan";
+import { plannedNamed, plannedPrograms } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
-import { selectHooks, type TreeGroup } from "../plan/tracer-tree";
 import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
-import { describePlan, hookKey, loadTree, planFor, selectionFor } from "./trace";
+import { describePlan, hookKey, hooksFor, loadTree, planFor, selectionFor } from "./trace";
 
 /** --latency-summary on a terminal: the table is redrawn this often. */
 const LIVE_MS = 1000;
 
-/** The planned hooks a --trace-matcher / --trace-free list names (groups, names, globs, as -t takes them). */
-export function plannedNamed(plan: Plan, tree: TreeGroup[], names: string[]): PlannedHook[] {
-  const wanted = new Set<string>();
-  for (const n of names) {
-    for (const h of selectHooks(tree, [n]).hooks) wanted.add(FREE_FUNCTIONS[h.name] ?? h.name);
-    wanted.add(FREE_FUNCTIONS[n] ?? n);
-  }
-  const globs = names.filter((n) => /[*?]/.test(n)).map(globToRegExp);
-  return plan.hooks.filter(
-    (h) => wanted.has(h.name) || (h.kind === "tracepoint" && wanted.has(h.name.split(":")[1]!)) || (h.kind === "function" && globs.some((re) => re.test(h.name))),
-  );
-}
-
-/** One role of hooks: each name must select a traced hook, or the run would measure nothing the user asked for. */
-function hooksFor(flag: string, names: string[], plan: Plan, tree: TreeGroup[], out: Output): PlannedHook[] {
-  const hooks = plannedNamed(plan, tree, names);
-  for (const n of names) if (!plannedNamed(plan, tree, [n]).length) out.note(`${flag}: ${shown(n)} is not traced on this kernel (-v says why)`);
-  if (!hooks.length) throw environmentError(`${flag}: none of ${names.map(shown).join(", ")} can be traced on this kernel; skbtrail -t '?' lists what can`);
-  return hooks;
-}
-
 export async function runLatency(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
   const lat = opts.latency!;
   const tree = loadTree();
-  const selected = selectionFor(opts, kernel, tree, [...(lat.matcher ?? []), ...(lat.free ?? [])]);
+  const selected = selectionFor(opts, kernel, tree, [...(opts.traceMatcher ?? []), ...(lat.free ?? [])]);
   // Frees end measurements (and forget skbs whose memory goes back to the slab).
   const { plan, features } = planFor({ ...opts, ret: false }, kernel, selected);
   describePlan(plan, features, out);
 
   const settings = new Map<bigint, number>();
-  const matchers = lat.matcher ? hooksFor("--trace-matcher", lat.matcher, plan, tree, out) : plan.hooks;
+  const matchers = opts.traceMatcher ? hooksFor("--trace-matcher", opts.traceMatcher, plan, tree, out) : plan.hooks;
   for (const h of matchers) settings.set(hookKey(h), hook_setting.SETTING_MATCH);
   if (lat.free) for (const h of hooksFor("--trace-free", lat.free, plan, tree, out)) settings.set(hookKey(h), (settings.get(hookKey(h)) ?? 0) | hook_setting.SETTING_END);
-  if (lat.free && lat.matcher && [...settings.values()].every((v) => v !== hook_setting.SETTING_MATCH))
+  if (lat.free && opts.traceMatcher && [...settings.values()].every((v) => v !== hook_setting.SETTING_MATCH))
     throw usageError("--trace-matcher and --trace-free name the same hooks: a measurement would end where it starts; name different hooks");
 
-  out.verbose(`latency: measured from ${lat.matcher ? matchers.map((h) => h.name).join(", ") : `any of the ${plan.hooks.length} hooks`} to ${lat.free ? plannedNamed(plan, tree, lat.free).map((h) => h.name).join(", ") : "the packet's free"}${lat.countFree ? " (included)" : ""}`);
+  out.verbose(`latency: measured from ${opts.traceMatcher ? matchers.map((h) => h.name).join(", ") : `any of the ${plan.hooks.length} hooks`} to ${lat.free ? plannedNamed(plan, tree, lat.free).map((h) => h.name).join(", ") : "the packet's free"}${lat.countFree ? " (included)" : ""}`);
 
   const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
   const hookName = (id: HookId) =>

@@ -5,7 +5,7 @@
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, hook_setting, tracepoint_id } from "../abi/layout.generated";
 import { tracerTreeText } from "../common/assets";
-import { shown, usageError } from "../common/errors";
+import { environmentError, shown, usageError } from "../common/errors";
 import { attachPlan, linkCount, setTemplateTargets } from "../bpf/attach";
 import { createCounters, readPerCpuHash } from "../bpf/counters";
 import type { Session } from "../bpf/session";
@@ -22,7 +22,7 @@ import { readFeatures, readTraceableFunctions, type Features } from "../kernel/f
 import { FunctionIndex } from "../kernel/functions";
 import { fullAddress, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
-import { attachedAs, checkBackend, knownHookNames, makePlan, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
+import { attachedAs, checkBackend, knownHookNames, makePlan, plannedNamed, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
 import { excludeHooks, loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
 import type { MetricsServer } from "./metrics-server";
@@ -101,6 +101,14 @@ export function describePlan(plan: Plan, features: Features, out: Output): void 
     );
 }
 
+/** One role of hooks: each name must select a traced hook, or the run would measure nothing the user asked for. */
+export function hooksFor(flag: string, names: string[], plan: Plan, tree: TreeGroup[], out: Output): PlannedHook[] {
+  const hooks = plannedNamed(plan, tree, names);
+  for (const n of names) if (!plannedNamed(plan, tree, [n]).length) out.note(`${flag}: ${shown(n)} is not traced on this kernel (-v says why)`);
+  if (!hooks.length) throw environmentError(`${flag}: none of ${names.map(shown).join(", ")} can be traced on this kernel; skbtrail -t '?' lists what can`);
+  return hooks;
+}
+
 /** --trace-stack names must be among the selected hooks or groups: checked before anything loads. */
 function checkTraceStack(names: string[], selected: ReturnType<typeof selectionFor>): void {
   const known = new Set<string>(selected.extra);
@@ -140,7 +148,7 @@ export interface TraceExtras {
 
 export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, { pcap, metrics, sink }: TraceExtras = {}): Promise<TraceResult> {
   const tree = loadTree();
-  const selected = selectionFor(opts, kernel, tree);
+  const selected = selectionFor(opts, kernel, tree, opts.traceMatcher ?? []);
   checkTraceStack(opts.traceStack ?? [], selected);
   const reasons = dropReasons(kernel.btf);
   const rstReasons = resetReasons(kernel.btf);
@@ -174,6 +182,8 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     })(),
   });
   const settings = hookSettings(opts.traceStack ?? [], plan, out);
+  // --trace-matcher: packets start only at these hooks (then they are followed everywhere).
+  if (opts.traceMatcher) for (const h of hooksFor("--trace-matcher", opts.traceMatcher, plan, tree, out)) settings.set(hookKey(h), (settings.get(hookKey(h)) ?? 0) | hook_setting.SETTING_MATCH);
   // Without nft_do_chain, the drop's stack tells which netfilter hook dropped it.
   const kfreeKey = BigInt(tracepoint_id.TP_KFREE_SKB);
   const kfreeStackWanted = settings.has(kfreeKey);
@@ -268,6 +278,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         funcStats: opts.funcStats,
         rateLimit: opts.rateLimit,
         noClone: opts.noClone,
+        hasMatcher: !!opts.traceMatcher,
       },
       links: linkCount(plan),
       // Detaching fentry/kprobe links takes seconds (RCU grace periods).

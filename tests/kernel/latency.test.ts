@@ -162,6 +162,21 @@ describe.skipIf(!enabled)("stack latency", () => {
     expect(b!.hooks, shown(b)).toContain("net_dev_queue");
   });
 
+  test("--trace-matcher in the lifecycle mode: a packet starts only at those hooks, then is followed", async () => {
+    const t = Skbtrail.start(["--trace-matcher", "netif_receive_skb", "-p", "udp", "--dport", "7508", "-c", "1", "--timeout", "30"]);
+    const all = Skbtrail.start(["-p", "udp", "--dport", "7508", "-c", "1", "--timeout", "30"]);
+    await Promise.all([t.ready(), all.ready()]);
+    await pair.a.ns.udp(pair.b.ip4, 7508, { sport: 5508 });
+    const [m, a] = await Promise.all([t.finished, all.finished]);
+    const [bm] = blocks(m.stdout);
+    const [ba] = blocks(a.stdout);
+    // Without it the block starts on the sending side; with it, at the receive, and still ends at the drop.
+    expect(ba!.hooks, shown(ba)).toContain("net_dev_queue");
+    expect(bm!.hooks[0], shown(bm)).toBe("netif_receive_skb");
+    expect(bm!.hooks, shown(bm)).not.toContain("net_dev_queue");
+    expect(bm!.hooks.at(-1), shown(bm)).toBe("kfree_skb");
+  });
+
   test.skipIf(!netem)("a packet delayed in a qdisc (netem): --latency finds it between net_dev_queue and the transmit", async () => {
     // The kernel has netem (modinfo knows built-in and module): adding it must work.
     expect(await pair.a.ns.try(`tc qdisc add dev ${pair.a.dev} root netem delay 50ms`)).toBe(0);

@@ -85,9 +85,10 @@ describe("valid command lines", () => {
 
   test("--latency and its flags", () => {
     expect(options("--latency", "--min-latency", "500us")).toMatchObject({ mode: "latency", minLatencyMs: 0.5, latency: { summary: false, countFree: false } });
-    expect(options("--latency").latency!.matcher).toBeUndefined();
+    expect(options("--latency").traceMatcher).toBeUndefined();
     const o = options("--latency", "--latency-summary", "--latency-free", "--trace-matcher", "net_dev_queue", "--trace-free", "net_dev_xmit,consume_skb", "-p", "icmp");
-    expect(o.latency).toEqual({ summary: true, countFree: true, matcher: ["net_dev_queue"], free: ["net_dev_xmit", "consume_skb"] });
+    expect(o.latency).toEqual({ summary: true, countFree: true, free: ["net_dev_xmit", "consume_skb"] });
+    expect(o.traceMatcher).toEqual(["net_dev_queue"]);
     expect(o.filter.proto).toMatchObject({ l4: 1 });
     expect(options("--latency", "-c", "5", "--json").count).toBe(5);
     expect(options("-p", "tcp").latency).toBeUndefined();
@@ -98,6 +99,8 @@ describe("valid command lines", () => {
     expect(options("--diag", "--trace-noclone", "--tiny-show")).toMatchObject({ noClone: true, tiny: true });
     expect(options("--basic", "--tiny-show").tiny).toBe(true);
     expect(options("--latency", "--trace-exclude", "qdisc_*").traceExclude).toEqual(["qdisc_*"]);
+    expect(options("--trace-matcher", "netif_receive_skb,ip_rcv").traceMatcher).toEqual(["netif_receive_skb", "ip_rcv"]);
+    expect(options("--diag", "--trace-matcher", "ip").traceMatcher).toEqual(["ip"]);
   });
 
   test("help and version", () => {
@@ -175,7 +178,8 @@ describe("usage errors name the flag and the fix", () => {
     [["--basic", "--latency-show"], /^--latency-show needs packet lifecycles: drop --basic$/],
     [["--latency-summary"], /^--latency-summary works with --latency: add --latency$/],
     [["--latency-free"], /^--latency-free works with --latency: add --latency$/],
-    [["--trace-matcher", "ip_rcv"], /^--trace-matcher works with --latency: add --latency$/],
+    [["--basic", "--trace-matcher", "ip_rcv"], /^--trace-matcher needs packet lifecycles \(--basic follows nothing\): drop --basic, or choose hooks with -t$/],
+    [["--drop", "--trace-matcher", "ip_rcv"], /^--trace-matcher is for tracing packets and --drop monitors drops/],
     [["--diag", "--trace-free", "ip_rcv"], /^--trace-free works with --latency: add --latency$/],
     [["--latency", "--drop"], /^--latency and --drop are different modes: use one$/],
     [["--latency", "--diag"], /^--latency and --diag are different modes: use one$/],
@@ -189,7 +193,7 @@ describe("usage errors name the flag and the fix", () => {
     [["--sock", "--latency"], /^--latency does not apply to --sock/],
     [["--monitor", "--trace-exclude", "ip"], /^--trace-exclude is for tracing packets and --monitor/],
     [["--drop", "--tiny-show"], /^--tiny-show is for tracing packets and --drop monitors drops/],
-    [["--basic", "--trace-noclone"], /^--trace-noclone needs packet lifecycles \(--basic groups nothing\): drop --basic$/],
+    [["--basic", "--trace-noclone"], /^--trace-noclone needs packet lifecycles \(--basic follows nothing\): drop --basic, or choose hooks with -t$/],
     [["run", "--latency", "--", "true"], /^--latency does not apply to skbtrail run: it reports drops$/],
     [["--drop", "--latency-show"], /^--latency-show is for tracing packets and --drop monitors drops/],
     [["--sock", "--latency-show"], /^--latency-show does not apply to --sock/],

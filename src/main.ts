@@ -146,7 +146,9 @@ async function main(argv: string[]): Promise<number> {
     } else if (opts.mode === "latency") {
       out.summary(await runLatency(opts, kernel, out, stop));
     } else if (opts.mode === "sock") {
-      out.summary(await runSock(opts, kernel, out, stop));
+      const { summary, errorFound } = await runSock(opts, kernel, out, stop);
+      out.summary(summary);
+      if (errorFound) exitCode = ExitCode.FINDING;
     } else if (opts.mode === "monitor") {
       out.summary(await runMonitor(opts, kernel, out, stop, metrics));
     } else {

@@ -51,6 +51,7 @@ enum hook_flags {
 	HOOK_FREE = 1,    /* the skb's life ends here (consume/kfree) */
 	HOOK_CLONE = 2,   /* skb2 is a clone that joins the packet's context */
 	HOOK_DROP = 4,    /* reason and location describe a drop */
+	HOOK_JOINED = 8,  /* the skb is a clone, first seen here, joined to its packet by its shared data */
 };
 
 /* Bits of the hook_flags map: per-hook settings made by TypeScript. */
@@ -201,7 +202,20 @@ struct packet {
 	__u16 vlan_id;     /* 0: untagged */
 	__u8 ttl;          /* IPv4 TTL / IPv6 hop limit */
 	__u8 parsed;       /* enum packet_layers */
-	__u8 pad[2];
+	__u8 sk_family;    /* no network layer: the family (AF_*) of the skb's socket, 0 without one */
+	__u8 sk_type;      /* and its type (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_RAW 3, SOCK_SEQPACKET 5) */
+};
+
+/*
+ * skb_meta.ct, from skb->_nfct: a packet with no connection at a netfilter
+ * drop is what nftables calls "ct state invalid" (conntrack found it invalid,
+ * or never looked at it).
+ */
+enum ct_seen {
+	CT_UNKNOWN = 0,   /* the kernel keeps no conntrack in skbs (no CONFIG_NF_CONNTRACK) */
+	CT_NONE = 1,      /* no connection: nftables' "invalid" */
+	CT_UNTRACKED = 2, /* notrack: nftables' "untracked" */
+	CT_TRACKED = 3,   /* a connection: new, established or related */
 };
 
 /* Facts about the skb and the context it was seen in. */
@@ -212,7 +226,8 @@ struct skb_meta {
 	__u32 ifindex;
 	__u32 netns;       /* inode of the network namespace */
 	__u32 pid;         /* thread group of the current task */
-	__u32 pad;
+	__u8 ct;           /* enum ct_seen: what connection tracking made of the packet */
+	__u8 pad[3];
 	char ifname[16];
 	char comm[16];
 };
@@ -335,7 +350,8 @@ struct sock_event {
 	__u32 pid;
 	__u32 tracepoint;  /* enum tracepoint_id */
 	__s32 arg;         /* reset reason (tcp_send_reset; -1: none given), error (inet_sk_error_report),
-	                      new CA state (tcp_cong_state_set), kind (sock_exceed_buf_limit) */
+	                      new CA state (tcp_cong_state_set), kind (sock_exceed_buf_limit),
+	                      rc (udp_fail_queue_rcv_skb: -ENOMEM buffer full, -ENOBUFS memory limit) */
 	__u32 srtt_us;     /* smoothed RTT */
 	__u32 rtt_us;      /* the last RTT sample (tcp_probe: of the data this segment acknowledges) */
 	__u32 min_rtt_us;

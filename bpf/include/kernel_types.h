@@ -93,6 +93,7 @@ typedef struct {
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol; /* a bitfield before 5.6: read with BPF_CORE_READ_BITFIELD_PROBED */
+	__u16 sk_type;     /* likewise */
 	int sk_rcvbuf;
 	int sk_sndbuf;
 	int sk_wmem_queued;
@@ -145,6 +146,8 @@ struct sk_buff {
 	__u16 mac_header;
 	__u32 vlan_all; /* 5.19+: non-zero when a VLAN tag was taken out of the frame */
 	__u16 vlan_tci;
+	unsigned long _nfct; /* CONFIG_NF_CONNTRACK: the connection | enum ip_conntrack_info */
+	__u8 cloned : 1;     /* the data (head) is shared with another skb: read with BPF_CORE_READ_BITFIELD_PROBED */
 	unsigned char *head;
 	unsigned char *data;
 	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit kernels */

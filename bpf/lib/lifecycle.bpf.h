@@ -37,6 +37,27 @@ static __always_inline void track(__u64 *skb, struct tracked_skb *entry)
 		tracked_any = 1;
 }
 
+/*
+ * A clone shares its original's data (skb->head), and tracepoints never see
+ * skb_clone: where functions cannot be traced, a clone first seen at a later
+ * hook (a packet socket's copy read by tcpdump) is found by its data. The
+ * packet's identity guards against another packet that got the same memory
+ * once the first one was freed.
+ */
+struct tracked_head {
+	__u64 ctx_id;
+	__u32 ident;  /* see packet_ident() */
+	__u32 pad;
+};
+
+/* skb->head of a followed packet's first skb → its packet context. LRU: bounded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tracked_head);
+} tracked_heads SEC(".maps");
+
 /* FNV-1a of (source, destination) or, reversed, (destination, source). */
 static __always_inline __u32 flow_hash(const struct packet *pkt, bool reversed)
 {
@@ -53,6 +74,33 @@ static __always_inline __u32 flow_hash(const struct packet *pkt, bool reversed)
 	for (int i = 0; i < 16; i++)
 		h = (h ^ b[i]) * 16777619u;
 	return ((h ^ pa) * 16777619u ^ pb) * 16777619u;
+}
+
+/* What a clone shares with its original and the next packet in the same
+ * memory does not: the flow, and the sequence number, length and ICMP id. */
+static __always_inline __u32 packet_ident(const struct packet *pkt, __u32 flow)
+{
+	return flow ^ pkt->tcp_seq ^ ((__u32)pkt->ip_len << 16) ^ ((__u32)pkt->icmp_id << 16 | pkt->icmp_seq);
+}
+
+/*
+ * The packet context of a clone seen for the first time, found by its data;
+ * 0 if none. Cheapest test first: most skbs are not clones, and most clones'
+ * data belongs to no followed packet. `flow` is set when one is found.
+ */
+static __always_inline __u64 clone_context(struct sk_buff *skb, const struct packet *pkt, __u32 *flow)
+{
+	struct tracked_head *th;
+	__u64 head;
+
+	if (!BPF_CORE_READ_BITFIELD_PROBED(skb, cloned))
+		return 0;
+	head = (__u64)BPF_CORE_READ(skb, head);
+	th = bpf_map_lookup_elem(&tracked_heads, &head);
+	if (!th)
+		return 0;
+	*flow = flow_hash(pkt, false);
+	return th->ident == packet_ident(pkt, *flow) ? th->ctx_id : 0;
 }
 
 /* The largest record: an nf_event with a capture tail (--pcap). A
@@ -200,8 +248,15 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 			known->flow = flow;
 		}
 	}
+	/* A clone of a followed packet, never seen before: it joins its packet
+	 * (not with --trace-noclone). */
+	if (!known && !h->ctx_hint && !CFG.pkt_fixed && !CFG.no_clone && tracked_any) {
+		entry.ctx_id = clone_context(skb, &he->pkt, &entry.flow);
+		if (entry.ctx_id)
+			flags |= HOOK_JOINED;
+	}
 	/* Headers first: a packet nobody asked for costs no metadata reads. */
-	bool untracked = !known && !(h->ctx_hint && !CFG.pkt_fixed);
+	bool untracked = !known && !(h->ctx_hint && !CFG.pkt_fixed) && !entry.ctx_id;
 
 	if (untracked && !headers_match(&he->pkt))
 		goto filtered;
@@ -210,14 +265,23 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	now = bpf_ktime_get_ns();
 	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
 		entry.ctx_id = h->ctx_hint;
+	} else if (flags & HOOK_JOINED) {
+		if (!(flags & HOOK_FREE))
+			track(&key, &entry);
 	} else if (!known) {
 		if (!meta_matches(&he->meta))
 			goto filtered;
 		if (!CFG.pkt_fixed) {
+			struct tracked_head th = {};
+			__u64 head = (__u64)BPF_CORE_READ(skb, head);
+
 			entry.ctx_id = new_context_id(now);
 			entry.flow = flow_hash(&he->pkt, false);
 			if (!(flags & HOOK_FREE))
 				track(&key, &entry);
+			th.ctx_id = entry.ctx_id;
+			th.ident = packet_ident(&he->pkt, entry.flow);
+			bpf_map_update_elem(&tracked_heads, &head, &th, BPF_ANY);
 		}
 	}
 	if (!CFG.pkt_fixed) {

@@ -309,6 +309,22 @@ static __always_inline void parse_vlan_tag(struct sk_buff *skb, struct packet *p
 		pkt->vlan_id = BPF_CORE_READ(skb, vlan_tci) & 0xfff;
 }
 
+/*
+ * An skb with no network layer (a unix or netlink socket's message, a
+ * packet not built yet): name the socket it belongs to, so the user sees
+ * "unix stream socket" rather than "unknown". The type is a bitfield
+ * before 5.6, like sk_protocol.
+ */
+static __always_inline void parse_owner(struct sk_buff *skb, struct packet *pkt)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+
+	if (!sk)
+		return;
+	pkt->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	pkt->sk_type = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
+}
+
 static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
@@ -319,19 +335,24 @@ static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt, b
 	parse_vlan_tag(skb, pkt);
 	if (net != HDR_UNSET && (mac == HDR_UNSET || net > mac)) {
 		/* skb->protocol is not set yet on the early transmit path:
-		 * take the IP version from the header itself. */
-		if (!proto) {
+		 * take the IP version from the header itself, if the header
+		 * was ever placed: alloc_skb leaves the offset at 0, where a
+		 * unix socket's message starts with the user's bytes (one
+		 * that begins with 0x45 is no IPv4 packet). */
+		if (!proto && net) {
 			__u8 ver;
 
 			if (bpf_probe_read_kernel(&ver, 1, head + net))
 				return;
 			proto = (ver >> 4) == 4 ? ETH_P_IP : (ver >> 4) == 6 ? ETH_P_IPV6 : 0;
 		}
-		parse_l3(pkt, head + net, proto, whole);
-		return;
-	}
-	if (mac != HDR_UNSET)
+		if (proto)
+			parse_l3(pkt, head + net, proto, whole);
+	} else if (mac != HDR_UNSET) {
 		parse_from_mac(pkt, head, mac, whole);
+	}
+	if (!(pkt->parsed & PKT_L3))
+		parse_owner(skb, pkt);
 }
 
 /* ---- filters ------------------------------------------------------------ */

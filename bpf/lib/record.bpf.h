@@ -19,6 +19,21 @@ static __always_inline void fill_header(struct event_header *hdr, __u16 kind, __
 	hdr->time_ns = bpf_ktime_get_ns();
 }
 
+/* The low bits of skb->_nfct (NFCT_INFOMASK) hold enum ip_conntrack_info,
+ * the rest the connection: a pointer, so aligned to more than 8 bytes. */
+#define NFCT_INFOMASK 7UL
+
+static __always_inline __u8 conntrack_seen(struct sk_buff *skb)
+{
+	unsigned long nfct;
+
+	if (!bpf_core_field_exists(skb->_nfct))
+		return CT_UNKNOWN;
+	nfct = BPF_CORE_READ(skb, _nfct);
+	/* notrack sets the info IP_CT_UNTRACKED with no connection. */
+	return !nfct ? CT_NONE : (nfct & ~NFCT_INFOMASK) ? CT_TRACKED : CT_UNTRACKED;
+}
+
 static __always_inline void fill_meta(struct sk_buff *skb, struct skb_meta *meta)
 {
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
@@ -41,6 +56,7 @@ static __always_inline void fill_meta(struct sk_buff *skb, struct skb_meta *meta
 	}
 	if (net)
 		meta->netns = BPF_CORE_READ(net, ns.inum);
+	meta->ct = conntrack_seen(skb);
 }
 
 #endif /* SKBTRAIL_RECORD_BPF_H */

@@ -16,6 +16,9 @@
  *   sock:sock_rcvqueue_full     receive buffer full: a packet dropped
  *   sock:sock_exceed_buf_limit  the protocol's memory limit reached
  *   sock:inet_sk_error_report   an error reported to the application
+ *   udp:udp_fail_queue_rcv_skb  a UDP socket could not queue a datagram (its
+ *                               receive buffer is full: UDP does not use
+ *                               sock:sock_rcvqueue_full)
  *
  * The kernel keeps one bit per socket a filter kept (sock_kept, a bounded
  * LRU); the connections' summaries are made by TypeScript from the records,
@@ -267,5 +270,7 @@ TP_VARIANT(sock_rcvqueue_full, sock, sock_tp((void *)ctx[0], TP_SOCK_RCVQUEUE_FU
 /* (sk, prot, allocated, kind) */
 TP_VARIANT(sock_exceed_buf_limit, sock, sock_tp((void *)ctx[0], TP_SOCK_EXCEED_BUF_LIMIT, (__s32)ctx[3], false))
 TP_VARIANT(inet_sk_error_report, sock, sock_error_report((void *)ctx[0]))
+/* (rc, sk) on older kernels, (rc, sk, skb) on newer ones: the same first two */
+TP_VARIANT(udp_fail_queue_rcv_skb, sock, sock_tp((void *)ctx[1], TP_UDP_FAIL_QUEUE_RCV_SKB, (__s32)ctx[0], false))
 
 #endif /* SKBTRAIL_SOCK_PROGS_BPF_H */

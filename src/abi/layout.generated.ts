@@ -37,6 +37,7 @@ export const hook_flags = {
   HOOK_FREE: 1,
   HOOK_CLONE: 2,
   HOOK_DROP: 4,
+  HOOK_JOINED: 8,
 } as const;
 
 export const hook_setting = {
@@ -133,6 +134,13 @@ export const rtt_hist_index = {
   RTT_SLOTS: 16,
 } as const;
 
+export const ct_seen = {
+  CT_UNKNOWN: 0,
+  CT_NONE: 1,
+  CT_UNTRACKED: 2,
+  CT_TRACKED: 3,
+} as const;
+
 export const layout = {
   event_header: {
     size: 24,
@@ -168,7 +176,8 @@ export const layout = {
       vlan_id: { offset: 58, size: 2, type: "__u16" },
       ttl: { offset: 60, size: 1, type: "__u8" },
       parsed: { offset: 61, size: 1, type: "__u8" },
-      pad: { offset: 62, size: 2, type: "__u8[2]" },
+      sk_family: { offset: 62, size: 1, type: "__u8" },
+      sk_type: { offset: 63, size: 1, type: "__u8" },
     },
   },
   skb_meta: {
@@ -180,7 +189,8 @@ export const layout = {
       ifindex: { offset: 16, size: 4, type: "__u32" },
       netns: { offset: 20, size: 4, type: "__u32" },
       pid: { offset: 24, size: 4, type: "__u32" },
-      pad: { offset: 28, size: 4, type: "__u32" },
+      ct: { offset: 28, size: 1, type: "__u8" },
+      pad: { offset: 29, size: 3, type: "__u8[3]" },
       ifname: { offset: 32, size: 16, type: "char[16]" },
       comm: { offset: 48, size: 16, type: "char[16]" },
     },

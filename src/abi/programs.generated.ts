@@ -135,6 +135,8 @@ export const program = {
   tp_udp_fail_queue_rcv_skb_mon_skb_btf: "tp_udp_fail_queue_rcv_skb_mon_skb_btf",
   tp_udp_fail_queue_rcv_skb_mon_skb_raw: "tp_udp_fail_queue_rcv_skb_mon_skb_raw",
   tp_udp_fail_queue_rcv_skb_raw: "tp_udp_fail_queue_rcv_skb_raw",
+  tp_udp_fail_queue_rcv_skb_sock_btf: "tp_udp_fail_queue_rcv_skb_sock_btf",
+  tp_udp_fail_queue_rcv_skb_sock_raw: "tp_udp_fail_queue_rcv_skb_sock_raw",
 } as const;
 
 export type ProgramName = keyof typeof program;

@@ -30,6 +30,7 @@ export const args = {
   "filter-srtt": s("--sock: only RTT samples whose smoothed RTT is at least MS milliseconds (nettrace's newer name of --tcp-srtt)", undefined, "MS"),
   "filter-minrtt": s("--sock: only RTT samples of connections whose minimum RTT is at least MS milliseconds", undefined, "MS"),
   rtt: b("--sock: print a log2 table of the RTT samples at the end"),
+  "rtt-detail": b("socket mode showing only RTT samples: one line per sample (srtt, rtt, minimum rtt), the RTT thresholds applying; implies --sock"),
 
   trace: s("enable trace groups or functions, e.g. ip,tcp_v4_rcv ('?' lists them)", "t", "LIST"),
   ret: b("show function return values"),
@@ -47,8 +48,8 @@ export const args = {
   junit: s("run: write a JUnit XML report to FILE (one test case per drop group)", undefined, "FILE"),
   "report-json": s("run: write the report to FILE as one JSON document (schema in the README)", undefined, "FILE"),
   basic: b("'basic' trace mode: one line per hook, no per-packet grouping"),
-  diag: b("enable 'diagnose' mode"),
-  "diag-quiet": b("only print abnormal packets"),
+  diag: b("enable 'diagnose' mode; with --sock: judge each connection (refused, unanswered, reset, retransmissions, RTT, full buffers, errors)"),
+  "diag-quiet": b("only print abnormal packets (--sock --diag: only connections with findings)"),
   "diag-keep": b("don't quit when an abnormal packet is found"),
   hooks: b("print netfilter hooks if dropping by netfilter"),
   drop: b("skb drop monitor mode"),
@@ -105,10 +106,12 @@ Examples:
   skbtrail --drop --json -c 100 --timeout 30      machine-readable, for CI
   skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
   skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
+  skbtrail --rtt-detail --tcp-rtt 10              every TCP RTT sample of 10 ms or more, one line each
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
   skbtrail --latency --min-latency 2ms            packets that spent 2 ms or more in the stack, measured in the kernel
   skbtrail --latency --latency-summary --timeout 10
                                                   the distribution of packet latencies over 10 s
+  skbtrail --sock --diag -p tcp --dport 5432      what went wrong on each connection to port 5432 (refused, unanswered, resets, loss)
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)
 

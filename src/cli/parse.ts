@@ -40,6 +40,10 @@ export interface Options {
   rttFilter: RttFilter;
   /** --sock --rtt: a log2 table of the RTT samples at the end. */
   rttHistogram: boolean;
+  /** --sock --diag: the knowledge base's connection rules judge each connection. */
+  sockDiag: boolean;
+  /** --rtt-detail: socket mode showing only RTT samples, one line each. */
+  rttDetail: boolean;
   /** --metrics: where to serve Prometheus metrics. */
   metrics?: Listen;
   /** --metrics-max-series: series per metric before label sets go to "other". */
@@ -255,10 +259,18 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   if (given.has("monitor"))
     for (const other of ["drop", "diag"])
       if (given.has(other)) throw usageError(`--monitor and --${other} are different modes: use one (--monitor reports drops too)`);
+  // nettrace's --rtt-detail is socket mode showing only RTT samples.
+  if (given.has("rtt-detail")) {
+    if (given.has("diag")) throw usageError("--rtt-detail shows only RTT samples and --diag judges whole connections: use --sock --diag, or drop --diag");
+    given.add("sock");
+  }
   if (given.has("sock")) {
-    if (run) throw usageError("--sock does not apply to skbtrail run: it reports drops");
-    for (const other of ["drop", "diag", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
-      if (given.has(other)) throw usageError(`--${other} does not apply to --sock (socket events and connection summaries): remove it`);
+    if (run) throw usageError(`--${given.has("rtt-detail") ? "rtt-detail" : "sock"} does not apply to skbtrail run: it reports drops`);
+    for (const other of ["drop", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
+      if (given.has(other))
+        throw usageError(given.has("rtt-detail") ? `--${other} does not apply to --rtt-detail (RTT samples of sockets): remove it` : `--${other} does not apply to --sock (socket events and connection summaries): remove it`);
+    if (given.has("diag-keep")) throw usageError("--diag-keep does not apply to --sock --diag: it never stops at a finding (use -c or --timeout to stop)");
+    if (given.has("hooks")) throw usageError("--hooks does not apply to --sock --diag: it lists netfilter hooks of dropped packets (use --diag without --sock)");
   }
   for (const f of LATENCY_FLAGS)
     if (given.has(f) && !given.has("latency")) throw usageError(`--${f} works with --latency: add --latency`);
@@ -333,6 +345,8 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       monitor,
       rttFilter: { rttMinMs: rttMs("tcp-rtt"), srttMinMs: rttMs("tcp-srtt") ?? rttMs("filter-srtt"), minRttMinMs: rttMs("filter-minrtt") },
       rttHistogram: !!a.rtt,
+      sockDiag: mode === "sock" && !!a.diag,
+      rttDetail: !!a["rtt-detail"],
       metrics: str("metrics") !== undefined ? parseListen("--metrics", str("metrics")!) : undefined,
       maxSeries: str("metrics-max-series") !== undefined ? parseCount("--metrics-max-series", str("metrics-max-series")!, "1000", 100_000) : DEFAULT_MAX_SERIES,
       rateLimit: str("rate-limit") !== undefined ? parseCount("--rate-limit", str("rate-limit")!, "100", 1_000_000) : undefined,

@@ -4,7 +4,7 @@
 // from the drop's stack and the nftables chains sitting on that hook; for a
 // drop by the routing decision, the kind of route that refused the packet.
 import { readFileSync, statSync } from "node:fs";
-import { hook_flags, tracepoint_id } from "../abi/layout.generated";
+import { ct_seen, hook_flags, tracepoint_id } from "../abi/layout.generated";
 import { dropReasonsText, rulesText } from "../common/assets";
 import { shown, usageError } from "../common/errors";
 import type { HookEvent } from "../events/decode";
@@ -12,7 +12,7 @@ import type { HookLine, Namer } from "../events/line";
 import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
 import { icmpTypeText } from "../events/protocols";
 import { tracepointById } from "../plan/tracepoints";
-import { chainsOnHook, hookFromStack, readRuleset } from "./firewall";
+import { chainsOnHook, hookFromStack, readRuleset, type ChainSummary, type NfHookNames } from "./firewall";
 import { functionName, loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
 import { mtuFinding, neighbourFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
 import { RuleEngine, type Finding, type Names } from "./rules";
@@ -135,8 +135,9 @@ export class Diagnosis {
     return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname, mtu: reason === "PKT_TOO_BIG" };
   }
 
+  /** The ruleset names the chain where nft_do_chain is not traced; for a packet with no connection, it tells whether a `ct state invalid` rule dropped it. */
   private needsRuleset(e: HookEvent): boolean {
-    return (e.flags & HOOK_DROP) !== 0 && this.engine.reasonOf(e) === "NETFILTER_DROP" && (!this.traced.hasNftHook || this.input.showHooks);
+    return (e.flags & HOOK_DROP) !== 0 && this.engine.reasonOf(e) === "NETFILTER_DROP" && (!this.traced.hasNftHook || this.input.showHooks || e.meta.ct === ct_seen.CT_NONE);
   }
 
   /**
@@ -171,6 +172,9 @@ export class Diagnosis {
     // chain's when traced, which overrides the generic NETFILTER_DROP text), else to the generic one.
     const firewall = findings.find((f) => NETFILTER_DROP_RULES.has(f.rule)) ?? findings.find((f) => f.rule === "drop-reason");
     if (!firewall || !netfilterDrop) return findings;
+    // A packet without a connection, where a `ct state invalid` rule drops: that rule and conntrack's verdict are the cause.
+    const invalid = !answer && !reset ? this.conntrackInvalid(drop, lines) : undefined;
+    if (invalid) return [invalid, ...findings.filter((f) => f !== firewall && !NETFILTER_DROP_RULES.has(f.rule))];
     firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
     if (answer) firewall.message += `: a reject rule, the host answered ICMP ${icmpTypeText(drop.e.pkt.l3 === 0x86dd, answer.e.info[0], answer.e.info[1])}`;
     else if (reset) firewall.message += ": a reject rule, the host answered with a TCP reset";
@@ -191,16 +195,51 @@ export class Diagnosis {
     return ["following hook functions are blamed:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${functionName(this.input.namer.symbol(hi, lo))}`)];
   }
 
+  /** The netfilter hook that dropped: from nft_do_chain when traced, else from the drop's stack. */
+  private droppingHook(drop: HookLine, lines: HookLine[]): { hook?: NfHookNames; nftChain?: { table: string; chain: string }; frames: string[] } {
+    const nf = lines.findLast((l) => l.e.nf?.table && l.e.timeNs <= drop.e.timeNs)?.e.nf;
+    const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
+    if (nf) return { hook: { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }, nftChain: { table: nf.table, chain: nf.chain }, frames };
+    return { hook: hookFromStack(frames, drop.e.pkt.l3 === 0x86dd), frames };
+  }
+
+  /**
+   * A netfilter drop of a packet conntrack gave no connection (skb->_nfct
+   * empty: nftables' `ct state invalid`) on a hook whose chains drop INVALID
+   * packets: the finding that names conntrack's verdict and the rule.
+   * Undefined where the ruleset does not show such a rule.
+   */
+  private conntrackInvalid(drop: HookLine, lines: HookLine[]): Finding | undefined {
+    if (drop.e.meta.ct !== ct_seen.CT_NONE) return undefined;
+    const ruleset = this.rulesets.get(drop.e.meta.netns)?.value;
+    const { hook, nftChain } = this.droppingHook(drop, lines);
+    if (!ruleset || !hook) return undefined;
+    const chains: ChainSummary[] = chainsOnHook(ruleset, hook.nftHook, hook.family)
+      .filter((c) => c.invalidRules.length && (!nftChain || (c.table === nftChain.table && c.chain === nftChain.chain)));
+    if (!chains.length) return undefined;
+    const c = chains[0]!;
+    const others = chains.length > 1 ? ` (and ${chains.slice(1).map((o) => `table ${o.family} ${o.table}, chain ${o.chain}`).join("; ")})` : "";
+    return {
+      rule: "conntrack-invalid",
+      level: "error",
+      hook: drop.name,
+      group: this.traced.groupOf(drop.name),
+      message: `connection tracking classified the packet as INVALID (it belongs to no connection conntrack knows), and the firewall drops INVALID packets: rule '${c.invalidRules[0]}' in table ${c.family} ${c.table}, chain ${c.chain}${others}`,
+      advice:
+        "most often conntrack never saw the connection start (it was opened before connections were tracked here, or its other direction takes another path: asymmetric routing), " +
+        "or the packet lies outside the TCP window conntrack expects. Count them: conntrack -S (invalid=); ask the kernel why: sysctl -w net.netfilter.nf_conntrack_log_invalid=255, then dmesg. " +
+        `If this traffic is legitimate, send both directions through this host, or accept it before that rule: nft -a list chain ${c.family} ${c.table} ${c.chain}`,
+      location: this.input.namer.symbol(drop.e.location.hi, drop.e.location.lo),
+      reason: this.engine.reasonOf(drop.e),
+      details: [`conntrack state:`, `	INVALID (no connection)`, `netfilter hook:`, `	${hook.family} ${hook.hook}`, `nftables rules that drop INVALID packets:`, ...chains.flatMap((ch) => [`	table ${ch.family} ${ch.table}, chain ${ch.chain}`, ...ch.invalidRules.map((r) => `		${r}`)])],
+    };
+  }
+
   /** Which hook dropped it and which nftables chains sit there, from the stack and the ruleset. */
   private firewallDetails(drop: HookLine, lines: HookLine[], f: Finding): string[] {
     const nft = lines.find((l) => l.e.nf?.table);
     if (nft && !this.input.showHooks) return [];
-    const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
-    // The hook by its family's names: from nft_do_chain when traced, else from the drop's stack.
-    const nf = nft?.e.nf;
-    const hook = nf
-      ? { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }
-      : hookFromStack(frames, drop.e.pkt.l3 === 0x86dd);
+    const { hook, frames } = this.droppingHook(drop, lines);
     if (!hook) return [`netfilter hook: unknown (${frames.length ? "not one of the hooks skbtrail knows by its caller" : "no stack of the drop"})`];
     const { family, nftHook } = hook;
     const out = [`netfilter hook:`, `\t${family} ${hook.hook}`];

@@ -46,6 +46,8 @@ export interface ChainSummary {
   policy: string;
   /** Rules whose verdict is drop or reject, in nft's own syntax. */
   dropRules: string[];
+  /** Those of them that drop what conntrack calls INVALID (`ct state invalid drop`). */
+  invalidRules: string[];
 }
 
 interface NftChain {
@@ -106,6 +108,25 @@ export function tableFamilies(nfFamily: string): string[] {
   }
 }
 
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null;
+
+/** A drop or reject verdict among the rule's statements. */
+const drops = (r: NftRule) => r.expr.some((x) => isObject(x) && ("drop" in x || "reject" in x));
+
+/**
+ * Does the rule match packets conntrack calls INVALID? nft -j writes
+ * `ct state invalid` as {"match": {"op": "in", "left": {"ct": {"key": "state"}},
+ * "right": "invalid"}}, with a list or {"set": […]} for several states.
+ */
+function matchesInvalid(r: NftRule): boolean {
+  return r.expr.some((x) => {
+    const m = isObject(x) && isObject(x.match) ? x.match : undefined;
+    if (!m || m.op === "!=" || !isObject(m.left) || !isObject(m.left.ct) || m.left.ct.key !== "state") return false;
+    const right = isObject(m.right) && Array.isArray(m.right.set) ? m.right.set : m.right;
+    return Array.isArray(right) ? right.includes("invalid") : right === "invalid";
+  });
+}
+
 /**
  * The base chains on a hook (as nft names it: "input", "prerouting",
  * "ingress"…) that see packets of this netfilter family, with their drop rules.
@@ -115,17 +136,21 @@ export function chainsOnHook(ruleset: Ruleset, nftHook: string, nfFamily: string
   const chains = ruleset.nftables
     .map((o) => o.chain)
     .filter((c): c is NftChain => !!c && c.hook === nftHook && families.includes(c.family));
-  return chains.map((c) => ({
-    family: c.family,
-    table: c.table,
-    chain: c.name,
-    policy: c.policy ?? "accept",
-    dropRules: ruleset.nftables
+  const text = (r: NftRule) => ruleset.text.get(ruleKey(r.family, r.table, r.chain, r.handle)) ?? `(rule handle ${r.handle})`;
+  return chains.map((c) => {
+    const dropping = ruleset.nftables
       .map((o) => o.rule)
       .filter((r): r is NftRule => !!r && r.family === c.family && r.table === c.table && r.chain === c.name)
-      .filter((r) => r.expr.some((x) => typeof x === "object" && x !== null && ("drop" in x || "reject" in x)))
-      .map((r) => ruleset.text.get(ruleKey(r.family, r.table, r.chain, r.handle)) ?? `(rule handle ${r.handle})`),
-  }));
+      .filter(drops);
+    return {
+      family: c.family,
+      table: c.table,
+      chain: c.name,
+      policy: c.policy ?? "accept",
+      dropRules: dropping.map(text),
+      invalidRules: dropping.filter(matchesInvalid).map(text),
+    };
+  });
 }
 
 /** Reads the ruleset of the namespace with this inode; undefined if nft is missing, fails or is too slow. */

@@ -56,10 +56,32 @@ export interface Conditions {
   proto?: string[];
   /** The packet's addresses or ports changed before this event (NAT). */
   nat_before?: boolean;
+  // Connection rules (--sock --diag): facts of one whole connection, matched at its summary.
+  /** How it ended: fin, reset_sent, reset_received, closed, open, evicted. */
+  end?: string[];
+  /** It reached ESTABLISHED. */
+  established?: boolean;
+  /** At least this many: SYNs retransmitted, segments retransmitted, retransmission timeouts (moves into CA_Loss). */
+  syn_retransmits?: number;
+  retransmits?: number;
+  timeouts?: number;
+  /** The largest smoothed RTT is at least this many times the minimum RTT … */
+  srtt_over_min?: number;
+  /** … and at least this many milliseconds. */
+  srtt_ms?: number;
+  /** At least this many: receive buffer full (sock_rcvqueue_full), protocol memory limit reached (sock_exceed_buf_limit). */
+  rcvqueue_full?: number;
+  buf_limit?: number;
+  /** An error reported to the application, by errno name (ECONNREFUSED), or any. */
+  error?: string[];
 }
+
+/** What a rule is about: one packet's life (hook events), or one connection (--sock --diag). */
+export type RuleKind = "packet" | "connection";
 
 export interface Rule {
   id: string;
+  kind: RuleKind;
   level: Level;
   when: Conditions;
   /** Another event of the same packet, earlier, must match these. */
@@ -75,8 +97,20 @@ export interface Rule {
 const RULE_ID = /^[a-z0-9][a-z0-9-]*$/;
 /** Names in knowledge and expect files: reasons, functions, tracepoints (net:netif_rx), globs (nf_*). */
 const NAME = /^[A-Za-z0-9_:.*+-]+$/;
-const CONDITION_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "rst_reason", "nf_hook", "proto", "nat_before"];
+/** Conditions on one hook event of a packet. */
+const PACKET_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "nf_hook", "nat_before"];
+/** Conditions on a whole connection. */
+const CONNECTION_KEYS = ["end", "established", "syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "error"];
+/** Conditions both kinds of rule take. */
+const SHARED_KEYS = ["rst_reason", "proto"];
+const CONDITION_KEYS = [...PACKET_KEYS, ...SHARED_KEYS, ...CONNECTION_KEYS];
+export const CONNECTION_ENDS = ["fin", "reset_sent", "reset_received", "closed", "open", "evicted"];
 export const PLACEHOLDERS = ["hook", "reason", "location", "table", "table_family", "chain", "nf_family", "nf_hook", "rst_reason", "icmp_sent", "saddr", "daddr", "sport", "dport", "proto", "ifname", "retval", "ip_len", "netns"];
+/** Placeholders of connection rules: the connection's endpoints and its figures. */
+export const CONNECTION_PLACEHOLDERS = [
+  "saddr", "daddr", "sport", "dport", "proto", "netns", "rst_reason", "end", "retransmits", "syn_retransmits", "timeouts",
+  "srtt_max", "min_rtt", "rcvqueue_full", "buf_limit", "rcvbuf", "error",
+];
 
 export function loadDropReasons(text: string, file: string): Map<string, ReasonEntry> {
   const doc = new YamlDoc(file, text);
@@ -174,13 +208,34 @@ function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames
     c.nf_hook = r;
   }
   if (m.nat_before !== undefined) c.nat_before = doc.boolean(m, "nat_before", false);
+  c.end = names(doc, m, "end", (e) => (CONNECTION_ENDS.includes(e) ? undefined : `'${e}' is not how a connection ends: use ${CONNECTION_ENDS.join(", ")}`));
+  if (m.established !== undefined) c.established = doc.boolean(m, "established", false);
+  for (const key of ["syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit"] as const) {
+    if (m[key] === undefined) continue;
+    const v = m[key];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw doc.error(m, key, "must be a number, at least 0 (the condition holds at or above it)");
+    c[key] = v;
+  }
+  c.error = names(doc, m, "error", (e) => (e === "any" || /^E[A-Z0-9]+$/.test(e) ? undefined : `'${e}' is not an errno name: use one like ECONNREFUSED, or any`));
   return c;
 }
 
-function template(doc: YamlDoc, m: YamlMap, key: string): string {
+/** A rule's kind from its conditions: connection conditions and packet ones do not mix. */
+function ruleKind(doc: YamlDoc, m: YamlMap, id: string): RuleKind {
+  const when = m.when as YamlMap;
+  const packet = PACKET_KEYS.filter((k) => k in when);
+  const connection = CONNECTION_KEYS.filter((k) => k in when);
+  if (packet.length && connection.length)
+    throw doc.error(m, "when", `rule ${id} mixes packet conditions (${packet.join(", ")}) with connection conditions (${connection.join(", ")}): split it in two rules`);
+  if (connection.length && m.after !== undefined) throw doc.error(m, "after", `rule ${id} is about a connection: 'after' is for the events of one packet`);
+  return connection.length ? "connection" : "packet";
+}
+
+function template(doc: YamlDoc, m: YamlMap, key: string, kind: RuleKind): string {
   const text = doc.string(m, key);
+  const allowed = kind === "connection" ? CONNECTION_PLACEHOLDERS : PLACEHOLDERS;
   for (const [, name] of text.matchAll(/\{([^}]*)\}/g))
-    if (!PLACEHOLDERS.includes(name!)) throw doc.error(m, key, `unknown placeholder {${name}}: use ${PLACEHOLDERS.map((p) => `{${p}}`).join(", ")}`);
+    if (!allowed.includes(name!)) throw doc.error(m, key, `unknown placeholder {${name}}${kind === "connection" ? " in a connection rule" : ""}: use ${allowed.map((p) => `{${p}}`).join(", ")}`);
   return text;
 }
 
@@ -198,13 +253,16 @@ export function loadRules(text: string, file: string, known: KnownNames, otherId
     const id = doc.string(m, "id", RULE_ID, "lowercase letters, digits and -");
     if (ids.has(id)) throw doc.error(m, "id", `'${id}' is used twice`);
     ids.add(id);
+    const when = conditions(doc, m.when, `the conditions of rule ${id}`, known);
+    const kind = ruleKind(doc, m, id);
     const rule: Rule = {
       id,
+      kind,
       level: level(doc, m),
-      when: conditions(doc, m.when, `the conditions of rule ${id}`, known),
+      when,
       after: m.after === undefined ? undefined : conditions(doc, m.after, `the 'after' conditions of rule ${id}`, known),
-      message: template(doc, m, "message"),
-      advice: m.advice === undefined ? undefined : template(doc, m, "advice"),
+      message: template(doc, m, "message", kind),
+      advice: m.advice === undefined ? undefined : template(doc, m, "advice", kind),
       overrides: names(doc, m, "overrides") ?? [],
       file,
       line: doc.line(m),

@@ -209,7 +209,8 @@ export class RuleEngine {
       const facts = this.facts(l, first);
       if (facts.reason !== undefined) all.push({ f: this.dropFinding(l, facts, group(l.name)), overrides: [] });
       for (const r of this.rules) {
-        if (!matches(r.when, facts)) continue;
+        // Connection rules are judged on whole connections (connections.ts).
+        if (r.kind !== "packet" || !matches(r.when, facts)) continue;
         if (r.after && !factsSoFar.some((earlier) => matches(r.after!, earlier))) continue;
         all.push({
           f: { rule: r.id, level: r.level, hook: l.name, group: group(l.name), message: this.fill(r.message, l, facts), advice: r.advice && this.fill(r.advice, l, facts) },

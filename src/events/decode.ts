@@ -37,6 +37,9 @@ export interface Packet {
   arpOp: number;
   vlan: number;
   ttl: number;
+  /** No network layer: the family (AF_*) and type (SOCK_*) of the skb's socket; 0 when unknown. */
+  skFamily: number;
+  skType: number;
 }
 
 export interface SkbMeta {
@@ -49,6 +52,8 @@ export interface SkbMeta {
   pid: number;
   ifname: string;
   comm: string;
+  /** enum ct_seen: what connection tracking made of the packet (skb->_nfct). */
+  ct: number;
 }
 
 export interface DropEvent {
@@ -276,6 +281,8 @@ export function decodePacket(b: RecordBytes, off: number): Packet {
     arpOp: b.u16[(off + P.arp_op.offset) >>> 1]!,
     vlan: b.u16[(off + P.vlan_id.offset) >>> 1]!,
     ttl: u8[off + P.ttl.offset]!,
+    skFamily: u8[off + P.sk_family.offset]!,
+    skType: u8[off + P.sk_type.offset]!,
   };
 }
 
@@ -289,6 +296,7 @@ class DecodedMeta implements SkbMeta {
   pid: number;
   ifname: string;
   comm: string;
+  ct: number;
   private readonly skbHi: number;
   private readonly skbLo: number;
 
@@ -304,6 +312,7 @@ class DecodedMeta implements SkbMeta {
     this.pid = b.u32[(off + M.pid.offset) >>> 2]!;
     this.ifname = ifnames.get(b, off + M.ifname.offset);
     this.comm = comms.get(b, off + M.comm.offset);
+    this.ct = b.u8[off + M.ct.offset]!;
   }
 
   /** Made when asked for: text output prints it only with --detail. */

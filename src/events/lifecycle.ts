@@ -25,6 +25,8 @@ export interface PacketContext {
   end: "freed" | "idle" | "evicted" | "exit";
   /** Events not kept because the context reached its cap. */
   truncated: number;
+  /** Frees that left other skbs of the packet alive: a clone freed while the packet goes on. */
+  copyFrees: Set<HookEvent>;
 }
 
 interface Open extends PacketContext {
@@ -34,6 +36,9 @@ interface Open extends PacketContext {
   /** When a flush first saw it freed (reader's clock). */
   freedSeenNs?: number;
 }
+
+/** What a normal free ended: the packet's life, a clone of it, or its first skb while a clone lives on. */
+export type FreeRole = "packet" | "clone" | "original";
 
 export interface LifecycleLimits {
   /** Flush a context after this long without an event. */
@@ -83,7 +88,7 @@ export class Lifecycle {
     }
     if (!ctx) {
       if (this.open.size >= this.limits.maxContexts) this.evictOldest();
-      ctx = { id, skbs: [], events: [], firstNs: e.timeNs, lastNs: e.timeNs, end: "freed", truncated: 0, live: new Set(), seen: new Set(), freed: false };
+      ctx = { id, skbs: [], events: [], firstNs: e.timeNs, lastNs: e.timeNs, end: "freed", truncated: 0, copyFrees: new Set(), live: new Set(), seen: new Set(), freed: false };
       this.open.set(id, ctx);
     } else {
       // Map order is the order of the last event: keep the oldest first.
@@ -104,6 +109,15 @@ export class Lifecycle {
     if (e.flags & HOOK_FREE) this.free(ctx, e.meta.skbKey);
   }
 
+  /**
+   * What a free ended: the packet, or one of its skbs while others live on
+   * (a clone read by a packet socket, or the original while its clone goes on).
+   */
+  static freeRole(ctx: PacketContext, e: HookEvent): FreeRole {
+    if (!ctx.copyFrees.has(e)) return "packet";
+    return e.meta.skb === ctx.skbs[0] ? "original" : "clone";
+  }
+
   private free(ctx: Open, skb: number): void {
     ctx.live.delete(skb);
     if (ctx.live.size === 0) ctx.freed = true;
@@ -113,6 +127,12 @@ export class Lifecycle {
     if (!ctx.seen.has(key)) {
       ctx.seen.add(key);
       ctx.skbs.push(hex);
+      // A clone first seen after the original's free (a packet socket reads it later): the
+      // packet lives on in it, and its block must wait for it rather than end and split.
+      if (live && ctx.freed) {
+        ctx.freed = false;
+        ctx.freedSeenNs = undefined;
+      }
     }
     if (live) ctx.live.add(key);
   }
@@ -165,6 +185,12 @@ export class Lifecycle {
     else if (end === "idle") this.counts.idle++;
     else if (end === "evicted") this.counts.evicted++;
     ctx.events.sort((a, b) => a.timeNs - b.timeNs);
+    // Of a packet with clones, only the last free ended it; the earlier ones freed one of its skbs.
+    if (ctx.skbs.length > 1) {
+      const frees = ctx.events.filter((e) => e.flags & HOOK_FREE);
+      const last = end === "freed" ? frees.at(-1) : undefined;
+      for (const e of frees) if (e !== last) ctx.copyFrees.add(e);
+    }
     const { live: _l, seen: _s, freed: _f, freedSeenNs: _n, ...done } = ctx;
     this.emit({ ...done, end });
   }

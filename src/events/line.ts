@@ -5,10 +5,11 @@
 // Netfilter, drops, frees, clones, and the tracepoints' own arguments.
 import { hook_flags, hook_phase, tracepoint_id } from "../abi/layout.generated";
 import type { HookEvent } from "./decode";
+import type { FreeRole } from "./lifecycle";
 import { NF_FAMILIES, nfHookName, nfVerdict } from "./netfilter";
 import { icmpTypeText } from "./protocols";
 
-const { HOOK_FREE, HOOK_CLONE, HOOK_DROP } = hook_flags;
+const { HOOK_FREE, HOOK_CLONE, HOOK_DROP, HOOK_JOINED } = hook_flags;
 
 /** One traced hook of a packet, ready to print. */
 export interface HookLine {
@@ -29,8 +30,15 @@ export interface Namer {
   rstReason(value: number): string | undefined;
 }
 
+/** What a normal free means, by what it ended (lifecycle.ts): only the last skb's free ends the packet. */
+const FREE_NOTES: Record<FreeRole, string> = {
+  packet: "packet is freed (normally)",
+  clone: "a clone of the packet is freed (normally); the packet goes on",
+  original: "skb is freed (normally); its clone goes on",
+};
+
 /** The notes of an entry event, with its return (when merged) folded in. */
-export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent): string[] {
+export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent, freeRole: FreeRole = "packet"): string[] {
   const notes: string[] = [];
   const T = tracepoint_id;
   if (e.nf) {
@@ -38,12 +46,14 @@ export function annotate(e: HookEvent, name: string, n: Namer, ret?: HookEvent):
     if (name === "nf_hook_slow") notes.push(`${family} in chain: ${nfHookName(e.nf.family, e.nf.hook)}`);
     if (e.nf.table) notes.push(`nftables table: ${e.nf.table}, chain: ${e.nf.chain}`);
   }
+  // Tracepoints do not see skb_clone: the kernel found this clone by the data it shares.
+  if (e.flags & HOOK_JOINED) notes.push("clone of the packet, first seen here");
   if (e.flags & HOOK_DROP) {
     const reason = n.reason(e.reason);
     const where = n.symbol(e.location.hi, e.location.lo);
     notes.push(reason ? `reason: ${reason}, ${where}` : where, "packet is dropped by kernel");
   } else if (e.flags & HOOK_FREE) {
-    notes.push("packet is freed (normally)");
+    notes.push(FREE_NOTES[freeRole]);
   }
   if (e.flags & HOOK_CLONE) notes.push(e.skb2Key ? `packet is cloned (${e.skb2})` : "clone failed");
   switch (e.tracepoint) {

@@ -30,6 +30,21 @@ export function l3Name(l3: number): string {
   }
 }
 
+// Socket families (AF_*) and types (SOCK_*), the same numbers on every
+// architecture Linux runs BPF on: they name an skb that has no network layer
+// by the socket it belongs to ("unix stream socket").
+const SOCKET_FAMILIES: Record<number, string> = {
+  1: "unix", 2: "inet", 10: "inet6", 15: "pfkey", 16: "netlink", 17: "packet", 29: "can", 30: "tipc",
+  31: "bluetooth", 38: "alg", 40: "vsock", 41: "kcm", 44: "xdp", 45: "mctp",
+};
+const SOCKET_TYPES: Record<number, string> = { 1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 6: "dccp", 10: "packet" };
+
+export const socketFamilyName = (family: number) => SOCKET_FAMILIES[family] ?? `family ${family}`;
+export const socketTypeName = (type: number) => SOCKET_TYPES[type] ?? `type ${type}`;
+
+/** "unix stream socket", "netlink raw socket". */
+export const socketText = (family: number, type: number) => `${socketFamilyName(family)} ${socketTypeName(type)} socket`;
+
 export const ICMP_TYPES: Record<number, string> = {
   0: "ping reply", 3: "destination unreachable", 4: "source quench", 5: "redirect", 8: "ping request",
   11: "time exceeded", 12: "parameter problem", 13: "timestamp request", 14: "timestamp reply",

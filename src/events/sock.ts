@@ -103,6 +103,12 @@ export function errnoName(value: number): string {
   return ERRNO_NAMES.get(Math.abs(value)) ?? `error ${value}`;
 }
 
+/** Why udp:udp_fail_queue_rcv_skb dropped a datagram: its rc, -ENOMEM for a full receive buffer, -ENOBUFS for the protocol's memory limit. */
+export function udpQueueFailure(e: SockEvent): "full" | "memory" | "other" {
+  const name = errnoName(e.arg);
+  return name === "ENOMEM" ? "full" : name === "ENOBUFS" ? "memory" : "other";
+}
+
 /** tcp_sock.rtt_min before its first sample (~0U). */
 export const NO_RTT = 0xffff_ffff;
 
@@ -144,9 +150,16 @@ export function sockNotes(e: SockEvent, n: SockNamer): string[] {
       return [`${e.arg === 1 ? "receive" : "send"} memory limit of the protocol reached`];
     case T.TP_INET_SK_ERROR_REPORT:
       return [`error reported to the application: ${errnoName(e.arg)}`];
+    case T.TP_UDP_FAIL_QUEUE_RCV_SKB:
+      return [udpQueueFailure(e) === "full" ? `receive buffer full (${e.rmemAlloc} of ${e.rcvbuf} bytes): datagram dropped` : udpQueueFailure(e) === "memory" ? "memory limit of the protocol reached: datagram dropped" : `datagram not queued: ${errnoName(e.arg)}`];
     default:
       return [];
   }
+}
+
+/** --rtt-detail: nettrace's note of an RTT sample, with the connection's minimum. */
+export function rttSampleNote(e: SockEvent): string {
+  return `srtt:${durationText(e.srttUs)}, rtt:${durationText(e.rttUs)}, rtt_min:${e.minRttUs === NO_RTT ? "-" : durationText(e.minRttUs)}`;
 }
 
 /** How a connection ended. */
@@ -155,6 +168,8 @@ export type ConnectionEnd = "fin" | "reset_sent" | "reset_received" | "closed" |
 /** One TCP connection, summed up (JSON kind "connection"). */
 export interface ConnectionSummary {
   pkt: Packet;
+  /** The socket's address: its later events (an error reported after CLOSE, its destruction) name it. */
+  sk: number;
   netns: number;
   startNs: number;
   endNs: number;
@@ -172,9 +187,35 @@ export interface ConnectionSummary {
   /** end "fin": which side sent its FIN first. */
   closedBy: "local" | "peer" | null;
   resetReason: string | null;
+  /** What --sock --diag judges (src/diagnosis/connections.ts). */
+  health: ConnectionHealth;
 }
 
+/** What went wrong, or well, on a connection: the facts the connection rules match. */
+export interface ConnectionHealth {
+  /** It reached ESTABLISHED (or was seen there). */
+  established: boolean;
+  /** Retransmissions before it was established: SYNs nobody answered. */
+  synRetransmits: number;
+  /** Moves into CA_Loss (tcp_cong_state_set, Linux 6.2+): retransmission timeouts. */
+  timeouts: number;
+  /** The largest smoothed RTT seen (tcp_probe), and the connection's minimum RTT (the kernel's windowed minimum, else the smallest sample). */
+  srttMaxUs: number | null;
+  minRttUs: number | null;
+  /** sock_rcvqueue_full and sock_exceed_buf_limit events. */
+  rcvqueueFull: number;
+  bufLimit: number;
+  /** The receive buffer at the last event that read it (bytes). */
+  rcvbuf: number | null;
+  /** Errors reported to the application (inet_sk_error_report), by errno name, in order, each once. */
+  errors: string[];
+}
+
+/** At most this many distinct errors are kept per connection. */
+const MAX_ERRORS = 8;
+
 interface Tracked {
+  sk: number;
   pkt: Packet;
   netns: number;
   startNs: number;
@@ -195,6 +236,17 @@ interface Tracked {
   synAcked: boolean;
   finAcked: boolean;
   finReceived: boolean;
+  health: ConnectionHealth;
+}
+
+/** A connection's health before any event said something about it. */
+export function healthyConnection(): ConnectionHealth {
+  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, errors: [] };
+}
+
+/** An error reported to the application, kept once (bounded). */
+export function noteError(h: ConnectionHealth, name: string): void {
+  if (!h.errors.includes(name) && h.errors.length < MAX_ERRORS) h.errors.push(name);
 }
 
 /** At most this many connections are followed at once (see Connections). */
@@ -256,9 +308,9 @@ export class Connections {
         if (!tracked.listener) done.push(this.summary(tracked, "evicted", e.timeNs));
       }
       c = {
-        pkt: e.pkt, netns: e.netns, startNs: e.timeNs, lastNs: e.timeNs, fromStart: opening, handshakeUs: null,
+        sk: e.sk, pkt: e.pkt, netns: e.netns, startNs: e.timeNs, lastNs: e.timeNs, fromStart: opening, handshakeUs: null,
         retransmitEvents: 0, rttSamples: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, closedBy: null, listener: state === "LISTEN",
-        synAcked: false, finAcked: false, finReceived: false,
+        synAcked: false, finAcked: false, finReceived: false, health: healthyConnection(),
       };
       this.live.set(e.sk, c);
     }
@@ -266,6 +318,14 @@ export class Connections {
     // Only endpoints seen whole (see endpoints()).
     if (e.pkt.sport && e.pkt.dport) c.pkt = e.pkt;
     if (e.tcp) c.last = e;
+    const h = c.health;
+    if (e.tcp) {
+      if (e.minRttUs !== NO_RTT && e.minRttUs) h.minRttUs = e.minRttUs;
+      if (e.rcvbuf) h.rcvbuf = e.rcvbuf;
+    }
+    // Any state past the handshake (FIN_WAIT1, CLOSE_WAIT…) was established first; SYN_SENT, SYN_RECV, CLOSE and LISTEN say nothing.
+    const handshaking = state === "SYN_SENT" || state === "SYN_RECV" || state === "CLOSE" || state === "LISTEN" || state === undefined;
+    if (!handshaking) h.established = true;
     switch (e.tracepoint) {
       case T.TP_INET_SOCK_SET_STATE: {
         const from = this.n.tcpState(e.oldState);
@@ -279,6 +339,7 @@ export class Connections {
         break;
       }
       case T.TP_TCP_PROBE:
+        if (e.srttUs) h.srttMaxUs = Math.max(h.srttMaxUs ?? 0, e.srttUs);
         if (e.rttUs) {
           c.rttSamples++;
           c.rttSum += e.rttUs;
@@ -288,6 +349,19 @@ export class Connections {
         break;
       case T.TP_TCP_RETRANSMIT_SKB:
         c.retransmitEvents++;
+        if (state === "SYN_SENT") h.synRetransmits++;
+        break;
+      case T.TP_TCP_CONG_STATE_SET:
+        if (this.n.caState(e.arg) === "CA_Loss") h.timeouts++;
+        break;
+      case T.TP_SOCK_RCVQUEUE_FULL:
+        h.rcvqueueFull++;
+        break;
+      case T.TP_SOCK_EXCEED_BUF_LIMIT:
+        h.bufLimit++;
+        break;
+      case T.TP_INET_SK_ERROR_REPORT:
+        noteError(h, errnoName(e.arg));
         break;
       case T.TP_TCP_SEND_RESET:
         c.reset ??= { end: "reset_sent", reason: e.arg >= 0 ? (this.n.rstReason(e.arg) ?? null) : null };
@@ -321,8 +395,10 @@ export class Connections {
 
   private summary(c: Tracked, end: ConnectionEnd, endNs: number): ConnectionSummary {
     const l = c.last;
+    const rttMin = c.rttSamples ? c.rttMin : null;
     return {
       pkt: c.pkt,
+      sk: c.sk,
       netns: c.netns,
       startNs: c.startNs,
       endNs,
@@ -339,6 +415,7 @@ export class Connections {
       end,
       closedBy: end === "fin" ? c.closedBy : null,
       resetReason: c.reset?.reason ?? null,
+      health: { ...c.health, minRttUs: c.health.minRttUs ?? rttMin, errors: [...c.health.errors] },
     };
   }
 }

@@ -48,7 +48,7 @@ export function checkRuleFile(file: string): string {
   const lines = [`${file}: ${mine.length} rule${mine.length === 1 ? "" : "s"}, valid${warnings.length ? `, ${warnings.length} warning${warnings.length === 1 ? "" : "s"}` : ""}`];
   for (const w of warnings) lines.push(`  warning: ${w}`);
   for (const r of mine) {
-    lines.push(`  ${r.id} (${r.level}, line ${r.line}): when ${describe(r.when)}${r.after ? `, after ${describe(r.after)}` : ""}`);
+    lines.push(`  ${r.id} (${r.level}, ${r.kind === "connection" ? "a connection rule (--sock --diag), " : ""}line ${r.line}): when ${describe(r.when)}${r.after ? `, after ${describe(r.after)}` : ""}`);
     lines.push(`    says: ${r.message}`);
     if (r.overrides.length) lines.push(`    replaces: ${r.overrides.join(", ")}`);
   }

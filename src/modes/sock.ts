@@ -5,14 +5,20 @@
 // thresholds (--tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt) keep
 // RTT samples (tcp_probe) in the kernel; the other events are all shown,
 // so summaries stay whole, and their RTT figures are of the samples kept.
-// --rtt adds a log2 table of those samples at the end.
+// --rtt adds a log2 table of those samples at the end. --diag judges each
+// connection with the knowledge base's connection rules
+// (src/diagnosis/connections.ts): its findings follow its summary.
+// --rtt-detail (nettrace's) shows only the RTT samples, one line each.
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, tracepoint_id } from "../abi/layout.generated";
 import { environmentError } from "../common/errors";
 import { attachPlan, linkCount } from "../bpf/attach";
 import type { Options } from "../cli/parse";
 import { rttThresholds } from "../bpf/config";
-import { Connections, RttLog2, decodeSock, errnoName, sockNotes, type SockNamer } from "../events/sock";
+import { ConnectionDiagnosis, type ConnectionVerdict } from "../diagnosis/connections";
+import { loadKnowledge } from "../diagnosis/diagnosis";
+import { worst } from "../diagnosis/rules";
+import { Connections, RttLog2, decodeSock, errnoName, sockNotes, type ConnectionSummary, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
 import type { KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
@@ -27,8 +33,28 @@ const T = tracepoint_id;
 /** A --sock tracepoint's hook name ("tcp_probe"), from its spec ("tcp:tcp_probe"). */
 const HOOK_NAMES = new Map(SOCK_TRACEPOINTS.map((t) => [t.id, t.name.split(":")[1]!]));
 
-export async function runSock(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<RunSummary> {
+export interface SockResult {
+  summary: RunSummary;
+  /** --diag: some connection had an error-level finding. */
+  errorFound: boolean;
+}
+
+export async function runSock(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<SockResult> {
   const btf = kernel.btf;
+  // --diag: the knowledge base is loaded (and a bad --kb file refused) before anything is attached.
+  const diagnosis = opts.sockDiag ? new ConnectionDiagnosis(loadKnowledge({ reasons: new Set() }, opts.kb).rules) : undefined;
+  let errorFound = false;
+  const showVerdicts = (verdicts: ConnectionVerdict[]) => {
+    for (const v of verdicts) {
+      const level = worst(v.findings);
+      if (level === "error") errorFound = true;
+      if (opts.diagQuiet && (level === undefined || level === "info")) continue;
+      out.verdict(v);
+    }
+  };
+  const summed = (summaries: ConnectionSummary[]) => {
+    for (const c of summaries) diagnosis ? showVerdicts(diagnosis.hold(c)) : out.connection(c);
+  };
   const states = tcpStates(btf);
   const caStates = tcpCaStates(btf);
   const rstReasons = resetReasons(btf);
@@ -58,8 +84,16 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       record: (kind, ring, offset) => {
         if (kind !== event_kind.EVENT_SOCK) return;
         const e = decodeSock(ring, offset);
+        // --rtt-detail: the RTT samples only (tcp_probe with a sample), one line each; -c counts them.
+        if (opts.rttDetail) {
+          if (e.tracepoint !== T.TP_TCP_PROBE || !e.rttUs) return;
+          if (stop.admit()) out.rttSample(e, HOOK_NAMES.get(e.tracepoint)!, states.get(e.state), caStates.get(e.caState));
+          histogram?.add(e.rttUs);
+          return;
+        }
         e.pkt = connections.endpoints(e);
-        if (stop.admit()) {
+        // -c counts socket events, shown or not; --diag-quiet shows only the connections with findings.
+        if (stop.admit() && !opts.diagQuiet) {
           const hook = HOOK_NAMES.get(e.tracepoint) ?? `tracepoint ${e.tracepoint}`;
           out.sock(e, hook, {
             // Other protocols keep TCP's numbers in the same field (UDP: ESTABLISHED when connected): not shown.
@@ -71,16 +105,21 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
           }, sockNotes(e, namer));
         }
         if (histogram && e.tracepoint === T.TP_TCP_PROBE && e.rttUs) histogram.add(e.rttUs);
-        for (const c of connections.add(e)) out.connection(c);
+        summed(connections.add(e));
+        if (diagnosis) showVerdicts(diagnosis.event(e));
+      },
+      batchDone: () => {
+        if (diagnosis) showVerdicts(diagnosis.due(monotonicNowNs()));
       },
       // Records still queued at the stop were dropped: the open connections are summed up from what was read.
       finish: () => {
-        for (const c of connections.drain(monotonicNowNs())) out.connection(c);
+        summed(connections.drain(monotonicNowNs()));
+        if (diagnosis) showVerdicts(diagnosis.drain());
         if (histogram) out.rttHistogram(histogram.buckets(), histogram.samples, histogram.samples ? histogram.sumUs / histogram.samples : 0);
       },
     },
     out,
     stop,
   );
-  return summary;
+  return { summary, errorFound };
 }

@@ -194,10 +194,11 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     e.tracepoint
       ? (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`)
       : (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0));
-  const toLine = (e: HookEvent, ret?: HookEvent): HookLine => {
+  const toLine = (e: HookEvent, ret?: HookEvent, ctx?: PacketContext): HookLine => {
     const name = hookName(e);
     const wanted = e.stackId >= 0 && !(diagnosis && e.tracepoint === tracepoint_id.TP_KFREE_SKB && !kfreeStackWanted);
-    return { e, name, ret, notes: annotate(e, name, namer, ret), stack: wanted ? stacks!.frames(e.stackId) : undefined };
+    const notes = annotate(e, name, namer, ret, ctx && Lifecycle.freeRole(ctx, e));
+    return { e, name, ret, notes, stack: wanted ? stacks!.frames(e.stackId) : undefined };
   };
 
   const names = { reason: (e: HookEvent) => namer.reason(e.reason), location: (e: HookEvent) => namer.symbol(e.location.hi, e.location.lo) };
@@ -236,7 +237,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
       ? undefined
       : new Lifecycle(LIMITS, (ctx) => {
           if (ctx.lastNs - ctx.firstNs < minLatencyNs) return;
-          const lines = linesOf(ctx.events, toLine);
+          const lines = linesOf(ctx.events, (e, ret) => toLine(e, ret, ctx));
           if (!diagnosis) return show(ctx, lines);
           waiting.push({ ctx, lines });
           showDiagnosed(true);

@@ -1,6 +1,7 @@
 // NDJSON output: one object per line, names rather than numbers. The schema
 // is documented in the README ("JSON output"); change both together.
 import { hook_flags, packet_layers } from "../abi/layout.generated";
+import type { ConnectionFacts } from "../diagnosis/connections";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode";
 import type { PacketContext } from "../events/lifecycle";
@@ -8,7 +9,7 @@ import type { HookLine } from "../events/line";
 import type { LatencySummary } from "../events/latency";
 import { NO_RTT, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
-import { l3Name, l4Name, tcpFlagsText } from "../events/protocols";
+import { l3Name, l4Name, socketFamilyName, socketTypeName, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
 const { PKT_L3, PKT_L4 } = packet_layers;
@@ -36,6 +37,8 @@ function putPacket(o: Json, p: Packet): Json {
   o.tcp = hasL4 && p.l4 === 6 ? { seq: p.tcpSeq, ack: p.tcpAck, flags: tcpFlagsText(p.tcpFlags) } : undefined;
   o.icmp = hasL4 && (p.l4 === 1 || p.l4 === 58) ? { type: p.icmpType, code: p.icmpCode, id: p.icmpId, seq: p.icmpSeq } : undefined;
   o.arp = p.l3 === 0x0806 && hasL3 ? { op: p.arpOp === 1 ? "request" : p.arpOp === 2 ? "reply" : p.arpOp } : undefined;
+  // No network layer: the socket the skb belongs to (a unix socket's message).
+  o.socket = !hasL3 && p.skFamily ? { family: socketFamilyName(p.skFamily), type: socketTypeName(p.skType) } : null;
   return o;
 }
 
@@ -186,6 +189,24 @@ export function sockJson(e: SockEvent, hook: string, names: SockNames, notes: st
   return JSON.stringify(o);
 }
 
+/** --rtt-detail: one RTT sample (kind "rtt"). */
+export function rttSampleJson(e: SockEvent, state: string | undefined, caState: string | undefined, clock: Clock): string {
+  const o: Json = { kind: "rtt", time: clock.iso(e.timeNs), ts_ns: e.timeNs };
+  putConnection(o, e.pkt, e.netns);
+  o.sk = e.skHex;
+  o.pid = e.pid;
+  o.comm = e.comm;
+  o.state = state ?? null;
+  o.ca_state = caState ?? e.caState;
+  o.rtt_us = e.rttUs;
+  o.srtt_us = e.srttUs;
+  o.min_rtt_us = e.minRttUs === NO_RTT ? null : e.minRttUs;
+  o.cwnd = e.sndCwnd;
+  o.packets_out = e.packetsOut;
+  o.retrans_out = e.retransOut;
+  return JSON.stringify(o);
+}
+
 /** --sock --rtt: the RTT samples' log2 table (kind "rtt_histogram"). */
 export function rttHistogramJson(buckets: RttBucket[], samples: number, avgUs: number): string {
   return JSON.stringify({ kind: "rtt_histogram", samples, avg_us: samples ? Math.round(avgUs) : null, buckets: buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });
@@ -229,4 +250,15 @@ export function latencyJson(e: LatencyEvent, n: { first: string; last: string; e
 /** --latency-summary: the log2 table of packet latencies (kind "latency_histogram"). */
 export function latencyHistogramJson(h: LatencySummary): string {
   return JSON.stringify({ kind: "latency_histogram", packets: h.packets, avg_us: h.packets ? Math.round(h.avgUs) : null, buckets: h.buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });
+}
+
+/** --sock --diag: one finding about a connection (kind "finding"); its endpoints, netns and start are the connection's key. */
+export function connectionFindingJson(c: ConnectionFacts, timeNs: number, f: Finding, clock: Clock): string {
+  const o: Json = { kind: "finding", time: clock.iso(timeNs), start: clock.iso(c.startNs) };
+  putConnection(o, c.pkt, c.netns);
+  o.rule = f.rule;
+  o.level = f.level;
+  o.message = f.message;
+  o.advice = f.advice ?? null;
+  return JSON.stringify(o);
 }

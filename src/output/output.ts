@@ -2,14 +2,15 @@
 // ("begin trace...", on stdout like nettrace, on stderr with --json so stdout
 // stays pure NDJSON), -v notes, and the closing summary.
 import type { Stats } from "../bpf/session";
+import type { ConnectionVerdict } from "../diagnosis/connections";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, LatencyEvent } from "../events/decode";
 import type { LatencySummary } from "../events/latency";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import { lineDelays, type HookLine } from "../events/line";
-import type { ConnectionSummary, RttBucket, SockEvent } from "../events/sock";
-import { basicJson, connectionJson, latencyHistogramJson, latencyJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
-import { analysisLines, colorsFor, connectionLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
+import { rttSampleNote, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
+import { basicJson, connectionFindingJson, connectionJson, latencyHistogramJson, latencyJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
+import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -220,10 +221,30 @@ export class Output {
     this.out.line(sockLine(e, hook, names.state, names.caState, notes, this.style));
   }
 
+  /** --rtt-detail: one RTT sample, nettrace's "*srtt:37ms, rtt:36ms*" note. */
+  rttSample(e: SockEvent, hook: string, state: string | undefined, caState: string | undefined): void {
+    if (this.opts.json) return this.out.line(rttSampleJson(e, state, caState, this.style.clock));
+    this.out.line(sockLine(e, hook, state, caState, [rttSampleNote(e)], this.style));
+  }
+
   /** --sock: a connection summed up. */
   connection(c: ConnectionSummary): void {
     if (this.opts.json) return this.out.line(connectionJson(c, this.style.clock));
     this.out.line(connectionLine(c, this.style));
+  }
+
+  /** --sock --diag: a connection's summary (TCP; other protocols' sockets have none) and what the rules found. */
+  verdict(v: ConnectionVerdict): void {
+    if (this.opts.json) {
+      if (v.summary) this.out.line(connectionJson(v.summary, this.style.clock));
+      for (const f of v.findings) this.out.line(connectionFindingJson(v.facts, v.summary?.endNs ?? v.facts.startNs, f, this.style.clock));
+      return;
+    }
+    this.out.line(v.summary ? connectionLine(v.summary, this.style) : socketLine(v.facts.startNs, v.facts.pkt, this.style));
+    if (v.findings.length) {
+      for (const l of analysisLines(v.findings, this.style)) this.out.line(l);
+      this.out.line("");
+    }
   }
 
   /** --sock --rtt: the distribution of the RTT samples. */

@@ -11,7 +11,7 @@ import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode";
 import type { HookLine } from "../events/line";
 import { durationText, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
-import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, tcpFlagsText } from "../events/protocols";
+import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, socketText, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
 const { PKT_L3, PKT_L4 } = packet_layers;
@@ -28,7 +28,11 @@ function endpoint(addr: string, port: number, v6: boolean): string {
 }
 
 export function packetSummary(p: Packet): string {
-  if (!(p.parsed & PKT_L3)) return p.l3 && p.l3 !== 0x0800 && p.l3 !== 0x86dd ? l3Name(p.l3) : "unknown";
+  if (!(p.parsed & PKT_L3)) {
+    if (p.l3 && p.l3 !== 0x0800 && p.l3 !== 0x86dd) return l3Name(p.l3);
+    // No network layer: a local socket's message (unix, netlink), named by its socket.
+    return p.skFamily ? socketText(p.skFamily, p.skType) : "unknown";
+  }
   if (p.l3 === 0x0806) {
     const op = p.arpOp === 1 ? "request" : p.arpOp === 2 ? "reply" : `op ${p.arpOp}`;
     return `ARP: ${p.saddr} -> ${p.daddr} ${op}`;
@@ -186,6 +190,11 @@ export function connectionLine(c: ConnectionSummary, s: TextStyle): string {
   if (c.bytesOut !== null) parts.push(`out:${c.bytesOut}B/${c.segsOut} segs, in:${c.bytesIn}B/${c.segsIn} segs`);
   const text = noteText([ended], /reset/, s.colors);
   return `[${s.clock.stamp(c.endNs, s.date)}] [${"connection".padEnd(20)}] ${connectionSummary(c.pkt, undefined)} ${text} ${parts.join(", ")}`;
+}
+
+/** --sock --diag: the socket of another protocol (UDP) whose findings follow, at its first event. */
+export function socketLine(timeNs: number, p: Packet, s: TextStyle): string {
+  return `[${s.clock.stamp(timeNs, s.date)}] [${"socket".padEnd(20)}] ${connectionSummary(p, undefined)}`;
 }
 
 /** --monitor: the hook line, with the connection instead of a packet for socket events. */

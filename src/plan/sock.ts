@@ -23,6 +23,7 @@ export const SOCK_PURPOSE: Record<string, string> = {
   "sock:sock_rcvqueue_full": "receive buffer full (a packet dropped)",
   "sock:sock_exceed_buf_limit": "protocol memory limit reached",
   "sock:inet_sk_error_report": "errors reported to the application",
+  "udp:udp_fail_queue_rcv_skb": "a UDP socket's receive buffer full (a datagram dropped)",
 };
 
 /** Said with -v: tracepoints do not show these; function hooks (a later backend) would. */
@@ -40,6 +41,8 @@ export const SOCK_TRACEPOINTS: TracepointSpec[] = [
   { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, sockArg: 0, variants: [[2, { btf: P.tp_sock_rcvqueue_full_sock_btf, raw: P.tp_sock_rcvqueue_full_sock_raw }]] },
   { id: T.TP_SOCK_EXCEED_BUF_LIMIT, name: "sock:sock_exceed_buf_limit", skbArg: -1, sockArg: 0, variants: [[4, { btf: P.tp_sock_exceed_buf_limit_sock_btf, raw: P.tp_sock_exceed_buf_limit_sock_raw }]] },
   { id: T.TP_INET_SK_ERROR_REPORT, name: "sock:inet_sk_error_report", skbArg: -1, sockArg: 0, variants: [[1, { btf: P.tp_inet_sk_error_report_sock_btf, raw: P.tp_inet_sk_error_report_sock_raw }]] },
+  // UDP queues datagrams without sock:sock_rcvqueue_full: this is where its full receive buffer shows.
+  { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: -1, sockArg: 1, variants: [[2, { btf: P.tp_udp_fail_queue_rcv_skb_sock_btf, raw: P.tp_udp_fail_queue_rcv_skb_sock_raw }]] },
 ];
 
 export function makeSockPlan(btf: Btf, tpBtf: boolean): Plan {

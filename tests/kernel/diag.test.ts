@@ -102,6 +102,44 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
   });
 
+  test("a packet conntrack classifies INVALID, dropped by 'ct state invalid drop': the state and the rule, once", async () => {
+    // The sysctls exist only once nf_conntrack is loaded (a module on Debian, built in elsewhere).
+    await $`modprobe nf_conntrack`.nothrow().quiet();
+    if (!existsSync("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")) throw new Error("nf_conntrack did not load (modprobe nf_conntrack): this test needs connection tracking");
+    const net = await TwoHosts.create("dgi", 95);
+    const server = await net.b.ns.serve("tcp", 7810);
+    // A connection opened before b tracks connections: conntrack never saw it start.
+    const client = Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bun", `${import.meta.dir}/../lib/send.ts`, "tcp", net.b.ip4, "7810", "--message", "hi", "--wait"], { stdin: "pipe", stdout: "pipe", stderr: "ignore" });
+    try {
+      expect(new TextDecoder().decode((await client.stdout.getReader().read()).value)).toContain("connected");
+      // The rule makes b's conntrack run; with loose pickup off, a segment of a connection it never saw open is INVALID.
+      await net.b.ns.chains({ table: "skbtrail_ct_invalid", chain: "input_state", hook: "input", rules: ["ct state invalid drop"] });
+      await net.b.ns.sh("sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0");
+      const invalidCount = async () =>
+        (await net.b.ns.sh("tail -n +2 /proc/net/stat/nf_conntrack").text()).trim().split("\n").reduce((sum, row) => sum + parseInt(row.trim().split(/\s+/)[4]!, 16), 0);
+      const before = await invalidCount();
+      const r = await diagnose(["-p", "tcp", "--dport", "7810", "--addr", net.b.ip4], async () => {
+        client.stdin.write("go\n");
+        await client.stdin.end();
+      });
+      expect(await invalidCount()).toBeGreaterThan(before); // conntrack itself counted it invalid
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(
+        "connection tracking classified the packet as INVALID (it belongs to no connection conntrack knows), and the firewall drops INVALID packets: rule 'ct state invalid drop' in table inet skbtrail_ct_invalid, chain input_state\n",
+      );
+      expect(r.stdout).toContain("conntrack state:\n\tINVALID (no connection)");
+      expect(r.stdout).toContain("nf_conntrack_log_invalid");
+      // One cause, one finding: neither NETFILTER_DROP's general text nor the chain's generic finding besides it.
+      expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+      expect(r.stdout).not.toContain("a firewall rule (netfilter) dropped the packet");
+      expect(r.stdout).not.toContain("packet is dropped by nftables: table");
+    } finally {
+      client.kill();
+      await server.stop();
+      await net.destroy();
+    }
+  });
+
   test("a bridge-family drop rule: the bridge's FORWARD hook and its chain", async () => {
     const [a, br, c] = [await Netns.create("dba"), await Netns.create("dbb"), await Netns.create("dbc")];
     try {

@@ -5,6 +5,7 @@ import { dropFunction, netfilterDropLocation } from "../lib/kernel";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, scaled, Skbtrail } from "../lib/skbtrail";
+import { dropUnixConnection } from "../lib/unix";
 
 const enabled = requireKernelTests();
 
@@ -150,6 +151,33 @@ describe.skipIf(!enabled)("skbtrail --drop on the host kernel", () => {
     expect(drop!.location).toMatch(/^__udp4_lib_rcv\+0x[0-9a-f]+$/);
     expect(new Date(drop!.time).getTime()).toBeGreaterThan(Date.now() - 60_000);
     expect(summary).toMatchObject({ kind: "summary", events: 1, lost: 0, stop: "count" });
+  });
+
+  test("an skb with no network layer is named by its socket, and a protocol filter leaves it out", async () => {
+    // This test process closes the listener: --pid keeps other processes' drops out.
+    const pid = String(process.pid);
+    const text = Skbtrail.start(["--drop", "--pid", pid]);
+    const json = Skbtrail.start(["--drop", "--json", "--pid", pid]);
+    const udp = Skbtrail.start(["--drop", "--json", "--pid", pid, "-p", "udp"]);
+    const runs = [text, json, udp];
+    try {
+      await Promise.all(runs.map((r) => r.ready()));
+      dropUnixConnection();
+      expect(await text.waitFor(/unix stream socket/)).toBe(true);
+      expect(await json.waitFor(/"socket":\{"family":"unix"/)).toBe(true);
+    } finally {
+      await Promise.all(runs.map((r) => r.stop()));
+    }
+    const { stdout } = await text.finished;
+    // The reason where the kernel gives one (SOCKET_CLOSE on 6.18), the location in the unix socket code.
+    expect(stdout).toMatch(/^\[\d+\.\d{6}\] unix stream socket \*(reason: [A-Z_]+, )?unix_\w+\+0x[0-9a-f]+\* \*packet is dropped by kernel\*$/m);
+    const drop = jsonLines((await json.finished).stdout).find((o) => o.kind === "drop" && o.socket);
+    expect(drop).toMatchObject({ socket: { family: "unix", type: "stream" }, l3: "unknown", saddr: null, daddr: null, pid: process.pid });
+    // -p udp saw the same drop in the kernel and left it out.
+    const udpLines = jsonLines((await udp.finished).stdout);
+    expect(udpLines.filter((o) => o.kind === "drop")).toEqual([]);
+    expect(udpLines.at(-1)).toMatchObject({ kind: "summary", unread: 0 });
+    expect(udpLines.at(-1)!.filtered).toBeGreaterThan(0);
   });
 
   test("--drop-stack prints the symbolized kernel stack of the drop", async () => {

@@ -12,6 +12,11 @@ import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 const enabled = requireKernelTests();
 const OPEN = 7401;
 const CLOSED = 7402;
+/** A port whose SYNs b's firewall drops (the --diag test's nftables table). */
+const SILENT = 7403;
+/** UDP: a receiver that never reads (serve.ts udp-full), and a port nothing listens on. */
+const UDP_FULL = 7404;
+const UDP_CLOSED = 7405;
 const MESSAGE = "hello sock";
 
 
@@ -151,6 +156,124 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(none.filter((l) => l.hook === "tcp_probe")).toEqual([]);
     expect(none.find((l) => l.kind === "connection")).toMatchObject({ end: "fin", rtt_samples: 0 });
     expect(none.find((l) => l.kind === "rtt_histogram")).toMatchObject({ samples: 0, buckets: [] });
+  });
+
+  test("--rtt-detail: one line per RTT sample and nothing else; the thresholds apply in the kernel", async () => {
+    if (!kernelHas("tcp_probe", "RTT samples")) return;
+    const args = ["--rtt-detail", "--json", "--netns", String(netnsA), "--dport", String(OPEN)];
+    const traffic = async () => void expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+    // No summary to wait for: the run ends at its timeout, after the traffic.
+    const run = async (more: string[]) => {
+      const t = Skbtrail.start([...args, ...more, "--timeout", String(scaled(4_000) / 1000)]);
+      await t.ready();
+      await traffic();
+      return t.finished;
+    };
+    const all = await run(["--tcp-rtt", "0.001"]);
+    expect(all.code).toBe(0);
+    const lines = jsonLines(all.stdout);
+    const samples = lines.filter((l) => l.kind === "rtt");
+    expect(samples.length).toBeGreaterThan(0);
+    for (const s of samples) {
+      expect(s).toMatchObject({ proto: "TCP", saddr: net.a.ip4, daddr: net.b.ip4, dport: OPEN, netns: netnsA });
+      expect(s.rtt_us).toBeGreaterThan(0);
+      expect(s.srtt_us).toBeGreaterThan(0);
+    }
+    expect(lines.filter((l) => l.kind !== "rtt" && l.kind !== "summary")).toEqual([]);
+    const none = await run(["--tcp-rtt", "60000"]);
+    expect(jsonLines(none.stdout).filter((l) => l.kind === "rtt")).toEqual([]);
+  });
+
+  test("--diag: a refused connect and an unanswered SYN get their findings (exit 1); a normal connection none", async () => {
+    for (const [tp, what] of [["tcp_receive_reset", "refused connect"], ["tcp_retransmit_skb", "SYN retransmissions"]] as const) if (!kernelHas(tp, what)) return;
+    // b drops the SYNs to SILENT; the table goes in finally.
+    await net.b.ns.chains({ table: "skbt_sockdiag", chain: "input", hook: "input", rules: [`tcp dport ${SILENT} drop`] });
+    try {
+      const t = Skbtrail.start(["--sock", "--diag", "--json", "--netns", String(netnsA), "-p", "tcp", "--addr", net.b.ip4]);
+      await t.ready();
+      expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+      expect(await net.a.ns.tcp(net.b.ip4, CLOSED)).not.toBe(0);
+      // The first SYN retransmission comes after 1 s (the kernel's initial RTO): give up connecting after 3 s.
+      expect(await net.a.ns.tcp(net.b.ip4, SILENT, { connectMs: 3000 })).not.toBe(0);
+      await t.waitFor(new RegExp(`"kind":"finding".*"dport":${SILENT}`), scaled(10_000));
+      const { stdout, code } = await t.stop("SIGINT");
+      const lines = jsonLines(stdout);
+      const findings = (port: number) => lines.filter((l) => l.kind === "finding" && l.dport === port);
+      expect(findings(CLOSED).map((f) => f.rule)).toEqual(["connection-refused"]);
+      expect(findings(CLOSED)[0]).toMatchObject({ level: "error", saddr: net.a.ip4, daddr: net.b.ip4, netns: netnsA, advice: expect.stringContaining(`ss -ltnp | grep ':${CLOSED}'`) });
+      expect(findings(SILENT).map((f) => f.rule)).toEqual(["syn-unanswered"]);
+      expect(findings(SILENT)[0]!.message).toMatch(/sent again [1-9]\d* times/);
+      expect(findings(OPEN)).toEqual([]);
+      // Each finding follows its connection's summary, and has the same key.
+      for (const port of [CLOSED, SILENT]) {
+        const summary = lines.findIndex((l) => l.kind === "connection" && l.dport === port);
+        const finding = lines.findIndex((l) => l.kind === "finding" && l.dport === port);
+        expect(summary).toBeGreaterThanOrEqual(0);
+        expect(finding).toBe(summary + 1);
+        expect(lines[finding]).toMatchObject({ start: lines[summary]!.start, sport: lines[summary]!.sport });
+      }
+      expect(lines.find((l) => l.kind === "connection" && l.dport === OPEN)).toMatchObject({ end: "fin" });
+      expect(code).toBe(1);
+    } finally {
+      await net.b.ns.sh("nft delete table inet skbt_sockdiag");
+    }
+  });
+
+  test("--diag text: the ANALYSIS RESULT block under the connection; --diag-quiet shows only connections with findings", async () => {
+    if (!kernelHas("tcp_receive_reset", "refused connect")) return;
+    const { stdout, code } = await traced(["--diag", "--diag-quiet", "--netns", String(netnsA), "-p", "tcp", "--addr", net.b.ip4], completeAndRefused, /analysis finished!/);
+    expect(code).toBe(1);
+    const b = net.b.ip4.replace(/\./g, "\\.");
+    expect(stdout).toMatch(new RegExp(`^\\[\\d+\\.\\d{6}\\] \\[connection +\\] TCP: [\\d.]+:\\d+ -> ${b}:${CLOSED} \\*reset received\\* .*\n-+ ANALYSIS RESULT -+\n\\[1\\] ERROR happens in connection:\n\tthe connection to ${b}:${CLOSED} was refused`, "m"));
+    // Quiet: no socket events, and the completed connection (no finding) is not shown.
+    expect(stdout).not.toContain("[inet_sock_set_state");
+    expect(stdout).not.toContain(`:${OPEN} `);
+  });
+
+  test("UDP: a receiver that never reads, flooded: its full receive queue with its address and memory; --diag's finding for the socket", async () => {
+    if (!kernelHas("udp_fail_queue_rcv_skb", "a UDP socket's full receive queue")) return;
+    const receiver = await net.b.ns.serve("udp-full", net.b.ip4, UDP_FULL);
+    try {
+      const t = Skbtrail.start(["--sock", "--diag", "--json", "-p", "udp", "--netns", String(netnsB), "--port", String(UDP_FULL)]);
+      await t.ready();
+      // Bounded: 64 datagrams of 1000 bytes, where the smallest buffer holds a few.
+      expect(await net.a.ns.udp(net.b.ip4, UDP_FULL, { count: 64, size: 1000 })).toBe(0);
+      await t.waitFor(/"hook":"udp_fail_queue_rcv_skb"/);
+      const { stdout, code } = await t.stop("SIGINT");
+      const lines = jsonLines(stdout);
+      const full = lines.filter((l) => l.kind === "sock" && l.hook === "udp_fail_queue_rcv_skb");
+      expect(full.length).toBeGreaterThan(0);
+      for (const e of full) {
+        // The socket's own address (bound, not connected: no remote end), no TCP state.
+        expect(e).toMatchObject({ proto: "UDP", saddr: net.b.ip4, sport: UDP_FULL, daddr: "0.0.0.0", dport: 0, netns: netnsB, state: null, tcp: null });
+        expect(e.notes[0]).toMatch(/^receive buffer full \(\d+ of \d+ bytes\): datagram dropped$/);
+        expect(e.mem.rcvbuf).toBeGreaterThan(0);
+        expect(e.mem.rmem_alloc).toBeGreaterThan(0);
+      }
+      const findings = lines.filter((l) => l.kind === "finding");
+      expect(findings).toMatchObject([{ rule: "receive-buffer-full", level: "warn", proto: "UDP", saddr: net.b.ip4, sport: UDP_FULL, netns: netnsB }]);
+      expect(findings[0]!.message).toContain(`was full ${full.length} times`);
+      // A warning: not the exit status of an error.
+      expect(code).toBe(0);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  test("UDP: a connected socket whose datagrams are refused: the error with its addresses, and --diag's finding (exit 1)", async () => {
+    if (!kernelHas("inet_sk_error_report", "errors reported to the application")) return;
+    const t = Skbtrail.start(["--sock", "--diag", "--json", "-p", "udp", "--netns", String(netnsA), "--dport", String(UDP_CLOSED)]);
+    await t.ready();
+    // The first datagram's ICMP port unreachable sets the connected socket's error.
+    expect(await net.a.ns.udp(net.b.ip4, UDP_CLOSED, { count: 3, connect: true })).toBe(0);
+    await t.waitFor(/"hook":"inet_sk_error_report"/);
+    const { stdout, code } = await t.stop("SIGINT");
+    const lines = jsonLines(stdout);
+    const error = lines.find((l) => l.kind === "sock" && l.hook === "inet_sk_error_report")!;
+    expect(error).toMatchObject({ proto: "UDP", saddr: net.a.ip4, daddr: net.b.ip4, dport: UDP_CLOSED, netns: netnsA, error: "ECONNREFUSED", state: null });
+    expect(error.sport).toBeGreaterThan(0);
+    expect(lines.filter((l) => l.kind === "finding")).toMatchObject([{ rule: "udp-port-unreachable", level: "error", saddr: net.a.ip4, sport: error.sport, daddr: net.b.ip4, dport: UDP_CLOSED }]);
+    expect(code).toBe(1);
   });
 
   test("-c stops after that many socket events; --timeout ends a quiet run", async () => {

@@ -162,6 +162,35 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
     }
   });
 
+  test("a packet socket reading every packet: its clones stay in their packet's block, and only the last free ends it", async () => {
+    // A tap as tcpdump opens one, reading each packet (skb:skb_copy_datagram_iovec sees its copy).
+    const ns = await Netns.create("clone");
+    const sniffer = await ns.serve("packet-read");
+    const t = Skbtrail.start(["--json", "-t", "link,life,skb_copy_datagram_iovec", "-p", "icmp", "--netns-current"], ["ip", "netns", "exec", ns.name]);
+    try {
+      await t.ready();
+      await ns.ping("127.0.0.1");
+      // The request's block ends once its last copy was read and freed.
+      expect(await t.waitFor(/"kind":"packet".*"icmp":\{"type":8,.*"hook":"skb_copy_datagram_iovec"/)).toBe(true);
+      expect(await t.waitFor(/"kind":"packet".*"icmp":\{"type":0,/)).toBe(true);
+    } finally {
+      await t.stop();
+      await sniffer.stop();
+      await ns.destroy();
+    }
+    const packets = jsonLines((await t.finished).stdout).filter((o) => o.kind === "packet");
+    const show = (p: Record<string, any>) => JSON.stringify(p.events.map((e: Record<string, any>) => `${e.hook} ${e.skb} ${e.notes.join("; ")}`), null, 1);
+    // No block of a clone alone: each starts where its packet was sent.
+    for (const p of packets) expect(p.events[0].hook, show(p)).not.toBe("skb_copy_datagram_iovec");
+    const request = packets.find((p) => p.events[0].icmp?.type === 8)!;
+    expect(request.skbs.length, show(request)).toBeGreaterThanOrEqual(2);
+    expect(request.events.filter((e: Record<string, any>) => e.hook === "skb_copy_datagram_iovec").length, show(request)).toBeGreaterThanOrEqual(1);
+    // One free ends the packet; the others freed a clone, or the original while a clone went on.
+    const frees = request.events.flatMap((e: Record<string, any>) => e.notes.filter((n: string) => /is freed \(normally\)/.test(n)));
+    expect(frees.filter((n: string) => n === "packet is freed (normally)"), show(request)).toHaveLength(1);
+    expect(frees.at(-1), show(request)).toBe("packet is freed (normally)");
+  });
+
   test("--json: one object per packet, events in time order", async () => {
     const t = Skbtrail.start(["--json", "-p", "udp", "--dport", "7305", "-c", "1"]);
     await t.ready();

@@ -31,6 +31,8 @@ export interface UdpOptions {
   count?: number;
   /** Wait for a datagram back; the exit code says whether it came. */
   reply?: boolean;
+  /** Connect the socket first: the kernel reports ICMP errors to a connected socket (ECONNREFUSED). */
+  connect?: boolean;
 }
 
 /** A process listening inside a namespace (serve.ts), until stop(). */
@@ -81,7 +83,7 @@ export class Netns {
   }
 
   /** Starts serve.ts here (see there for MODE and ARGS) and waits until it listens. */
-  async serve(mode: "udp" | "tcp" | "udp-full" | "packet", ...args: (string | number)[]): Promise<Server> {
+  async serve(mode: "udp" | "tcp" | "udp-full" | "packet" | "packet-read", ...args: (string | number)[]): Promise<Server> {
     const proc = Bun.spawn(["ip", "netns", "exec", this.name, "bun", `${LIB}/serve.ts`, mode, ...args.map(String)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const server = new Server(proc);
     const first = await proc.stdout.getReader().read();
@@ -100,12 +102,14 @@ export class Netns {
     if (o.size !== undefined) args.push("--size", String(o.size));
     if (o.count !== undefined) args.push("--count", String(o.count));
     if (o.reply) args.push("--reply");
+    if (o.connect) args.push("--connect");
     return this.bun("send.ts", args);
   }
 
-  /** A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed). */
-  tcp(daddr: string, dport: number, o: { message?: string } = {}): Promise<number> {
-    return this.bun("send.ts", ["tcp", daddr, String(dport), ...(o.message !== undefined ? ["--message", o.message] : [])]);
+  /** A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed); `connectMs`: give up connecting after that long. */
+  tcp(daddr: string, dport: number, o: { message?: string; connectMs?: number } = {}): Promise<number> {
+    const more = [...(o.message !== undefined ? ["--message", o.message] : []), ...(o.connectMs !== undefined ? ["--connect-ms", String(o.connectMs)] : [])];
+    return this.bun("send.ts", ["tcp", daddr, String(dport), ...more]);
   }
 
   /**

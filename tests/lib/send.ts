@@ -1,13 +1,17 @@
 // The sending side of test traffic, run inside a namespace (tests call it
 // through Netns.udp()/Netns.tcp() in netns.ts):
-//   bun tests/lib/send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait]
+//   bun tests/lib/send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] [--connect]
 //   bun tests/lib/send.ts udp DADDR DPORT SPORT [BYTES]     (the same, as tools/ call it)
-//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT]
+//   bun tests/lib/send.ts tcp DADDR DPORT [--message TEXT] [--connect-ms MS] [--wait]
 // udp: COUNT datagrams of BYTES from ADDR:N (any address, any port by
 // default); --reply waits for one datagram back (exit 1 without it); --wait
 // sends only after a line arrives on stdin, so a test can learn the sender's
-// pid first. tcp: connects (exit 1 when refused or unanswered); with
-// --message, writes it and reads until the server closes.
+// pid first; --connect connects the socket first (the kernel then reports
+// ICMP errors to it: ECONNREFUSED). tcp: connects (exit 1 when refused or
+// unanswered, giving up after --connect-ms, 5 s scaled by default); with
+// --message, writes it and reads until the server closes; --wait prints
+// "connected" and writes only after a line arrives on stdin, so a test can
+// change the firewall of a connection already open.
 import { parseArgs } from "node:util";
 import { scaled } from "./skbtrail";
 
@@ -20,12 +24,14 @@ const { values: opt, positionals } = parseArgs({
     count: { type: "string", default: "1" },
     reply: { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
+    connect: { type: "boolean", default: false },
     message: { type: "string" },
+    "connect-ms": { type: "string" },
   },
 });
 const [proto, addr, dport, sport = opt.sport, size = opt.size ?? "16"] = positionals;
 if ((proto !== "udp" && proto !== "tcp") || !addr || !(Number(dport) > 0)) {
-  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT]");
+  console.error("usage: send.ts udp DADDR DPORT [--sport N] [--from ADDR] [--size BYTES] [--count N] [--reply] [--wait] | tcp DADDR DPORT [--message TEXT] [--connect-ms MS] [--wait]");
   process.exit(2);
 }
 /** How long an answer may take (scaled for VMs). */
@@ -42,6 +48,7 @@ if (proto === "udp") {
   const socket = await Bun.udpSocket({
     port: sport ? Number(sport) : 0,
     hostname: opt.from ?? (addr.includes(":") ? "::" : "0.0.0.0"),
+    ...(opt.connect ? { connect: { hostname: addr, port: Number(dport) } } : {}),
     socket: {
       data: () => answered(),
       drain: () => drained(),
@@ -53,10 +60,10 @@ if (proto === "udp") {
   const payload = Buffer.alloc(Number(size), "x");
   const sendOne = (): boolean => {
     try {
-      return socket.send(payload, Number(dport), addr);
+      return opt.connect ? (socket as unknown as { send(d: Buffer): boolean }).send(payload) : socket.send(payload, Number(dport), addr);
     } catch {
       // An earlier datagram's ICMP error, reported here instead: send again.
-      return socket.send(payload, Number(dport), addr);
+      return opt.connect ? (socket as unknown as { send(d: Buffer): boolean }).send(payload) : socket.send(payload, Number(dport), addr);
     }
   };
   for (let i = 0; i < Number(opt.count); i++) {
@@ -85,9 +92,13 @@ try {
       port: Number(dport),
       socket: { data() {}, close: () => closed(), end: () => closed(), error: () => closed() },
     }),
-    ANSWER_MS,
+    opt["connect-ms"] !== undefined ? Number(opt["connect-ms"]) : ANSWER_MS,
     "connection",
   );
+  if (opt.wait) {
+    console.log("connected");
+    for await (const _ of console) break;
+  }
   if (opt.message !== undefined) {
     socket.write(opt.message);
     await within(done, ANSWER_MS, "answer");

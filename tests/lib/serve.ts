@@ -5,9 +5,11 @@
 //   bun tests/lib/serve.ts tcp PORT          answers each connection's first data with "ok", then closes
 //   bun tests/lib/serve.ts udp-full ADDR PORT  a UDP socket with the smallest receive buffer that is never read
 //   bun tests/lib/serve.ts packet            an AF_PACKET socket for every protocol (a packet tap, as tcpdump opens)
+//   bun tests/lib/serve.ts packet-read       the same, reading every packet as it comes (blocking: it only reads)
 // It lives until it is killed. Bun's socket API has no receive-buffer size
 // and no packet sockets: those two are opened through libc with bun:ffi.
 import { dlopen, FFIType, ptr } from "bun:ffi";
+import { writeSync } from "node:fs";
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -16,6 +18,7 @@ function libc() {
   const { symbols } = dlopen("libc.so.6", {
     socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
     bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   });
   return symbols;
@@ -76,8 +79,17 @@ switch (mode) {
   case "packet":
     if (libc().socket(AF_PACKET, SOCK_RAW, ETH_P_ALL_BE) < 0) fail("socket(AF_PACKET)");
     break;
+  case "packet-read": {
+    const c = libc();
+    const fd = c.socket(AF_PACKET, SOCK_RAW, ETH_P_ALL_BE);
+    if (fd < 0) fail("socket(AF_PACKET)");
+    // Blocking reads never return to the event loop: say so synchronously first.
+    writeSync(1, "listening\n");
+    const buf = new Uint8Array(65536);
+    for (;;) if (c.recv(fd, ptr(buf), buf.length, 0) < 0) fail("recv");
+  }
   default:
-    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | packet");
+    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | packet | packet-read");
     process.exit(2);
 }
 console.log("listening");

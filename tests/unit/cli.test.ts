@@ -45,6 +45,19 @@ describe("valid command lines", () => {
     expect(o).toMatchObject({ json: true, count: 100, timeout: 30, detail: true, date: true, dropStack: true, verbose: true, reasons: ["NO_SOCKET", "NETFILTER_DROP"] });
   });
 
+  test("--sock --diag: connections judged, --diag-quiet and --kb with it; without --sock, --diag stays packet diagnosis", () => {
+    expect(options("--sock", "--diag")).toMatchObject({ mode: "sock", sockDiag: true, diagQuiet: false });
+    expect(options("--sock", "--diag", "--diag-quiet", "--kb", "mine.yaml")).toMatchObject({ mode: "sock", sockDiag: true, diagQuiet: true, kb: "mine.yaml" });
+    expect(options("--sock")).toMatchObject({ mode: "sock", sockDiag: false });
+    expect(options("--diag")).toMatchObject({ mode: "diag", sockDiag: false });
+  });
+
+  test("--rtt-detail: socket mode with only RTT samples, as nettrace's; the thresholds and --rtt go with it", () => {
+    expect(options("--rtt-detail")).toMatchObject({ mode: "sock", rttDetail: true, sockDiag: false });
+    expect(options("--sock", "--rtt-detail", "--tcp-rtt", "10", "--rtt")).toMatchObject({ mode: "sock", rttDetail: true, rttHistogram: true, rttFilter: { rttMinMs: 10 } });
+    expect(options("--sock")).toMatchObject({ rttDetail: false });
+  });
+
   test("--netns and --netns-current", () => {
     expect(options("--drop", "--netns", "4026531840").filter.netns).toBe(4026531840);
     expect(options("--drop", "--netns-current").filter.netnsCurrent).toBe(true);
@@ -146,6 +159,13 @@ describe("usage errors name the flag and the fix", () => {
     [["--sock", "--tcp-flags", "S"], /^--tcp-flags does not apply to --sock/],
     [["--sock", "-i", "eth0"], /^--ifname does not apply to --sock/],
     [["--sock", "--monitor"], /^--monitor does not apply to --sock/],
+    [["--sock", "--diag", "--diag-keep"], /^--diag-keep does not apply to --sock --diag: it never stops at a finding \(use -c or --timeout to stop\)$/],
+    [["--sock", "--diag", "--hooks"], /^--hooks does not apply to --sock --diag/],
+    [["--sock", "--diag-quiet"], /^--diag-quiet works with --diag: add --diag$/],
+    [["--rtt-detail", "--diag"], /^--rtt-detail shows only RTT samples and --diag judges whole connections: use --sock --diag, or drop --diag$/],
+    [["--rtt-detail", "--drop"], /^--drop does not apply to --rtt-detail \(RTT samples of sockets\): remove it$/],
+    [["--rtt-detail", "--pkt-len", "100"], /^--pkt-len does not apply to --rtt-detail/],
+    [["run", "--rtt-detail", "--", "true"], /^--rtt-detail does not apply to skbtrail run: it reports drops$/],
     [["--drop", "--rtt"], /^--rtt works with --sock only: add --sock$/],
     [["--monitor", "--filter-srtt", "5"], /^--filter-srtt works with --sock only \(in --monitor: --tcp-srtt\): add --sock$/],
     [["--sock", "--tcp-srtt", "5", "--filter-srtt", "5"], /^--tcp-srtt and --filter-srtt are the same threshold: give one$/],

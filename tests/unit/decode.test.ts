@@ -69,6 +69,22 @@ describe("drop records captured from the kernel", () => {
     const e = drop("unknown_ethertype");
     expect(packetSummary(e.pkt)).toBe("ethertype 0x88b5");
     expect(packetJson(e.pkt)).toMatchObject({ l3: "ethertype 0x88b5", saddr: null, sport: null });
+    // Sent from a packet socket: the frame's own protocol names it, not the socket.
+    expect(e.pkt.skFamily).toBe(17);
+  });
+
+  test("a unix socket's skb (no network layer) is named by its socket, in text and JSON", () => {
+    const e = drop("unix_stream");
+    expect(packetSummary(e.pkt)).toBe("unix stream socket");
+    expect(packetJson(e.pkt)).toMatchObject({ l3: "unknown", proto: "unknown", saddr: null, sport: null, socket: { family: "unix", type: "stream" } });
+    // A packet with a network layer has no socket field, and without a socket it stays "unknown".
+    expect(packetJson(drop("udp4").pkt)).toMatchObject({ socket: null });
+    e.pkt.skFamily = 0;
+    expect(packetSummary(e.pkt)).toBe("unknown");
+    // Families and types the table lacks are shown by number.
+    e.pkt.skFamily = 99;
+    e.pkt.skType = 9;
+    expect(packetSummary(e.pkt)).toBe("family 99 type 9 socket");
   });
 
   test("a record of another version is not decoded as a drop", () => {

@@ -46,12 +46,12 @@ interface Step {
 
 function life(steps: Step[], base: Partial<Packet> = UDP): HookLine[] {
   return steps.map((s, i) => {
-    const pkt = { parsed: 6, tcpFlags: 0, tcpSeq: 0, tcpAck: 0, icmpType: 0, icmpCode: 0, icmpId: 0, icmpSeq: 0, arpOp: 0, vlan: 0, ttl: 64, ...base, ...s.pkt } as Packet;
+    const pkt = { parsed: 6, tcpFlags: 0, tcpSeq: 0, tcpAck: 0, icmpType: 0, icmpCode: 0, icmpId: 0, icmpSeq: 0, arpOp: 0, vlan: 0, ttl: 64, skFamily: 0, skType: 0, ...base, ...s.pkt } as Packet;
     const e: HookEvent = {
       kind: "hook", cpu: 0, timeNs: 1000 + i, pkt, ctxId: 1, func: s.tp ? 0 : 0x9000 + i, tracepoint: s.tp ?? 0, phase: 0,
       flags: s.drop ? 5 : 0, retval: 0, skb2: "", skb2Key: 0, location: { hi: 0xffffffff, lo: s.drop?.at ?? 0 }, reason: s.drop?.reason ?? 0,
       info: s.info ?? [0, 0], stackId: -1,
-      meta: { skb: "ffff888100000000", skbKey: 1, len: 0, mark: 0, ifindex: 2, netns: 1, pid: 1, ifname: "veth1", comm: "x" },
+      meta: { skb: "ffff888100000000", skbKey: 1, len: 0, mark: 0, ifindex: 2, netns: 1, pid: 1, ifname: "veth1", comm: "x", ct: 0 },
       nf: s.nf ? { family: 2, hook: 1, tableFamily: 1, table: "", chain: "", hookFuncs: [], ...s.nf } : undefined,
     };
     const ret = s.ret === undefined ? undefined : { ...e, phase: 1, retval: s.ret };

@@ -19,6 +19,7 @@ describe("chains on a hook", () => {
       {
         family: "inet", table: "t1", chain: "input", policy: "accept",
         dropRules: ["ct state invalid drop", "ip saddr @blocked drop", "tcp dport 8080 reject with tcp reset", 'udp dport { 53, 54 } counter packets 0 bytes 0 drop comment "no dns"'],
+        invalidRules: ["ct state invalid drop"],
       },
     ]);
   });
@@ -29,6 +30,27 @@ describe("chains on a hook", () => {
       "ip6 t6 in6: icmpv6 type echo-request drop",
     ]);
     expect(chainsOnHook(ruleset, "forward", "ipv4")).toMatchObject([{ chain: "forward", policy: "drop", dropRules: [] }]);
+  });
+
+  test("rules that drop what conntrack calls INVALID: a state, a list or a set that includes it, never its negation or an accept", () => {
+    const chain = { family: "inet", table: "t", name: "input", hook: "input", policy: "accept" };
+    const rule = (handle: number, right: unknown, op = "in", verdict: Record<string, null> = { drop: null }) => ({
+      rule: { family: "inet", table: "t", chain: "input", handle, expr: [{ match: { op, left: { ct: { key: "state" } }, right } }, verdict] },
+    });
+    const rules: Ruleset = {
+      nftables: [
+        { chain },
+        rule(2, "invalid"),
+        rule(3, ["invalid", "untracked"]),
+        rule(4, { set: ["untracked", "invalid"] }, "=="),
+        rule(5, "invalid", "!="),
+        rule(6, ["established", "related"]),
+        rule(7, "invalid", "in", { accept: null }),
+        rule(8, "invalid", "in", { reject: null }),
+      ],
+      text: new Map(),
+    };
+    expect(chainsOnHook(rules, "input", "ipv4")[0]!.invalidRules).toEqual(["(rule handle 2)", "(rule handle 3)", "(rule handle 4)", "(rule handle 8)"]);
   });
 
   test("a bridged packet meets only bridge chains", () => {

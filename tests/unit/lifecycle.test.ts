@@ -8,6 +8,7 @@ import { event_kind, hook_flags, hook_phase, tracepoint_id } from "../../src/abi
 import { decodeHook, type HookEvent } from "../../src/events/decode";
 import { Lifecycle, type LifecycleLimits, type PacketContext } from "../../src/events/lifecycle";
 import { tracepointById } from "../../src/plan/tracepoints";
+import { annotate } from "../../src/events/line";
 import captured from "../fixtures/lifecycles.json";
 
 /** The captured records, decoded afresh (tests change them). */
@@ -104,6 +105,72 @@ describe("variations", () => {
     expect(out).toHaveLength(1);
     expect(out[0]!.skbs).toEqual([events[0]!.meta.skb]);
     expect(out[0]).toMatchObject({ end: "freed" });
+  });
+
+  /** A copy of `e` about another skb (the clone), at `timeNs`. */
+  const onSkb = (e: HookEvent, skb: string, skbKey: number, timeNs: number): HookEvent => ({
+    ...e,
+    meta: { ...e.meta, skb, skbKey }, // the decoded skb is a getter: a plain object takes the clone's
+    timeNs,
+  });
+
+  test("a clone freed before the original's end: one block, and its free is the clone's, not the packet's", () => {
+    const events = request();
+    const origFree = events.at(-1)!;
+    const cloneEvent = { ...events[1]!, flags: hook_flags.HOOK_CLONE, phase: hook_phase.PHASE_RETURN, skb2: "ffff88810000aa00", skb2Key: 0x88810000aa00 };
+    // The clone is freed in the middle of the original's path (a packet socket read it).
+    const cloneFree = onSkb(origFree, cloneEvent.skb2, cloneEvent.skb2Key, (events[2]!.timeNs + events[3]!.timeNs) / 2);
+    const { out, life } = group([...events.slice(0, 2), cloneEvent, events[2]!, cloneFree, ...events.slice(3, -1)]);
+    // Long after the clone's free the packet is still open: its original lives on.
+    life.flush(last(events) + LIMITS.settleNs * 2);
+    expect(out).toHaveLength(0);
+    life.add(origFree);
+    life.flush(last(events) + LIMITS.settleNs * 3);
+    life.flush(last(events) + LIMITS.settleNs * 5);
+    expect(out).toHaveLength(1);
+    const [ctx] = out;
+    expect(ctx!.skbs).toEqual([events[0]!.meta.skb, cloneEvent.skb2]);
+    expect(ctx!.events).toContain(cloneFree);
+    expect(Lifecycle.freeRole(ctx!, cloneFree)).toBe("clone");
+    expect(Lifecycle.freeRole(ctx!, origFree)).toBe("packet");
+    const namer = { reason: () => undefined, symbol: () => "f+0x1", rstReason: () => undefined };
+    expect(annotate(cloneFree, "consume_skb", namer, undefined, Lifecycle.freeRole(ctx!, cloneFree))).toEqual(["a clone of the packet is freed (normally); the packet goes on"]);
+    expect(annotate(origFree, "consume_skb", namer, undefined, Lifecycle.freeRole(ctx!, origFree))).toEqual(["packet is freed (normally)"]);
+  });
+
+  test("the original freed while its clone lives on: its free says so, and the clone's free ends the packet", () => {
+    const events = request();
+    const origFree = events.at(-1)!;
+    const cloneEvent = { ...events[1]!, flags: hook_flags.HOOK_CLONE, phase: hook_phase.PHASE_RETURN, skb2: "ffff88810000bb00", skb2Key: 0x88810000bb00 };
+    const cloneFree = onSkb(origFree, cloneEvent.skb2, cloneEvent.skb2Key, origFree.timeNs + 50);
+    const { out, life } = group([...events.slice(0, 2), cloneEvent, ...events.slice(2), cloneFree]);
+    life.flushAll();
+    expect(out).toHaveLength(1);
+    expect(Lifecycle.freeRole(out[0]!, origFree)).toBe("original");
+    expect(Lifecycle.freeRole(out[0]!, cloneFree)).toBe("packet");
+  });
+
+  test("a clone first seen after the original's free (tracepoints: found by its data) keeps the block open until its own free", () => {
+    const events = request();
+    const origFree = events.at(-1)!;
+    // A packet socket reads its clone after the original was consumed: the kernel joined it to the packet.
+    const read = { ...onSkb(events[0]!, "ffff88810000cc00", 0x88810000cc00, origFree.timeNs + 100), flags: hook_flags.HOOK_JOINED, tracepoint: tracepoint_id.TP_SKB_COPY_DATAGRAM_IOVEC };
+    const cloneFree = onSkb(origFree, read.meta.skb, read.meta.skbKey, origFree.timeNs + 200);
+    const { out, life } = group(events);
+    life.flush(origFree.timeNs); // the original's free is seen: the packet starts settling…
+    life.add(read); // …when its clone shows up
+    life.flush(origFree.timeNs + LIMITS.settleNs * 2);
+    expect(out).toHaveLength(0);
+    life.add(cloneFree);
+    life.flush(cloneFree.timeNs + LIMITS.settleNs * 3);
+    life.flush(cloneFree.timeNs + LIMITS.settleNs * 5);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.skbs).toEqual([events[0]!.meta.skb, read.meta.skb]);
+    expect(out[0]!.events.slice(-2)).toEqual([read, cloneFree]);
+    expect(Lifecycle.freeRole(out[0]!, origFree)).toBe("original");
+    expect(Lifecycle.freeRole(out[0]!, cloneFree)).toBe("packet");
+    const namer = { reason: () => undefined, symbol: () => "f+0x1", rstReason: () => undefined };
+    expect(annotate(read, "skb_copy_datagram_iovec", namer)).toContain("clone of the packet, first seen here");
   });
 
   test("a function's return after the free does not bring the skb back to life", () => {

@@ -5,8 +5,8 @@
 import { describe, expect, test } from "bun:test";
 import { event_kind, event_version, layout, tracepoint_id } from "../../src/abi/layout.generated";
 import { recordKind, type RecordBytes } from "../../src/events/decode";
-import { Connections, decodeSock, durationText, errnoName, NO_RTT, RttLog2, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
-import { connectionJson, sockJson } from "../../src/output/json";
+import { Connections, decodeSock, durationText, errnoName, NO_RTT, RttLog2, rttSampleNote, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { connectionJson, rttSampleJson, sockJson } from "../../src/output/json";
 import { colorsFor, connectionLine, rttTableLines, sockLine, type TextStyle } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
 
@@ -92,6 +92,9 @@ describe("sock_event records", () => {
     expect(sockNotes(ev({ tp: T.TP_TCP_RECEIVE_RESET, state: "SYN_SENT", timeUs: 1 }), namer)).toEqual(["reset received: connection refused"]);
     expect(sockNotes(ev({ tp: T.TP_INET_SK_ERROR_REPORT, state: "CLOSE", timeUs: 1, arg: 111 }), namer)).toEqual(["error reported to the application: ECONNREFUSED"]);
     expect(sockNotes(ev({ tp: T.TP_TCP_CONG_STATE_SET, state: "ESTABLISHED", timeUs: 1, arg: 4 }), namer)).toEqual(["CA_Open -> CA_Loss"]);
+    // UDP's queueing failure, by its rc.
+    expect(sockNotes(ev({ tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, state: "CLOSE", timeUs: 1, arg: -12, tcp: false }), namer)).toEqual(["receive buffer full (0 of 0 bytes): datagram dropped"]);
+    expect(sockNotes(ev({ tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, state: "CLOSE", timeUs: 1, arg: -105, tcp: false }), namer)).toEqual(["memory limit of the protocol reached: datagram dropped"]);
     expect(errnoName(104)).toBe("ECONNRESET");
     expect([durationText(37), durationText(1500), durationText(37_000), durationText(12_000_000)]).toEqual(["37µs", "1.5ms", "37ms", "12.0s"]);
   });
@@ -179,6 +182,17 @@ describe("lines", () => {
     );
     const json = JSON.parse(connectionJson(summary!, style.clock));
     expect(json).toMatchObject({ kind: "connection", saddr: "10.0.0.1", sport: 40000, daddr: "10.0.0.2", dport: 80, duration_us: 3000, handshake_us: 1000, end: "reset_sent", reset_reason: "NO_SOCKET", rtt_samples: 0, rtt_min_us: null, bytes_out: 5, bytes_in: 9 });
+  });
+
+  test("--rtt-detail: nettrace's srtt and rtt note with the minimum; JSON kind rtt", () => {
+    const e = ev({ tp: T.TP_TCP_PROBE, state: "ESTABLISHED", timeUs: 153_345_912, rttUs: 36_000 });
+    e.srttUs = 37_000;
+    expect(rttSampleNote(e)).toBe("srtt:37ms, rtt:36ms, rtt_min:36ms");
+    expect(sockLine(e, "tcp_probe", "ESTABLISHED", "CA_Open", [rttSampleNote(e)], style)).toBe(
+      "[153.345912] [tcp_probe           ] TCP: 10.0.0.1:40000 -> 10.0.0.2:80 ESTABLISHED CA_Open out:(p0 r0) mem:(w0 r0) *srtt:37ms, rtt:36ms, rtt_min:36ms*",
+    );
+    const j = JSON.parse(rttSampleJson(e, "ESTABLISHED", "CA_Open", new Clock()));
+    expect(j).toMatchObject({ kind: "rtt", proto: "TCP", saddr: "10.0.0.1", sport: 40000, daddr: "10.0.0.2", dport: 80, rtt_us: 36_000, srtt_us: 37_000, min_rtt_us: 36_000, state: "ESTABLISHED", ca_state: "CA_Open", sk: "ffff888100001000" });
   });
 
   test("JSON of an event: names, TCP fields, no minimum RTT before a sample", () => {

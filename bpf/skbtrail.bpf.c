@@ -48,12 +48,14 @@ const volatile struct {
 	enum monitor_what monitor_what;
 	enum rtt_bucket_bound rtt_bound;
 	enum rtt_hist_index rtt_index;
+	enum latency_slots latency_slots;
 	enum ct_seen ct_seen;
 	struct drop_event drop;
 	struct nf_event nf;
 	struct capture capture;
 	struct monitor_event monitor;
 	struct sock_event sock;
+	struct latency_event latency;
 	struct drop_count_key drop_count;
 	struct nf_count_key nf_count;
 	struct mon_count_key mon_count;

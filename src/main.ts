@@ -13,6 +13,7 @@ import { checkRuleFile } from "./modes/kb-check";
 import { PacketCapture } from "./modes/pcap";
 import { ChildCommand, prepareGate, runGate } from "./modes/run";
 import { MetricsServer } from "./modes/metrics-server";
+import { runLatency } from "./modes/latency";
 import { runMonitor } from "./modes/monitor";
 import { runSock } from "./modes/sock";
 import { StopControl, type StopReason } from "./modes/stop";
@@ -142,6 +143,8 @@ async function main(argv: string[]): Promise<number> {
       return exitCode;
     } else if (opts.mode === "drop") {
       out.summary(await runDrop(opts, kernel, out, stop, { pcap, metrics }));
+    } else if (opts.mode === "latency") {
+      out.summary(await runLatency(opts, kernel, out, stop));
     } else if (opts.mode === "sock") {
       const { summary, errorFound } = await runSock(opts, kernel, out, stop);
       out.summary(summary);

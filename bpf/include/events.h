@@ -21,6 +21,7 @@ enum event_kind {
 	EVENT_NF = 3,   /* a netfilter hook: struct nf_event */
 	EVENT_MONITOR = 4, /* something abnormal seen by --monitor: struct monitor_event */
 	EVENT_SOCK = 5,    /* --sock: a socket tracepoint fired: struct sock_event */
+	EVENT_LATENCY = 6, /* --latency: a packet's path took at least --min-latency: struct latency_event */
 };
 
 /* Bits of event_header.flags. */
@@ -56,6 +57,19 @@ enum hook_flags {
 /* Bits of the hook_flags map: per-hook settings made by TypeScript. */
 enum hook_setting {
 	SETTING_STACK = 1, /* record the kernel stack */
+	SETTING_MATCH = 2, /* --trace-matcher: a packet may be matched (start its context or measurement) here */
+	SETTING_END = 4,   /* --latency --trace-free: a packet's measurement ends here */
+};
+
+/*
+ * --latency-summary: the lat_hist map. Slot i < LAT_BUCKETS counts packets
+ * whose latency in µs is in [2^i, 2^(i+1)) (slot 0: under 2 µs; the last
+ * one: everything above); then the sum of the latencies in µs.
+ */
+enum latency_slots {
+	LAT_BUCKETS = 32,
+	LAT_SUM_US = 32,
+	LAT_SLOTS = 33,
 };
 
 /*
@@ -244,6 +258,33 @@ struct hook_event {
 	__u8 phase;        /* enum hook_phase */
 	__u8 flags;        /* enum hook_flags */
 	__u8 pad[2];
+};
+
+/*
+ * --latency: one packet whose path, from the first hook of the matcher set
+ * to its end (its free, or a --trace-free hook), took at least
+ * --min-latency. The packet and meta are as seen at the first hook. Hooks
+ * are named as in the hook_flags map: a function's address or an enum
+ * tracepoint_id. Also the value of the kernel's per-skb map (lat_start)
+ * while the packet is on its way.
+ */
+struct latency_event {
+	struct event_header hdr;
+	struct skb_meta meta;
+	struct packet pkt;
+	__u64 first_hook;
+	__u64 last_hook;   /* the last hook before the end */
+	__u64 end_hook;    /* the hook that ended the measurement */
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 end_ns;
+	__u64 latency_ns;  /* first to last, or to the end with --latency-free */
+	__u64 location;    /* ended by a drop: where */
+	__u32 reason;      /* ended by a drop: enum skb_drop_reason value */
+	__u32 hooks;       /* hooks seen from the first to the end, both included */
+	__u8 end_flags;    /* enum hook_flags of the end (HOOK_FREE, HOOK_DROP) */
+	__u8 pad[3];
+	__u32 flow;        /* kernel side: flow_hash() of the addresses last seen (a reused skb shows their reverse) */
 };
 
 /* Netfilter details of nf_hook_slow / nft_do_chain / ipt_do_table. */
@@ -441,6 +482,14 @@ struct skbtrail_config {
 	__u32 minrtt_min_us;          /* --sock --filter-minrtt: the connection's minimum RTT at or above */
 	__u32 nft_hooked;             /* --monitor: nft_do_chain is hooked (function hooks; nf_tables loaded) */
 	__u32 func_by_ip;             /* no attach cookies (before 5.15): kprobes name their function by IP */
+	__u64 latency_min_ns;         /* --latency: packets at or above this are reported (or counted) */
+	__u8 latency;                 /* --latency mode: measure paths in the kernel, write only slow ones */
+	__u8 latency_free;            /* --latency-free: the end hook's time counts */
+	__u8 latency_summary;         /* --latency-summary: count into lat_hist, write no records */
+	__u8 latency_custom_end;      /* --trace-free: hooks with SETTING_END end; frees only forget */
+	__u8 no_clone;                /* --trace-noclone: clones do not join their packet */
+	__u8 has_matcher;             /* --trace-matcher (lifecycles): only hooks with SETTING_MATCH start a packet */
+	__u8 pad5[2];
 };
 
 #endif /* SKBTRAIL_EVENTS_H */

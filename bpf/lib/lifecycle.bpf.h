@@ -193,6 +193,9 @@ static __always_inline __u64 func_stats_hit(struct sk_buff *skb, __u64 key)
 	return 0;
 }
 
+/* --latency's path (needs scratch, hook settings and struct hit from above). */
+#include "latency.bpf.h"
+
 /*
  * Records the hit if the skb is tracked or matches the filters. With `nf`,
  * it is an nf_event: the caller filled scratch_event()->nf. Returns the
@@ -210,6 +213,8 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 
 	if (!TRACING || !skb)
 		return 0;
+	if (CFG.latency)
+		return latency_hit(skb, h);
 	if (CFG.func_stats)
 		return func_stats_hit(skb, h->func ? h->func : h->tracepoint);
 	if (!CFG.pkt_fixed && tracked_any)
@@ -217,6 +222,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	/* A normal free of an skb never seen is no packet's story (the kernel
 	 * often frees a packet after copying it); a drop always is. */
 	if (!known && !CFG.pkt_fixed && (flags & HOOK_FREE) && !(flags & HOOK_DROP))
+		return 0;
+	/* --trace-matcher: a packet not followed yet starts only at those hooks. */
+	if (!known && !h->ctx_hint && CFG.has_matcher && !(hook_settings(h) & SETTING_MATCH))
 		return 0;
 	e = scratch_event();
 	if (!e)
@@ -240,8 +248,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 			known->flow = flow;
 		}
 	}
-	/* A clone of a followed packet, never seen before: it joins its packet. */
-	if (!known && !h->ctx_hint && !CFG.pkt_fixed && tracked_any) {
+	/* A clone of a followed packet, never seen before: it joins its packet
+	 * (not with --trace-noclone). */
+	if (!known && !h->ctx_hint && !CFG.pkt_fixed && !CFG.no_clone && tracked_any) {
 		entry.ctx_id = clone_context(skb, &he->pkt, &entry.flow);
 		if (entry.ctx_id)
 			flags |= HOOK_JOINED;
@@ -276,7 +285,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 		}
 	}
 	if (!CFG.pkt_fixed) {
-		if ((h->flags & HOOK_CLONE) && h->skb2) {
+		if ((h->flags & HOOK_CLONE) && h->skb2 && !CFG.no_clone) {
 			__u64 clone = h->skb2;
 
 			track(&clone, &entry);
@@ -326,7 +335,13 @@ static __always_inline int on_slab_free(void *ptr)
 	struct tracked_skb *known;
 	struct hook_event *he;
 
-	if (!TRACING || !tracked_any)
+	if (!TRACING)
+		return 0;
+	if (CFG.latency) {
+		latency_slab_free(key);
+		return 0;
+	}
+	if (!tracked_any)
 		return 0;
 	known = bpf_map_lookup_elem(&tracked, &key);
 	if (!known)

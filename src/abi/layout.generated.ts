@@ -11,6 +11,7 @@ export const event_kind = {
   EVENT_NF: 3,
   EVENT_MONITOR: 4,
   EVENT_SOCK: 5,
+  EVENT_LATENCY: 6,
 } as const;
 
 export const event_flags = {
@@ -41,6 +42,14 @@ export const hook_flags = {
 
 export const hook_setting = {
   SETTING_STACK: 1,
+  SETTING_MATCH: 2,
+  SETTING_END: 4,
+} as const;
+
+export const latency_slots = {
+  LAT_BUCKETS: 32,
+  LAT_SUM_US: 32,
+  LAT_SLOTS: 33,
 } as const;
 
 export const tracepoint_id = {
@@ -217,6 +226,27 @@ export const layout = {
       pad: { offset: 214, size: 2, type: "__u8[2]" },
     },
   },
+  latency_event: {
+    size: 232,
+    fields: {
+      hdr: { offset: 0, size: 24, type: "struct event_header" },
+      meta: { offset: 24, size: 64, type: "struct skb_meta" },
+      pkt: { offset: 88, size: 64, type: "struct packet" },
+      first_hook: { offset: 152, size: 8, type: "__u64" },
+      last_hook: { offset: 160, size: 8, type: "__u64" },
+      end_hook: { offset: 168, size: 8, type: "__u64" },
+      first_ns: { offset: 176, size: 8, type: "__u64" },
+      last_ns: { offset: 184, size: 8, type: "__u64" },
+      end_ns: { offset: 192, size: 8, type: "__u64" },
+      latency_ns: { offset: 200, size: 8, type: "__u64" },
+      location: { offset: 208, size: 8, type: "__u64" },
+      reason: { offset: 216, size: 4, type: "__u32" },
+      hooks: { offset: 220, size: 4, type: "__u32" },
+      end_flags: { offset: 224, size: 1, type: "__u8" },
+      pad: { offset: 225, size: 3, type: "__u8[3]" },
+      flow: { offset: 228, size: 4, type: "__u32" },
+    },
+  },
   nf_info: {
     size: 200,
     fields: {
@@ -358,7 +388,7 @@ export const layout = {
     },
   },
   skbtrail_config: {
-    size: 296,
+    size: 312,
     fields: {
       saddr: { offset: 0, size: 36, type: "struct addr_filter" },
       daddr: { offset: 36, size: 36, type: "struct addr_filter" },
@@ -402,6 +432,14 @@ export const layout = {
       minrtt_min_us: { offset: 284, size: 4, type: "__u32" },
       nft_hooked: { offset: 288, size: 4, type: "__u32" },
       func_by_ip: { offset: 292, size: 4, type: "__u32" },
+      latency_min_ns: { offset: 296, size: 8, type: "__u64" },
+      latency: { offset: 304, size: 1, type: "__u8" },
+      latency_free: { offset: 305, size: 1, type: "__u8" },
+      latency_summary: { offset: 306, size: 1, type: "__u8" },
+      latency_custom_end: { offset: 307, size: 1, type: "__u8" },
+      no_clone: { offset: 308, size: 1, type: "__u8" },
+      has_matcher: { offset: 309, size: 1, type: "__u8" },
+      pad5: { offset: 310, size: 2, type: "__u8[2]" },
     },
   },
 } as const;

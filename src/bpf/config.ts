@@ -59,6 +59,23 @@ export interface ConfigInput {
   monitor?: MonitorConfig;
   /** RTT samples kept (--monitor, --sock); 0 or absent: no threshold. */
   rttThresholds?: RttThresholds;
+  /** --latency: measure paths in the kernel (bpf/lib/latency.bpf.h). */
+  latency?: LatencyConfig;
+  /** --trace-noclone: a clone does not join its packet. */
+  noClone?: boolean;
+  /** --trace-matcher (lifecycles): only hooks with SETTING_MATCH start a packet. */
+  hasMatcher?: boolean;
+}
+
+export interface LatencyConfig {
+  /** Packets at or above this are reported (or counted with `summary`). */
+  minNs: number;
+  /** --latency-free: the end hook's time counts. */
+  countFree: boolean;
+  /** --latency-summary: a histogram in the kernel, no records. */
+  summary: boolean;
+  /** --trace-free: hooks marked SETTING_END end measurements; frees only forget them. */
+  customEnd: boolean;
 }
 
 /** --tcp-rtt, --tcp-srtt (--filter-srtt), --filter-minrtt: thresholds on RTT samples, ms. */
@@ -179,6 +196,16 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     v.setUint8(C.rtt_events.offset, m.rttEvents ? 1 : 0);
     v.setUint8(C.ca_loss.offset, m.caLoss);
   }
+  const lat = input.latency;
+  if (lat) {
+    v.setBigUint64(C.latency_min_ns.offset, BigInt(Math.round(lat.minNs)), true);
+    v.setUint8(C.latency.offset, 1);
+    v.setUint8(C.latency_free.offset, lat.countFree ? 1 : 0);
+    v.setUint8(C.latency_summary.offset, lat.summary ? 1 : 0);
+    v.setUint8(C.latency_custom_end.offset, lat.customEnd ? 1 : 0);
+  }
+  v.setUint8(C.no_clone.offset, input.noClone ? 1 : 0);
+  v.setUint8(C.has_matcher.offset, input.hasMatcher ? 1 : 0);
   const rtt = input.rttThresholds;
   if (rtt) {
     v.setUint32(C.rtt_min_us.offset, rtt.rttUs, true);

@@ -24,7 +24,7 @@ export const args = {
   ifname: s("filter by network interface name", "i", "IFNAME"),
   mark: s("filter by skb mark, VALUE[/MASK]", undefined, "MARK"),
   reason: s("--drop: keep only these drop reasons, e.g. NO_SOCKET,NETFILTER_DROP", undefined, "NAMES"),
-  "min-latency": s("filter by the minimal time to live of the skb in ms", undefined, "MS"),
+  "min-latency": s("keep only packets that lived at least this long, e.g. 500us, 2ms, 1s; a bare number is milliseconds (nettrace's manual; current nettrace reads µs)", undefined, "TIME"),
   "tcp-rtt": s("--monitor: also report TCP RTT samples of at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
   "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
   "filter-srtt": s("--sock: only RTT samples whose smoothed RTT is at least MS milliseconds (nettrace's newer name of --tcp-srtt)", undefined, "MS"),
@@ -63,6 +63,15 @@ export const args = {
   "metrics-max-series": s("--metrics: at most N series per metric (default 1000); more go to the label value 'other'", undefined, "N"),
   "pkt-fixed": b("the packet is not NATed: don't follow it by skb address"),
   "trace-stack": s("print call stacks for these traces", undefined, "LIST"),
+  "latency-show": b("packet lifecycles: show each hook's delay since the packet's previous hook, and the packet's total"),
+  latency: b("'latency' mode: measure each packet's time through the stack in the kernel, first hook to free; report only those at or above --min-latency"),
+  "latency-summary": b("--latency: print the distribution of latencies (log2 table) at the end instead of packets"),
+  "latency-free": b("--latency: the free (or --trace-free hook) counts: measure up to it, not to the hook before it"),
+  "trace-matcher": s("hooks where a packet may be matched and start its lifecycle, or --latency's measurement (default: every traced hook)", undefined, "LIST"),
+  "trace-free": s("--latency: hooks that end a measurement, instead of the packet's free", undefined, "LIST"),
+  "trace-exclude": s("remove these hooks or groups from the traced set", undefined, "LIST"),
+  "trace-noclone": b("don't follow clones of a packet (skb_clone)"),
+  "tiny-show": b("shorter lines: a packet's summary only where it changes (a block's first line, after NAT; --basic: the next packet)"),
   backend: s(`force how functions are hooked: ${BACKENDS.join(", ")}`, undefined, "NAME"),
   "btf-path": s("use this vmlinux BTF file (e.g. from BTFHub) on a kernel without /sys/kernel/btf/vmlinux", undefined, "FILE"),
   kb: s("--diag: add the rules of this YAML file to the built-in ones", undefined, "FILE"),
@@ -99,6 +108,9 @@ Examples:
   skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
   skbtrail --rtt-detail --tcp-rtt 10              every TCP RTT sample of 10 ms or more, one line each
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
+  skbtrail --latency --min-latency 2ms            packets that spent 2 ms or more in the stack, measured in the kernel
+  skbtrail --latency --latency-summary --timeout 10
+                                                  the distribution of packet latencies over 10 s
   skbtrail --sock --diag -p tcp --dport 5432      what went wrong on each connection to port 5432 (refused, unanswered, resets, loss)
   skbtrail --drop --pcap drops.pcapng            the dropped packets' bytes, for Wireshark, with reason and location
   skbtrail kb check my-rules.yaml                 validate a rule file for --kb (or an --expect file)

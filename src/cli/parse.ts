@@ -9,12 +9,21 @@ import type { Filter, RttFilter } from "../bpf/config";
 import { BACKENDS, type BackendChoice } from "../plan/plan";
 import { args } from "./flags";
 import {
-  parseAddr, parseAmount, parseCount, parseIfname, parseLengthRange, parseList, parseListen, parseMark, parsePort, parseProto, parseTcpFlags, type Listen,
+  parseAddr, parseAmount, parseCount, parseDuration, parseIfname, parseLengthRange, parseList, parseListen, parseMark, parsePort, parseProto, parseTcpFlags, type Listen,
 } from "./values";
 
 export interface MonitorOptions {
   /** --aggregate: repeats are summed up over this many seconds. */
   aggregateSeconds: number;
+}
+
+export interface LatencyOptions {
+  /** --latency-summary: a histogram at the end, no packets. */
+  summary: boolean;
+  /** --latency-free: the end hook's time counts. */
+  countFree: boolean;
+  /** --trace-free: where they end; undefined: the packet's free. */
+  free?: string[];
 }
 
 export interface Options {
@@ -23,7 +32,9 @@ export interface Options {
    * line per hook; diag: lifecycles with findings; monitor: abnormal events,
    * counted in the kernel; sock: socket events and connection summaries.
    */
-  mode: "drop" | "trace" | "basic" | "diag" | "monitor" | "sock";
+  mode: "drop" | "trace" | "basic" | "diag" | "monitor" | "sock" | "latency";
+  /** --latency's settings (mode "latency"). */
+  latency?: LatencyOptions;
   monitor?: MonitorOptions;
   /** --tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt (--monitor, --sock): RTT samples at or above. */
   rttFilter: RttFilter;
@@ -48,6 +59,17 @@ export interface Options {
   ret: boolean;
   pktFixed: boolean;
   traceStack?: string[];
+  /** --latency-show: delays between a packet's hooks and its total (lifecycle output). */
+  latencyShow: boolean;
+  /** --trace-matcher: hooks where a packet may start (its context, or --latency's measurement); undefined: every traced hook. */
+  traceMatcher?: string[];
+  /** --trace-exclude: hooks and groups taken out of the selection. */
+  traceExclude?: string[];
+  /** --trace-noclone: clones do not join their packet. */
+  noClone: boolean;
+  /** --tiny-show: shorter lines. */
+  tiny: boolean;
+  /** --min-latency, in ms (fractions allowed: 500us is 0.5). */
   minLatencyMs?: number;
   backend?: BackendChoice;
   /** --btf-path: the kernel's BTF from a file instead of /sys/kernel/btf/vmlinux. */
@@ -121,6 +143,12 @@ const NOT_IN_RUN: Record<string, string> = {
   "diag-quiet": "its report shows only drops already",
   "diag-keep": "it never stops at the first finding",
   "min-latency": "it reports drops",
+  "latency-show": "it reports drops",
+  latency: "it reports drops",
+  "trace-exclude": "it reports drops",
+  "trace-noclone": "it reports drops",
+  "trace-matcher": "it reports drops",
+  "tiny-show": "it reports drops",
   "trace-stack": "it reports drops",
   monitor: "it reports the drops the command caused (add --diag for their packets' lifecycles)",
   ret: "it reports drops",
@@ -133,7 +161,20 @@ const NOT_YET: Record<string, string> = {};
 const NOT_FOR_SOCKETS = ["pkt-len", "tcp-flags", "ifname", "mark"];
 
 /** Flags of packet tracing, meaningless for the drop monitor and --monitor. */
-const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend"];
+const TRACING_FLAGS = ["basic", "trace", "ret", "pkt-fixed", "trace-stack", "min-latency", "backend", "latency-show", "latency", "trace-exclude", "trace-noclone", "tiny-show", "trace-matcher"];
+/** Flags of --latency only. */
+const LATENCY_FLAGS = ["latency-summary", "latency-free", "trace-free"];
+/** What --latency does not do: it writes one line per slow packet, from the kernel's measurement. */
+const NOT_IN_LATENCY: Record<string, string> = {
+  ret: "it measures paths, not calls",
+  "latency-show": "--latency-show is for packet lifecycles (the default mode)",
+  "trace-stack": "it writes one line per packet, without stacks",
+  "pkt-fixed": "it measures per skb already",
+  "trace-noclone": "it measures per skb: clones are never followed",
+  "tiny-show": "its lines are short already",
+  pcap: "it reports latencies, not packets' bytes",
+  metrics: "it reports latencies",
+};
 
 type FlagInfo = { name: string; string: boolean };
 
@@ -231,8 +272,17 @@ function parseFlags(argv: string[], run: boolean): Parsed {
     if (given.has("diag-keep")) throw usageError("--diag-keep does not apply to --sock --diag: it never stops at a finding (use -c or --timeout to stop)");
     if (given.has("hooks")) throw usageError("--hooks does not apply to --sock --diag: it lists netfilter hooks of dropped packets (use --diag without --sock)");
   }
+  for (const f of LATENCY_FLAGS)
+    if (given.has(f) && !given.has("latency")) throw usageError(`--${f} works with --latency: add --latency`);
+  if (given.has("latency")) {
+    for (const other of ["drop", "monitor", "diag", "basic"])
+      if (given.has(other)) throw usageError(`--latency and --${other} are different modes: use one`);
+    for (const [f, why] of Object.entries(NOT_IN_LATENCY))
+      if (given.has(f)) throw usageError(`--${f} does not apply to --latency: ${why}`);
+    if (given.has("latency-summary") && given.has("count")) throw usageError("--count does not apply to --latency-summary (one table at the end): use --timeout");
+  }
   // skbtrail run monitors drops unless --diag asks for their lifecycles.
-  const mode = given.has("sock") ? "sock" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
+  const mode = given.has("sock") ? "sock" : given.has("latency") ? "latency" : given.has("monitor") ? "monitor" : given.has("drop") ? "drop" : given.has("basic") ? "basic" : given.has("diag") ? "diag" : run ? "drop" : "trace";
   if (mode === "drop" || mode === "monitor")
     for (const f of TRACING_FLAGS)
       if (given.has(f)) throw usageError(`--${f} is for tracing packets and --${mode} ${mode === "drop" ? "monitors drops" : "watches for abnormal events"}: use one mode (see skbtrail --help)`);
@@ -246,7 +296,10 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   for (const f of ["rate-limit", "func-stats"])
     if (given.has(f) && mode !== "monitor" && mode !== "basic") throw usageError(`--${f} works with --monitor and --basic only: add one of them`);
   if (given.has("metrics-max-series") && !given.has("metrics")) throw usageError("--metrics-max-series works with --metrics: add --metrics [ADDR:]PORT");
-  if (mode === "basic" && given.has("min-latency")) throw usageError("--min-latency needs packet lifecycles: drop --basic");
+  for (const f of ["min-latency", "latency-show"])
+    if (mode === "basic" && given.has(f)) throw usageError(`--${f} needs packet lifecycles: drop --basic`);
+  for (const f of ["trace-noclone", "trace-matcher"])
+    if (mode === "basic" && given.has(f)) throw usageError(`--${f} needs packet lifecycles (--basic follows nothing): drop --basic, or choose hooks with -t`);
 
   const filter: Filter = {};
   if (str("saddr") !== undefined) filter.saddr = parseAddr("--saddr", str("saddr")!);
@@ -304,7 +357,20 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       ret: !!a.ret,
       pktFixed: !!a["pkt-fixed"],
       traceStack: str("trace-stack") !== undefined ? parseList("--trace-stack", str("trace-stack")!, "consume_skb,icmp_rcv") : undefined,
-      minLatencyMs: str("min-latency") !== undefined ? parseAmount("--min-latency", str("min-latency")!, "milliseconds", "10", MAX_TIMEOUT_S * 1000) : undefined,
+      latencyShow: !!a["latency-show"],
+      latency:
+        mode === "latency"
+          ? {
+              summary: !!a["latency-summary"],
+              countFree: !!a["latency-free"],
+              free: str("trace-free") !== undefined ? parseList("--trace-free", str("trace-free")!, "net_dev_xmit") : undefined,
+            }
+          : undefined,
+      traceMatcher: str("trace-matcher") !== undefined ? parseList("--trace-matcher", str("trace-matcher")!, "net_dev_queue,netif_rx") : undefined,
+      traceExclude: str("trace-exclude") !== undefined ? parseList("--trace-exclude", str("trace-exclude")!, "link-in,skb_copy_datagram_iovec") : undefined,
+      noClone: !!a["trace-noclone"],
+      tiny: !!a["tiny-show"],
+      minLatencyMs: str("min-latency") !== undefined ? parseDuration("--min-latency", str("min-latency")!, "2ms", MAX_TIMEOUT_S * 1000) : undefined,
       backend: backend as BackendChoice | undefined,
       btfPath: str("btf-path"),
       diagQuiet: !!a["diag-quiet"],

@@ -125,6 +125,7 @@ SIZE_BY_KIND[event_kind.EVENT_HOOK] = layout.hook_event.size;
 SIZE_BY_KIND[event_kind.EVENT_NF] = layout.nf_event.size;
 SIZE_BY_KIND[event_kind.EVENT_MONITOR] = layout.monitor_event.size;
 SIZE_BY_KIND[event_kind.EVENT_SOCK] = layout.sock_event.size;
+SIZE_BY_KIND[event_kind.EVENT_LATENCY] = layout.latency_event.size;
 
 const CAP = layout.capture;
 const { EVENT_F_CAPTURE } = event_flags;
@@ -416,5 +417,65 @@ export function decodeMonitor(b: RecordBytes, off: number): MonitorEvent {
     rttUs: b.u32[(off + MON.rtt_us.offset) >>> 2]!,
     skState: b.u8[off + MON.sk_state.offset]!,
     fromSock: b.u8[off + MON.from_sock.offset]! !== 0,
+  };
+}
+
+/** A hook as the kernel names it in hook_flags keys: a function's address (key) or a tracepoint id. */
+export interface HookId {
+  /** enum tracepoint_id; 0 for a function. */
+  tracepoint: number;
+  /** The function's address, low 48 bits (as KernelFunction.key); 0 for a tracepoint. */
+  func: number;
+}
+
+/** --latency: a packet whose path took at least --min-latency (struct latency_event). */
+export interface LatencyEvent {
+  kind: "latency";
+  cpu: number;
+  /** When the measurement ended. */
+  timeNs: number;
+  meta: SkbMeta;
+  pkt: Packet;
+  first: HookId;
+  last: HookId;
+  end: HookId;
+  firstNs: number;
+  lastNs: number;
+  endNs: number;
+  latencyNs: number;
+  location: { hi: number; lo: number };
+  reason: number;
+  hooks: number;
+  /** enum hook_flags of the end: HOOK_FREE, HOOK_DROP, or 0 (a --trace-free hook). */
+  endFlags: number;
+}
+
+const L = layout.latency_event.fields;
+
+function hookId(b: RecordBytes, off: number): HookId {
+  const hi = b.u32[(off >>> 2) + 1]!;
+  const lo = b.u32[off >>> 2]!;
+  return hi === 0 ? { tracepoint: lo, func: 0 } : { tracepoint: 0, func: addrKey(hi, lo) };
+}
+
+export function decodeLatency(b: RecordBytes, off: number): LatencyEvent {
+  const loc = (off + L.location.offset) >>> 2;
+  return {
+    kind: "latency",
+    cpu: b.u32[(off + H.cpu.offset) >>> 2]!,
+    timeNs: u64(b, off + H.time_ns.offset),
+    meta: decodeMeta(b, off + L.meta.offset),
+    pkt: decodePacket(b, off + L.pkt.offset),
+    first: hookId(b, off + L.first_hook.offset),
+    last: hookId(b, off + L.last_hook.offset),
+    end: hookId(b, off + L.end_hook.offset),
+    firstNs: u64(b, off + L.first_ns.offset),
+    lastNs: u64(b, off + L.last_ns.offset),
+    endNs: u64(b, off + L.end_ns.offset),
+    latencyNs: u64(b, off + L.latency_ns.offset),
+    location: { hi: b.u32[loc + 1]!, lo: b.u32[loc]! },
+    reason: b.u32[(off + L.reason.offset) >>> 2]!,
+    hooks: b.u32[(off + L.hooks.offset) >>> 2]!,
+    endFlags: b.u8[off + L.end_flags.offset]!,
   };
 }

@@ -69,6 +69,8 @@ export class Lifecycle {
   constructor(
     private readonly limits: LifecycleLimits,
     private readonly emit: (ctx: PacketContext) => void,
+    /** --trace-noclone: the kernel does not follow clones, so a clone neither joins nor keeps a context open. */
+    private readonly followClones = true,
   ) {}
 
   get size(): number {
@@ -96,7 +98,7 @@ export class Lifecycle {
     // A function's return can follow the free of the skb it was given (the
     // call freed it): it never brings the skb back to life.
     this.remember(ctx, e.meta.skbKey, e.meta.skb, e.phase !== PHASE_RETURN || (e.flags & HOOK_CLONE) !== 0);
-    if (e.flags & HOOK_CLONE && e.skb2Key) this.remember(ctx, e.skb2Key, e.skb2, true);
+    if (e.flags & HOOK_CLONE && e.skb2Key && this.followClones) this.remember(ctx, e.skb2Key, e.skb2, true);
     if (ctx.events.length < this.limits.maxEventsPerContext) ctx.events.push(e);
     else {
       ctx.truncated++;

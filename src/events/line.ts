@@ -125,3 +125,15 @@ export function linesOf(events: HookEvent[], toLine: (e: HookEvent, ret?: HookEv
   }
   return lines;
 }
+
+/**
+ * --latency-show: each line's delay since the packet's previous line (0 for
+ * the first), and the total from the first line to the last, in ns. Lines
+ * are in time order (Lifecycle sorts its events); a return folded into a
+ * line does not move it.
+ */
+export function lineDelays(lines: HookLine[]): { delays: number[]; totalNs: number } {
+  const delays = lines.map((l, i) => (i === 0 ? 0 : l.e.timeNs - lines[i - 1]!.e.timeNs));
+  const totalNs = lines.length ? lines[lines.length - 1]!.e.timeNs - lines[0]!.e.timeNs : 0;
+  return { delays, totalNs };
+}

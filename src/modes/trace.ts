@@ -5,7 +5,7 @@
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, hook_setting, tracepoint_id } from "../abi/layout.generated";
 import { tracerTreeText } from "../common/assets";
-import { shown, usageError } from "../common/errors";
+import { environmentError, shown, usageError } from "../common/errors";
 import { attachPlan, linkCount, setTemplateTargets } from "../bpf/attach";
 import { createCounters, readPerCpuHash } from "../bpf/counters";
 import type { Session } from "../bpf/session";
@@ -22,9 +22,9 @@ import { readFeatures, readTraceableFunctions, type Features } from "../kernel/f
 import { FunctionIndex } from "../kernel/functions";
 import { fullAddress, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
-import { attachedAs, checkBackend, knownHookNames, makePlan, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
+import { attachedAs, checkBackend, knownHookNames, makePlan, plannedNamed, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
-import { loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
+import { excludeHooks, loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
 import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
 import { filterConfig, runSession, type ModeSession } from "./skeleton";
@@ -55,11 +55,26 @@ export function loadTree(): TreeGroup[] {
   return loadTracerTree(tracerTreeText, "knowledge/tracers.yaml");
 }
 
-/** What -t selects on this kernel, before any probe: names outside the tree are looked up in BTF. */
-export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[]): { selection: Selection; extra: string[]; functions: FunctionIndex } {
+/**
+ * What -t selects on this kernel, before any probe: names outside the tree
+ * are looked up in BTF. `also`: names traced in any case (--latency's
+ * --trace-matcher and --trace-free); --trace-exclude then takes hooks out.
+ */
+export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[], also: string[] = []): { selection: Selection; extra: string[]; functions: FunctionIndex } {
   const selection = selectHooks(tree, opts.trace);
+  if (also.length) {
+    const more = selectHooks(tree, also);
+    for (const h of more.hooks) if (!selection.hooks.includes(h)) selection.hooks.push(h);
+    for (const o of more.outside) if (!selection.outside.includes(o)) selection.outside.push(o);
+  }
   const functions = new FunctionIndex(kernel.btf, kernelSymbols, readTraceableFunctions());
-  const extra = resolveOutside(selection, tree, functions);
+  let extra = resolveOutside(selection, tree, functions);
+  if (opts.traceExclude) {
+    const r = excludeHooks(tree, selection, extra, opts.traceExclude);
+    if (r.unknown.length) throw usageError(`--trace-exclude: '${shown(r.unknown[0]!)}' is not a tracer group, a hook of the tree or a traced function; see skbtrail -t '?'`);
+    if (!selection.hooks.length && !r.functions.length) throw usageError("--trace-exclude leaves nothing to trace: exclude less, or select with -t");
+    extra = r.functions;
+  }
   return { selection, extra, functions };
 }
 
@@ -74,7 +89,7 @@ export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<
   return { plan, features };
 }
 
-function describePlan(plan: Plan, features: Features, out: Output): void {
+export function describePlan(plan: Plan, features: Features, out: Output): void {
   const count = new Map<string, number>();
   for (const h of plan.hooks) count.set(attachedAs(h), (count.get(attachedAs(h)) ?? 0) + 1);
   out.verbose(`plan: ${[...count].map(([how, n]) => `${n} ${how}`).join(", ")}; ${plan.skipped.length} skipped`);
@@ -84,6 +99,14 @@ function describePlan(plan: Plan, features: Features, out: Output): void {
     out.note(
       `this kernel has no kprobes and no fentry: tracing ${plan.hooks.length} tracepoints only (function-level coverage needs CONFIG_KPROBES or BPF trampolines); ${plan.skipped.length} functions skipped (-v lists them)`,
     );
+}
+
+/** One role of hooks: each name must select a traced hook, or the run would measure nothing the user asked for. */
+export function hooksFor(flag: string, names: string[], plan: Plan, tree: TreeGroup[], out: Output): PlannedHook[] {
+  const hooks = plannedNamed(plan, tree, names);
+  for (const n of names) if (!plannedNamed(plan, tree, [n]).length) out.note(`${flag}: ${shown(n)} is not traced on this kernel (-v says why)`);
+  if (!hooks.length) throw environmentError(`${flag}: none of ${names.map(shown).join(", ")} can be traced on this kernel; skbtrail -t '?' lists what can`);
+  return hooks;
 }
 
 /** --trace-stack names must be among the selected hooks or groups: checked before anything loads. */
@@ -97,7 +120,7 @@ function checkTraceStack(names: string[], selected: ReturnType<typeof selectionF
     if (!known.has(n)) throw usageError(`--trace-stack: '${shown(n)}' is not among the traced hooks; name a traced function, tracepoint or group (skbtrail -t '?')`);
 }
 
-const hookKey = (h: PlannedHook) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
+export const hookKey = (h: PlannedHook) => (h.kind === "function" ? fullAddress(h.fn.key) : BigInt(h.spec.id));
 
 /** The hook_flags map: kernel stacks for --trace-stack. */
 function hookSettings(names: string[], plan: Plan, out: Output): Map<bigint, number> {
@@ -125,7 +148,7 @@ export interface TraceExtras {
 
 export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl, { pcap, metrics, sink }: TraceExtras = {}): Promise<TraceResult> {
   const tree = loadTree();
-  const selected = selectionFor(opts, kernel, tree);
+  const selected = selectionFor(opts, kernel, tree, opts.traceMatcher ?? []);
   checkTraceStack(opts.traceStack ?? [], selected);
   const reasons = dropReasons(kernel.btf);
   const rstReasons = resetReasons(kernel.btf);
@@ -159,6 +182,8 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     })(),
   });
   const settings = hookSettings(opts.traceStack ?? [], plan, out);
+  // --trace-matcher: packets start only at these hooks (then they are followed everywhere).
+  if (opts.traceMatcher) for (const h of hooksFor("--trace-matcher", opts.traceMatcher, plan, tree, out)) settings.set(hookKey(h), (settings.get(hookKey(h)) ?? 0) | hook_setting.SETTING_MATCH);
   // Without nft_do_chain, the drop's stack tells which netfilter hook dropped it.
   const kfreeKey = BigInt(tracepoint_id.TP_KFREE_SKB);
   const kfreeStackWanted = settings.has(kfreeKey);
@@ -206,7 +231,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     }
     if (level === "error" && !opts.diagKeep) stop.request("diagnosis");
   };
-  const minLatencyNs = (opts.minLatencyMs ?? 0) * 1e6;
+  const minLatencyNs = Math.round((opts.minLatencyMs ?? 0) * 1e6);
   const lifecycle =
     opts.mode === "basic"
       ? undefined
@@ -216,7 +241,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
           if (!diagnosis) return show(ctx, lines);
           waiting.push({ ctx, lines });
           showDiagnosed(true);
-        });
+        }, !opts.noClone);
 
   // --func-stats (--basic): a table of calls per hook every second instead of events.
   let loadedSession: Session | undefined;
@@ -254,6 +279,8 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         snaplen: pcap?.snaplen,
         funcStats: opts.funcStats,
         rateLimit: opts.rateLimit,
+        noClone: opts.noClone,
+        hasMatcher: !!opts.traceMatcher,
       },
       links: linkCount(plan),
       // Detaching fentry/kprobe links takes seconds (RCU grace periods).

@@ -1,11 +1,12 @@
 // NDJSON output: one object per line, names rather than numbers. The schema
 // is documented in the README ("JSON output"); change both together.
-import { packet_layers } from "../abi/layout.generated";
+import { hook_flags, packet_layers } from "../abi/layout.generated";
 import type { ConnectionFacts } from "../diagnosis/connections";
 import type { Finding } from "../diagnosis/rules";
-import type { DropEvent, Packet, SkbMeta } from "../events/decode";
+import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode";
 import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
+import type { LatencySummary } from "../events/latency";
 import { NO_RTT, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { l3Name, l4Name, socketFamilyName, socketTypeName, tcpFlagsText } from "../events/protocols";
@@ -89,16 +90,23 @@ export function basicJson(l: HookLine, clock: Clock): string {
   return JSON.stringify({ kind: "hook", ...hookJson(l, clock) });
 }
 
-/** Lifecycle --json: one object per packet context with its ordered events. */
-export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock, findings?: Finding[]): string {
+/** µs with ns precision, for delays between hooks. */
+const usOf = (ns: number) => Math.round(ns) / 1000;
+
+/**
+ * Lifecycle --json: one object per packet context with its ordered events;
+ * with --latency-show (`latency`) each event's delay_us and the packet's latency_us.
+ */
+export function contextJson(ctx: PacketContext, lines: HookLine[], clock: Clock, findings?: Finding[], latency?: { delays: number[]; totalNs: number }): string {
   return JSON.stringify({
     kind: "packet",
     skbs: ctx.skbs,
     start: clock.iso(ctx.firstNs),
     duration_us: Math.round((ctx.lastNs - ctx.firstNs) / 1000),
+    ...(latency ? { latency_us: usOf(latency.totalNs) } : {}),
     end: ctx.end,
     truncated_events: ctx.truncated,
-    events: lines.map((l) => hookJson(l, clock)),
+    events: lines.map((l, i) => (latency ? { ...hookJson(l, clock), delay_us: usOf(latency.delays[i]!) } : hookJson(l, clock))),
     ...(findings ? { findings } : {}),
   });
 }
@@ -224,6 +232,24 @@ export function connectionJson(c: ConnectionSummary, clock: Clock): string {
   o.closed_by = c.closedBy;
   o.reset_reason = c.resetReason;
   return JSON.stringify(o);
+}
+
+/** --latency: one slow packet (kind "latency"); `names` as in the text line. */
+export function latencyJson(e: LatencyEvent, n: { first: string; last: string; end: string; reason?: string; location?: string }, clock: Clock): string {
+  const o: Json = { kind: "latency", time: clock.iso(e.firstNs), ts_ns: e.firstNs, latency_us: usOf(e.latencyNs), first_hook: n.first, last_hook: n.last, end_hook: n.end };
+  o.end = e.endFlags & hook_flags.HOOK_DROP ? "drop" : e.endFlags & hook_flags.HOOK_FREE ? "free" : "hook";
+  o.last_ts_ns = e.lastNs;
+  o.end_ts_ns = e.endNs;
+  o.hooks = e.hooks;
+  o.reason = n.reason ?? null;
+  o.location = n.location ?? null;
+  putMeta(putPacket(o, e.pkt), e.cpu, e.meta);
+  return JSON.stringify(o);
+}
+
+/** --latency-summary: the log2 table of packet latencies (kind "latency_histogram"). */
+export function latencyHistogramJson(h: LatencySummary): string {
+  return JSON.stringify({ kind: "latency_histogram", packets: h.packets, avg_us: h.packets ? Math.round(h.avgUs) : null, buckets: h.buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });
 }
 
 /** --sock --diag: one finding about a connection (kind "finding"); its endpoints, netns and start are the connection's key. */

@@ -4,12 +4,13 @@
 import type { Stats } from "../bpf/session";
 import type { ConnectionVerdict } from "../diagnosis/connections";
 import type { Finding } from "../diagnosis/rules";
-import type { DropEvent } from "../events/decode";
+import type { DropEvent, LatencyEvent } from "../events/decode";
+import type { LatencySummary } from "../events/latency";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
-import type { HookLine } from "../events/line";
+import { lineDelays, type HookLine } from "../events/line";
 import { rttSampleNote, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
-import { basicJson, connectionFindingJson, connectionJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
-import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
+import { basicJson, connectionFindingJson, connectionJson, latencyHistogramJson, latencyJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
+import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
 import { Writer } from "./writer";
 
@@ -61,18 +62,29 @@ export interface OutputOptions {
   date: boolean;
   detail: boolean;
   verbose: boolean;
+  /** --latency-show: delays between a packet's hooks, and its total. */
+  latencyShow?: boolean;
+  /** --tiny-show: text lines show the packet only where it changes. */
+  tiny?: boolean;
 }
 
 export class Output {
   private readonly style: TextStyle;
   private readonly err = new Writer(2);
+  /** Events go to a terminal (colours, the live --latency-summary table). */
+  private readonly tty: boolean;
+  /** --latency-summary on a terminal: lines of the table drawn last, to be redrawn. */
+  private liveLines = 0;
+  /** --tiny-show: the packet summary last written. */
+  private readonly tinyPrevious: { summary?: string } = {};
 
   constructor(
     private readonly opts: OutputOptions,
     private readonly out: Writer = new Writer(1),
   ) {
     const tty = out.fd === 1 && !!process.stdout.isTTY;
-    this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail };
+    this.tty = tty;
+    this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail, latencyShow: opts.latencyShow };
   }
 
   /** The events' destination is gone (reader closed the pipe, or a write failed). */
@@ -129,23 +141,59 @@ export class Output {
   /** --basic: one hook as it arrives. */
   hook(l: HookLine): void {
     if (this.opts.json) return this.out.line(basicJson(l, this.style.clock));
-    this.out.line(hookLine(l, this.style));
+    this.out.line(this.opts.tiny ? hookLine(l, this.style, undefined, tinyPacket(l, this.tinyPrevious)) : hookLine(l, this.style));
     if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
   }
 
   /** Lifecycle mode: one packet with its hooks in time order (and --diag's findings). */
   context(ctx: PacketContext, lines: HookLine[], findings?: Finding[]): void {
-    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock, findings));
+    const latency = this.opts.latencyShow ? lineDelays(lines) : undefined;
+    if (this.opts.json) return this.out.line(contextJson(ctx, lines, this.style.clock, findings, latency));
     this.out.line(contextHeader(ctx.skbs));
-    for (const l of lines) {
-      this.out.line(hookLine(l, this.style));
+    const previous = {};
+    lines.forEach((l, i) => {
+      this.out.line(this.opts.tiny ? hookLine(l, this.style, latency?.delays[i], tinyPacket(l, previous)) : hookLine(l, this.style, latency?.delays[i]));
       if (l.stack) for (const s of stackLines(l.stack)) this.out.line(s);
-    }
+    });
+    if (latency) this.out.line(latencyTotalLine(latency.totalNs, lines.length));
     if (ctx.truncated) this.out.line(`(${ctx.truncated} more events of this packet were not kept)`);
     if (ctx.end === "idle") this.out.line("(no free seen: the kernel still holds this packet, or freed it where skbtrail has no hook)");
     if (ctx.end === "exit") this.out.line("(tracing stopped before this packet was freed)");
     if (findings?.length) for (const l of analysisLines(findings, this.style)) this.out.line(l);
     this.out.line("");
+  }
+
+  /** --latency: one packet at or above --min-latency. */
+  latency(e: LatencyEvent, names: LatencyNames): void {
+    if (this.opts.json) return this.out.line(latencyJson(e, names, this.style.clock));
+    this.out.line(latencyLine(e, names, this.style));
+  }
+
+  /** --latency-summary: the distribution, at the end (replacing the live table). */
+  latencySummary(h: LatencySummary): void {
+    if (this.opts.json) return this.out.line(latencyHistogramJson(h));
+    this.eraseLive();
+    for (const l of rttTableLines(h.buckets, h.packets, h.avgUs, { title: "latency", unit: "packet" })) this.out.line(l);
+  }
+
+  /** Whether latencySummaryLive() draws anything: text on a terminal. */
+  get live(): boolean {
+    return this.tty && !this.opts.json;
+  }
+
+  /** --latency-summary on a terminal: the table so far, drawn over the previous one. */
+  latencySummaryLive(h: LatencySummary): void {
+    if (!this.live) return;
+    this.eraseLive();
+    const lines = rttTableLines(h.buckets, h.packets, h.avgUs, { title: "latency", unit: "packet" });
+    for (const l of lines) this.out.line(l);
+    this.liveLines = lines.length;
+    this.out.flush();
+  }
+
+  private eraseLive(): void {
+    if (this.liveLines) this.out.write(`\x1b[${this.liveLines}A\x1b[J`);
+    this.liveLines = 0;
   }
 
   /** --monitor: an abnormal event printed whole. */

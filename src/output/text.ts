@@ -6,9 +6,9 @@
 //   ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 0, id: 545
 // IPv6 endpoints with ports are bracketed ([fd00::1]:80) so they stay unambiguous.
 import { createColors } from "picocolors";
-import { packet_layers } from "../abi/layout.generated";
+import { hook_flags, packet_layers } from "../abi/layout.generated";
 import type { Finding } from "../diagnosis/rules";
-import type { DropEvent, Packet, SkbMeta } from "../events/decode";
+import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode";
 import type { HookLine } from "../events/line";
 import { durationText, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, socketText, tcpFlagsText } from "../events/protocols";
@@ -63,6 +63,15 @@ export interface TextStyle {
   clock: Clock;
   date: boolean;
   detail: boolean;
+  /** --latency-show: a column with each hook's delay since the packet's previous one. */
+  latencyShow?: boolean;
+  /** --tiny-show: the packet only where it changes. */
+  tiny?: boolean;
+}
+
+/** A delay between hooks: sub-µs precision below 10 µs, where the stack's own steps are. */
+export function delayText(ns: number): string {
+  return ns < 10_000 ? `${(ns / 1000).toFixed(1)}µs` : durationText(ns / 1000);
 }
 
 /** "[cpu:1  ][lo        ][pid:1234   ][ping            ][ns:4026531840] " for --detail. */
@@ -81,13 +90,51 @@ export function stackLines(frames: string[]): string[] {
   return ["Call Stack:", ...frames.map((f) => `    -> ${f}`)];
 }
 
-/** "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout). */
-export function hookLine(l: HookLine, s: TextStyle): string {
+/**
+ * "[153.345912] [ip_rcv              ] UDP: … *note*" (nettrace's layout);
+ * with --latency-show, `delayNs` adds "[+1.2µs    ] " after the time.
+ */
+export function hookLine(l: HookLine, s: TextStyle, delayNs?: number, packet = packetSummary(l.e.pkt)): string {
   const c = s.colors;
-  const detail = s.detail ? `[${l.e.meta.skb}]` : "";
+  const delay = delayNs === undefined ? "" : `[+${delayText(delayNs).padEnd(9)}] `;
+  const detail = `${delay}${s.detail ? `[${l.e.meta.skb}]` : ""}`;
   const where = s.detail ? `[${l.name.padEnd(20)}]${detailPrefix(l.e.cpu, l.e.meta)}` : `[${l.name.padEnd(20)}] `;
   const notes = l.notes.map((n) => (/dropped|reset sent|error|full|bad /.test(n) ? c.red(`*${n}*`) : c.yellow(`*${n}*`))).join(" ");
-  return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packetSummary(l.e.pkt)}${notes ? ` ${notes}` : ""}`;
+  return `[${s.clock.stamp(l.e.timeNs, s.date)}] ${detail}${where}${packet}${notes ? `${packet ? " " : ""}${notes}` : ""}`.trimEnd();
+}
+
+/**
+ * --tiny-show: the packet is written only where it differs from the line
+ * before (the first line of a block, and after NAT or a new packet in
+ * --basic); `previous` carries the last summary written.
+ */
+export function tinyPacket(l: HookLine, previous: { summary?: string }): string {
+  const summary = packetSummary(l.e.pkt);
+  if (summary === previous.summary) return "";
+  previous.summary = summary;
+  return summary;
+}
+
+/** The names of a --latency record's hooks and, for a drop, its reason and location. */
+export interface LatencyNames {
+  first: string;
+  last: string;
+  end: string;
+  reason?: string;
+  location?: string;
+}
+
+/**
+ * --latency: one slow packet, nettrace's shape with the path in the hook column:
+ * "[153.345912] [net_dev_queue -> net_dev_start_xmit] ICMP: … *latency: 50ms* *3 hooks, ended at net_dev_xmit*"
+ */
+export function latencyLine(e: LatencyEvent, n: LatencyNames, s: TextStyle): string {
+  const c = s.colors;
+  const detail = s.detail ? `[${e.meta.skb}]${detailPrefix(e.cpu, e.meta)}` : "";
+  const drop = e.endFlags & hook_flags.HOOK_DROP ? ` (${n.reason ? `reason: ${n.reason}, ` : ""}${n.location})` : "";
+  const path = n.first === n.last ? n.first : `${n.first} -> ${n.last}`;
+  const ended = `${e.hooks} hook${e.hooks === 1 ? "" : "s"}, ended at ${n.end}${drop}`;
+  return `[${s.clock.stamp(e.firstNs, s.date)}] ${detail}[${path.padEnd(20)}] ${packetSummary(e.pkt)} ${c.red(`*latency: ${delayText(e.latencyNs)}*`)} ${c.yellow(`*${ended}*`)}`;
 }
 
 /** A socket's connection: "TCP: 10.0.0.1:40000 -> 10.0.0.2:80 ESTABLISHED". */
@@ -113,12 +160,12 @@ export function sockLine(e: SockEvent, hook: string, state: string | undefined, 
   return `[${s.clock.stamp(e.timeNs, s.date)}] [${hook.padEnd(20)}] ${detail}${connectionSummary(e.pkt, state)}${tcp}${mem}${text ? ` ${text}` : ""}`;
 }
 
-/** --rtt: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */
-export function rttTableLines(buckets: RttBucket[], samples: number, avgUs: number): string[] {
-  if (!samples) return ["RTT distribution: no samples"];
+/** --rtt, --latency-summary: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */
+export function rttTableLines(buckets: RttBucket[], samples: number, avgUs: number, what = { title: "RTT", unit: "sample" }): string[] {
+  if (!samples) return [`${what.title} distribution: no ${what.unit}s`];
   const max = Math.max(...buckets.map((b) => b.count));
   return [
-    `RTT distribution: ${samples} sample${samples === 1 ? "" : "s"}, average ${durationText(avgUs)}`,
+    `${what.title} distribution: ${samples} ${what.unit}${samples === 1 ? "" : "s"}, average ${durationText(avgUs)}`,
     `${"µs".padStart(14).padEnd(28)}: count    distribution`,
     ...buckets.map((b) => `${String(b.lowUs).padStart(12)} -> ${String(b.highUs).padEnd(12)}: ${String(b.count).padEnd(8)} |${"*".repeat(Math.round((b.count / max) * 40)).padEnd(40)}|`),
   ];
@@ -175,6 +222,11 @@ export function funcStatsLines(rows: { hook: string; calls: number; total: numbe
 
 export function contextHeader(skbs: string[]): string {
   return `***************** ${skbs.join(",")} ***************`;
+}
+
+/** --latency-show: the block's last line, first hook to last. */
+export function latencyTotalLine(totalNs: number, hooks: number): string {
+  return `total latency: ${delayText(totalNs)} over ${hooks} hook${hooks === 1 ? "" : "s"}`;
 }
 
 const LEVEL_WORDS = { info: "INFO", warn: "WARNING", error: "ERROR" } as const;

@@ -51,6 +51,13 @@ export class Writer {
     return true;
   }
 
+  /** Text without a newline (terminal control sequences). */
+  write(text: string): void {
+    if (this.closed) return;
+    this.chunks.push(text);
+    this.size += text.length;
+  }
+
   line(text: string): void {
     if (this.closed) return;
     this.chunks.push(text, "\n");

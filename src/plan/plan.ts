@@ -9,7 +9,8 @@ import type { Btf } from "../kernel/btf";
 import type { Features } from "../kernel/features";
 import type { FunctionIndex, KernelFunction } from "../kernel/functions";
 import { tracepointByName, tracepointPrograms, type TracepointSpec } from "./tracepoints";
-import { allHooks, type Selection, type TreeGroup } from "./tracer-tree";
+import { globToRegExp } from "../kernel/functions";
+import { allHooks, selectHooks, type Selection, type TreeGroup } from "./tracer-tree";
 
 export type FunctionBackend = "kprobe-multi" | "fentry" | "kprobe";
 export const BACKENDS = ["kprobe-multi", "fentry", "kprobe", "tracepoint"] as const;
@@ -237,4 +238,17 @@ export function knownHookNames(tree: TreeGroup[]): Set<string> {
   for (const name of tracepointByName.keys()) names.add(name).add(name.split(":")[1]!);
   for (const name of Object.keys(FREE_FUNCTIONS)) names.add(name);
   return names;
+}
+
+/** The planned hooks a --trace-matcher / --trace-free list names (groups, names, globs, as -t takes them). */
+export function plannedNamed(plan: Plan, tree: TreeGroup[], names: string[]): PlannedHook[] {
+  const wanted = new Set<string>();
+  for (const n of names) {
+    for (const h of selectHooks(tree, [n]).hooks) wanted.add(FREE_FUNCTIONS[h.name] ?? h.name);
+    wanted.add(FREE_FUNCTIONS[n] ?? n);
+  }
+  const globs = names.filter((n) => /[*?]/.test(n)).map(globToRegExp);
+  return plan.hooks.filter(
+    (h) => wanted.has(h.name) || (h.kind === "tracepoint" && wanted.has(h.name.split(":")[1]!)) || (h.kind === "function" && globs.some((re) => re.test(h.name))),
+  );
 }

@@ -115,3 +115,31 @@ export function selectHooks(groups: TreeGroup[], selectors: string[] | undefined
   }
   return { hooks: [...chosen], outside };
 }
+
+/** Whether a tree hook is named by a -t style name: its group, its name, or a glob over either form of a tracepoint's name. */
+export function hookNamedBy(groups: TreeGroup[], h: TreeHook, name: string): boolean {
+  const g = findGroup(groups, name);
+  if (g) return allHooks([g]).includes(h);
+  const re = globToRegExp(name);
+  return re.test(h.name) || (h.kind === "tracepoint" && re.test(h.name.split(":")[1]!));
+}
+
+/**
+ * --trace-exclude: takes hooks out of a selection (groups, names, globs, as
+ * -t takes them) and out of `functions` (names found outside the tree).
+ * Returns the names that matched nothing in the tree or the functions.
+ */
+export function excludeHooks(groups: TreeGroup[], selection: Selection, functions: string[], names: string[]): { functions: string[]; unknown: string[] } {
+  const every = allHooks(groups);
+  const unknown: string[] = [];
+  let kept = functions;
+  for (const name of names) {
+    const re = globToRegExp(name);
+    const inTree = every.some((h) => hookNamedBy(groups, h, name));
+    const inFunctions = kept.some((f) => re.test(f));
+    if (!inTree && !inFunctions) unknown.push(name);
+    selection.hooks = selection.hooks.filter((h) => !hookNamedBy(groups, h, name));
+    kept = kept.filter((f) => !re.test(f));
+  }
+  return { functions: kept, unknown };
+}

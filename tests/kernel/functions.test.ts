@@ -88,6 +88,22 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
       }
     });
 
+    test("--trace-noclone: the packet socket's clone stays out of the block, which still ends at its free", async () => {
+      const sniffer = await lo.serve("packet");
+      try {
+        const t = Skbtrail.start(["--backend", backend, "-t", "link,ip,icmp,life", "-p", "icmp", "--netns-current", "--trace-noclone", "-c", "1"], ["ip", "netns", "exec", lo.name]);
+        await t.ready();
+        await lo.ping("127.0.0.1");
+        const { stdout } = await t.finished;
+        const [b] = blocks(stdout);
+        expect(b!.skbs, shown(b)).toHaveLength(1);
+        expect(b!.lines.find((l) => l.includes("[skb_clone ")), shown(b)).toMatch(/\*packet is cloned \([0-9a-f]+\)\*/);
+        expect(stdout).not.toContain("(no free seen");
+      } finally {
+        await sniffer.stop();
+      }
+    });
+
     test("NAT: masquerade rewrites the source inside the block and the packet is still followed", async () => {
       const t = Skbtrail.start(["--backend", backend, "-t", "ip,netfilter,life", "-p", "icmp", "--saddr", routed.clientIp, "-c", "1"]);
       await t.ready();

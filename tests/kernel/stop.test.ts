@@ -20,6 +20,7 @@ const MODES: { name: string; args: string[]; kind: string }[] = [
   { name: "lifecycle", args: ["-p", "udp", "--dport", String(PORT)], kind: "packet" },
   { name: "basic", args: ["--basic", "-p", "udp", "--dport", String(PORT)], kind: "hook" },
   { name: "diag", args: ["--diag", "--diag-keep", "-p", "udp", "--dport", String(PORT)], kind: "packet" },
+  { name: "latency", args: ["--latency", "-p", "udp", "--dport", String(PORT)], kind: "latency" },
 ];
 
 type Cause = { name: string; args?: string[]; signal?: NodeJS.Signals; closePipe?: boolean; stop?: string };

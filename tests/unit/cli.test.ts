@@ -81,6 +81,41 @@ describe("valid command lines", () => {
     expect(options("--monitor", "--metrics", "9464", "--metrics-max-series", "50").maxSeries).toBe(50);
   });
 
+  test("--min-latency: a unit, or a bare number of milliseconds", () => {
+    expect(options("--min-latency", "500us").minLatencyMs).toBe(0.5);
+    expect(options("--min-latency", "500µs").minLatencyMs).toBe(0.5);
+    expect(options("--min-latency", "2ms").minLatencyMs).toBe(2);
+    expect(options("--min-latency", "1.5s").minLatencyMs).toBe(1500);
+    expect(options("--min-latency", "3").minLatencyMs).toBe(3);
+    expect(options("--diag", "--min-latency", "250000ns").minLatencyMs).toBeCloseTo(0.25);
+  });
+
+  test("--latency-show in the lifecycle modes", () => {
+    expect(options("--latency-show").latencyShow).toBe(true);
+    expect(options("--diag", "--latency-show")).toMatchObject({ mode: "diag", latencyShow: true });
+    expect(options().latencyShow).toBe(false);
+  });
+
+  test("--latency and its flags", () => {
+    expect(options("--latency", "--min-latency", "500us")).toMatchObject({ mode: "latency", minLatencyMs: 0.5, latency: { summary: false, countFree: false } });
+    expect(options("--latency").traceMatcher).toBeUndefined();
+    const o = options("--latency", "--latency-summary", "--latency-free", "--trace-matcher", "net_dev_queue", "--trace-free", "net_dev_xmit,consume_skb", "-p", "icmp");
+    expect(o.latency).toEqual({ summary: true, countFree: true, free: ["net_dev_xmit", "consume_skb"] });
+    expect(o.traceMatcher).toEqual(["net_dev_queue"]);
+    expect(o.filter.proto).toMatchObject({ l4: 1 });
+    expect(options("--latency", "-c", "5", "--json").count).toBe(5);
+    expect(options("-p", "tcp").latency).toBeUndefined();
+  });
+
+  test("--trace-exclude, --trace-noclone, --tiny-show", () => {
+    expect(options("--trace-exclude", "link-in,skb_copy_datagram_iovec")).toMatchObject({ mode: "trace", traceExclude: ["link-in", "skb_copy_datagram_iovec"], noClone: false, tiny: false });
+    expect(options("--diag", "--trace-noclone", "--tiny-show")).toMatchObject({ noClone: true, tiny: true });
+    expect(options("--basic", "--tiny-show").tiny).toBe(true);
+    expect(options("--latency", "--trace-exclude", "qdisc_*").traceExclude).toEqual(["qdisc_*"]);
+    expect(options("--trace-matcher", "netif_receive_skb,ip_rcv").traceMatcher).toEqual(["netif_receive_skb", "ip_rcv"]);
+    expect(options("--diag", "--trace-matcher", "ip").traceMatcher).toEqual(["ip"]);
+  });
+
   test("help and version", () => {
     expect(parseCommandLine(["-h"]).kind).toBe("help");
     expect(parseCommandLine(["--drop", "--help"]).kind).toBe("help");
@@ -154,6 +189,34 @@ describe("usage errors name the flag and the fix", () => {
     [["--monitor", "--metrics", "70000"], /^--metrics: port 70000 is out of range; use a port from 1 to 65535/],
     [["--monitor", "--metrics", "0"], /^--metrics: port 0 is out of range/],
     [["--monitor", "--metrics", "300.1.1.1:9464"], /^--metrics: '300\.1\.1\.1:9464' is not \[ADDR:\]PORT/],
+    [["--min-latency", "fast"], /^--min-latency: 'fast' is not a duration; use e\.g\. --min-latency 2ms \(units ns, us, ms, s; a bare number is milliseconds\)$/],
+    [["--min-latency", "5m"], /^--min-latency: '5m' is not a duration/],
+    [["--min-latency", "0us"], /^--min-latency: '0us' is not a duration/],
+    [["--min-latency", "400d"], /^--min-latency: '400d' is not a duration/],
+    [["--min-latency", "31536001s"], /^--min-latency: 31536001s is out of range; use at most 31536000s$/],
+    [["--basic", "--min-latency", "2ms"], /^--min-latency needs packet lifecycles: drop --basic$/],
+    [["--basic", "--latency-show"], /^--latency-show needs packet lifecycles: drop --basic$/],
+    [["--latency-summary"], /^--latency-summary works with --latency: add --latency$/],
+    [["--latency-free"], /^--latency-free works with --latency: add --latency$/],
+    [["--basic", "--trace-matcher", "ip_rcv"], /^--trace-matcher needs packet lifecycles \(--basic follows nothing\): drop --basic, or choose hooks with -t$/],
+    [["--drop", "--trace-matcher", "ip_rcv"], /^--trace-matcher is for tracing packets and --drop monitors drops/],
+    [["--diag", "--trace-free", "ip_rcv"], /^--trace-free works with --latency: add --latency$/],
+    [["--latency", "--drop"], /^--latency and --drop are different modes: use one$/],
+    [["--latency", "--diag"], /^--latency and --diag are different modes: use one$/],
+    [["--latency", "--basic"], /^--latency and --basic are different modes: use one$/],
+    [["--latency", "--latency-show"], /^--latency-show does not apply to --latency: --latency-show is for packet lifecycles/],
+    [["--latency", "--ret"], /^--ret does not apply to --latency: it measures paths, not calls$/],
+    [["--latency", "--pcap", "x.pcapng"], /^--pcap does not apply to --latency/],
+    [["--latency", "--trace-noclone"], /^--trace-noclone does not apply to --latency/],
+    [["--latency", "--latency-summary", "-c", "3"], /^--count does not apply to --latency-summary \(one table at the end\): use --timeout$/],
+    [["--latency", "--trace-matcher", "a,,b"], /^--trace-matcher: empty name in 'a,,b'/],
+    [["--sock", "--latency"], /^--latency does not apply to --sock/],
+    [["--monitor", "--trace-exclude", "ip"], /^--trace-exclude is for tracing packets and --monitor/],
+    [["--drop", "--tiny-show"], /^--tiny-show is for tracing packets and --drop monitors drops/],
+    [["--basic", "--trace-noclone"], /^--trace-noclone needs packet lifecycles \(--basic follows nothing\): drop --basic, or choose hooks with -t$/],
+    [["run", "--latency", "--", "true"], /^--latency does not apply to skbtrail run: it reports drops$/],
+    [["--drop", "--latency-show"], /^--latency-show is for tracing packets and --drop monitors drops/],
+    [["--sock", "--latency-show"], /^--latency-show does not apply to --sock/],
     [["--monitor", "--metrics-max-series", "10"], /^--metrics-max-series works with --metrics: add --metrics \[ADDR:\]PORT$/],
     [["--monitor", "--metrics", "9464", "--metrics-max-series", "x"], /^--metrics-max-series: 'x' is not a positive whole number/],
   ];

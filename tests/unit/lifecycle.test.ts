@@ -94,6 +94,19 @@ describe("variations", () => {
     expect(out[0]).toMatchObject({ end: "freed" });
   });
 
+  test("--trace-noclone: a clone neither joins its packet nor keeps it open", () => {
+    const events = request();
+    const clone = { ...events[1]!, flags: hook_flags.HOOK_CLONE, phase: hook_phase.PHASE_RETURN, skb2: "ffff88810000aa00", skb2Key: 0x88810000aa00 };
+    const out: PacketContext[] = [];
+    const life = new Lifecycle(LIMITS, (ctx) => out.push(ctx), false);
+    for (const e of [...events.slice(0, 2), clone, ...events.slice(2)]) life.add(e);
+    life.flush(last(events));
+    life.flush(last(events) + LIMITS.settleNs);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.skbs).toEqual([events[0]!.meta.skb]);
+    expect(out[0]).toMatchObject({ end: "freed" });
+  });
+
   /** A copy of `e` about another skb (the clone), at `timeNs`. */
   const onSkb = (e: HookEvent, skb: string, skbKey: number, timeNs: number): HookEvent => ({
     ...e,

@@ -39,11 +39,11 @@ const CASES: VmCase[] = [
   { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", "tests/kernel/diag.test.ts", "tests/kernel/monitor.test.ts", "tests/kernel/sock.test.ts"] },
   // 5.10: no attach cookie nor bpf_get_func_ip (5.15+): kprobes name their function by instruction pointer and
   // stack slot; no drop reasons (5.17+): the CI gate judges drops by the reason their location stands for; the
-  // monitor and socket mode run on the tracepoints 5.10 has.
+  // monitor and socket mode run on the tracepoints 5.10 has; stack latency with a netem qdisc.
   {
     release: "bullseye",
     backends: ["kprobe"],
-    suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts", "tests/kernel/btf.test.ts", "tests/kernel/monitor.test.ts", "tests/kernel/sock.test.ts"],
+    suites: ["tests/kernel/functions.test.ts", "tests/kernel/run.test.ts", "tests/kernel/btf.test.ts", "tests/kernel/monitor.test.ts", "tests/kernel/sock.test.ts", "tests/kernel/latency.test.ts"],
     extra: {
       name: "the drop monitor reports drops without a reason on a 5.10 kernel",
       script: `

@@ -13,27 +13,14 @@ import { parseAddr } from "../src/cli/values";
 import { Session } from "../src/bpf/session";
 import { recordKind } from "../src/events/decode";
 import { prepareKernel } from "../src/kernel/environment";
-import { readFeatures } from "../src/kernel/features";
-import { FunctionIndex } from "../src/kernel/functions";
-import { kernelSymbols } from "../src/kernel/kallsyms";
-import { makePlan, plannedPrograms } from "../src/plan/plan";
-import { loadTracerTree, selectHooks } from "../src/plan/tracer-tree";
-import { tracerTreeText } from "../src/common/assets";
+import { plannedPrograms } from "../src/plan/plan";
 import { TwoHosts } from "../tests/lib/netns";
+import { tracepointDefaultPlan } from "./tracepoint-plan";
 
 const SEND = `${import.meta.dir}/../tests/lib/send.ts`;
 const net = await TwoHosts.create("latcap", 69);
 const kernel = await prepareKernel(false);
-const features = { ...readFeatures(kernel, false), kprobe: false, kprobeMulti: false, fentry: false, fexit: false };
-const plan = makePlan({
-  btf: kernel.btf,
-  functions: new FunctionIndex(kernel.btf, kernelSymbols),
-  features,
-  selection: selectHooks(loadTracerTree(tracerTreeText, "knowledge/tracers.yaml"), undefined),
-  extraFunctions: [],
-  ret: false,
-  followSkbs: true,
-});
+const plan = tracepointDefaultPlan(kernel);
 const fixtures: Record<string, string> = {};
 
 for (const [name, countFree] of [["udp_drop", false], ["udp_drop_free_counted", true]] as const) {

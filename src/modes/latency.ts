@@ -22,7 +22,7 @@ import { plannedNamed, plannedPrograms } from "../plan/plan";
 import { tracepointById } from "../plan/tracepoints";
 import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
-import { describePlan, hookKey, hooksFor, loadTree, planFor, selectionFor } from "./trace";
+import { describePlan, hookKey, hooksFor, kprobesByIp, loadTree, planFor, selectionFor } from "./trace";
 
 /** --latency-summary on a terminal: the table is redrawn this often. */
 const LIVE_MS = 1000;
@@ -67,6 +67,7 @@ export async function runLatency(opts: Options, kernel: KernelInfo, out: Output,
       config: {
         ...filterConfig(opts.filter),
         hookSettings: true,
+        funcByIp: kprobesByIp(features),
         latency: { minNs: Math.round((opts.minLatencyMs ?? 0) * 1e6), countFree: lat.countFree, summary: lat.summary, customEnd: !!lat.free },
       },
       links: linkCount(plan),

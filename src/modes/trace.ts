@@ -79,6 +79,9 @@ export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[
 }
 
 /** Builds the plan: probes the kernel's backends, then gives each hook one. */
+/** kprobes without attach cookies (before 5.15): the programs name their function by IP (bpf/lib/stash.bpf.h). */
+export const kprobesByIp = (f: Features): boolean => f.kprobe && !f.attachCookie;
+
 export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<typeof selectionFor>): { plan: Plan; features: Features } {
   const features = readFeatures(kernel, opts.backend !== "tracepoint");
   checkBackend(opts.backend, features);
@@ -273,7 +276,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
         dropStack: false,
         pktFixed: opts.pktFixed,
         traceRet: opts.ret,
-        funcByIp: features.kprobe && !features.attachCookie,
+        funcByIp: kprobesByIp(features),
         hookSettings: settings.size > 0,
         nfHooks: opts.hooks,
         snaplen: pcap?.snaplen,

@@ -15,7 +15,7 @@ import { blocks, shown } from "../lib/blocks";
 import { btfHas } from "../lib/kernel";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { jsonLines, Skbtrail } from "../lib/skbtrail";
+import { jsonLines, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
 /** sch_netem, built in or as a module (Debian's kernels; not the development host's 6.18). */
@@ -39,8 +39,8 @@ describe.skipIf(!enabled)("stack latency", () => {
   });
 
   test("--latency: one record per packet, first hook to its drop; the free counts only with --latency-free", async () => {
-    const plain = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7501", "-c", "1", "--timeout", "30"]);
-    const withFree = Skbtrail.start(["--latency", "--latency-free", "--json", "-p", "udp", "--dport", "7501", "-c", "1", "--timeout", "30"]);
+    const plain = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7501", "-c", "1", "--timeout", String(scaled(30))]);
+    const withFree = Skbtrail.start(["--latency", "--latency-free", "--json", "-p", "udp", "--dport", "7501", "-c", "1", "--timeout", String(scaled(30))]);
     await Promise.all([plain.ready(), withFree.ready()]);
     await pair.a.ns.udp(pair.b.ip4, 7501, { sport: 5501 }); // nothing listens: dropped at b
     const [p, f] = await Promise.all([plain.finished, withFree.finished]);
@@ -67,8 +67,8 @@ describe.skipIf(!enabled)("stack latency", () => {
   });
 
   test("--min-latency: a packet under the threshold never reaches user space", async () => {
-    const all = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7502", "--timeout", "30"]);
-    const slow = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7502", "--min-latency", "1s", "--timeout", "30"]);
+    const all = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7502", "--timeout", String(scaled(30))]);
+    const slow = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7502", "--min-latency", "1s", "--timeout", String(scaled(30))]);
     try {
       await Promise.all([all.ready(), slow.ready()]);
       await pair.a.ns.udp(pair.b.ip4, 7502, { sport: 5502 });
@@ -87,7 +87,7 @@ describe.skipIf(!enabled)("stack latency", () => {
   });
 
   test("--latency-summary: the kernel counts every packet into the table, and writes no records", async () => {
-    const t = Skbtrail.start(["--latency", "--latency-summary", "--json", "-p", "udp", "--dport", "7503", "--timeout", "30"]);
+    const t = Skbtrail.start(["--latency", "--latency-summary", "--json", "-p", "udp", "--dport", "7503", "--timeout", String(scaled(30))]);
     try {
       await t.ready();
       expect(await pair.a.ns.udp(pair.b.ip4, 7503, { sport: 5503, count: 5 })).toBe(0);
@@ -118,8 +118,8 @@ describe.skipIf(!enabled)("stack latency", () => {
   });
 
   test("--latency-show, --tiny-show and --trace-exclude in the lifecycle mode", async () => {
-    const show = Skbtrail.start(["--latency-show", "--tiny-show", "-p", "udp", "--dport", "7506", "-c", "1", "--timeout", "30"]);
-    const excl = Skbtrail.start(["--trace-exclude", "netif_receive_skb", "-p", "udp", "--dport", "7506", "-c", "1", "--timeout", "30"]);
+    const show = Skbtrail.start(["--latency-show", "--tiny-show", "-p", "udp", "--dport", "7506", "-c", "1", "--timeout", String(scaled(30))]);
+    const excl = Skbtrail.start(["--trace-exclude", "netif_receive_skb", "-p", "udp", "--dport", "7506", "-c", "1", "--timeout", String(scaled(30))]);
     await Promise.all([show.ready(), excl.ready()]);
     await pair.a.ns.udp(pair.b.ip4, 7506, { sport: 5506 });
     const [s, e] = await Promise.all([show.finished, excl.finished]);
@@ -163,8 +163,8 @@ describe.skipIf(!enabled)("stack latency", () => {
   });
 
   test("--trace-matcher in the lifecycle mode: a packet starts only at those hooks, then is followed", async () => {
-    const t = Skbtrail.start(["--trace-matcher", "netif_receive_skb", "-p", "udp", "--dport", "7508", "-c", "1", "--timeout", "30"]);
-    const all = Skbtrail.start(["-p", "udp", "--dport", "7508", "-c", "1", "--timeout", "30"]);
+    const t = Skbtrail.start(["--trace-matcher", "netif_receive_skb", "-p", "udp", "--dport", "7508", "-c", "1", "--timeout", String(scaled(30))]);
+    const all = Skbtrail.start(["-p", "udp", "--dport", "7508", "-c", "1", "--timeout", String(scaled(30))]);
     await Promise.all([t.ready(), all.ready()]);
     await pair.a.ns.udp(pair.b.ip4, 7508, { sport: 5508 });
     const [m, a] = await Promise.all([t.finished, all.finished]);
@@ -181,7 +181,7 @@ describe.skipIf(!enabled)("stack latency", () => {
     // The kernel has netem (modinfo knows built-in and module): adding it must work.
     expect(await pair.a.ns.try(`tc qdisc add dev ${pair.a.dev} root netem delay 50ms`)).toBe(0);
     try {
-      const t = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7507", "--trace-matcher", "net_dev_queue", "--trace-free", "net_dev_xmit", "--min-latency", "40ms", "-c", "1", "--timeout", "30"]);
+      const t = Skbtrail.start(["--latency", "--json", "-p", "udp", "--dport", "7507", "--trace-matcher", "net_dev_queue", "--trace-free", "net_dev_xmit", "--min-latency", "40ms", "-c", "1", "--timeout", String(scaled(30))]);
       await t.ready();
       await pair.a.ns.udp(pair.b.ip4, 7507, { sport: 5507 });
       const r = records((await t.finished).stdout).latency[0];

@@ -6,16 +6,14 @@
 // after changing bpf/include/events.h, and commit the result:
 //   bun run build.ts --no-exe && bun tools/capture-latency.ts
 import { writeFileSync } from "node:fs";
-import type { RingBuffer } from "../ffi/ringbuf";
 import { event_kind, hook_setting } from "../src/abi/layout.generated";
 import { Attachments, attachPlan } from "../src/bpf/attach";
 import { parseAddr } from "../src/cli/values";
 import { Session } from "../src/bpf/session";
-import { recordKind } from "../src/events/decode";
 import { prepareKernel } from "../src/kernel/environment";
 import { plannedPrograms } from "../src/plan/plan";
 import { TwoHosts } from "../tests/lib/netns";
-import { tracepointDefaultPlan } from "./tracepoint-plan";
+import { drainRecords, tracepointDefaultPlan } from "./capture";
 
 const SEND = `${import.meta.dir}/../tests/lib/send.ts`;
 const net = await TwoHosts.create("latcap", 69);
@@ -36,14 +34,7 @@ for (const [name, countFree] of [["udp_drop", false], ["udp_drop_free_counted", 
     session.attach(() => attachPlan(session.obj, plan, attachments));
     await net.a.ns.sh(`bun ${SEND} udp ${net.b.ip4} 7009 --sport 5009`);
     await Bun.sleep(300);
-    let drained = false;
-    await session.read(
-      (ring: RingBuffer, offset: number, length: number) => {
-        if (recordKind(ring, offset, length) === event_kind.EVENT_LATENCY) fixtures[name] ??= Buffer.from(ring.u8.subarray(offset, offset + length)).toString("hex");
-      },
-      () => drained,
-      () => (drained = true),
-    );
+    await drainRecords(session, [event_kind.EVENT_LATENCY], (hex) => (fixtures[name] ??= hex));
   } finally {
     attachments.destroy();
     session.close();

@@ -5,16 +5,14 @@
 // as root after changing bpf/include/events.h, and commit the result:
 //   bun run build.ts --no-exe && bun tools/capture-lifecycles.ts
 import { writeFileSync } from "node:fs";
-import type { RingBuffer } from "../ffi/ringbuf";
 import { event_kind } from "../src/abi/layout.generated";
 import { Attachments, attachPlan } from "../src/bpf/attach";
 import { parseAddr } from "../src/cli/values";
 import { Session } from "../src/bpf/session";
-import { recordKind } from "../src/events/decode";
 import { prepareKernel } from "../src/kernel/environment";
 import { plannedPrograms } from "../src/plan/plan";
 import { TwoHosts } from "../tests/lib/netns";
-import { tracepointDefaultPlan } from "./tracepoint-plan";
+import { drainRecords, tracepointDefaultPlan } from "./capture";
 
 const SEND = `${import.meta.dir}/../tests/lib/send.ts`;
 const net = await TwoHosts.create("lcap", 68);
@@ -31,15 +29,7 @@ try {
   await net.a.ns.try(`ping -c1 -W1 ${net.b.ip4}`);
   await net.a.ns.sh(`bun ${SEND} udp ${net.b.ip4} 7009 5009`);
   await Bun.sleep(300); // the reply's free and the slab frees come after
-  let drained = false;
-  await session.read(
-    (ring: RingBuffer, offset: number, length: number) => {
-      const kind = recordKind(ring, offset, length);
-      if (kind === event_kind.EVENT_HOOK || kind === event_kind.EVENT_NF) records.push(Buffer.from(ring.u8.subarray(offset, offset + length)).toString("hex"));
-    },
-    () => drained,
-    () => (drained = true),
-  );
+  await drainRecords(session, [event_kind.EVENT_HOOK, event_kind.EVENT_NF], (hex) => records.push(hex));
 } finally {
   attachments.destroy();
   session.close();

@@ -125,6 +125,12 @@ function boot(c: VmCase): Promise<Boot> {
   return b;
 }
 
+/** Each failed test of a bun test report, with the lines of its error above it. */
+function failures(report: string): string[] {
+  const lines = report.split("\n");
+  return lines.flatMap((line, i) => (line.startsWith("(fail)") && !lines.slice(0, i).includes(line) ? [lines.slice(Math.max(0, i - 14), i + 1).join("\n")] : []));
+}
+
 describe.skipIf(!wanted)("VM tests on Debian kernels", () => {
   // Every VM starts now (as slots free up); the tests below wait for theirs.
   beforeAll(() => CASES.forEach(boot));
@@ -133,7 +139,11 @@ describe.skipIf(!wanted)("VM tests on Debian kernels", () => {
   for (const c of CASES) {
     test(
       `${c.release}: ${c.suites.map((s) => s.split("/").pop()).join(", ")} with backends [${c.backends.join(", ")}]`,
-      async () => expect((await boot(c)).exitCode).toBe(0),
+      async () => {
+        const b = await boot(c);
+        // The failures again, here: CI keeps only the tail of a long log.
+        expect({ exitCode: b.exitCode, failed: failures(b.suites) }).toEqual({ exitCode: 0, failed: [] });
+      },
       3_100_000,
     );
     if (c.extra) {

@@ -128,6 +128,33 @@ int kretprobe_return_value(struct pt_regs *ctx)
 	return func_return(ctx, kretprobe_call(ctx), PT_REGS_RC(ctx));
 }
 
+/* ---- __icmp_send: the point the tracepoint icmp:icmp_send marks (6.9+),
+ * traced in its place where the kernel lacks it. Its event carries the
+ * tracepoint's id and details (ICMP type and code), so diagnosis rules read
+ * it the same way; it is named by the function. No return probe. ---- */
+
+static __always_inline int icmp_sent(void *ctx, __u64 func, void *skb, __s32 type, __s32 code)
+{
+	struct hit h = { .func = func, .tracepoint = TP_ICMP_SEND, .info = { type, code } };
+
+	on_skb(ctx, skb, &h, false);
+	return 0;
+}
+
+/* void __icmp_send(struct sk_buff *skb_in, int type, int code, __be32 info, …) */
+SEC("kprobe/__icmp_send")
+int kprobe_icmp_send(struct pt_regs *ctx)
+{
+	return icmp_sent(ctx, kprobe_func(ctx), (void *)PT_REGS_PARM1(ctx), (__s32)PT_REGS_PARM2(ctx), (__s32)PT_REGS_PARM3(ctx));
+}
+
+SEC("fentry/__icmp_send")
+int fentry_icmp_send(__u64 *ctx)
+{
+	icmp_sent(ctx, bpf_get_func_ip(ctx), (void *)ctx[0], (__s32)ctx[1], (__s32)ctx[2]);
+	return 0;
+}
+
 /* ---- skb_clone: the returned skb joins the original's packet context ---- */
 
 static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)

@@ -193,10 +193,11 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
   if (diagnosis?.wantsDropStacks) settings.set(kfreeKey, (settings.get(kfreeKey) ?? 0) | hook_setting.SETTING_STACK);
 
   const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
+  // A function standing in for a tracepoint (__icmp_send) carries both: it is named as the function.
   const hookName = (e: HookEvent) =>
-    e.tracepoint
-      ? (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`)
-      : (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0));
+    e.func
+      ? (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0))
+      : (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`);
   const toLine = (e: HookEvent, ret?: HookEvent, ctx?: PacketContext): HookLine => {
     const name = hookName(e);
     const wanted = e.stackId >= 0 && !(diagnosis && e.tracepoint === tracepoint_id.TP_KFREE_SKB && !kfreeStackWanted);

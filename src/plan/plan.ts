@@ -69,7 +69,15 @@ const OWN_PROGRAMS: Record<string, OwnPrograms> = {
   skb_clone: { fexit: program.fexit_skb_clone, kprobe: program.kprobe_skb_clone, kretprobe: program.kretprobe_skb_clone },
   nf_hook_slow: { fentry: program.fentry_nf_hook_slow, fexit: program.fexit_nf_hook_slow, kprobe: program.kprobe_nf_hook_slow, kretprobe: program.kretprobe_nf_hook_slow },
   nft_do_chain: { fentry: program.fentry_nft_do_chain, fexit: program.fexit_nft_do_chain, kprobe: program.kprobe_nft_do_chain, kretprobe: program.kretprobe_nft_do_chain },
+  __icmp_send: { fentry: program.fentry_icmp_send, kprobe: program.kprobe_icmp_send },
 };
+
+/**
+ * Functions that mark the same point as a tracepoint older kernels lack:
+ * traced in its place there, their events read as the tracepoint's (same
+ * details), so the diagnosis rules about it work on those kernels too.
+ */
+const TRACEPOINT_STAND_INS: Record<string, string> = { "icmp:icmp_send": "__icmp_send" };
 
 /** Programs per position of the sk_buff argument (PT_REGS_PARM1..5). */
 const BY_SKB_ARG: { kmulti: ProgramName; kprobe: ProgramName; fentry: ProgramName; fexit: ProgramName }[] = [
@@ -136,7 +144,7 @@ function attachFunction(fn: KernelFunction, backend: FunctionBackend, ret: boole
     // Fixed-target programs; on kprobe.multi kernels these use plain kprobes.
     if (backend === "fentry")
       return { backend, attach: [own.fentry && { how: "fentry-fixed" as const, program: own.fentry }, own.fexit && { how: "fentry-fixed" as const, program: own.fexit }].filter((a) => !!a) };
-    return { backend: "kprobe", attach: [{ how: "kprobe", program: own.kprobe!, retprobe: false }, { how: "kprobe", program: own.kretprobe!, retprobe: true }] };
+    return { backend: "kprobe", attach: [own.kprobe && { how: "kprobe" as const, program: own.kprobe, retprobe: false }, own.kretprobe && { how: "kprobe" as const, program: own.kretprobe, retprobe: true }].filter((a) => !!a) };
   }
   const p = BY_SKB_ARG[fn.skbArg]!;
   if (fn.pskb) {
@@ -198,7 +206,11 @@ export function makePlan(input: PlanInput): Plan {
     const spec = tracepointByName.get(name);
     if (!spec) return skipped.push({ name, why: "skbtrail has no program for this tracepoint" });
     const { programs, why } = tracepointPrograms(btf, spec);
-    if (!programs) return skipped.push({ name, why: why! });
+    if (!programs) {
+      skipped.push({ name, why: why! });
+      if (TRACEPOINT_STAND_INS[name]) addFunction(TRACEPOINT_STAND_INS[name]!, group);
+      return;
+    }
     const btfOk = features.tpBtf && !spec.rawOnly;
     hooks.push({ kind: "tracepoint", name, group, spec, via: btfOk ? "tp_btf" : "raw_tp", attach: [{ how: "tracepoint", program: btfOk ? programs.btf : programs.raw }] });
   };

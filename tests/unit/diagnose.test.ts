@@ -37,6 +37,8 @@ const TCP: Partial<Packet> = { ...UDP, l4: 6, tcpFlags: 2 };
 interface Step {
   name: string;
   tp?: number;
+  /** A function hit that stands in for the tracepoint `tp` (__icmp_send for icmp:icmp_send). */
+  standIn?: boolean;
   pkt?: Partial<Packet>;
   drop?: { reason: number; at: number };
   info?: [number, number];
@@ -48,7 +50,7 @@ function life(steps: Step[], base: Partial<Packet> = UDP): HookLine[] {
   return steps.map((s, i) => {
     const pkt = { parsed: 6, tcpFlags: 0, tcpSeq: 0, tcpAck: 0, icmpType: 0, icmpCode: 0, icmpId: 0, icmpSeq: 0, arpOp: 0, vlan: 0, ttl: 64, skFamily: 0, skType: 0, ...base, ...s.pkt } as Packet;
     const e: HookEvent = {
-      kind: "hook", cpu: 0, timeNs: 1000 + i, pkt, ctxId: 1, func: s.tp ? 0 : 0x9000 + i, tracepoint: s.tp ?? 0, phase: 0,
+      kind: "hook", cpu: 0, timeNs: 1000 + i, pkt, ctxId: 1, func: s.tp && !s.standIn ? 0 : 0x9000 + i, tracepoint: s.tp ?? 0, phase: 0,
       flags: s.drop ? 5 : 0, retval: 0, skb2: "", skb2Key: 0, location: { hi: 0xffffffff, lo: s.drop?.at ?? 0 }, reason: s.drop?.reason ?? 0,
       info: s.info ?? [0, 0], stackId: -1,
       meta: { skb: "ffff888100000000", skbKey: 1, len: 0, mark: 0, ifindex: 2, netns: 1, pid: 1, ifname: "veth1", comm: "x", ct: 0 },
@@ -70,6 +72,8 @@ describe("rule families", () => {
     expect(summary(fs)).toEqual(["error:port-unreachable"]);
     expect(fs[0]!.message).toBe("nothing listens on udp port 7777 at 10.0.0.2: the host answered ICMP port unreachable");
     expect(fs[0]!.advice).toContain("ss -lunp | grep ':7777'");
+    // Where the kernel lacks the tracepoint, __icmp_send stands in for it: the same finding.
+    expect(summary(findings(life([{ name: "__icmp_send", tp: T.TP_ICMP_SEND, standIn: true, info: [3, 3] }, kfree(3, 0x1000)])))).toEqual(["error:port-unreachable"]);
   });
 
   test("closed TCP port: connection refused, once, whether or not the reset carries a reason", () => {

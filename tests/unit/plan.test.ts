@@ -22,9 +22,10 @@ const KALLSYMS = [
   "ffffffff81000400 t __netif_receive_skb_core",
   "ffffffff81000500 T tcp_v4_do_rcv",
   "ffffffff81000600 T no_skb_here",
+  "ffffffff81000700 T __icmp_send",
 ].join("\n");
 // ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
-const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core"].join("\n");
+const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core", "__icmp_send"].join("\n");
 
 const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false };
 const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
@@ -69,6 +70,17 @@ describe("the hooks every lifecycle needs", () => {
 
   test("a tracepoint this kernel does not have is skipped with the reason", () => {
     expect(skipped(plan(TRACEPOINTS_ONLY, ["net:netif_rx"]), "net:netif_rx")).toBe("this kernel has no such tracepoint");
+  });
+
+  test("where the kernel lacks icmp:icmp_send, __icmp_send is traced in its place (its own entry program, no return), if functions can be", () => {
+    for (const [features, entry] of [[KPROBE, { how: "kprobe", program: program.kprobe_icmp_send, retprobe: false }], [FENTRY, { how: "fentry-fixed", program: program.fentry_icmp_send }]] as const) {
+      const p = plan(features, ["icmp:icmp_send"], { ret: true });
+      expect(skipped(p, "icmp:icmp_send")).toBe("this kernel has no such tracepoint");
+      expect(fn(p, "__icmp_send")?.attach).toEqual([entry]);
+    }
+    const none = plan(TRACEPOINTS_ONLY, ["icmp:icmp_send"]);
+    expect(fn(none, "__icmp_send")).toBeUndefined();
+    expect(skipped(none, "__icmp_send")).toContain("kprobes or fentry");
   });
 });
 

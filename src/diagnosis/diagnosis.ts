@@ -195,11 +195,18 @@ export class Diagnosis {
     return ["following hook functions are blamed:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${functionName(this.input.namer.symbol(hi, lo))}`)];
   }
 
-  /** The netfilter hook that dropped: from nft_do_chain when traced, else from the drop's stack. */
+  /**
+   * The netfilter hook that dropped: from nf_hook_slow or nft_do_chain where
+   * traced (the chain too from nft_do_chain), else from the drop's stack. The
+   * traced hook comes first: on 5.10 a kretprobe on nf_hook_slow hides its
+   * caller in the stack behind kretprobe_trampoline.
+   */
   private droppingHook(drop: HookLine, lines: HookLine[]): { hook?: NfHookNames; nftChain?: { table: string; chain: string }; frames: string[] } {
-    const nf = lines.findLast((l) => l.e.nf?.table && l.e.timeNs <= drop.e.timeNs)?.e.nf;
+    const before = lines.filter((l) => l.e.nf && l.e.timeNs <= drop.e.timeNs);
+    const nf = before.at(-1)?.e.nf;
+    const chain = before.findLast((l) => l.e.nf!.table)?.e.nf;
     const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
-    if (nf) return { hook: { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }, nftChain: { table: nf.table, chain: nf.chain }, frames };
+    if (nf) return { hook: { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }, nftChain: chain && { table: chain.table, chain: chain.chain }, frames };
     return { hook: hookFromStack(frames, drop.e.pkt.l3 === 0x86dd), frames };
   }
 

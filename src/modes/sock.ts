@@ -9,8 +9,8 @@
 // and read every second; alone (no --sock, no --rtt-detail) it is the only
 // output, and only tcp_probe is attached, writing no records: a busy host's
 // samples cost a map update each, never a trip through the ring; -c then
-// counts samples (the kernel's count, looked at after each batch). --diag judges each
-// connection with the knowledge base's connection rules
+// counts samples (the kernel's count, looked at after each batch). --diag
+// judges each connection with the knowledge base's connection rules
 // (src/diagnosis/connections.ts): its findings follow its summary.
 // --rtt-detail (nettrace's) shows only the RTT samples, one line each.
 import { monotonicNowNs } from "../../ffi/libc";
@@ -130,13 +130,15 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         if (diagnosis) showVerdicts(diagnosis.due(monotonicNowNs()));
         if (!opts.rttHistogram) return;
         const now = performance.now();
-        // --rtt alone has no records for -c to count: the kernel's count of samples, one map read.
-        if (opts.rttOnly && stop.counting && now < nextTable) stop.counted(readRtt().samples);
-        if (now < nextTable) return;
-        nextTable = now + RTT_TABLE_MS;
+        const due = now >= nextTable;
+        // --rtt alone has no records for -c to count: it counts the kernel's samples, read after each batch.
+        const countSamples = opts.rttOnly && stop.counting;
+        if (!due && !countSamples) return;
         const table = readRtt();
+        if (countSamples) stop.counted(table.samples);
+        if (!due) return;
+        nextTable = now + RTT_TABLE_MS;
         out.rttHistogram(table, false, opts.rttOnly, monotonicNowNs());
-        if (opts.rttOnly) stop.counted(table.samples);
       },
       // Records still queued at the stop were dropped: the open connections are summed up from what was read.
       finish: () => {

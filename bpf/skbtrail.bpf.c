@@ -49,6 +49,7 @@ const volatile struct {
 	enum rtt_bucket_bound rtt_bound;
 	enum rtt_hist_index rtt_index;
 	enum latency_slots latency_slots;
+	enum rtt_log2_slots rtt_log2_slots;
 	enum ct_seen ct_seen;
 	struct drop_event drop;
 	struct nf_event nf;

@@ -73,6 +73,17 @@ enum latency_slots {
 };
 
 /*
+ * --sock --rtt: the sock_rtt map, the same log2 buckets over RTT samples
+ * (µs) kept by the thresholds; then their count and their sum in µs.
+ */
+enum rtt_log2_slots {
+	RTT_LOG2_BUCKETS = 32,
+	RTT_LOG2_COUNT = 32,
+	RTT_LOG2_SUM_US = 33,
+	RTT_LOG2_SLOTS = 34,
+};
+
+/*
  * The tracepoints skbtrail has a program for. TypeScript maps each id to
  * "category:event" (src/tracepoints.ts); function hooks carry the traced
  * function's address instead.
@@ -466,8 +477,8 @@ struct skbtrail_config {
 	__u8 nf_hooks;                /* --hooks: record the functions on each netfilter hook */
 	__u8 func_stats;              /* --func-stats: count calls per hook, write no records */
 	__u8 has_filters;             /* some packet filter is set */
-	__u8 rtt_hist;                /* --monitor: record the RTT histogram */
-	__u8 rtt_events;              /* --monitor: record RTT samples over the thresholds */
+	__u8 rtt_hist;                /* --monitor (--metrics), --sock --rtt: count RTT samples in the kernel's histogram */
+	__u8 rtt_events;              /* --monitor: record RTT samples over the thresholds; --sock: write tcp_probe records */
 	__u8 ca_loss;                 /* enum tcp_ca_state's TCP_CA_Loss */
 	__u16 snaplen;                /* --pcap: bytes of each packet to capture; 0: none (no capture code) */
 	__u32 wakeup_bytes;           /* wake the reader when this much is pending */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Counting in the kernel: per-CPU counters created on first use, calls per
- * hook (--func-stats), and the records-per-second budget (--rate-limit).
- * Used by the hook programs of --basic and by --monitor.
+ * hook (--func-stats), the records-per-second budget (--rate-limit), and
+ * histograms in per-CPU arrays of u64 (--monitor's and --sock's RTT,
+ * --latency-summary). Used by the hook programs of --basic, --monitor,
+ * --sock and --latency.
  */
 #ifndef SKBTRAIL_COUNTERS_BPF_H
 #define SKBTRAIL_COUNTERS_BPF_H
@@ -59,6 +61,31 @@ static __always_inline void count_in(void *map, const void *key)
 		*v += 1;
 	else
 		count(STAT_MAP_FULL);
+}
+
+/* Adds `n` to slot `slot` of a histogram: a per-CPU array of u64. */
+static __always_inline void slot_add(void *map, __u32 slot, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(map, &slot);
+
+	if (v)
+		*v += n;
+}
+
+/* A log2 histogram's slot of `v`: floor(log2(v)) for v >= 2, else 0; at most `last`. */
+static __always_inline __u32 log2_slot(__u64 v, __u32 last)
+{
+	__u32 r = 0;
+
+	if (v < 2)
+		return 0;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r < last ? r : last;
 }
 
 #endif /* SKBTRAIL_COUNTERS_BPF_H */

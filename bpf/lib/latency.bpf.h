@@ -40,30 +40,6 @@ struct {
 /* Set once a measurement started: until then frees look nothing up. */
 volatile __u32 lat_any;
 
-/* floor(log2(us)) for us >= 2, else 0; at most LAT_BUCKETS - 1. */
-static __always_inline __u32 lat_bucket(__u64 us)
-{
-	__u32 r = 0;
-
-	if (us < 2)
-		return 0;
-	if (us >> 32) { us >>= 32; r += 32; }
-	if (us >> 16) { us >>= 16; r += 16; }
-	if (us >> 8) { us >>= 8; r += 8; }
-	if (us >> 4) { us >>= 4; r += 4; }
-	if (us >> 2) { us >>= 2; r += 2; }
-	if (us >> 1) r += 1;
-	return r < LAT_BUCKETS ? r : LAT_BUCKETS - 1;
-}
-
-static __always_inline void lat_add(__u32 slot, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&lat_hist, &slot);
-
-	if (v)
-		*v += n;
-}
-
 /* The measurement of `key` ends at `now`: report or count it if slow enough, then forget it. */
 static __always_inline void lat_finish(__u64 key, struct latency_event *m, const struct hit *h, __u64 hook, __u64 now)
 {
@@ -81,8 +57,8 @@ static __always_inline void lat_finish(__u64 key, struct latency_event *m, const
 	m->latency_ns = latency;
 	if (latency >= CFG.latency_min_ns) {
 		if (CFG.latency_summary) {
-			lat_add(lat_bucket(latency / 1000), 1);
-			lat_add(LAT_SUM_US, latency / 1000);
+			slot_add(&lat_hist, log2_slot(latency / 1000, LAT_BUCKETS - 1), 1);
+			slot_add(&lat_hist, LAT_SUM_US, latency / 1000);
 		} else {
 			m->hdr.time_ns = now;
 			m->hdr.cpu = bpf_get_smp_processor_id();

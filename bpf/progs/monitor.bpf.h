@@ -558,19 +558,14 @@ static __always_inline void rtt_observe(__u32 rtt_us)
 		RTT_LE_0, RTT_LE_1, RTT_LE_2, RTT_LE_3, RTT_LE_4, RTT_LE_5, RTT_LE_6,
 		RTT_LE_7, RTT_LE_8, RTT_LE_9, RTT_LE_10, RTT_LE_11, RTT_LE_12, RTT_LE_13,
 	};
-	__u32 slot = RTT_INF, sum = RTT_SUM_US;
-	__u64 *v;
+	__u32 slot = RTT_INF;
 
 #pragma unroll
 	for (int i = RTT_BOUNDS - 1; i >= 0; i--)
 		if (rtt_us <= bounds[i])
 			slot = i;
-	v = bpf_map_lookup_elem(&mon_rtt, &slot);
-	if (v)
-		*v += 1;
-	v = bpf_map_lookup_elem(&mon_rtt, &sum);
-	if (v)
-		*v += rtt_us;
+	slot_add(&mon_rtt, slot, 1);
+	slot_add(&mon_rtt, RTT_SUM_US, rtt_us);
 }
 
 /*

@@ -22,7 +22,10 @@
  *
  * The kernel keeps one bit per socket a filter kept (sock_kept, a bounded
  * LRU); the connections' summaries are made by TypeScript from the records,
- * in a bounded map (src/events/sock.ts).
+ * in a bounded map (src/events/sock.ts). --rtt counts the RTT samples kept
+ * in a log2 histogram here (sock_rtt); alone, it attaches only tcp_probe
+ * and writes no records (CFG.rtt_events off): a busy host's samples never
+ * cross the ring.
  */
 #ifndef SKBTRAIL_SOCK_PROGS_BPF_H
 #define SKBTRAIL_SOCK_PROGS_BPF_H
@@ -52,6 +55,21 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } sock_kept SEC(".maps");
+
+/* --rtt: the RTT samples kept, per CPU (enum rtt_log2_slots; read by TypeScript every second). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RTT_LOG2_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sock_rtt SEC(".maps");
+
+static __always_inline void sock_rtt_observe(__u32 rtt_us)
+{
+	slot_add(&sock_rtt, log2_slot(rtt_us, RTT_LOG2_BUCKETS - 1), 1);
+	slot_add(&sock_rtt, RTT_LOG2_COUNT, 1);
+	slot_add(&sock_rtt, RTT_LOG2_SUM_US, rtt_us);
+}
 
 /* What the tracepoint says beyond its socket. */
 struct sock_hit {
@@ -131,12 +149,23 @@ static __always_inline int sock_hit(const struct sock *sk, const struct sock_hit
 	if (!h->tcp)
 		proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 	if (sock_connection(&e->pkt, &meta, sk, proto)) {
-		/* TCP only: tcp_destroy_sock forgets it; another protocol's socket would stay until the LRU drops it. */
-		if (CFG.has_filters && full && proto == IPPROTO_TCP)
+		/* TCP only: tcp_destroy_sock forgets it; another protocol's socket would stay until the LRU drops it.
+		 * Not with --rtt alone (no records): only tcp_probe is attached, which sees established
+		 * sockets, whose ports are known; nothing would forget the entry. */
+		if (CFG.has_filters && full && proto == IPPROTO_TCP && CFG.rtt_events)
 			bpf_map_update_elem(&sock_kept, &key, &one, BPF_ANY);
 	} else if (!full || !bpf_map_lookup_elem(&sock_kept, &key)) {
 		count(STAT_FILTERED);
 		return 0;
+	}
+	/* tcp_probe: an RTT sample (the socket's latest), counted as its record would be. */
+	if (skb) {
+		__u32 rtt = BPF_CORE_READ((const struct tcp_sock *)sk, rack.rtt_us);
+
+		if (CFG.rtt_hist && rtt)
+			sock_rtt_observe(rtt);
+		if (!CFG.rtt_events)
+			return 0;
 	}
 	if (h->tracepoint == TP_TCP_DESTROY_SOCK)
 		bpf_map_delete_elem(&sock_kept, &key);

@@ -52,6 +52,13 @@ export const latency_slots = {
   LAT_SLOTS: 33,
 } as const;
 
+export const rtt_log2_slots = {
+  RTT_LOG2_BUCKETS: 32,
+  RTT_LOG2_COUNT: 32,
+  RTT_LOG2_SUM_US: 33,
+  RTT_LOG2_SLOTS: 34,
+} as const;
+
 export const tracepoint_id = {
   TP_NONE: 0,
   TP_KFREE_SKB: 1,

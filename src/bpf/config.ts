@@ -59,6 +59,8 @@ export interface ConfigInput {
   monitor?: MonitorConfig;
   /** RTT samples kept (--monitor, --sock); 0 or absent: no threshold. */
   rttThresholds?: RttThresholds;
+  /** What becomes of the RTT samples kept (--monitor, --sock); absent: nothing. */
+  rttSamples?: RttSamples;
   /** --latency: measure paths in the kernel (bpf/lib/latency.bpf.h). */
   latency?: LatencyConfig;
   /** --trace-noclone: a clone does not join its packet. */
@@ -100,6 +102,13 @@ export interface RttThresholds {
   minRttUs?: number;
 }
 
+export interface RttSamples {
+  /** Counted in the kernel's histogram (--monitor: mon_rtt for /metrics; --sock --rtt: sock_rtt). */
+  histogram: boolean;
+  /** Written as records (--monitor: those over the thresholds; --sock: tcp_probe's, unless --rtt alone). */
+  events: boolean;
+}
+
 export interface MonitorConfig {
   /** enum skb_drop_reason values whose drops are printed (the others are counted only). */
   printedReasons: number[];
@@ -111,8 +120,6 @@ export interface MonitorConfig {
   nfDropReason?: number;
   /** nft_do_chain is hooked: a netfilter drop's table and chain can be read. */
   nftHooked: boolean;
-  rttHistogram: boolean;
-  rttEvents: boolean;
   /** enum tcp_ca_state's TCP_CA_Loss. */
   caLoss: number;
 }
@@ -192,8 +199,6 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
     }
     v.setUint32(C.nf_drop_reason.offset, m.nfDropReason ?? 0, true);
     v.setUint32(C.nft_hooked.offset, m.nftHooked ? 1 : 0, true);
-    v.setUint8(C.rtt_hist.offset, m.rttHistogram ? 1 : 0);
-    v.setUint8(C.rtt_events.offset, m.rttEvents ? 1 : 0);
     v.setUint8(C.ca_loss.offset, m.caLoss);
   }
   const lat = input.latency;
@@ -206,6 +211,8 @@ export function writeConfig(target: Uint8Array, input: ConfigInput): void {
   }
   v.setUint8(C.no_clone.offset, input.noClone ? 1 : 0);
   v.setUint8(C.has_matcher.offset, input.hasMatcher ? 1 : 0);
+  v.setUint8(C.rtt_hist.offset, input.rttSamples?.histogram ? 1 : 0);
+  v.setUint8(C.rtt_events.offset, input.rttSamples?.events ? 1 : 0);
   const rtt = input.rttThresholds;
   if (rtt) {
     v.setUint32(C.rtt_min_us.offset, rtt.rttUs, true);

@@ -29,7 +29,7 @@ export const args = {
   "tcp-srtt": s("--monitor: also report TCP RTT samples whose smoothed RTT is at least MS milliseconds; --sock: only those RTT samples", undefined, "MS"),
   "filter-srtt": s("--sock: only RTT samples whose smoothed RTT is at least MS milliseconds (nettrace's newer name of --tcp-srtt)", undefined, "MS"),
   "filter-minrtt": s("--sock: only RTT samples of connections whose minimum RTT is at least MS milliseconds", undefined, "MS"),
-  rtt: b("--sock: print a log2 table of the RTT samples at the end"),
+  rtt: b("a log2 table of the TCP RTT samples, counted in the kernel, redrawn every second and printed at exit; alone: only the table (implies --sock, no events); with --sock or --rtt-detail: beside their lines"),
   "rtt-detail": b("socket mode showing only RTT samples: one line per sample (srtt, rtt, minimum rtt), the RTT thresholds applying; implies --sock"),
 
   trace: s("enable trace groups or functions, e.g. ip,tcp_v4_rcv ('?' lists them)", "t", "LIST"),
@@ -107,6 +107,7 @@ Examples:
   skbtrail --monitor --metrics :9464              always on: abnormal events, Prometheus metrics on port 9464
   skbtrail --sock -p tcp --port 443               socket events and a summary per TCP connection on port 443
   skbtrail --rtt-detail --tcp-rtt 10              every TCP RTT sample of 10 ms or more, one line each
+  skbtrail --rtt -p tcp --port 443                the RTT distribution of port 443's connections, redrawn every second
   skbtrail --diag -p tcp --dport 8080             why packets to port 8080 die, and what to change
   skbtrail --latency --min-latency 2ms            packets that spent 2 ms or more in the stack, measured in the kernel
   skbtrail --latency --latency-summary --timeout 10

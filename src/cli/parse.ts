@@ -38,8 +38,10 @@ export interface Options {
   monitor?: MonitorOptions;
   /** --tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt (--monitor, --sock): RTT samples at or above. */
   rttFilter: RttFilter;
-  /** --sock --rtt: a log2 table of the RTT samples at the end. */
+  /** --rtt: a log2 table of the RTT samples, counted in the kernel, every second and at the end. */
   rttHistogram: boolean;
+  /** --rtt without --sock or --rtt-detail: socket mode showing only that table (no records at all). */
+  rttOnly: boolean;
   /** --sock --diag: the knowledge base's connection rules judge each connection. */
   sockDiag: boolean;
   /** --rtt-detail: socket mode showing only RTT samples, one line each. */
@@ -259,16 +261,26 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   if (given.has("monitor"))
     for (const other of ["drop", "diag"])
       if (given.has(other)) throw usageError(`--monitor and --${other} are different modes: use one (--monitor reports drops too)`);
+  // --rtt alone is socket mode showing only the RTT table.
+  const rttOnly = given.has("rtt") && !given.has("sock") && !given.has("rtt-detail");
+  if (rttOnly) {
+    if (given.has("diag")) throw usageError("--rtt alone shows only the RTT table and --diag judges whole connections: use --sock --diag --rtt");
+    given.add("sock");
+  }
   // nettrace's --rtt-detail is socket mode showing only RTT samples.
   if (given.has("rtt-detail")) {
     if (given.has("diag")) throw usageError("--rtt-detail shows only RTT samples and --diag judges whole connections: use --sock --diag, or drop --diag");
     given.add("sock");
   }
   if (given.has("sock")) {
-    if (run) throw usageError(`--${given.has("rtt-detail") ? "rtt-detail" : "sock"} does not apply to skbtrail run: it reports drops`);
+    if (run) throw usageError(`--${given.has("rtt-detail") ? "rtt-detail" : rttOnly ? "rtt" : "sock"} does not apply to skbtrail run: it reports drops`);
     for (const other of ["drop", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
       if (given.has(other))
-        throw usageError(given.has("rtt-detail") ? `--${other} does not apply to --rtt-detail (RTT samples of sockets): remove it` : `--${other} does not apply to --sock (socket events and connection summaries): remove it`);
+        throw usageError(
+          given.has("rtt-detail") ? `--${other} does not apply to --rtt-detail (RTT samples of sockets): remove it`
+          : rttOnly ? `--${other} does not apply to --rtt (the RTT table of sockets): remove it`
+          : `--${other} does not apply to --sock (socket events and connection summaries): remove it`,
+        );
     if (given.has("diag-keep")) throw usageError("--diag-keep does not apply to --sock --diag: it never stops at a finding (use -c or --timeout to stop)");
     if (given.has("hooks")) throw usageError("--hooks does not apply to --sock --diag: it lists netfilter hooks of dropped packets (use --diag without --sock)");
   }
@@ -345,6 +357,7 @@ function parseFlags(argv: string[], run: boolean): Parsed {
       monitor,
       rttFilter: { rttMinMs: rttMs("tcp-rtt"), srttMinMs: rttMs("tcp-srtt") ?? rttMs("filter-srtt"), minRttMinMs: rttMs("filter-minrtt") },
       rttHistogram: !!a.rtt,
+      rttOnly,
       sockDiag: mode === "sock" && !!a.diag,
       rttDetail: !!a["rtt-detail"],
       metrics: str("metrics") !== undefined ? parseListen("--metrics", str("metrics")!) : undefined,

@@ -2,9 +2,11 @@
 // means in words (its notes), and the connections the records describe,
 // each summed up once when it closes or when tracing stops.
 import { constants } from "node:os";
-import { layout, tracepoint_id } from "../abi/layout.generated";
+import { layout, rtt_log2_slots, tracepoint_id } from "../abi/layout.generated";
 import { addrHex, addrKey } from "../kernel/kallsyms";
 import { decodePacket, kernelString, type Packet, type RecordBytes } from "./decode";
+
+const { RTT_LOG2_BUCKETS, RTT_LOG2_COUNT, RTT_LOG2_SUM_US } = rtt_log2_slots;
 
 const T = tracepoint_id;
 const S = layout.sock_event.fields;
@@ -428,26 +430,32 @@ export interface RttBucket {
 }
 
 /**
- * --rtt: the RTT samples (tcp_probe's, as the summaries count them) in
- * log2 buckets of µs, bcc's histogram shape: bucket i holds [2^i, 2^(i+1)),
- * the first one 0 and 1 too. Fixed size, whatever the rate.
+ * The rows of a log2 table (bcc's histogram shape) from a kernel
+ * histogram's bucket counts: bucket i holds [2^i, 2^(i+1)) µs, the first
+ * one 0 and 1 too; from the first bucket with samples to the last.
  */
-export class RttLog2 {
-  private readonly counts = new Array<number>(32).fill(0);
-  samples = 0;
-  sumUs = 0;
+export function log2Buckets(counts: number[]): RttBucket[] {
+  const first = counts.findIndex((n) => n > 0);
+  if (first < 0) return [];
+  const last = counts.findLastIndex((n) => n > 0);
+  return counts.slice(first, last + 1).map((count, j) => {
+    const i = j + first;
+    return { lowUs: i === 0 ? 0 : 2 ** i, highUs: 2 ** (i + 1) - 1, count };
+  });
+}
 
-  add(us: number): void {
-    this.counts[us < 2 ? 0 : Math.min(31, Math.floor(Math.log2(us)))]! += 1;
-    this.samples++;
-    this.sumUs += us;
-  }
+/** --rtt: the table of the RTT samples kept, as the kernel counted them. */
+export interface RttTable {
+  buckets: RttBucket[];
+  /** The kernel's count (the buckets' sum once the programs are off; a live read may be a sample apart). */
+  samples: number;
+  sumUs: number;
+  avgUs: number;
+}
 
-  /** From the first bucket with samples to the last. */
-  buckets(): RttBucket[] {
-    const first = this.counts.findIndex((n) => n > 0);
-    if (first < 0) return [];
-    const last = this.counts.findLastIndex((n) => n > 0);
-    return this.counts.slice(first, last + 1).map((count, i) => ({ lowUs: i + first === 0 ? 0 : 2 ** (i + first), highUs: 2 ** (i + first + 1) - 1, count }));
-  }
+/** `slots`: the sock_rtt map summed over CPUs (RTT_LOG2_SLOTS numbers, enum rtt_log2_slots). */
+export function rttTable(slots: number[]): RttTable {
+  const samples = slots[RTT_LOG2_COUNT]!;
+  const sumUs = slots[RTT_LOG2_SUM_US]!;
+  return { buckets: log2Buckets(slots.slice(0, RTT_LOG2_BUCKETS)), samples, sumUs, avgUs: samples ? sumUs / samples : 0 };
 }

@@ -5,20 +5,26 @@
 // thresholds (--tcp-rtt, --tcp-srtt/--filter-srtt, --filter-minrtt) keep
 // RTT samples (tcp_probe) in the kernel; the other events are all shown,
 // so summaries stay whole, and their RTT figures are of the samples kept.
-// --rtt adds a log2 table of those samples at the end. --diag judges each
-// connection with the knowledge base's connection rules
+// --rtt adds a log2 table of those samples, counted in the kernel (sock_rtt)
+// and read every second; alone (no --sock, no --rtt-detail) it is the only
+// output, and only tcp_probe is attached, writing no records: a busy host's
+// samples cost a map update each, never a trip through the ring; -c then
+// counts samples (the kernel's count, looked at after each batch). --diag
+// judges each connection with the knowledge base's connection rules
 // (src/diagnosis/connections.ts): its findings follow its summary.
 // --rtt-detail (nettrace's) shows only the RTT samples, one line each.
 import { monotonicNowNs } from "../../ffi/libc";
-import { event_kind, tracepoint_id } from "../abi/layout.generated";
+import { event_kind, rtt_log2_slots, tracepoint_id } from "../abi/layout.generated";
 import { environmentError } from "../common/errors";
 import { attachPlan, linkCount } from "../bpf/attach";
 import type { Options } from "../cli/parse";
 import { rttThresholds } from "../bpf/config";
+import { readPerCpuArray } from "../bpf/counters";
+import type { Session } from "../bpf/session";
 import { ConnectionDiagnosis, type ConnectionVerdict } from "../diagnosis/connections";
 import { loadKnowledge } from "../diagnosis/diagnosis";
 import { worst } from "../diagnosis/rules";
-import { Connections, RttLog2, decodeSock, errnoName, sockNotes, type ConnectionSummary, type SockNamer } from "../events/sock";
+import { Connections, decodeSock, rttTable, errnoName, sockNotes, type ConnectionSummary, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
 import type { KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
@@ -29,6 +35,9 @@ import { filterConfig, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 const T = tracepoint_id;
+
+/** --rtt: the table is read from the kernel and shown this often. */
+const RTT_TABLE_MS = 1000;
 
 /** A --sock tracepoint's hook name ("tcp_probe"), from its spec ("tcp:tcp_probe"). */
 const HOOK_NAMES = new Map(SOCK_TRACEPOINTS.map((t) => [t.id, t.name.split(":")[1]!]));
@@ -61,23 +70,34 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
   const namer: SockNamer = { tcpState: (v) => states.get(v), caState: (v) => caStates.get(v), rstReason: (v) => rstReasons.get(v) };
 
   const features = readFeatures(kernel, true);
-  const plan = makeSockPlan(btf, features.tpBtf);
+  const plan = makeSockPlan(btf, features.tpBtf, opts.rttOnly);
   out.verbose(`sock plan: ${plan.hooks.length} tracepoints; ${plan.skipped.length} skipped`);
   for (const h of plan.hooks) out.verbose(`  ${h.name.padEnd(28)} ${attachedAs(h).padEnd(8)} ${SOCK_PURPOSE[h.name] ?? ""}`);
   for (const s of plan.skipped) out.verbose(`  skipped ${s.name}: ${s.why}`);
   out.verbose(SOCK_FUNCTIONS_WOULD_ADD);
-  if (!plan.hooks.some((h) => h.name === "sock:inet_sock_set_state"))
+  if (opts.rttOnly && !plan.hooks.length)
+    throw environmentError("--rtt needs the tracepoint tcp:tcp_probe, which this kernel does not have: run it on Linux 4.16 or newer");
+  if (!opts.rttOnly && !plan.hooks.some((h) => h.name === "sock:inet_sock_set_state"))
     throw environmentError("--sock needs the tracepoint sock:inet_sock_set_state, which this kernel does not have: run it on Linux 4.16 or newer (--drop and --monitor work here)");
 
   const connections = new Connections(namer);
-  const histogram = opts.rttHistogram ? new RttLog2() : undefined;
+  let loaded: Session | undefined;
+  const readRtt = () => rttTable(readPerCpuArray(loaded!.obj.map("sock_rtt"), rtt_log2_slots.RTT_LOG2_SLOTS));
+  let nextTable = performance.now() + RTT_TABLE_MS;
   const summary = await runSession(
     kernel,
     {
       programs: plannedPrograms(plan),
-      config: { ...filterConfig(opts.filter), rttThresholds: rttThresholds(opts.rttFilter) },
+      config: {
+        ...filterConfig(opts.filter),
+        rttThresholds: rttThresholds(opts.rttFilter),
+        rttSamples: { histogram: opts.rttHistogram, events: !opts.rttOnly },
+      },
       links: linkCount(plan),
       slowDetach: false,
+      loaded: (session) => {
+        loaded = session;
+      },
       attach: (s, into) => {
         for (const r of attachPlan(s.obj, plan, into)) out.verbose(`  skipped ${r.name}: ${r.why}`);
       },
@@ -88,7 +108,6 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         if (opts.rttDetail) {
           if (e.tracepoint !== T.TP_TCP_PROBE || !e.rttUs) return;
           if (stop.admit()) out.rttSample(e, HOOK_NAMES.get(e.tracepoint)!, states.get(e.state), caStates.get(e.caState));
-          histogram?.add(e.rttUs);
           return;
         }
         e.pkt = connections.endpoints(e);
@@ -104,18 +123,29 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
             error: e.tracepoint === T.TP_INET_SK_ERROR_REPORT ? errnoName(e.arg) : undefined,
           }, sockNotes(e, namer));
         }
-        if (histogram && e.tracepoint === T.TP_TCP_PROBE && e.rttUs) histogram.add(e.rttUs);
         summed(connections.add(e));
         if (diagnosis) showVerdicts(diagnosis.event(e));
       },
       batchDone: () => {
         if (diagnosis) showVerdicts(diagnosis.due(monotonicNowNs()));
+        if (!opts.rttHistogram) return;
+        const now = performance.now();
+        const due = now >= nextTable;
+        // --rtt alone has no records for -c to count: it counts the kernel's samples, read after each batch.
+        const countSamples = opts.rttOnly && stop.counting;
+        if (!due && !countSamples) return;
+        const table = readRtt();
+        if (countSamples) stop.counted(table.samples);
+        if (!due) return;
+        nextTable = now + RTT_TABLE_MS;
+        out.rttHistogram(table, false, opts.rttOnly, monotonicNowNs());
       },
       // Records still queued at the stop were dropped: the open connections are summed up from what was read.
       finish: () => {
         summed(connections.drain(monotonicNowNs()));
         if (diagnosis) showVerdicts(diagnosis.drain());
-        if (histogram) out.rttHistogram(histogram.buckets(), histogram.samples, histogram.samples ? histogram.sumUs / histogram.samples : 0);
+        // The programs are off: the table is final.
+        if (opts.rttHistogram) out.rttHistogram(readRtt(), true, opts.rttOnly, monotonicNowNs());
       },
     },
     out,

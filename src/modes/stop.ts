@@ -69,6 +69,15 @@ export class StopControl {
     return true;
   }
 
+  /** -c for units counted elsewhere (--rtt alone: RTT samples, counted in the kernel): stops once `total` reaches it. */
+  counted(total: number): void {
+    if (this.count !== undefined && total >= this.count) this.request("count");
+  }
+
+  get counting(): boolean {
+    return this.count !== undefined;
+  }
+
   get seconds(): number {
     return (performance.now() - this.startedAt) / 1000;
   }

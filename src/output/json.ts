@@ -7,7 +7,7 @@ import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode"
 import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
 import type { LatencySummary } from "../events/latency";
-import { NO_RTT, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
+import { NO_RTT, type ConnectionSummary, type RttTable, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { l3Name, l4Name, socketFamilyName, socketTypeName, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
@@ -207,9 +207,12 @@ export function rttSampleJson(e: SockEvent, state: string | undefined, caState: 
   return JSON.stringify(o);
 }
 
-/** --sock --rtt: the RTT samples' log2 table (kind "rtt_histogram"). */
-export function rttHistogramJson(buckets: RttBucket[], samples: number, avgUs: number): string {
-  return JSON.stringify({ kind: "rtt_histogram", samples, avg_us: samples ? Math.round(avgUs) : null, buckets: buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })) });
+/** --rtt: the RTT samples' log2 table (kind "rtt_histogram"), every second and at exit (`final`). */
+export function rttHistogramJson(t: RttTable, final: boolean, clock: Clock, nowNs: number): string {
+  return JSON.stringify({
+    kind: "rtt_histogram", time: clock.iso(nowNs), final, samples: t.samples, sum_us: t.sumUs, avg_us: t.samples ? Math.round(t.avgUs) : null,
+    buckets: t.buckets.map((b) => ({ low_us: b.lowUs, high_us: b.highUs, count: b.count })),
+  });
 }
 
 /** --sock: one connection summed up (kind "connection"). */

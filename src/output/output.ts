@@ -8,7 +8,7 @@ import type { DropEvent, LatencyEvent } from "../events/decode";
 import type { LatencySummary } from "../events/latency";
 import type { LifecycleCounts, PacketContext } from "../events/lifecycle";
 import { lineDelays, type HookLine } from "../events/line";
-import { rttSampleNote, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
+import { rttSampleNote, type ConnectionSummary, type RttTable, type SockEvent } from "../events/sock";
 import { basicJson, connectionFindingJson, connectionJson, latencyHistogramJson, latencyJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
 import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
@@ -247,10 +247,19 @@ export class Output {
     }
   }
 
-  /** --sock --rtt: the distribution of the RTT samples. */
-  rttHistogram(buckets: RttBucket[], samples: number, avgUs: number): void {
-    if (this.opts.json) return this.out.line(rttHistogramJson(buckets, samples, avgUs));
-    for (const l of rttTableLines(buckets, samples, avgUs)) this.out.line(l);
+  /**
+   * --rtt: the distribution of the RTT samples, every second and at exit
+   * (`final`). `inPlace` (only the table is printed): on a terminal each
+   * table is drawn over the previous one. Otherwise every table follows what
+   * came before: between event lines there is nothing to draw over, and a
+   * pipe or a log keeps each second's table.
+   */
+  rttHistogram(t: RttTable, final: boolean, inPlace: boolean, nowNs: number): void {
+    if (this.opts.json) return this.out.line(rttHistogramJson(t, final, this.style.clock, nowNs));
+    this.eraseLive();
+    const lines = rttTableLines(t.buckets, t.samples, t.avgUs);
+    for (const l of lines) this.out.line(l);
+    if (!final && inPlace && this.live) this.liveLines = lines.length;
   }
 
   /** --func-stats: the table of calls per hook. */

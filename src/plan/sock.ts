@@ -45,6 +45,7 @@ export const SOCK_TRACEPOINTS: TracepointSpec[] = [
   { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: -1, sockArg: 1, variants: [[2, { btf: P.tp_udp_fail_queue_rcv_skb_sock_btf, raw: P.tp_udp_fail_queue_rcv_skb_sock_raw }]] },
 ];
 
-export function makeSockPlan(btf: Btf, tpBtf: boolean): Plan {
-  return planTracepoints(btf, tpBtf, SOCK_TRACEPOINTS);
+/** `rttOnly` (--rtt alone): only the RTT samples are counted, so only tcp:tcp_probe is attached. */
+export function makeSockPlan(btf: Btf, tpBtf: boolean, rttOnly = false): Plan {
+  return planTracepoints(btf, tpBtf, rttOnly ? SOCK_TRACEPOINTS.filter((t) => t.id === T.TP_TCP_PROBE) : SOCK_TRACEPOINTS);
 }

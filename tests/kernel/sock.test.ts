@@ -140,22 +140,68 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(reset.reset_reason).toBe("NO_SOCKET");
   });
 
-  test("RTT thresholds in the kernel: samples kept at 1 µs, none above any possible RTT; --rtt counts what was kept", async () => {
+  /** The rtt_histogram lines of a run: the tables of every second, and the final one (exactly one, last). */
+  function rttTables(lines: Record<string, any>[]) {
+    const tables = lines.filter((l) => l.kind === "rtt_histogram");
+    expect(tables.filter((t) => t.final)).toHaveLength(1);
+    expect(tables.at(-1)!.final).toBe(true);
+    const bucketSum = (t: Record<string, any>) => t.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0);
+    return { live: tables.slice(0, -1), final: tables.at(-1)!, bucketSum };
+  }
+
+  test("RTT thresholds in the kernel: samples kept at 1 µs, none above any possible RTT; --rtt's kernel counts are the samples kept", async () => {
     if (!kernelHas("tcp_probe", "RTT samples")) return;
     const args = ["--json", "--rtt", "--netns", String(netnsA), "--dport", String(OPEN)];
     const traffic = async () => void expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
     const all = jsonLines((await traced([...args, "--tcp-rtt", "0.001"], traffic, /"kind":"connection"/)).stdout);
     const samples = all.filter((l) => l.kind === "sock" && l.hook === "tcp_probe" && l.tcp.rtt_us > 0);
     expect(samples.length).toBeGreaterThan(0);
-    const table = all.find((l) => l.kind === "rtt_histogram")!;
-    expect(table.samples).toBe(samples.length);
-    expect(table.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0)).toBe(samples.length);
+    // The kernel counted each sample it wrote, in the same program run: the same number, same sum.
+    const { final, bucketSum } = rttTables(all);
+    expect(final.samples).toBe(samples.length);
+    expect(bucketSum(final)).toBe(samples.length);
+    expect(final.sum_us).toBe(samples.reduce((n, l) => n + l.tcp.rtt_us, 0));
 
     // 60 s: the largest threshold accepted. The connection is still summed up, without RTT.
     const none = jsonLines((await traced([...args, "--tcp-rtt", "60000", "--filter-minrtt", "60000"], traffic, /"kind":"connection"/)).stdout);
     expect(none.filter((l) => l.hook === "tcp_probe")).toEqual([]);
     expect(none.find((l) => l.kind === "connection")).toMatchObject({ end: "fin", rtt_samples: 0 });
-    expect(none.find((l) => l.kind === "rtt_histogram")).toMatchObject({ samples: 0, buckets: [] });
+    expect(rttTables(none).final).toMatchObject({ samples: 0, sum_us: 0, buckets: [] });
+  });
+
+  test("--rtt alone: only the table, counted in the kernel (no record written), redrawn every second; -c counts samples", async () => {
+    if (!kernelHas("tcp_probe", "RTT samples")) return;
+    const args = ["--rtt", "--json", "--netns", String(netnsA), "--dport", String(OPEN)];
+    const traffic = async () => void expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+    const run = async (more: string[]) => {
+      const t = Skbtrail.start([...args, ...more]);
+      await t.ready();
+      await traffic();
+      return t.finished;
+    };
+    const seconds = String(Math.max(3, scaled(3_500) / 1000));
+    const kept = await run(["--tcp-rtt", "0.001", "--timeout", seconds]);
+    expect(kept.code).toBe(0);
+    const lines = jsonLines(kept.stdout);
+    expect(lines.filter((l) => l.kind !== "rtt_histogram" && l.kind !== "summary")).toEqual([]);
+    const { live, final, bucketSum } = rttTables(lines);
+    expect(live.length).toBeGreaterThanOrEqual(2);
+    expect(final.samples).toBeGreaterThan(0);
+    expect(bucketSum(final)).toBe(final.samples);
+    expect(final.avg_us).toBe(Math.round(final.sum_us / final.samples));
+    // Every table holds all samples so far.
+    for (const [i, t] of live.entries()) expect(t.samples).toBeLessThanOrEqual((live[i + 1] ?? final).samples);
+    // Nothing went through the ring.
+    expect(lines.at(-1)).toMatchObject({ kind: "summary", events: 0, lost: 0, stop: "timeout" });
+
+    const none = jsonLines((await run(["--tcp-rtt", "60000", "--timeout", seconds])).stdout);
+    expect(rttTables(none).final).toMatchObject({ samples: 0, buckets: [] });
+
+    // -c: the run stops once the kernel has counted that many samples (the table may hold a few more).
+    const counted = await run(["--tcp-rtt", "0.001", "-c", "1", "--timeout", String(scaled(20_000) / 1000)]);
+    const last = jsonLines(counted.stdout);
+    expect(last.at(-1)).toMatchObject({ kind: "summary", stop: "count" });
+    expect(rttTables(last).final.samples).toBeGreaterThanOrEqual(1);
   });
 
   test("--rtt-detail: one line per RTT sample and nothing else; the thresholds apply in the kernel", async () => {

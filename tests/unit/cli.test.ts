@@ -58,6 +58,13 @@ describe("valid command lines", () => {
     expect(options("--sock")).toMatchObject({ rttDetail: false });
   });
 
+  test("--rtt alone: socket mode with only the RTT table; with --sock or --rtt-detail, beside their lines", () => {
+    expect(options("--rtt", "--tcp-rtt", "1", "-c", "100")).toMatchObject({ mode: "sock", rttHistogram: true, rttOnly: true, rttDetail: false, sockDiag: false, count: 100 });
+    expect(options("--sock", "--rtt")).toMatchObject({ mode: "sock", rttHistogram: true, rttOnly: false });
+    expect(options("--rtt-detail", "--rtt")).toMatchObject({ mode: "sock", rttHistogram: true, rttOnly: false, rttDetail: true });
+    expect(options("--sock")).toMatchObject({ rttHistogram: false, rttOnly: false });
+  });
+
   test("--netns and --netns-current", () => {
     expect(options("--drop", "--netns", "4026531840").filter.netns).toBe(4026531840);
     expect(options("--drop", "--netns-current").filter.netnsCurrent).toBe(true);
@@ -166,7 +173,10 @@ describe("usage errors name the flag and the fix", () => {
     [["--rtt-detail", "--drop"], /^--drop does not apply to --rtt-detail \(RTT samples of sockets\): remove it$/],
     [["--rtt-detail", "--pkt-len", "100"], /^--pkt-len does not apply to --rtt-detail/],
     [["run", "--rtt-detail", "--", "true"], /^--rtt-detail does not apply to skbtrail run: it reports drops$/],
-    [["--drop", "--rtt"], /^--rtt works with --sock only: add --sock$/],
+    [["--drop", "--rtt"], /^--drop does not apply to --rtt \(the RTT table of sockets\): remove it$/],
+    [["--rtt", "--diag"], /^--rtt alone shows only the RTT table and --diag judges whole connections: use --sock --diag --rtt$/],
+    [["run", "--rtt", "--", "true"], /^--rtt does not apply to skbtrail run: it reports drops$/],
+    [["--latency", "--rtt"], /^--latency does not apply to --rtt \(the RTT table of sockets\): remove it$/],
     [["--monitor", "--filter-srtt", "5"], /^--filter-srtt works with --sock only \(in --monitor: --tcp-srtt\): add --sock$/],
     [["--sock", "--tcp-srtt", "5", "--filter-srtt", "5"], /^--tcp-srtt and --filter-srtt are the same threshold: give one$/],
     [["--sock", "--filter-minrtt", "-1"], /^--filter-minrtt: '-1' is not a number of milliseconds/],

@@ -3,10 +3,10 @@
 // summaries (handshake, RTT, data bytes, how it ended, the memory bound) and
 // the text and JSON lines.
 import { describe, expect, test } from "bun:test";
-import { event_kind, event_version, layout, tracepoint_id } from "../../src/abi/layout.generated";
+import { event_kind, event_version, layout, rtt_log2_slots, tracepoint_id } from "../../src/abi/layout.generated";
 import { recordKind, type RecordBytes } from "../../src/events/decode";
-import { Connections, decodeSock, durationText, errnoName, NO_RTT, RttLog2, rttSampleNote, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
-import { connectionJson, rttSampleJson, sockJson } from "../../src/output/json";
+import { Connections, decodeSock, durationText, errnoName, NO_RTT, rttSampleNote, rttTable, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { connectionJson, rttHistogramJson, rttSampleJson, sockJson } from "../../src/output/json";
 import { colorsFor, connectionLine, rttTableLines, sockLine, type TextStyle } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
 
@@ -150,19 +150,40 @@ describe("connection summaries", () => {
   });
 });
 
-test("--rtt: log2 buckets of µs, from the first with samples to the last", () => {
-  const h = new RttLog2();
-  for (const us of [0, 40, 50, 63, 64, 300]) h.add(us);
-  expect(h.buckets()).toEqual([
+test("--rtt: the kernel's slots become log2 buckets of µs, from the first with samples to the last", () => {
+  const slots = new Array<number>(rtt_log2_slots.RTT_LOG2_SLOTS).fill(0);
+  slots[0] = 1; // 0 or 1 µs
+  slots[5] = 3; // 32..63 µs
+  slots[6] = 1;
+  slots[8] = 1;
+  slots[rtt_log2_slots.RTT_LOG2_COUNT] = 6;
+  slots[rtt_log2_slots.RTT_LOG2_SUM_US] = 0 + 40 + 50 + 63 + 64 + 300;
+  const t = rttTable(slots);
+  expect(t.buckets).toEqual([
     { lowUs: 0, highUs: 1, count: 1 }, { lowUs: 2, highUs: 3, count: 0 }, { lowUs: 4, highUs: 7, count: 0 }, { lowUs: 8, highUs: 15, count: 0 }, { lowUs: 16, highUs: 31, count: 0 },
     { lowUs: 32, highUs: 63, count: 3 }, { lowUs: 64, highUs: 127, count: 1 }, { lowUs: 128, highUs: 255, count: 0 }, { lowUs: 256, highUs: 511, count: 1 },
   ]);
-  expect(h.samples).toBe(6);
-  const lines = rttTableLines(h.buckets().slice(5, 7), 4, 55);
+  expect(t).toMatchObject({ samples: 6, sumUs: 517, avgUs: 517 / 6 });
+  // The last bucket holds everything above: 2^31 µs and more.
+  const top = new Array<number>(rtt_log2_slots.RTT_LOG2_SLOTS).fill(0);
+  top[rtt_log2_slots.RTT_LOG2_BUCKETS - 1] = 1;
+  expect(rttTable(top).buckets).toEqual([{ lowUs: 2 ** 31, highUs: 2 ** 32 - 1, count: 1 }]);
+  const lines = rttTableLines(t.buckets.slice(5, 7), 4, 55);
   expect(lines[0]).toBe("RTT distribution: 4 samples, average 55µs");
   expect(lines[2]).toBe(`          32 -> 63          : 3        |${"*".repeat(40)}|`);
   expect(lines[3]).toBe(`          64 -> 127         : 1        |${"*".repeat(13).padEnd(40)}|`);
-  expect(new RttLog2().buckets()).toEqual([]);
+  expect(rttTable(new Array(rtt_log2_slots.RTT_LOG2_SLOTS).fill(0))).toEqual({ buckets: [], samples: 0, sumUs: 0, avgUs: 0 });
+});
+
+test("--rtt --json: one table per line, every second and the final one", () => {
+  const slots = new Array<number>(rtt_log2_slots.RTT_LOG2_SLOTS).fill(0);
+  slots[5] = 2;
+  slots[rtt_log2_slots.RTT_LOG2_COUNT] = 2;
+  slots[rtt_log2_slots.RTT_LOG2_SUM_US] = 81;
+  const clock = new Clock();
+  const o = JSON.parse(rttHistogramJson(rttTable(slots), true, clock, 1e9));
+  expect(o).toEqual({ kind: "rtt_histogram", time: clock.iso(1e9), final: true, samples: 2, sum_us: 81, avg_us: 41, buckets: [{ low_us: 32, high_us: 63, count: 2 }] });
+  expect(JSON.parse(rttHistogramJson(rttTable(new Array(rtt_log2_slots.RTT_LOG2_SLOTS).fill(0)), false, clock, 1e9))).toMatchObject({ final: false, samples: 0, avg_us: null, buckets: [] });
 });
 
 describe("lines", () => {

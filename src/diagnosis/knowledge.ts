@@ -44,6 +44,9 @@ export const ICMP_SENT: Record<string, { type: number; code?: number }> = {
   any: { type: -1 },
 };
 
+/** ICMP message types a rule can name (icmp_type), IPv4. */
+export const ICMP_TYPES: Record<string, number> = { "echo-reply": 0, "dest-unreachable": 3, redirect: 5, "echo-request": 8, "time-exceeded": 11 };
+
 
 export interface Conditions {
   hook?: string[];
@@ -54,6 +57,8 @@ export interface Conditions {
   rst_reason?: string[];
   nf_hook?: string;
   proto?: string[];
+  /** The packet's ICMP type (echo-reply…). */
+  icmp_type?: string[];
   /** The packet's addresses or ports changed before this event (NAT). */
   nat_before?: boolean;
   // Connection rules (--sock --diag): facts of one whole connection, matched at its summary.
@@ -98,7 +103,7 @@ const RULE_ID = /^[a-z0-9][a-z0-9-]*$/;
 /** Names in knowledge and expect files: reasons, functions, tracepoints (net:netif_rx), globs (nf_*). */
 const NAME = /^[A-Za-z0-9_:.*+-]+$/;
 /** Conditions on one hook event of a packet. */
-const PACKET_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "nf_hook", "nat_before"];
+const PACKET_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "icmp_type", "nf_hook", "nat_before"];
 /** Conditions on a whole connection. */
 const CONNECTION_KEYS = ["end", "established", "syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "error"];
 /** Conditions both kinds of rule take. */
@@ -202,6 +207,7 @@ function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames
     c.return = r;
   }
   c.icmp_sent = names(doc, m, "icmp_sent", (r) => (ICMP_SENT[r] ? undefined : `'${r}' is not an ICMP error name: use ${Object.keys(ICMP_SENT).join(", ")}`));
+  c.icmp_type = names(doc, m, "icmp_type", (t) => (t in ICMP_TYPES ? undefined : `'${t}' is not an ICMP type name: use ${Object.keys(ICMP_TYPES).join(", ")}`));
   if (m.nf_hook !== undefined) {
     const r = doc.string(m, "nf_hook");
     if (!NF_HOOK_NAMES.includes(r)) throw doc.error(m, "nf_hook", `'${r}' is not a netfilter hook: use ${NF_HOOK_NAMES.join(", ")}`);

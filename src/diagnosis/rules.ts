@@ -8,7 +8,7 @@ import { addrKey } from "../kernel/kallsyms";
 import type { HookLine } from "../events/line";
 import { NF_FAMILIES, nfHookName, nfVerdict } from "../events/netfilter";
 import { icmpTypeText, l3Name, l4Name } from "../events/protocols";
-import { functionName, ICMP_SENT, siteReasons, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
+import { functionName, ICMP_SENT, ICMP_TYPES, siteReasons, type Conditions, type Level, type ReasonEntry, type Rule } from "./knowledge";
 
 const { HOOK_DROP } = hook_flags;
 
@@ -47,6 +47,8 @@ interface Facts {
   tableFamily?: string;
   chain?: string;
   proto: string;
+  /** An ICMPv4 packet's type. */
+  icmpType?: number;
   nat: boolean;
 }
 
@@ -100,6 +102,7 @@ function matches(c: Conditions, f: Facts): boolean {
   if (!any(c.rst_reason, f.rstReason)) return false;
   if (c.nf_hook && c.nf_hook !== f.nfHook) return false;
   if (!any(c.proto, f.proto)) return false;
+  if (c.icmp_type && !c.icmp_type.some((t) => ICMP_TYPES[t] === f.icmpType)) return false;
   if (c.nat_before !== undefined && c.nat_before !== f.nat) return false;
   return true;
 }
@@ -167,6 +170,7 @@ export class RuleEngine {
       hook: l.name,
       tracepoint: this.names.tracepoint(e),
       proto: (p.l3 === 0x0800 || p.l3 === 0x86dd ? l4Name(p.l4) : l3Name(p.l3)).toLowerCase(),
+      icmpType: p.l3 === 0x0800 && p.l4 === 1 ? p.icmpType : undefined,
       nat: p.saddr !== first.pkt.saddr || p.daddr !== first.pkt.daddr || p.sport !== first.pkt.sport || p.dport !== first.pkt.dport,
       retval: l.ret?.retval ?? (e.phase === hook_phase.PHASE_RETURN ? e.retval : undefined),
     };

@@ -130,6 +130,10 @@ describe("rule families", () => {
       expect(summary(fs)).toEqual(["info:ping-reply-raw-socket"]);
       expect(worst(fs)).toBe("info");
     }
+    // Before drop reasons (5.10): reasonless in icmp_rcv, for an echo reply only.
+    const reasonless = (icmpType: number) => summary(findings(life([kfree(2, 0x5000)], { l3: 0x0800, l4: 1, saddr: "10.0.0.2", daddr: "10.0.0.1", icmpType })));
+    expect(reasonless(0)).toEqual(["info:ping-reply-raw-socket-no-reason"]);
+    expect(reasonless(8)).toEqual(["warn:drop-reason"]);
   });
 
   test("a closing socket purges a queued packet (Debian 6.1's normal TCP close): information", () => {

@@ -267,8 +267,8 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     } finally {
       await t.stop();
     }
-    const [p] = jsonLines((await t.finished).stdout).filter((o) => o.kind === "packet");
-    const finding = p.findings.find((f: { message: string }) => f.message.includes("no handler for the packet's IP protocol number"));
+    const findings = jsonLines((await t.finished).stdout).flatMap((o) => (o.kind === "packet" ? o.findings : []));
+    const finding = findings.find((f: { message: string }) => f.message.includes("no handler for the packet's IP protocol number"));
     expect(finding.level).toBe("warn");
     if (!btfHas("SKB_DROP_REASON_IP_NOPROTO")) expect(finding.message).toMatch(/\(inferred from where it was dropped, (ip_protocol_deliver_rcu|ip_local_deliver_finish)/);
   });

@@ -22,6 +22,8 @@ export interface KernelFunction {
   btfId: number;
   /** In available_filter_functions; undefined when that list is unreadable. */
   ftrace?: boolean;
+  /** Declared void in BTF: whatever its return probe reads is no return value. */
+  voidReturn?: boolean;
 }
 
 /** A shell-like glob (* and ?) as an anchored regular expression. */
@@ -123,7 +125,8 @@ export class FunctionIndex {
     }
     if (key === undefined) return { why: "no symbol in /proc/kallsyms (inlined everywhere)" };
     const ftrace = this.filterFunctions ? this.filterFunctions.has(symbol) : undefined;
-    return { fn: { name, symbol, key, skbArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace } };
+    const voidReturn = found.btf.sizeOrType(found.btf.sizeOrType(found.id)) === 0 || undefined; // FUNC → FUNC_PROTO → return type (0: void)
+    return { fn: { name, symbol, key, skbArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace, voidReturn } };
   }
 
   /** Names of BTF functions matching a glob (* and ?) that take an skb. */

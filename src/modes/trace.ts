@@ -198,9 +198,12 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     e.func
       ? (funcNames.get(e.func) ?? kernelSymbols().format(0xffff0000 + Math.floor(e.func / 0x1_0000_0000), e.func >>> 0))
       : (tracepointById.get(e.tracepoint)?.name.split(":")[1] ?? `tracepoint ${e.tracepoint}`);
+  // --ret: what a void function's return probe reads is no value: its return is not shown.
+  const voidFunctions = new Set(plan.hooks.flatMap((h) => (h.kind === "function" && h.fn.voidReturn ? [h.fn.key] : [])));
   const toLine = (e: HookEvent, ret?: HookEvent, ctx?: PacketContext): HookLine => {
     const name = hookName(e);
     const wanted = e.stackId >= 0 && !(diagnosis && e.tracepoint === tracepoint_id.TP_KFREE_SKB && !kfreeStackWanted);
+    if (voidFunctions.has(e.func)) ret = undefined;
     const notes = annotate(e, name, namer, ret, ctx && Lifecycle.freeRole(ctx, e));
     return { e, name, ret, notes, stack: wanted ? stacks!.frames(e.stackId) : undefined };
   };

@@ -78,6 +78,9 @@ describe("the hooks every lifecycle needs", () => {
       expect(skipped(p, "icmp:icmp_send")).toBe("this kernel has no such tracepoint");
       expect(fn(p, "__icmp_send")?.attach).toEqual([entry]);
     }
+    // Declared void in BTF: --ret shows no return value for it.
+    expect(fn(plan(KPROBE, ["icmp:icmp_send"]), "__icmp_send")?.fn.voidReturn).toBe(true);
+    expect(fn(plan(KPROBE, ["ip_rcv"]), "ip_rcv")?.fn.voidReturn).toBeUndefined();
     const none = plan(TRACEPOINTS_ONLY, ["icmp:icmp_send"]);
     expect(fn(none, "__icmp_send")).toBeUndefined();
     expect(skipped(none, "__icmp_send")).toContain("kprobes or fentry");

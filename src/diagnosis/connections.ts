@@ -27,6 +27,8 @@ export interface ConnectionFacts {
   /** Segments retransmitted once established (SYNs not counted). */
   retransmits: number;
   health: ConnectionHealth;
+  /** A listening socket (src/diagnosis/listen.ts), not a connection. */
+  listening?: boolean;
 }
 
 /** A connection's verdict: its summary (TCP) and the findings the rules made. */
@@ -56,6 +58,7 @@ export function connectionMatches(c: Conditions, f: ConnectionFacts): boolean {
   if (c.established !== undefined && c.established !== h.established) return false;
   if (!atLeast(c.syn_retransmits, h.synRetransmits) || !atLeast(c.retransmits, f.retransmits) || !atLeast(c.timeouts, h.timeouts)) return false;
   if (!atLeast(c.rcvqueue_full, h.rcvqueueFull) || !atLeast(c.buf_limit, h.bufLimit)) return false;
+  if (!atLeast(c.listen_overflows, h.listenOverflows) || !atLeast(c.accept_queue, h.acceptQueue)) return false;
   if (c.srtt_over_min !== undefined && !(h.srttMaxUs !== null && h.minRttUs && h.srttMaxUs >= c.srtt_over_min * h.minRttUs)) return false;
   if (c.srtt_ms !== undefined && !(h.srttMaxUs !== null && h.srttMaxUs >= c.srtt_ms * 1000)) return false;
   if (c.error && !h.errors.some((e) => c.error!.includes("any") || c.error!.includes(e))) return false;
@@ -69,7 +72,8 @@ function fill(text: string, f: ConnectionFacts, c: Conditions): string {
     saddr: f.pkt.saddr, daddr: f.pkt.daddr, sport: f.pkt.sport, dport: f.pkt.dport, proto: l4Name(f.pkt.l4).toLowerCase(), netns: f.netns,
     rst_reason: f.resetReason, end: f.end, retransmits: f.retransmits, syn_retransmits: h.synRetransmits, timeouts: h.timeouts,
     srtt_max: h.srttMaxUs === null ? null : durationText(h.srttMaxUs), min_rtt: h.minRttUs === null ? null : durationText(h.minRttUs),
-    rcvqueue_full: h.rcvqueueFull, buf_limit: h.bufLimit, rcvbuf: h.rcvbuf, error: errors.join(", ") || null,
+    rcvqueue_full: h.rcvqueueFull, buf_limit: h.bufLimit, rcvbuf: h.rcvbuf,
+    listen_overflows: h.listenOverflows, accept_queue: h.acceptQueue, error: errors.join(", ") || null,
   };
   return text.replace(/\{(\w+)\}/g, (_, k: string) => String(values[k] ?? "?"));
 }
@@ -80,7 +84,7 @@ export function judgeConnection(rules: Rule[], f: ConnectionFacts): Finding[] {
   for (const r of rules) {
     if (r.kind !== "connection" || !connectionMatches(r.when, f)) continue;
     // Where it happened, in the ANALYSIS RESULT block: a TCP connection, or another protocol's socket.
-    all.push({ f: { rule: r.id, level: r.level, hook: f.end === null ? "socket" : "connection", message: fill(r.message, f, r.when), advice: r.advice && fill(r.advice, f, r.when) }, overrides: r.overrides });
+    all.push({ f: { rule: r.id, level: r.level, hook: f.listening ? "listener" : f.end === null ? "socket" : "connection", message: fill(r.message, f, r.when), advice: r.advice && fill(r.advice, f, r.when) }, overrides: r.overrides });
   }
   const overridden = new Set(all.flatMap((x) => x.overrides));
   return all.filter((x) => !overridden.has(x.f.rule)).map((x) => x.f);

@@ -209,6 +209,9 @@ export interface ConnectionHealth {
   bufLimit: number;
   /** The receive buffer at the last event that read it (bytes). */
   rcvbuf: number | null;
+  /** A listener (--sock --diag, src/diagnosis/listen.ts): connection attempts its namespace dropped for a full accept queue, and the connections waiting in its own. */
+  listenOverflows: number;
+  acceptQueue: number;
   /** Errors reported to the application (inet_sk_error_report), by errno name, in order, each once. */
   errors: string[];
 }
@@ -243,7 +246,7 @@ interface Tracked {
 
 /** A connection's health before any event said something about it. */
 export function healthyConnection(): ConnectionHealth {
-  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, errors: [] };
+  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, listenOverflows: 0, acceptQueue: 0, errors: [] };
 }
 
 /** An error reported to the application, kept once (bounded). */

@@ -11,7 +11,9 @@
 // samples cost a map update each, never a trip through the ring; -c then
 // counts samples (the kernel's count, looked at after each batch). --diag
 // judges each connection with the knowledge base's connection rules
-// (src/diagnosis/connections.ts): its findings follow its summary.
+// (src/diagnosis/connections.ts): its findings follow its summary; at the
+// end, listeners whose full accept queue dropped connection attempts
+// (src/diagnosis/listen.ts).
 // --rtt-detail (nettrace's) shows only the RTT samples, one line each.
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, rtt_log2_slots, tracepoint_id } from "../abi/layout.generated";
@@ -23,10 +25,11 @@ import { readPerCpuArray } from "../bpf/counters";
 import type { Session } from "../bpf/session";
 import { ConnectionDiagnosis, type ConnectionVerdict } from "../diagnosis/connections";
 import { loadKnowledge } from "../diagnosis/diagnosis";
+import { ListenQueues } from "../diagnosis/listen";
 import { worst } from "../diagnosis/rules";
 import { Connections, decodeSock, rttTable, errnoName, sockNotes, type ConnectionSummary, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
-import type { KernelInfo } from "../kernel/environment";
+import { currentNetns, type KernelInfo } from "../kernel/environment";
 import { readFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import { attachedAs, plannedPrograms } from "../plan/plan";
@@ -51,7 +54,9 @@ export interface SockResult {
 export async function runSock(opts: Options, kernel: KernelInfo, out: Output, stop: StopControl): Promise<SockResult> {
   const btf = kernel.btf;
   // --diag: the knowledge base is loaded (and a bad --kb file refused) before anything is attached.
-  const diagnosis = opts.sockDiag ? new ConnectionDiagnosis(loadKnowledge({ reasons: new Set() }, opts.kb).rules) : undefined;
+  const rules = opts.sockDiag ? loadKnowledge({ reasons: new Set() }, opts.kb).rules : undefined;
+  const diagnosis = rules && new ConnectionDiagnosis(rules);
+  const listenQueues = rules && new ListenQueues(rules, opts.filter, opts.filter.netns ?? (opts.filter.netnsCurrent ? currentNetns() : undefined));
   let errorFound = false;
   const showVerdicts = (verdicts: ConnectionVerdict[]) => {
     for (const v of verdicts) {
@@ -98,7 +103,9 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       loaded: (session) => {
         loaded = session;
       },
+      // The listeners' counters from now on: read before the programs start, like what they count.
       attach: (s, into) => {
+        listenQueues?.start();
         for (const r of attachPlan(s.obj, plan, into)) out.verbose(`  skipped ${r.name}: ${r.why}`);
       },
       record: (kind, ring, offset) => {
@@ -144,6 +151,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       finish: () => {
         summed(connections.drain(monotonicNowNs()));
         if (diagnosis) showVerdicts(diagnosis.drain());
+        if (listenQueues) showVerdicts(listenQueues.verdicts(monotonicNowNs()));
         // The programs are off: the table is final.
         if (opts.rttHistogram) out.rttHistogram(readRtt(), true, opts.rttOnly, monotonicNowNs());
       },

@@ -240,7 +240,7 @@ export class Output {
       for (const f of v.findings) this.out.line(connectionFindingJson(v.facts, v.summary?.endNs ?? v.facts.startNs, f, this.style.clock));
       return;
     }
-    this.out.line(v.summary ? connectionLine(v.summary, this.style) : socketLine(v.facts.startNs, v.facts.pkt, this.style));
+    this.out.line(v.summary ? connectionLine(v.summary, this.style) : socketLine(v.facts.startNs, v.facts.pkt, v.facts.listening === true, this.style));
     if (v.findings.length) {
       for (const l of analysisLines(v.findings, this.style)) this.out.line(l);
       this.out.line("");

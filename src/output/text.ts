@@ -193,8 +193,8 @@ export function connectionLine(c: ConnectionSummary, s: TextStyle): string {
 }
 
 /** --sock --diag: the socket of another protocol (UDP) whose findings follow, at its first event. */
-export function socketLine(timeNs: number, p: Packet, s: TextStyle): string {
-  return `[${s.clock.stamp(timeNs, s.date)}] [${"socket".padEnd(20)}] ${connectionSummary(p, undefined)}`;
+export function socketLine(timeNs: number, p: Packet, listening: boolean, s: TextStyle): string {
+  return `[${s.clock.stamp(timeNs, s.date)}] [${(listening ? "listener" : "socket").padEnd(20)}] ${connectionSummary(p, listening ? "LISTEN" : undefined)}`;
 }
 
 /** --monitor: the hook line, with the connection instead of a packet for socket events. */

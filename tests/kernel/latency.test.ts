@@ -10,16 +10,14 @@
 // development host's 6.18 does not): it is skipped with the reason printed
 // where modinfo does not know it, and is run by the VM level.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { $ } from "bun";
 import { blocks, shown } from "../lib/blocks";
-import { btfHas } from "../lib/kernel";
+import { btfHas, hasNetem } from "../lib/kernel";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
-/** sch_netem, built in or as a module (Debian's kernels; not the development host's 6.18). */
-const netem = enabled && (await $`modinfo sch_netem`.nothrow().quiet()).exitCode === 0;
+const netem = enabled && hasNetem();
 if (enabled && !netem) console.warn("SKIPPED the qdisc latency case: this kernel has no sch_netem (modinfo sch_netem fails); the VM level runs it on Debian's kernels");
 
 /** The records of a --latency --json run, and its summary. */

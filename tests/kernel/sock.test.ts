@@ -5,7 +5,7 @@
 // a check that needs a tracepoint it lacks is skipped with the reason printed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TwoHosts, type Server } from "../lib/netns";
-import { btfHas } from "../lib/kernel";
+import { btfHas, hasNetem } from "../lib/kernel";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
@@ -17,10 +17,14 @@ const SILENT = 7403;
 /** UDP: a receiver that never reads (serve.ts udp-full), and a port nothing listens on. */
 const UDP_FULL = 7404;
 const UDP_CLOSED = 7405;
+/** A TCP listener that never accepts, with backlog 0 (serve.ts tcp-full). */
+const FULL = 7406;
 const MESSAGE = "hello sock";
 
 
 const hasSetState = enabled && btfHas("btf_trace_inet_sock_set_state");
+const netem = enabled && hasNetem();
+if (enabled && !netem) console.warn("SKIPPED the RTT threshold case on a real delay: this kernel has no sch_netem (modinfo sch_netem fails); the VM level runs it on Debian's kernels");
 if (enabled && !hasSetState) console.warn("SKIPPED sock kernel tests: this kernel has no sock:inet_sock_set_state tracepoint (Linux 4.16+)");
 
 /** Says why a check is left out on this kernel; true when it can run. */
@@ -226,6 +230,32 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(jsonLines(none.stdout).filter((l) => l.kind === "rtt")).toEqual([]);
   });
 
+  test.skipIf(!netem)("a real delay (netem 50 ms on a's link): a 30 ms threshold keeps the delayed connection's samples and drops an undelayed one's", async () => {
+    if (!kernelHas("tcp_probe", "RTT samples")) return;
+    // The kernel has netem (modinfo knows built-in and module): adding it must work.
+    expect(await net.a.ns.try(`tc qdisc add dev ${net.a.dev} root netem delay 50ms`)).toBe(0);
+    try {
+      const args = ["--rtt-detail", "--json", "--dport", String(OPEN), "--timeout", String(scaled(5_000) / 1000)];
+      const [low, high] = [["--tcp-rtt", "0.001"], ["--tcp-rtt", "30"]].map((more) => Skbtrail.start([...args, ...more]));
+      await Promise.all([low!.ready(), high!.ready()]);
+      // Delayed: a to b through the qdisc. Undelayed: inside b, over its loopback, to the same port.
+      expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+      expect(await net.b.ns.tcp("127.0.0.1", OPEN, { message: MESSAGE })).toBe(0);
+      const [all, kept] = await Promise.all([low!.finished, high!.finished]);
+      const samples = (stdout: string, daddr: string) => jsonLines(stdout).filter((l) => l.kind === "rtt" && l.daddr === daddr);
+      // Without a threshold both connections have samples: the delayed one's at 50 ms or more.
+      expect(samples(all.stdout, "127.0.0.1").length).toBeGreaterThan(0);
+      expect(samples(all.stdout, net.b.ip4).length).toBeGreaterThan(0);
+      for (const s of samples(all.stdout, net.b.ip4)) expect(s.rtt_us).toBeGreaterThanOrEqual(50_000);
+      // At 30 ms: the delayed connection's samples, every one of them, and nothing of the undelayed one.
+      expect(kept.code).toBe(0);
+      expect(samples(kept.stdout, net.b.ip4).length).toBe(samples(all.stdout, net.b.ip4).length);
+      expect(samples(kept.stdout, "127.0.0.1")).toEqual([]);
+    } finally {
+      await net.a.ns.try(`tc qdisc del dev ${net.a.dev} root`);
+    }
+  });
+
   test("--diag: a refused connect and an unanswered SYN get their findings (exit 1); a normal connection none", async () => {
     for (const [tp, what] of [["tcp_receive_reset", "refused connect"], ["tcp_retransmit_skb", "SYN retransmissions"]] as const) if (!kernelHas(tp, what)) return;
     // b drops the SYNs to SILENT; the table goes in finally.
@@ -258,6 +288,33 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
       expect(code).toBe(1);
     } finally {
       await net.b.ns.sh("nft delete table inet skbt_sockdiag");
+    }
+  });
+
+  test("--diag: a listener whose accept queue is full: the SYNs its namespace dropped (ListenOverflows), the finding under the listener (exit 1)", async () => {
+    const listener = await net.b.ns.serve("tcp-full", net.b.ip4, FULL);
+    try {
+      const diag = (more: string[]) => Skbtrail.start(["--sock", "--diag", "--json", "-p", "tcp", "--port", String(FULL), ...more]);
+      // The same traffic seen with b's namespace and with a's only, side by side.
+      const [t, other] = [diag([]), diag(["--netns", String(netnsA)])];
+      await Promise.all([t.ready(), other.ready()]);
+      // The first connection fills the queue; the next one's SYNs are dropped (give up after 1.5 s: one retransmission).
+      expect(await net.a.ns.tcp(net.b.ip4, FULL)).toBe(0);
+      expect(await net.a.ns.tcp(net.b.ip4, FULL, { connectMs: 1500 })).not.toBe(0);
+      const [{ stdout, code }, rest] = await Promise.all([t.stop("SIGINT"), other.stop("SIGINT")]);
+      const listenerFindings = (out: string) => jsonLines(out).filter((l) => l.kind === "finding" && String(l.rule).startsWith("listen-queue"));
+      const [finding, ...more] = listenerFindings(stdout);
+      expect(more).toEqual([]);
+      expect(finding).toMatchObject({ rule: "listen-queue-overflow", level: "error", proto: "TCP", saddr: net.b.ip4, sport: FULL, daddr: "0.0.0.0", dport: 0, netns: netnsB });
+      // At least the SYN and its retransmission; the connection that got in still waits.
+      expect(finding!.message).toMatch(/dropped ([2-9]|\d\d+) connection attempts .*; 1 waited to be accepted/);
+      expect(finding!.advice).toContain(`ss -ltn 'sport = :${FULL}'`);
+      expect(code).toBe(1);
+      // a's namespace only: its client saw the SYNs unanswered, but the listener is not there.
+      expect(listenerFindings(rest.stdout)).toEqual([]);
+      expect(jsonLines(rest.stdout).filter((l) => l.kind === "finding").map((l) => l.rule)).toContain("syn-unanswered");
+    } finally {
+      await listener.stop();
     }
   });
 

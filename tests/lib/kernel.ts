@@ -89,3 +89,8 @@ export function traceableFunction(fn: string): boolean {
   const module = moduleOf(fn);
   return module ? existsSync(`/sys/kernel/btf/${module}`) : btfHas(fn);
 }
+
+/** Whether the kernel has sch_netem, built in or as a module (Debian's kernels; not the development host's 6.18). */
+export function hasNetem(): boolean {
+  return Bun.spawnSync(["modinfo", "sch_netem"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+}

@@ -4,10 +4,11 @@
 //   bun tests/lib/serve.ts udp PORT          echoes each datagram back
 //   bun tests/lib/serve.ts tcp PORT          answers each connection's first data with "ok", then closes
 //   bun tests/lib/serve.ts udp-full ADDR PORT  a UDP socket with the smallest receive buffer that is never read
+//   bun tests/lib/serve.ts tcp-full ADDR PORT  a TCP listener with backlog 0 that never accepts: one connection fills its queue
 //   bun tests/lib/serve.ts packet            an AF_PACKET socket for every protocol (a packet tap, as tcpdump opens)
 //   bun tests/lib/serve.ts packet-read       the same, reading every packet as it comes (blocking: it only reads)
-// It lives until it is killed. Bun's socket API has no receive-buffer size
-// and no packet sockets: those two are opened through libc with bun:ffi.
+// It lives until it is killed. Bun's socket API has no receive-buffer size,
+// no listen backlog and no packet sockets: those are opened through libc with bun:ffi.
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { writeSync } from "node:fs";
 
@@ -20,12 +21,14 @@ function libc() {
     setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
     bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    listen: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   });
   return symbols;
 }
 
 const AF_INET = 2;
 const AF_PACKET = 17;
+const SOCK_STREAM = 1;
 const SOCK_DGRAM = 2;
 const SOCK_RAW = 3;
 const SOL_SOCKET = 1;
@@ -61,19 +64,22 @@ switch (mode) {
       },
     });
     break;
-  case "udp-full": {
+  case "udp-full":
+  case "tcp-full": {
     const [addr, port] = args;
-    if (!addr || !/^\d+\.\d+\.\d+\.\d+$/.test(addr) || !port) fail("udp-full needs an IPv4 ADDR and a PORT:");
+    if (!addr || !/^\d+\.\d+\.\d+\.\d+$/.test(addr) || !port) fail(`${mode} needs an IPv4 ADDR and a PORT:`);
     const c = libc();
-    const fd = c.socket(AF_INET, SOCK_DGRAM, 0);
+    const fd = c.socket(AF_INET, mode === "udp-full" ? SOCK_DGRAM : SOCK_STREAM, 0);
     if (fd < 0) fail("socket(AF_INET)");
     // The kernel raises 1 to its minimum (a few KiB): a handful of datagrams fill it.
-    if (c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, ptr(new Int32Array([1])), 4) !== 0) fail("setsockopt(SO_RCVBUF)");
+    if (mode === "udp-full" && c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, ptr(new Int32Array([1])), 4) !== 0) fail("setsockopt(SO_RCVBUF)");
     const sin = new Uint8Array(16); // struct sockaddr_in
     new DataView(sin.buffer).setUint16(0, AF_INET, true);
     new DataView(sin.buffer).setUint16(2, Number(port), false);
     sin.set(addr.split(".").map(Number), 4);
     if (c.bind(fd, ptr(sin), sin.length) !== 0) fail(`bind(${addr}:${port})`);
+    // Backlog 0: the queue holds one connection (full means more than the backlog); never accepted.
+    if (mode === "tcp-full" && c.listen(fd, 0) !== 0) fail("listen");
     break;
   }
   case "packet":
@@ -89,7 +95,7 @@ switch (mode) {
     for (;;) if (c.recv(fd, ptr(buf), buf.length, 0) < 0) fail("recv");
   }
   default:
-    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | packet | packet-read");
+    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | tcp-full ADDR PORT | packet | packet-read");
     process.exit(2);
 }
 console.log("listening");

@@ -6,10 +6,11 @@ import { describe, expect, test } from "bun:test";
 import { event_kind, event_version, layout, tracepoint_id } from "../../src/abi/layout.generated";
 import { dropReasonsText, rulesText } from "../../src/common/assets";
 import { SkbtrailError } from "../../src/common/errors";
-import { ConnectionDiagnosis, HOLD_NS, type ConnectionVerdict } from "../../src/diagnosis/connections";
+import { ConnectionDiagnosis, HOLD_NS, judgeConnection, type ConnectionVerdict } from "../../src/diagnosis/connections";
+import { listenOverflowCount, waitingListeners } from "../../src/diagnosis/listen";
 import { loadDropReasons, loadRules, type Rule } from "../../src/diagnosis/knowledge";
 import type { RecordBytes } from "../../src/events/decode";
-import { Connections, decodeSock, NO_RTT, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { Connections, decodeSock, healthyConnection, NO_RTT, type SockEvent, type SockNamer } from "../../src/events/sock";
 import { connectionFindingJson } from "../../src/output/json";
 import { Clock } from "../../src/output/time";
 
@@ -179,6 +180,40 @@ describe("connection findings", () => {
     expect(v!.findings[1]!.advice).toContain("sysctl net.ipv4.udp_mem");
     // Not a connection: the block says where.
     expect(v!.findings[0]!.hook).toBe("socket");
+  });
+});
+
+describe("listen-queue overflows (src/diagnosis/listen.ts)", () => {
+  test("the namespace's counter and its listeners with waiting connections, read from /proc's text", () => {
+    const netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 7 9\nIpExt: InNoRoutes\nIpExt: 0\n";
+    expect(listenOverflowCount(netstat)).toBe(7);
+    expect(listenOverflowCount("IpExt: InNoRoutes\nIpExt: 0\n")).toBeUndefined();
+    const head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    const tcp = head +
+      "   0: 02005E0A:1CEE 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n" + // listening, 2 waiting
+      "   1: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n" + // listening, none waiting
+      "   2: 02005E0A:1CEE 01005E0A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1\n"; // established
+    expect(waitingListeners(tcp, 4)).toEqual([{ addr: "10.94.0.2", port: 7406, family: 4, queued: 2 }]);
+    const tcp6 = head + "   0: 940000FD000000000000000002000000:1CEE 00000000000000000000000000000000:0000 0A 00000000:00000001 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0\n";
+    expect(waitingListeners(tcp6, 6)).toEqual([{ addr: "fd00:94::2", port: 7406, family: 6, queued: 1 }]);
+  });
+
+  test("the finding names the listener when one still holds connections, else the namespace", () => {
+    const facts = (addr: string, port: number, queued: number) => ({
+      pkt: { ...ev({ tp: T.TP_INET_SOCK_SET_STATE, state: "LISTEN", us: 0 }).pkt, saddr: addr, sport: port, daddr: "0.0.0.0", dport: 0 }, netns: 4026532000, startNs: 0, end: null, resetReason: null, retransmits: 0,
+      health: { ...healthyConnection(), listenOverflows: 3, acceptQueue: queued }, listening: true,
+    });
+    const [named, ...rest] = judgeConnection(rules, facts("10.94.0.2", 7406, 2));
+    expect(rest).toEqual([]);
+    expect(named).toMatchObject({ rule: "listen-queue-overflow", level: "error", hook: "listener" });
+    expect(named!.message).toContain("the listener 10.94.0.2:7406 was full: the kernel dropped 3 connection attempts");
+    expect(named!.advice).toContain("ss -ltn 'sport = :7406'");
+    const [unnamed, ...none] = judgeConnection(rules, facts("0.0.0.0", 0, 0));
+    expect(none).toEqual([]);
+    expect(unnamed).toMatchObject({ rule: "listen-queue-overflow-namespace", level: "error" });
+    expect(unnamed!.message).toContain("dropped 3 connection attempts in network namespace 4026532000");
+    // Nothing dropped: no finding.
+    expect(judgeConnection(rules, { ...facts("10.94.0.2", 7406, 2), health: healthyConnection() })).toEqual([]);
   });
 });
 

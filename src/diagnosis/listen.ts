@@ -1,0 +1,148 @@
+// --sock --diag: listen-queue overflows. When a listener's accept queue is
+// full the kernel drops the SYN (or the handshake's last ACK) without a
+// tracepoint or a drop reason that says so (the SYN is consumed quietly;
+// only 6.10+ gives the ACK the reason TCP_LISTEN_OVERFLOW). What every
+// kernel does is count it per network namespace: TcpExt ListenOverflows in
+// /proc/net/netstat. So the counters of every namespace a process lives in
+// are read when tracing starts and when it stops; a namespace whose count
+// grew gets a finding under each of its listeners that still has
+// connections waiting to be accepted (/proc/PID/net/tcp{,6}: a listener's
+// rx_queue is its accept queue), or one for the namespace when none has.
+// A namespace created while tracing (or with no process at the start) has
+// no baseline and is left out rather than blamed for older overflows.
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { inCidr } from "../common/ip";
+import type { Filter } from "../bpf/config";
+import { formatIPv4, formatIPv6, type Packet } from "../events/decode";
+import { healthyConnection } from "../events/sock";
+import { judgeConnection, type ConnectionVerdict } from "./connections";
+import type { Rule } from "./knowledge";
+
+/** Namespaces looked at, at most (bounded whatever the number of containers). */
+const MAX_NAMESPACES = 4096;
+const TCP_LISTEN = 0x0a;
+
+/** The network namespaces processes live in: inode → one process in it. */
+function namespaceProcesses(): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid) || out.size >= MAX_NAMESPACES) continue;
+    try {
+      const ino = statSync(`/proc/${pid}/ns/net`).ino;
+      if (!out.has(ino)) out.set(ino, pid);
+    } catch {
+      // the process went away, or is a kernel thread without one
+    }
+  }
+  return out;
+}
+
+/** TcpExt ListenOverflows from a namespace's /proc/net/netstat; undefined when it is not there. */
+export function listenOverflowCount(netstat: string): number | undefined {
+  const lines = netstat.split("\n").filter((l) => l.startsWith("TcpExt:"));
+  const names = lines[0]?.split(/\s+/);
+  const values = lines[1]?.split(/\s+/);
+  const i = names?.indexOf("ListenOverflows") ?? -1;
+  const v = i > 0 ? Number(values?.[i]) : NaN;
+  return Number.isFinite(v) ? v : undefined;
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, "latin1");
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Listener {
+  addr: string;
+  port: number;
+  family: 4 | 6;
+  /** Connections waiting to be accepted. */
+  queued: number;
+}
+
+/** /proc/net/tcp's address: the address as hex words in the kernel's byte order (little-endian here), then the port. */
+function procAddress(text: string): { addr: string; port: number } {
+  const [hex, port] = text.split(":");
+  const bytes = Uint8Array.from([...hex!.matchAll(/.{8}/g)].flatMap((w) => [6, 4, 2, 0].map((o) => parseInt(w[0].slice(o, o + 2), 16))));
+  return { addr: bytes.length === 4 ? formatIPv4(bytes, 0) : formatIPv6(bytes, 0), port: parseInt(port!, 16) };
+}
+
+/** Listening sockets with connections waiting to be accepted, from /proc/net/tcp or tcp6's text. */
+export function waitingListeners(table: string, family: 4 | 6): Listener[] {
+  const out: Listener[] = [];
+  for (const line of table.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5 || parseInt(f[3]!, 16) !== TCP_LISTEN) continue;
+    const queued = parseInt(f[4]!.split(":")[1]!, 16);
+    if (queued > 0) out.push({ ...procAddress(f[1]!), family, queued });
+  }
+  return out;
+}
+
+/** Whether a listener is one the filters keep: its port is each port asked for, its address in each prefix (a wildcard listener is in all). */
+function listenerKept(l: Listener, f: Filter): boolean {
+  for (const port of [f.port, f.sport, f.dport]) if (port !== undefined && port !== l.port) return false;
+  const wildcard = l.addr === "0.0.0.0" || l.addr === "::";
+  for (const a of [f.addr, f.saddr, f.daddr]) if (a && !wildcard && (a.family !== l.family || !inCidr(l.addr, a))) return false;
+  return true;
+}
+
+function listenerPacket(l: Listener | undefined): Packet {
+  const any = !l || l.family === 4 ? "0.0.0.0" : "::";
+  return {
+    l3: l?.family === 6 ? 0x86dd : 0x0800, l4: 6, parsed: 0, saddr: l?.addr ?? any, daddr: any, sport: l?.port ?? 0, dport: 0,
+    tcpFlags: 0, tcpSeq: 0, tcpAck: 0, ipLen: 0, icmpType: 0, icmpCode: 0, icmpId: 0, icmpSeq: 0, arpOp: 0, vlan: 0, ttl: 0, skFamily: 0, skType: 0,
+  };
+}
+
+/** The ListenOverflows counters when tracing started, and the findings when it stops. */
+export class ListenQueues {
+  private readonly before = new Map<number, number>();
+
+  /** `netns`: the only namespace the filters keep, if they name one. */
+  constructor(
+    private readonly rules: Rule[],
+    private readonly filter: Filter,
+    private readonly netns: number | undefined,
+  ) {}
+
+  private namespaces(): [number, string][] {
+    return [...namespaceProcesses()].filter(([ino]) => this.netns === undefined || ino === this.netns);
+  }
+
+  start(): void {
+    if (this.filter.proto?.l4 !== undefined && this.filter.proto.l4 !== 6) return;
+    for (const [ino, pid] of this.namespaces()) {
+      const n = listenOverflowCount(readText(`/proc/${pid}/net/netstat`) ?? "");
+      if (n !== undefined) this.before.set(ino, n);
+    }
+  }
+
+  /** A verdict per listener still holding connections in a namespace whose count grew (one for the namespace when none is). */
+  verdicts(startNs: number): ConnectionVerdict[] {
+    const out: ConnectionVerdict[] = [];
+    for (const [ino, pid] of this.namespaces()) {
+      const before = this.before.get(ino);
+      const now = listenOverflowCount(readText(`/proc/${pid}/net/netstat`) ?? "");
+      if (before === undefined || now === undefined || now <= before) continue;
+      const waiting = [
+        ...waitingListeners(readText(`/proc/${pid}/net/tcp`) ?? "", 4),
+        ...waitingListeners(readText(`/proc/${pid}/net/tcp6`) ?? "", 6),
+      ];
+      // Listeners still holding connections are the ones that overflowed: those the filters keep, or none
+      // when only others hold some. Without any, the namespace's finding (the kernel does not say whose).
+      const kept = waiting.filter((l) => listenerKept(l, this.filter));
+      if (waiting.length && !kept.length) continue;
+      for (const l of kept.length ? kept : [undefined]) {
+        const health = { ...healthyConnection(), listenOverflows: now - before, acceptQueue: l?.queued ?? 0 };
+        const facts = { pkt: listenerPacket(l), netns: ino, startNs, end: null, resetReason: null, retransmits: 0, health, listening: true };
+        const findings = judgeConnection(this.rules, facts);
+        if (findings.length) out.push({ facts, findings });
+      }
+    }
+    return out;
+  }
+}

@@ -235,22 +235,32 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     // The kernel has netem (modinfo knows built-in and module): adding it must work.
     expect(await net.a.ns.try(`tc qdisc add dev ${net.a.dev} root netem delay 50ms`)).toBe(0);
     try {
-      const args = ["--rtt-detail", "--json", "--dport", String(OPEN), "--timeout", String(scaled(5_000) / 1000)];
+      const args = ["--rtt-detail", "--json", "--dport", String(OPEN)];
       const [low, high] = [["--tcp-rtt", "0.001"], ["--tcp-rtt", "30"]].map((more) => Skbtrail.start([...args, ...more]));
       await Promise.all([low!.ready(), high!.ready()]);
-      // Delayed: a to b through the qdisc. Undelayed: inside b, over its loopback, to the same port.
-      expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+      // Undelayed first: inside b, over its loopback, to the same port. Then delayed: a to b through the qdisc.
       expect(await net.b.ns.tcp("127.0.0.1", OPEN, { message: MESSAGE })).toBe(0);
-      const [all, kept] = await Promise.all([low!.finished, high!.finished]);
-      const samples = (stdout: string, daddr: string) => jsonLines(stdout).filter((l) => l.kind === "rtt" && l.daddr === daddr);
-      // Without a threshold both connections have samples: the delayed one's at 50 ms or more.
-      expect(samples(all.stdout, "127.0.0.1").length).toBeGreaterThan(0);
-      expect(samples(all.stdout, net.b.ip4).length).toBeGreaterThan(0);
-      for (const s of samples(all.stdout, net.b.ip4)) expect(s.rtt_us).toBeGreaterThanOrEqual(50_000);
-      // At 30 ms: the delayed connection's samples, every one of them, and nothing of the undelayed one.
+      expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
+      // The delayed connection's samples come last: once both runs show one, the undelayed one's are in too.
+      const delayed = new RegExp(`"daddr":"${net.b.ip4.replace(/\./g, "\\.")}"`);
+      await Promise.all([low!.waitFor(delayed), high!.waitFor(delayed)]);
+      // Every sample was written before the client exited; a moment for both readers to take the last ones.
+      await Bun.sleep(scaled(250));
+      const [all, kept] = await Promise.all([low!.stop("SIGINT"), high!.stop("SIGINT")]);
+      // Both runs saw the same samples (the socket's figures at the same moment): a sample is its port and figures.
+      const samples = (stdout: string, daddr: string) =>
+        jsonLines(stdout).filter((l) => l.kind === "rtt" && l.daddr === daddr).map((l) => ({ sport: l.sport as number, rtt_us: l.rtt_us as number, srtt_us: l.srtt_us as number }));
+      const undelayed = samples(all.stdout, "127.0.0.1");
+      const delayedAll = samples(all.stdout, net.b.ip4);
+      // Without a threshold both connections have samples; the delayed one's at 50 ms or more.
+      expect(undelayed.length).toBeGreaterThan(0);
+      expect(delayedAll.length).toBeGreaterThan(0);
+      for (const x of delayedAll) expect(x.rtt_us).toBeGreaterThanOrEqual(50_000);
+      // At 30 ms: exactly the samples at or above it, so every delayed one and no undelayed one
+      // (an undelayed sample of 30 ms would be a stall of the machine, and would be kept, as it should).
       expect(kept.code).toBe(0);
-      expect(samples(kept.stdout, net.b.ip4).length).toBe(samples(all.stdout, net.b.ip4).length);
-      expect(samples(kept.stdout, "127.0.0.1")).toEqual([]);
+      expect(samples(kept.stdout, net.b.ip4)).toEqual(delayedAll);
+      expect(samples(kept.stdout, "127.0.0.1")).toEqual(undelayed.filter((x) => x.rtt_us >= 30_000));
     } finally {
       await net.a.ns.try(`tc qdisc del dev ${net.a.dev} root`);
     }

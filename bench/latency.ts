@@ -1,0 +1,52 @@
+// Stack-latency mode cost (--latency, --latency-summary): the drop bench's
+// traffic (loopback UDP to a closed port, one sender flat out, untraced and
+// traced alternated round by round, bench/drop.ts), with every packet
+// measured in the kernel. The question it answers: can --latency run on busy
+// traffic? Under a threshold no packet reaches user space (events 0); the
+// summary counts every packet in a kernel histogram; with no threshold
+// every packet is a record, the worst case.
+//
+//   sudo bun bench/latency.ts [SECONDS] [ROUNDS]
+import { dropBench, type DropConfig, type DropRun } from "./drop";
+
+export const LATENCY_CONFIGS: DropConfig[] = [
+  { name: "untraced" },
+  { name: "--latency --min-latency 1s (no packet that slow)", args: ["--latency", "--min-latency", "1s", "-p", "udp"] },
+  { name: "--latency --latency-summary", args: ["--latency", "--latency-summary", "-p", "udp"] },
+  { name: "--latency (no threshold: every packet a record)", args: ["--latency", "-p", "udp"] },
+];
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** The Markdown table of a run: packets/s and the ratio to untraced, records and losses per round. */
+export function latencyTable(runs: DropRun[], seconds: number, rounds: number): string {
+  const int = (x: number) => Math.round(x).toLocaleString("en-US");
+  const untraced = median(runs.filter((r) => r.config === "untraced").map((r) => r.pps));
+  const rows = LATENCY_CONFIGS.map((c) => {
+    const rs = runs.filter((r) => r.config === c.name);
+    const pps = median(rs.map((r) => r.pps));
+    const traced = c.args !== undefined;
+    const perRound = (f: (r: DropRun) => number | undefined) => (traced ? rs.map((r) => int(f(r) ?? 0)).join(" / ") : "–");
+    const cpu = traced ? `${median(rs.map((r) => r.skbtrailCpuNsPerPacket ?? 0)).toFixed(1)} ns` : "–";
+    return `| \`${c.name}\` | ${int(pps)} | ${traced ? `${(pps / untraced).toFixed(2)}×` : "1×"} | ${perRound((r) => r.events)} | ${perRound((r) => r.lost)} | ${cpu} |`;
+  });
+  return [
+    `### Stack latency: loopback UDP to a closed port, one sender flat out (${rounds} rounds × ${seconds} s, configurations alternated)`,
+    "",
+    "| configuration | packets/s, median | vs untraced | records reported, per round | lost, per round | skbtrail CPU per packet |",
+    "|---|---|---|---|---|---|",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const root = `${import.meta.dir}/..`;
+  const [seconds, rounds] = [Number(process.argv[2] ?? 2), Number(process.argv[3] ?? 3)];
+  const runs = await dropBench(process.env.SKBTRAIL_BIN ?? `${root}/dist/skbtrail`, `${import.meta.dir}/build/ringbench`, seconds, rounds, LATENCY_CONFIGS);
+  console.log(latencyTable(runs, seconds, rounds));
+}

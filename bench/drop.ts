@@ -132,6 +132,33 @@ async function traced(binary: string, ringbench: string, port: number, seconds: 
   }
 }
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const int = (x: number) => Math.round(x).toLocaleString("en-US");
+
+/**
+ * Markdown rows of a flood bench, one per configuration: packets/s (median
+ * and range), the ratio to untraced (✓/✗ against `target` when given),
+ * events and losses per round, skbtrail's CPU per packet.
+ */
+export function floodRows(runs: DropRun[], configs: DropConfig[], target?: number): string[] {
+  const untraced = median(runs.filter((r) => r.config === "untraced").map((r) => r.pps));
+  return configs.map((c) => {
+    const rs = runs.filter((r) => r.config === c.name);
+    const pps = median(rs.map((r) => r.pps));
+    const ratio = pps / untraced;
+    const mark = target === undefined ? "" : ratio >= target ? " ✓" : " ✗";
+    const perRound = (f: (r: DropRun) => number | undefined) => rs.map((r) => int(f(r) ?? 0)).join(" / ");
+    const traced = c.args
+      ? `${ratio.toFixed(2)}×${mark} | ${perRound((r) => r.events)} | ${perRound((r) => r.lost)} | ${median(rs.map((r) => r.skbtrailCpuNsPerPacket ?? 0)).toFixed(0)} ns`
+      : "1× | – | – | –";
+    return `| \`${c.name}\` | ${int(pps)} (${int(Math.min(...rs.map((r) => r.pps)))}–${int(Math.max(...rs.map((r) => r.pps)))}) | ${traced} |`;
+  });
+}
+
 /** `rounds` rounds; each runs every configuration once, in order. */
 export async function dropBench(binary: string, ringbench: string, seconds: number, rounds: number, configs = DROP_CONFIGS): Promise<DropRun[]> {
   const port = await closedPort();

@@ -7,7 +7,7 @@
 // every packet is a record, the worst case.
 //
 //   sudo bun bench/latency.ts [SECONDS] [ROUNDS]
-import { dropBench, type DropConfig, type DropRun } from "./drop";
+import { dropBench, floodRows, type DropConfig, type DropRun } from "./drop";
 
 export const LATENCY_CONFIGS: DropConfig[] = [
   { name: "untraced" },
@@ -16,28 +16,13 @@ export const LATENCY_CONFIGS: DropConfig[] = [
   { name: "--latency (no threshold: every packet a record)", args: ["--latency", "-p", "udp"] },
 ];
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-/** The Markdown table of a run: packets/s and the ratio to untraced, records and losses per round. */
+/** The Markdown table of a run (bench/drop.ts floodRows). */
 export function latencyTable(runs: DropRun[], seconds: number, rounds: number): string {
-  const int = (x: number) => Math.round(x).toLocaleString("en-US");
-  const untraced = median(runs.filter((r) => r.config === "untraced").map((r) => r.pps));
-  const rows = LATENCY_CONFIGS.map((c) => {
-    const rs = runs.filter((r) => r.config === c.name);
-    const pps = median(rs.map((r) => r.pps));
-    const traced = c.args !== undefined;
-    const perRound = (f: (r: DropRun) => number | undefined) => (traced ? rs.map((r) => int(f(r) ?? 0)).join(" / ") : "–");
-    const cpu = traced ? `${median(rs.map((r) => r.skbtrailCpuNsPerPacket ?? 0)).toFixed(1)} ns` : "–";
-    return `| \`${c.name}\` | ${int(pps)} | ${traced ? `${(pps / untraced).toFixed(2)}×` : "1×"} | ${perRound((r) => r.events)} | ${perRound((r) => r.lost)} | ${cpu} |`;
-  });
+  const rows = floodRows(runs, LATENCY_CONFIGS);
   return [
     `### Stack latency: loopback UDP to a closed port, one sender flat out (${rounds} rounds × ${seconds} s, configurations alternated)`,
     "",
-    "| configuration | packets/s, median | vs untraced | records reported, per round | lost, per round | skbtrail CPU per packet |",
+    "| configuration | packets/s, median (range) | vs untraced | records reported, per round | lost, per round | skbtrail CPU per packet |",
     "|---|---|---|---|---|---|",
     ...rows,
     "",

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { RingBench, fmtRate, type Phase, type SearchResult } from "./ring";
 import type { DecodeCosts } from "./decode";
-import { dropBench, type DropRun, DROP_CONFIGS } from "./drop";
+import { dropBench, floodRows, type DropRun, DROP_CONFIGS } from "./drop";
 import { startupBench, type StartupResult } from "./startup";
 import { stopBench, STOP_MODES, type StopRun } from "./stop";
 import { libbpfVersion, loadLibbpf } from "../ffi/libbpf";
@@ -147,14 +147,7 @@ function decodeTable(d: DecodeCosts): string {
 }
 
 function dropTable(runs: DropRun[]): string {
-  const untraced = median(runs.filter((r) => r.config === "untraced").map((r) => r.pps));
-  const rows = DROP_CONFIGS.map((c) => {
-    const rs = runs.filter((r) => r.config === c.name);
-    const pps = median(rs.map((r) => r.pps));
-    const traced = c.args !== undefined;
-    const ratio = pps / untraced;
-    return `| \`${c.name}\` | ${int(pps)} (${range(rs.map((r) => r.pps), int)}) | ${traced ? `${pct(ratio)} ${mark(ratio >= 0.8)}` : "1×"} | ${traced ? rs.map((r) => int(r.events ?? 0)).join(" / ") : "–"} | ${traced ? rs.map((r) => int(r.lost ?? 0)).join(" / ") : "–"} | ${traced ? ns(median(rs.map((r) => r.skbtrailCpuNsPerPacket ?? 0))) : "–"} |`;
-  });
+  const rows = floodRows(runs, DROP_CONFIGS, 0.8);
   return [
     `### Drop monitor: loopback UDP to a closed port, one sender flat out (${DROP_ROUNDS} rounds × ${DROP_SECONDS} s, configurations alternated)`,
     "",

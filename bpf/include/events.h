@@ -59,6 +59,7 @@ enum hook_setting {
 	SETTING_STACK = 1, /* record the kernel stack */
 	SETTING_MATCH = 2, /* --trace-matcher: a packet may be matched (start its context or measurement) here */
 	SETTING_END = 4,   /* --latency --trace-free: a packet's measurement ends here */
+	SETTING_RETURN = 8, /* without --ret: this function's return is traced (a --diag rule reads it) */
 };
 
 /*

@@ -25,7 +25,8 @@ static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *s
 	struct hit h = { .func = func };
 	__u64 recorded = on_skb(ctx, skb, &h, false);
 
-	if (CFG.trace_ret && (recorded || STASH_UNRECORDED))
+	/* Only functions with a return probe stash: on 5.10 each stash is a frame its return pops. */
+	if ((CFG.trace_ret || (hook_settings(&h) & SETTING_RETURN)) && (recorded || STASH_UNRECORDED))
 		stash_put(call, func, skb, 0, recorded);
 	return 0;
 }

@@ -44,6 +44,7 @@ export const hook_setting = {
   SETTING_STACK: 1,
   SETTING_MATCH: 2,
   SETTING_END: 4,
+  SETTING_RETURN: 8,
 } as const;
 
 export const latency_slots = {

@@ -106,7 +106,11 @@ export class Diagnosis {
     const { reasons, rules } = loadKnowledge(input.known, input.kb);
     const names: Names = { ...input.namer, tracepoint: (e) => tracepointById.get(e.tracepoint)?.name };
     this.engine = new RuleEngine(rules, reasons, names, input.known.reasons);
+    this.returnsLookedAt = rules.flatMap((r) => [r.when, r.after].flatMap((c) => (c?.return !== undefined ? (c.hook ?? []) : [])));
   }
+
+  /** Hooks whose return value a rule looks at: their returns are traced without --ret (sk_filter_trim_cap's -EPERM, ipt_do_table's NF_DROP). */
+  readonly returnsLookedAt: string[];
 
   /** Once the plan is made. */
   setTraced(traced: TracedHooks): void {

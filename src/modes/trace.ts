@@ -82,12 +82,13 @@ export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[
 /** kprobes without attach cookies (before 5.15): the programs name their function by IP (bpf/lib/stash.bpf.h). */
 export const kprobesByIp = (f: Features): boolean => f.kprobe && !f.attachCookie;
 
-export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<typeof selectionFor>): { plan: Plan; features: Features } {
+/** `returns`: functions whose return is traced even without --ret (PlanInput.returns). */
+export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<typeof selectionFor>, returns: string[] = []): { plan: Plan; features: Features } {
   const features = readFeatures(kernel, opts.backend !== "tracepoint");
   checkBackend(opts.backend, features);
   const plan = makePlan({
     btf: kernel.btf, functions: selected.functions, features, selection: selected.selection, extraFunctions: selected.extra,
-    backend: opts.backend, ret: opts.ret, followSkbs: !opts.pktFixed && !opts.funcStats,
+    backend: opts.backend, ret: opts.ret, returns, followSkbs: !opts.pktFixed && !opts.funcStats,
   });
   return { plan, features };
 }
@@ -173,7 +174,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
       : undefined;
 
   const planning = performance.now();
-  const { plan, features } = planFor(opts, kernel, selected);
+  const { plan, features } = planFor(opts, kernel, selected, diagnosis?.returnsLookedAt);
   out.verbose(`planned in ${Math.round(performance.now() - planning)} ms`);
   for (const note of kernel.notes) out.verbose(note);
   describePlan(plan, features, out);
@@ -191,6 +192,10 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
   const kfreeKey = BigInt(tracepoint_id.TP_KFREE_SKB);
   const kfreeStackWanted = settings.has(kfreeKey);
   if (diagnosis?.wantsDropStacks) settings.set(kfreeKey, (settings.get(kfreeKey) ?? 0) | hook_setting.SETTING_STACK);
+  // Without --ret, the functions whose return a rule reads (PlanInput.returns) are the only ones whose entry stashes the call.
+  if (!opts.ret)
+    for (const h of plan.hooks)
+      if (h.attach.some((a) => ("retprobe" in a && a.retprobe) || ("exit" in a && a.exit))) settings.set(hookKey(h), (settings.get(hookKey(h)) ?? 0) | hook_setting.SETTING_RETURN);
 
   const funcNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
   // A function standing in for a tracepoint (__icmp_send) carries both: it is named as the function.

@@ -115,6 +115,8 @@ export interface PlanInput {
   extraFunctions: string[];
   backend?: BackendChoice;
   ret: boolean;
+  /** Functions whose return is traced even without `ret` (those a --diag rule looks at). */
+  returns?: string[];
   /** skbs are followed by address (not --pkt-fixed): watch their memory being freed. */
   followSkbs: boolean;
 }
@@ -224,7 +226,7 @@ export function makePlan(input: PlanInput): Plan {
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);
     if (typeof backend !== "string") return skipped.push({ name, why: backend.why });
-    hooks.push({ kind: "function", name, group, fn: r.fn, ...attachFunction(r.fn, backend, input.ret) });
+    hooks.push({ kind: "function", name, group, fn: r.fn, ...attachFunction(r.fn, backend, input.ret || !!input.returns?.includes(name)) });
   };
 
   for (const tp of LIFE_TRACEPOINTS) addTracepoint(tp, "life");

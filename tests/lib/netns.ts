@@ -83,7 +83,7 @@ export class Netns {
   }
 
   /** Starts serve.ts here (see there for MODE and ARGS) and waits until it listens. */
-  async serve(mode: "udp" | "tcp" | "udp-full" | "tcp-full" | "packet" | "packet-read", ...args: (string | number)[]): Promise<Server> {
+  async serve(mode: "udp" | "tcp" | "udp-full" | "udp-filtered" | "tcp-full" | "packet" | "packet-read", ...args: (string | number)[]): Promise<Server> {
     const proc = Bun.spawn(["ip", "netns", "exec", this.name, "bun", `${LIB}/serve.ts`, mode, ...args.map(String)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const server = new Server(proc);
     const first = await proc.stdout.getReader().read();

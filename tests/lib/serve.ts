@@ -5,10 +5,12 @@
 //   bun tests/lib/serve.ts tcp PORT          answers each connection's first data with "ok", then closes
 //   bun tests/lib/serve.ts udp-full ADDR PORT  a UDP socket with the smallest receive buffer that is never read
 //   bun tests/lib/serve.ts tcp-full ADDR PORT  a TCP listener with backlog 0 that never accepts: one connection fills its queue
+//   bun tests/lib/serve.ts udp-filtered ADDR PORT  a UDP socket whose filter (SO_ATTACH_FILTER) rejects every datagram
 //   bun tests/lib/serve.ts packet            an AF_PACKET socket for every protocol (a packet tap, as tcpdump opens)
 //   bun tests/lib/serve.ts packet-read       the same, reading every packet as it comes (blocking: it only reads)
 // It lives until it is killed. Bun's socket API has no receive-buffer size,
-// no listen backlog and no packet sockets: those are opened through libc with bun:ffi.
+// no listen backlog, no socket filter and no packet sockets: those are opened
+// through libc with bun:ffi.
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { writeSync } from "node:fs";
 
@@ -33,6 +35,7 @@ const SOCK_DGRAM = 2;
 const SOCK_RAW = 3;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
+const SO_ATTACH_FILTER = 26;
 const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
 
 function fail(what: string): never {
@@ -65,14 +68,24 @@ switch (mode) {
     });
     break;
   case "udp-full":
+  case "udp-filtered":
   case "tcp-full": {
     const [addr, port] = args;
     if (!addr || !/^\d+\.\d+\.\d+\.\d+$/.test(addr) || !port) fail(`${mode} needs an IPv4 ADDR and a PORT:`);
     const c = libc();
-    const fd = c.socket(AF_INET, mode === "udp-full" ? SOCK_DGRAM : SOCK_STREAM, 0);
+    const fd = c.socket(AF_INET, mode === "tcp-full" ? SOCK_STREAM : SOCK_DGRAM, 0);
     if (fd < 0) fail("socket(AF_INET)");
     // The kernel raises 1 to its minimum (a few KiB): a handful of datagrams fill it.
     if (mode === "udp-full" && c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, ptr(new Int32Array([1])), 4) !== 0) fail("setsockopt(SO_RCVBUF)");
+    if (mode === "udp-filtered") {
+      // Classic BPF, one instruction: BPF_RET|BPF_K 0 (keep 0 bytes: reject). struct sock_fprog: length, then the pointer.
+      const insn = new Uint8Array(8);
+      new DataView(insn.buffer).setUint16(0, 0x06, true);
+      const fprog = new BigUint64Array(2);
+      fprog[0] = 1n;
+      fprog[1] = BigInt(ptr(insn));
+      if (c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, ptr(fprog), 16) !== 0) fail("setsockopt(SO_ATTACH_FILTER)");
+    }
     const sin = new Uint8Array(16); // struct sockaddr_in
     new DataView(sin.buffer).setUint16(0, AF_INET, true);
     new DataView(sin.buffer).setUint16(2, Number(port), false);
@@ -95,7 +108,7 @@ switch (mode) {
     for (;;) if (c.recv(fd, ptr(buf), buf.length, 0) < 0) fail("recv");
   }
   default:
-    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | tcp-full ADDR PORT | packet | packet-read");
+    console.error("usage: serve.ts udp PORT | tcp PORT | udp-full ADDR PORT | udp-filtered ADDR PORT | tcp-full ADDR PORT | packet | packet-read");
     process.exit(2);
 }
 console.log("listening");

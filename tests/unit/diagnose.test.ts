@@ -171,6 +171,12 @@ describe("rule families", () => {
     const timeWait = life([kfree(2, 0x4000)], TCP);
     expect(summary(modern.diagnose(timeWait, () => undefined))).toEqual(["info:tcp-time-wait-segment"]);
     expect(findings(timeWait)[0]).toMatchObject({ rule: "closed-tcp-port", level: "error" });
+    // Where functions are traced, the TIME_WAIT socket's handling shows in the path: information on every kernel.
+    for (const reason of [0, 2]) {
+      const handled = life([{ name: "tcp_timewait_state_process" }, kfree(reason, 0x4000)], TCP);
+      expect(summary(findings(handled))).toEqual(["info:tcp-time-wait-handled"]);
+      expect(summary(modern.diagnose(handled, () => undefined))).toEqual(["info:tcp-time-wait-handled"]);
+    }
   });
 
   test("ICMP errors the kernel sent: TTL, MTU, no route, reject", () => {
@@ -188,11 +194,14 @@ describe("rule families", () => {
     expect(summary(findings(life([{ name: "udp_fail_queue_rcv_skb", tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, info: [-105, 0] }])))).toEqual(["error:udp-queue-failed"]);
   });
 
-  test("return values by meaning: XDP_DROP, conntrack out of window, iptables NF_DROP", () => {
+  test("return values by meaning: XDP_DROP, conntrack out of window, iptables NF_DROP, a socket filter's -EPERM", () => {
     expect(summary(findings(life([{ name: "do_xdp_generic", ret: 1 }])))).toEqual(["error:xdp-drop"]);
     expect(summary(findings(life([{ name: "do_xdp_generic", ret: 2 }])))).toEqual([]);
     expect(summary(findings(life([{ name: "tcp_in_window", ret: 0 }], TCP)))).toEqual(["warn:conntrack-out-of-window"]);
     expect(summary(findings(life([{ name: "ipt_do_table", ret: 0 }])))).toEqual(["error:iptables-drop"]);
+    // A socket's filter: -EPERM, then a drop whose reason (none, or one inferred from a shared site) it replaces.
+    expect(summary(findings(life([{ name: "sk_filter_trim_cap", ret: -1 }, kfree(2, 0x1000)])))).toEqual(["error:socket-filter-rejected"]);
+    expect(summary(findings(life([{ name: "sk_filter_trim_cap", ret: 0 }])))).toEqual([]);
   });
 
   test("TCP retransmission and bad checksum", () => {

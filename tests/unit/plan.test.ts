@@ -35,7 +35,7 @@ const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12
 
 const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true }));
 
-function plan(features: Features, names: string[], opts: { ret?: boolean; backend?: BackendChoice; follow?: boolean; extra?: string[] } = {}): Plan {
+function plan(features: Features, names: string[], opts: { ret?: boolean; returns?: string[]; backend?: BackendChoice; follow?: boolean; extra?: string[] } = {}): Plan {
   return makePlan({
     btf,
     functions: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), FTRACE, "/nonexistent"),
@@ -44,6 +44,7 @@ function plan(features: Features, names: string[], opts: { ret?: boolean; backen
     extraFunctions: opts.extra ?? [],
     backend: opts.backend,
     ret: opts.ret ?? false,
+    returns: opts.returns,
     followSkbs: opts.follow ?? true,
   });
 }
@@ -116,6 +117,14 @@ describe("backend choice per function", () => {
     expect(fn(p, "nf_hook_slow")!.attach).toEqual([{ how: "fentry-fixed", program: program.fentry_nf_hook_slow }, { how: "fentry-fixed", program: program.fexit_nf_hook_slow }]);
     expect(fn(p, "skb_clone")!.attach).toEqual([{ how: "fentry-fixed", program: program.fexit_skb_clone }]);
     expect(fn(plan(FENTRY, ["ip_rcv"]), "ip_rcv")!.attach).toHaveLength(1);
+  });
+
+  test("without --ret, the returns a --diag rule looks at are traced, and only those", () => {
+    for (const features of [FENTRY, MULTI]) {
+      const p = plan(features, ["ip_rcv", "ip_rcv_core"], { returns: ["ip_rcv_core"] });
+      expect(fn(p, "ip_rcv")!.attach).toHaveLength(1);
+      expect(fn(p, "ip_rcv_core")!.attach.map((a) => ("retprobe" in a ? a.retprobe : "exit" in a && a.exit))).toEqual([false, true]);
+    }
   });
 
   test("where fentry cannot go, kprobes: a renamed copy, an skb behind a pointer, a function ftrace cannot hook", () => {

@@ -103,7 +103,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       loaded: (session) => {
         loaded = session;
       },
-      // The listeners' counters from now on: read before the programs start, like what they count.
+      // --diag: each namespace's listen-overflow count as tracing starts (compared at the end).
       attach: (s, into) => {
         listenQueues?.start();
         for (const r of attachPlan(s.obj, plan, into)) out.verbose(`  skipped ${r.name}: ${r.why}`);

@@ -140,11 +140,22 @@ const median = (xs: number[]) => {
 const int = (x: number) => Math.round(x).toLocaleString("en-US");
 
 /**
- * Markdown rows of a flood bench, one per configuration: packets/s (median
- * and range), the ratio to untraced (✓/✗ against `target` when given),
- * events and losses per round, skbtrail's CPU per packet.
+ * The Markdown table of a flood bench, one row per configuration:
+ * packets/s (median and range), the ratio to untraced (✓/✗ against
+ * `target` when given), events and losses per round, skbtrail's CPU per packet.
  */
-export function floodRows(runs: DropRun[], configs: DropConfig[], target?: number): string[] {
+export function floodTable(title: string, runs: DropRun[], configs: DropConfig[], target?: number): string {
+  return [
+    `### ${title}`,
+    "",
+    `| configuration | packets/s, median (range) | vs untraced${target === undefined ? "" : ` (target ≥ ${target}×)`} | events reported, per round | lost, per round | skbtrail CPU per packet |`,
+    "|---|---|---|---|---|---|",
+    ...floodRows(runs, configs, target),
+    "",
+  ].join("\n");
+}
+
+function floodRows(runs: DropRun[], configs: DropConfig[], target?: number): string[] {
   const untraced = median(runs.filter((r) => r.config === "untraced").map((r) => r.pps));
   return configs.map((c) => {
     const rs = runs.filter((r) => r.config === c.name);

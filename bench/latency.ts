@@ -7,7 +7,7 @@
 // every packet is a record, the worst case.
 //
 //   sudo bun bench/latency.ts [SECONDS] [ROUNDS]
-import { dropBench, floodRows, type DropConfig, type DropRun } from "./drop";
+import { dropBench, floodTable, type DropConfig, type DropRun } from "./drop";
 
 export const LATENCY_CONFIGS: DropConfig[] = [
   { name: "untraced" },
@@ -16,17 +16,9 @@ export const LATENCY_CONFIGS: DropConfig[] = [
   { name: "--latency (no threshold: every packet a record)", args: ["--latency", "-p", "udp"] },
 ];
 
-/** The Markdown table of a run (bench/drop.ts floodRows). */
+/** The Markdown table of a run (bench/drop.ts floodTable). */
 export function latencyTable(runs: DropRun[], seconds: number, rounds: number): string {
-  const rows = floodRows(runs, LATENCY_CONFIGS);
-  return [
-    `### Stack latency: loopback UDP to a closed port, one sender flat out (${rounds} rounds × ${seconds} s, configurations alternated)`,
-    "",
-    "| configuration | packets/s, median (range) | vs untraced | records reported, per round | lost, per round | skbtrail CPU per packet |",
-    "|---|---|---|---|---|---|",
-    ...rows,
-    "",
-  ].join("\n");
+  return floodTable(`Stack latency: loopback UDP to a closed port, one sender flat out (${rounds} rounds × ${seconds} s, configurations alternated)`, runs, LATENCY_CONFIGS);
 }
 
 if (import.meta.main) {

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { RingBench, fmtRate, type Phase, type SearchResult } from "./ring";
 import type { DecodeCosts } from "./decode";
-import { dropBench, floodRows, type DropRun, DROP_CONFIGS } from "./drop";
+import { dropBench, floodTable, type DropRun, DROP_CONFIGS } from "./drop";
 import { startupBench, type StartupResult } from "./startup";
 import { stopBench, STOP_MODES, type StopRun } from "./stop";
 import { libbpfVersion, loadLibbpf } from "../ffi/libbpf";
@@ -147,15 +147,7 @@ function decodeTable(d: DecodeCosts): string {
 }
 
 function dropTable(runs: DropRun[]): string {
-  const rows = floodRows(runs, DROP_CONFIGS, 0.8);
-  return [
-    `### Drop monitor: loopback UDP to a closed port, one sender flat out (${DROP_ROUNDS} rounds × ${DROP_SECONDS} s, configurations alternated)`,
-    "",
-    "| configuration | packets/s, median (range) | vs untraced (target ≥ 0.8×) | events reported, per round | lost, per round | skbtrail CPU per packet |",
-    "|---|---|---|---|---|---|",
-    ...rows,
-    "",
-  ].join("\n");
+  return floodTable(`Drop monitor: loopback UDP to a closed port, one sender flat out (${DROP_ROUNDS} rounds × ${DROP_SECONDS} s, configurations alternated)`, runs, DROP_CONFIGS, 0.8);
 }
 
 function startupTable(s: StartupResult): string {

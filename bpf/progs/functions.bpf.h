@@ -25,8 +25,9 @@ static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *s
 	struct hit h = { .func = func };
 	__u64 recorded = on_skb(ctx, skb, &h, false);
 
-	/* Only functions with a return probe stash: on 5.10 each stash is a frame its return pops. */
-	if ((CFG.trace_ret || (hook_settings(&h) & SETTING_RETURN)) && (recorded || STASH_UNRECORDED))
+	/* Only functions with a return probe stash: on 5.10 each stash is a frame its return pops.
+	 * The settings lookup last: an unrecorded call (most, under a filter) skips it where it can. */
+	if ((recorded || STASH_UNRECORDED) && (CFG.trace_ret || (hook_settings(&h) & SETTING_RETURN)))
 		stash_put(call, func, skb, 0, recorded);
 	return 0;
 }

@@ -267,7 +267,7 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
         expect(r.stdout).toContain("a filter on the receiving socket rejected the packet (sk_filter_trim_cap returned -EPERM)");
       else if (btfHas("SKB_DROP_REASON_SOCKET_FILTER")) expect(r.stdout).toContain("a filter attached to the receiving socket rejected the packet");
       // Where neither exists (a 5.10 without kprobes) the location is all there is, shared with a full buffer.
-      else return;
+      else return console.warn("SKIPPED the socket-filter checks: this kernel has neither function hooks for sk_filter_trim_cap nor the drop reason SOCKET_FILTER (5.17+)");
       expect(r.stdout).not.toContain("buffer was full");
       expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
     } finally {

@@ -10,6 +10,7 @@ import { generateLayouts, generatePrograms } from "./tools/layouts";
 
 const root = import.meta.dir;
 const buildDir = `${root}/build`;
+export const BPF_DIR = `${root}/bpf`;
 const BPF_OBJECTS = ["skbtrail", "probe"];
 const LIBRARIES = ["libz.so.1", "libelf.so.1", "libbpf.so.1"];
 const LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64"];
@@ -19,7 +20,7 @@ export const PROGRAMS_FILE = `${root}/src/abi/programs.generated.ts`;
 /** Compiles bpf/NAME.bpf.c (CO-RE, with BTF) into OUTDIR/NAME.bpf.o. */
 export async function compileBpf(name: string, outDir: string): Promise<string> {
   const out = `${outDir}/${name}.bpf.o`;
-  await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I${root}/bpf/include -I${root}/bpf -c ${root}/bpf/${name}.bpf.c -o ${out}`;
+  await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I${BPF_DIR}/include -I${BPF_DIR} -c ${BPF_DIR}/${name}.bpf.c -o ${out}`;
   return out;
 }
 

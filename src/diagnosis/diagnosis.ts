@@ -14,7 +14,7 @@ import { icmpTypeText } from "../events/protocols";
 import { tracepointById } from "../plan/tracepoints";
 import { chainsOnHook, hookFromStack, readRuleset, type ChainSummary, type NfHookNames } from "./firewall";
 import { functionName, loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
-import { mtuFinding, neighbourFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
+import { mtuFinding, neighbourFinding, neighbourQueueFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
 import { RuleEngine, type Finding, type Names } from "./rules";
 import { BackgroundReads } from "./system";
 
@@ -129,14 +129,14 @@ export class Diagnosis {
     if (route) this.routes.want(route);
   }
 
-  /** A drop by the routing decision, for want of the next hop's link-layer address, or too big for its MTU: the route to ask about. */
+  /** A drop by the routing decision, for want of the next hop's link-layer address (never answered, or too many packets waiting for it), or too big for its MTU: the route to ask about. */
   private routeQuery(e: HookEvent): RouteQuery | undefined {
     if (!(e.flags & HOOK_DROP)) return undefined;
     const reason = this.engine.reasonOf(e);
-    if (!ROUTE_DROP_SITES.has(this.engine.siteOf(e)) && reason !== "NEIGH_FAILED" && reason !== "PKT_TOO_BIG") return undefined;
+    if (!ROUTE_DROP_SITES.has(this.engine.siteOf(e)) && reason !== "NEIGH_FAILED" && reason !== "NEIGH_QUEUEFULL" && reason !== "PKT_TOO_BIG") return undefined;
     const ipv6 = e.pkt.l3 === 0x86dd;
     if (!ipv6 && e.pkt.l3 !== 0x0800) return undefined;
-    return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname, mtu: reason === "PKT_TOO_BIG" };
+    return { netns: e.meta.netns, ipv6, daddr: e.pkt.daddr, ifname: e.meta.ifname, mtu: reason === "PKT_TOO_BIG", queue: reason === "NEIGH_QUEUEFULL" };
   }
 
   /** The ruleset names the chain where nft_do_chain is not traced; for a packet with no connection, it tells whether a `ct state invalid` rule dropped it. */
@@ -168,6 +168,7 @@ export class Diagnosis {
       const reason = this.engine.reasonOf(drop!.e);
       const [rule, words] =
         reason === "NEIGH_FAILED" ? ["neighbour-failed", neighbourFinding(route, answer)]
+        : reason === "NEIGH_QUEUEFULL" ? ["neighbour-queue-full", neighbourQueueFinding(route, answer)]
         : reason === "PKT_TOO_BIG" ? ["packet-too-big", mtuFinding(route, answer, drop!.e.pkt.ipLen)]
         : ["route-refused", answer && routeFinding(route, answer)];
       if (words) return [{ rule, level: "error", hook: drop!.name, group: this.traced.groupOf(drop!.name), ...words }, ...findings.filter((f) => !ROUTE_EXPLAINED.has(f.rule))];

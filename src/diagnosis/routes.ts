@@ -6,7 +6,8 @@
 // of its network namespace (`ip route show match`, the main table: policy
 // rules are not looked at) and the finding names the kind of route.
 // A packet dropped because the next hop never answered ARP/NDP is no routing
-// problem: the same read names that next hop and its interface.
+// problem: the same read names that next hop and its interface, and, when
+// the queue of packets waiting for it overflowed, that queue's size.
 import { netnsPath, runInNetns } from "./system";
 
 /** Functions where a packet the routing decision refused is dropped. */
@@ -20,6 +21,8 @@ export interface RouteQuery {
   ifname: string;
   /** Also read the MTU of the route's device (a packet too big for it). */
   mtu?: boolean;
+  /** Also read the size of the route's device's queue of packets waiting for ARP/NDP (it overflowed). */
+  queue?: boolean;
 }
 
 export interface RouteAnswer {
@@ -29,9 +32,11 @@ export interface RouteAnswer {
   forwarding?: boolean;
   /** The MTU of the route's device, when asked for. */
   mtu?: number;
+  /** The route's device's unres_qlen_bytes, when asked for. */
+  queueBytes?: number;
 }
 
-export const routeQueryKey = (q: RouteQuery) => `${q.netns} ${q.ipv6 ? 6 : 4} ${q.daddr} ${q.ifname} ${q.mtu ? "mtu" : ""}`;
+export const routeQueryKey = (q: RouteQuery) => `${q.netns} ${q.ipv6 ? 6 : 4} ${q.daddr} ${q.ifname} ${q.mtu ? "mtu" : ""} ${q.queue ? "queue" : ""}`;
 
 /** Prefix length of a route's dst as `ip -j` prints it ("default", "10.0.0.0/24", "10.0.0.1"). */
 function prefixLength(dst: string, ipv6: boolean): number {
@@ -60,9 +65,13 @@ export async function readRoute(q: RouteQuery): Promise<RouteAnswer | undefined>
   ]);
   if (routes === undefined) return undefined;
   const route = mostSpecific(routes, q.ipv6);
-  const link = q.mtu && route?.dev && /^[\w.-]+$/.test(route.dev) ? await runInNetns(ns, ["ip", "-j", "link", "show", "dev", route.dev]) : undefined;
+  const dev = route?.dev && /^[\w.-]+$/.test(route.dev) ? route.dev : undefined;
+  const [link, queue] = await Promise.all([
+    q.mtu && dev ? runInNetns(ns, ["ip", "-j", "link", "show", "dev", dev]) : undefined,
+    q.queue && dev ? runInNetns(ns, ["cat", `/proc/sys/net/ipv${q.ipv6 ? 6 : 4}/neigh/${dev}/unres_qlen_bytes`]) : undefined,
+  ]);
   const mtu = link ? (JSON.parse(link) as { mtu?: number }[])[0]?.mtu : undefined;
-  return { route, forwarding: forwarding === undefined ? undefined : forwarding.trim() !== "0", mtu };
+  return { route, forwarding: forwarding === undefined ? undefined : forwarding.trim() !== "0", mtu, queueBytes: queue ? Number(queue.trim()) : undefined };
 }
 
 /** The finding's words for a refusing route, or undefined when the route does not explain the drop. */
@@ -104,6 +113,19 @@ export function neighbourFinding(q: RouteQuery, a: RouteAnswer | undefined): { m
   return {
     message: `neighbour resolution failed: ${hop} on ${dev} did not answer ${q.ipv6 ? "neighbour solicitation (NDP)" : "ARP"}, so the packet to ${q.daddr} could not be sent (not a routing problem)`,
     advice: `check that ${hop} is up and on ${dev}'s link (in the packet's network namespace, ${q.netns}): ${ip} neigh show ${hop} dev ${dev} (FAILED or INCOMPLETE); ping -c1 -I ${dev} ${hop}${q.ipv6 ? "" : `; arping -c1 -I ${dev} ${hop}`}; check cabling, VLAN and the next hop's firewall`,
+  };
+}
+
+/** The finding for a packet dropped from the full queue of packets waiting for the next hop's link-layer address. */
+export function neighbourQueueFinding(q: RouteQuery, a: RouteAnswer | undefined): { message: string; advice: string } {
+  const hop = a?.route?.gateway ?? q.daddr;
+  const dev = a?.route?.dev ?? q.ifname;
+  const ip = q.ipv6 ? "ip -6" : "ip";
+  const key = `net.ipv${q.ipv6 ? 6 : 4}.neigh.${dev}.unres_qlen_bytes`;
+  const size = a?.queueBytes !== undefined ? ` (${key} = ${a.queueBytes})` : "";
+  return {
+    message: `the queue of packets waiting for ${hop} on ${dev} to answer ${q.ipv6 ? "neighbour solicitation (NDP)" : "ARP"} was full${size}: the packet to ${q.daddr} was dropped to make room (not a routing problem)`,
+    advice: `check that ${hop} answers (in the packet's network namespace, ${q.netns}): ${ip} neigh show ${hop} dev ${dev} (FAILED or INCOMPLETE); ping -c1 -I ${dev} ${hop}; if it answers but slowly under bursts, give the queue more room: sysctl -w ${key}=BYTES`,
   };
 }
 

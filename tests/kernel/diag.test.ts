@@ -1,7 +1,7 @@
 // --diag on the host kernel: one real cause per scenario, each asserting
 // the finding's message and advice, and a clean run with no finding.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { btfHas, functionBackends, traceableFunction } from "../lib/kernel";
 import { $ } from "bun";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
@@ -214,6 +214,22 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
   });
 
+  test("the queue of packets waiting for ARP overflows: the next hop and the queue's size, not 'no route'", async () => {
+    // A queue of 1 byte holds one packet: each datagram pushes the one before out (NEIGH_QUEUEFULL).
+    const size = (await routed.router.sh("cat /proc/sys/net/ipv4/neigh/out0/unres_qlen_bytes")).text().trim();
+    await routed.router.sh("sysctl -qw net.ipv4.neigh.out0.unres_qlen_bytes=1");
+    try {
+      const r = await diagnose(["-p", "udp", "--daddr", "10.92.53.2"], () => routed.client.udp("10.92.53.2", 7606, { count: 3 }));
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain("the queue of packets waiting for 10.92.2.99 on out0 to answer ARP was full (net.ipv4.neigh.out0.unres_qlen_bytes = 1): the packet to 10.92.53.2 was dropped to make room (not a routing problem)");
+      expect(r.stdout).toContain("sysctl -w net.ipv4.neigh.out0.unres_qlen_bytes=BYTES");
+      expect(r.stdout).not.toContain("no route to");
+      expect(r.stdout.match(/^\[\d+\] ERROR happens/gm)).toHaveLength(1);
+    } finally {
+      await routed.router.sh(`sysctl -qw net.ipv4.neigh.out0.unres_qlen_bytes=${size}`);
+    }
+  });
+
   test("forwarding turned off on the router's input interface", async () => {
     await routed.router.sh("sysctl -qw net.ipv4.conf.in0.forwarding=0");
     try {
@@ -275,20 +291,72 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     }
   });
 
-  test("an IP protocol nothing handles: its drop explained (inferred from the location where the kernel has no drop reasons)", async () => {
-    const t = Skbtrail.start(["--diag", "--diag-keep", "--json", "-s", pair.a.ip4, "--daddr", pair.b.ip4]);
+  /** Sends one Ethernet frame from a to b's address through a packet socket: the only way to send what the kernel's own stack would never build. */
+  async function sendFrame(etherType: number, payload: string): Promise<void> {
+    const mac = (await pair.b.ns.sh(`cat /sys/class/net/${pair.b.dev}/address`)).text().trim();
+    const script = [
+      "import socket, struct",
+      `s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('${pair.a.dev}', 0))`,
+      `s.send(bytes.fromhex('${mac.replaceAll(":", "")}') + s.getsockname()[4] + struct.pack('!H', ${etherType}) + ${payload})`,
+    ].join("; ");
+    await pair.a.ns.sh(`python3 -c "${script}"`);
+  }
+
+  /** Runs --diag --json with ARGS while sending, until a packet finding contains TEXT; returns that finding. */
+  async function findingFor(args: string[], text: string, traffic: () => Promise<void>) {
+    const t = Skbtrail.start(["--diag", "--diag-keep", "--json", ...args]);
     try {
       await t.ready();
-      // Protocol 253 (RFC 3692, for experiments): no kernel module or socket takes it.
-      await pair.a.ns.sh(`python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 253).sendto(b'skbtrail', ('${pair.b.ip4}', 0))"`);
-      expect(await t.waitFor(/"kind":"packet".*no handler for the packet's IP protocol number/)).toBe(true);
+      await traffic();
+      expect(await t.waitFor(new RegExp(`"kind":"packet".*${text}`))).toBe(true);
     } finally {
       await t.stop();
     }
     const findings = jsonLines((await t.finished).stdout).flatMap((o) => (o.kind === "packet" ? o.findings : []));
-    const finding = findings.find((f: { message: string }) => f.message.includes("no handler for the packet's IP protocol number"));
+    return findings.find((f: { message: string }) => f.message.includes(text));
+  }
+
+  test("an IP protocol nothing handles: its drop explained (inferred from the location where the kernel has no drop reasons)", async () => {
+    // Protocol 253 (RFC 3692, for experiments): no kernel module or socket takes it.
+    const send = () => pair.a.ns.sh(`python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 253).sendto(b'skbtrail', ('${pair.b.ip4}', 0))"`).then(() => {});
+    const finding = await findingFor(["-s", pair.a.ip4, "--daddr", pair.b.ip4], "no handler for the packet's IP protocol number", send);
     expect(finding.level).toBe("warn");
     if (!btfHas("SKB_DROP_REASON_IP_NOPROTO")) expect(finding.message).toMatch(/\(inferred from where it was dropped, (ip_protocol_deliver_rcu|ip_local_deliver_finish)/);
+  });
+
+  test("a malformed IPv4 header: dropped by the IP layer's header checks (inferred from the location where the kernel has no drop reasons)", async () => {
+    // An IPv4 header saying it is 16 bytes long (the minimum is 20): ip_rcv_core refuses it, whatever the checksum.
+    const header = `struct.pack('!BBHHHBBH4s4s', 0x44, 0, 28, 0, 0, 64, 253, 0, socket.inet_aton('${pair.a.ip4}'), socket.inet_aton('${pair.b.ip4}')) + b'skbtrail'`;
+    const finding = await findingFor(["-s", pair.a.ip4, "--daddr", pair.b.ip4], "the IP header is invalid", () => sendFrame(0x0800, header));
+    expect(finding.level).toBe("warn");
+    if (!btfHas("SKB_DROP_REASON_IP_INHDR")) expect(finding.message).toMatch(/\(inferred from where it was dropped, ip_rcv_core/);
+  });
+
+  test("a frame of a protocol nothing handles (EtherType 0x88b5): normal, said so (inferred from the location where the kernel has no drop reasons)", async () => {
+    const netns = await pair.b.ns.inode();
+    const finding = await findingFor(["--netns", String(netns), "-i", pair.b.dev], "no protocol handler for this kind of packet", () => sendFrame(0x88b5, "b'skbtrail local experiment'"));
+    expect(finding.level).toBe("info");
+    if (!btfHas("SKB_DROP_REASON_UNHANDLED_PROTO")) expect(finding.message).toMatch(/\(inferred from where it was dropped, __netif_receive_skb_core/);
+  });
+
+  test("a socket closed with unread packets: its queue purged, normal (inferred from the location where the kernel has no reason for it)", async () => {
+    // A raw socket for protocol 253 in b gets a copy of the datagram; it is closed unread as soon as the copy is queued.
+    const ready = `/tmp/skbtrail-raw-${process.pid}`;
+    const script = `import socket, select; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253); open('${ready}', 'w').close(); select.select([s], [], [], 60); s.close()`;
+    const reader = Bun.spawn(["ip", "netns", "exec", pair.b.ns.name, "python3", "-c", script]);
+    try {
+      const send = async () => {
+        while (!existsSync(ready)) await Bun.sleep(10);
+        await pair.a.ns.sh(`python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 253).sendto(b'skbtrail', ('${pair.b.ip4}', 0))"`);
+        expect(await reader.exited).toBe(0);
+      };
+      const finding = await findingFor(["-s", pair.a.ip4, "--daddr", pair.b.ip4], "a whole queue of packets was discarded at once", send);
+      expect(finding.level).toBe("info");
+      if (!btfHas("SKB_DROP_REASON_QUEUE_PURGE")) expect(finding.message).toMatch(/\(inferred from where it was dropped, inet_sock_destruct/);
+    } finally {
+      reader.kill();
+      rmSync(ready, { force: true });
+    }
   });
 
   test("normal traffic gives no warning or error: ping, TCP with a normal close, DNS-like UDP", async () => {

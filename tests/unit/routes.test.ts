@@ -1,6 +1,6 @@
 // The route that refused a packet, from `ip -j route show match` as iproute2 prints it.
 import { describe, expect, test } from "bun:test";
-import { mostSpecific, mtuFinding, neighbourFinding, routeFinding } from "../../src/diagnosis/routes";
+import { mostSpecific, mtuFinding, neighbourFinding, neighbourQueueFinding, routeFinding } from "../../src/diagnosis/routes";
 
 const q = { netns: 4026531840, ipv6: false, daddr: "10.5.0.1", ifname: "eth0" };
 
@@ -24,6 +24,14 @@ describe("routes", () => {
   test("a failed neighbour resolution names the next hop: the gateway, else the destination on its link", () => {
     expect(neighbourFinding(q, { route: { type: "unicast", dst: "10.5.0.0/24", gateway: "10.0.0.9", dev: "eth1" } }).message).toBe("neighbour resolution failed: 10.0.0.9 on eth1 did not answer ARP, so the packet to 10.5.0.1 could not be sent (not a routing problem)");
     expect(neighbourFinding({ ...q, ipv6: true, daddr: "fd00::5" }, undefined).message).toContain("fd00::5 on eth0 did not answer neighbour solicitation (NDP)");
+  });
+
+  test("a full queue of packets waiting for the next hop names it, and the queue's size once read", () => {
+    const route = { type: "unicast", dst: "10.5.0.0/24", gateway: "10.0.0.9", dev: "eth1" };
+    const full = neighbourQueueFinding(q, { route, queueBytes: 4096 });
+    expect(full.message).toBe("the queue of packets waiting for 10.0.0.9 on eth1 to answer ARP was full (net.ipv4.neigh.eth1.unres_qlen_bytes = 4096): the packet to 10.5.0.1 was dropped to make room (not a routing problem)");
+    expect(full.advice).toContain("sysctl -w net.ipv4.neigh.eth1.unres_qlen_bytes=BYTES");
+    expect(neighbourQueueFinding({ ...q, ipv6: true, daddr: "fd00::5" }, undefined).message).toBe("the queue of packets waiting for fd00::5 on eth0 to answer neighbour solicitation (NDP) was full: the packet to fd00::5 was dropped to make room (not a routing problem)");
   });
 
   test("a packet too big names the MTU and the device of the route, once both are known", () => {

@@ -299,16 +299,6 @@ static __always_inline void parse_from_mac(struct packet *pkt, unsigned char *he
 	parse_l3(pkt, head + mac + ETH_HLEN, bpf_ntohs(eth.proto), whole);
 }
 
-/* The receive path moves the VLAN tag out of the frame into the skb
- * (skb_vlan_untag), and so does VLAN offload on transmit. */
-static __always_inline void parse_vlan_tag(struct sk_buff *skb, struct packet *pkt)
-{
-	if (!bpf_core_field_exists(skb->vlan_all))
-		return;
-	if (BPF_CORE_READ(skb, vlan_all))
-		pkt->vlan_id = BPF_CORE_READ(skb, vlan_tci) & 0xfff;
-}
-
 /*
  * An skb with no network layer (a unix or netlink socket's message, a
  * packet not built yet): name the socket it belongs to, so the user sees
@@ -325,14 +315,87 @@ static __always_inline void parse_owner(struct sk_buff *skb, struct packet *pkt)
 	pkt->sk_type = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
 }
 
+/*
+ * The skb fields the parse starts from. Every hook of every packet reads
+ * them, and each read is a helper call (about a microsecond under
+ * emulation, where one read instead of five doubled a traced flood's
+ * throughput), so they come in one read where the kernel lays them out as
+ * it has since 3.x: protocol and the three header offsets side by side,
+ * then tail and end, then head, 16 bytes after protocol (5.10, 6.18) or 20
+ * (6.1, 6.12: padding); vlan_all (5.19+) 24 bytes before protocol. The
+ * offsets are the running kernel's (CO-RE), so the branch is decided when
+ * the program loads; another layout is read field by field.
+ */
+struct skb_start {
+	__be16 protocol;
+	__u16 network_header;
+	__u16 mac_header;
+	__u16 vlan_tci;
+	__u32 vlan_all;  /* non-zero: the receive path or VLAN offload took a tag out of the frame into the skb */
+	unsigned char *head;
+};
+
+#define SKB_VLAN_LEAD 24
+
+/* w: the window's bytes from protocol on; head: where head lies after protocol. */
+static __always_inline void take_skb_start(struct skb_start *s, const __u8 *w, __u32 head)
+{
+	__builtin_memcpy(&s->protocol, w, 2);
+	__builtin_memcpy(&s->network_header, w + 4, 2);
+	__builtin_memcpy(&s->mac_header, w + 6, 2);
+	if (head == 16)
+		__builtin_memcpy(&s->head, w + 16, 8);
+	else
+		__builtin_memcpy(&s->head, w + 20, 8);
+}
+
+static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start *s)
+{
+	__u32 proto = bpf_core_field_offset(struct sk_buff, protocol);
+	__u32 head = bpf_core_field_offset(struct sk_buff, head) - proto;
+	bool vlan = bpf_core_field_exists(struct sk_buff, vlan_all);
+	__u8 window[SKB_VLAN_LEAD + 28];
+
+	__builtin_memset(s, 0, sizeof(*s));
+	if (bpf_core_field_offset(struct sk_buff, network_header) == proto + 4 &&
+	    bpf_core_field_offset(struct sk_buff, mac_header) == proto + 6 && (head == 16 || head == 20)) {
+		if (!vlan) {
+			if (!bpf_probe_read_kernel(window, 28, (void *)skb + proto))
+				take_skb_start(s, window, head);
+			return;
+		}
+		if (bpf_core_field_offset(struct sk_buff, vlan_all) == proto - SKB_VLAN_LEAD &&
+		    bpf_core_field_offset(struct sk_buff, vlan_tci) == proto - SKB_VLAN_LEAD + 2) {
+			if (!bpf_probe_read_kernel(window, sizeof(window), (void *)skb + proto - SKB_VLAN_LEAD)) {
+				__builtin_memcpy(&s->vlan_all, window, 4);
+				__builtin_memcpy(&s->vlan_tci, window + 2, 2);
+				take_skb_start(s, window + SKB_VLAN_LEAD, head);
+			}
+			return;
+		}
+	}
+	s->protocol = BPF_CORE_READ(skb, protocol);
+	s->network_header = BPF_CORE_READ(skb, network_header);
+	s->mac_header = BPF_CORE_READ(skb, mac_header);
+	s->head = BPF_CORE_READ(skb, head);
+	if (vlan) {
+		s->vlan_all = BPF_CORE_READ(skb, vlan_all);
+		s->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
+	}
+}
+
 static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	__u16 net = BPF_CORE_READ(skb, network_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	struct skb_start start;
 
-	parse_vlan_tag(skb, pkt);
+	read_skb_start(skb, &start);
+	unsigned char *head = start.head;
+	__u16 mac = start.mac_header;
+	__u16 net = start.network_header;
+	__u16 proto = bpf_ntohs(start.protocol);
+
+	if (start.vlan_all)
+		pkt->vlan_id = start.vlan_tci & 0xfff;
 	if (net != HDR_UNSET && (mac == HDR_UNSET || net > mac)) {
 		/* skb->protocol is not set yet on the early transmit path:
 		 * take the IP version from the header itself, if the header

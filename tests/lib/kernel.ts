@@ -94,3 +94,8 @@ export function traceableFunction(fn: string): boolean {
 export function hasNetem(): boolean {
   return Bun.spawnSync(["modinfo", "sch_netem"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
 }
+
+/** Whether the kernel has 802.1Q VLAN devices, built in or as a module (Debian's kernels; not the development host's 6.18). */
+export function hasVlan(): boolean {
+  return existsSync("/sys/module/8021q") || Bun.spawnSync(["modinfo", "8021q"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+}

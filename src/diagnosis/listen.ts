@@ -10,16 +10,22 @@
 // rx_queue is its accept queue), or one for the namespace when none has.
 // A namespace created while tracing (or with no process at the start) has
 // no baseline and is left out rather than blamed for older overflows.
+// Client connections this run saw go unanswered (their SYNs sent again, never
+// established) to a listener that overflowed are named in its finding: the
+// two ends of one cause, when both hosts are traced.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { inCidr } from "../common/ip";
 import type { Filter } from "../bpf/config";
 import { formatIPv4, formatIPv6, type Packet } from "../events/decode";
 import { healthyConnection } from "../events/sock";
-import { judgeConnection, type ConnectionVerdict } from "./connections";
+import { type ConnectionFacts, judgeConnection, type ConnectionVerdict } from "./connections";
 import type { Rule } from "./knowledge";
 
 /** Namespaces looked at, at most (bounded whatever the number of containers). */
 const MAX_NAMESPACES = 4096;
+/** Unanswered client connections kept for the listeners' findings, and named in one finding, at most. */
+const MAX_UNANSWERED = 1024;
+const UNANSWERED_NAMED = 3;
 const TCP_LISTEN = 0x0a;
 
 /** The network namespaces processes live in: inode → one process in it. */
@@ -90,6 +96,17 @@ function listenerKept(l: Listener, f: Filter): boolean {
   return true;
 }
 
+/** Whether a client's connection went to this listener: its port, and its address unless the listener takes any. */
+function toListener(p: Packet, l: Listener): boolean {
+  const wildcard = l.addr === "0.0.0.0" || l.addr === "::";
+  return p.dport === l.port && (p.l3 === 0x86dd) === (l.family === 6) && (wildcard || p.daddr === l.addr);
+}
+
+function connectionText(p: Packet): string {
+  const at = (addr: string, port: number) => (p.l3 === 0x86dd ? `[${addr}]:${port}` : `${addr}:${port}`);
+  return `${at(p.saddr, p.sport)} -> ${at(p.daddr, p.dport)}`;
+}
+
 function listenerPacket(l: Listener | undefined): Packet {
   const any = !l || l.family === 4 ? "0.0.0.0" : "::";
   return {
@@ -101,6 +118,7 @@ function listenerPacket(l: Listener | undefined): Packet {
 /** The ListenOverflows counters when tracing started, and the findings when it stops. */
 export class ListenQueues {
   private readonly before = new Map<number, number>();
+  private readonly unanswered: Packet[] = [];
 
   /** `netns`: the only namespace the filters keep, if they name one. */
   constructor(
@@ -119,6 +137,12 @@ export class ListenQueues {
       const n = listenOverflowCount(readText(`/proc/${pid}/net/netstat`) ?? "");
       if (n !== undefined) this.before.set(ino, n);
     }
+  }
+
+  /** A client connection's verdict, as it is shown: kept when its SYNs went unanswered. */
+  noteConnection(f: ConnectionFacts): void {
+    if (f.listening || f.health.established || !f.health.synRetransmits || f.pkt.l4 !== 6 || this.unanswered.length >= MAX_UNANSWERED) return;
+    this.unanswered.push(f.pkt);
   }
 
   /** A verdict per listener still holding connections in a namespace whose count grew (one for the namespace when none is). */
@@ -140,6 +164,12 @@ export class ListenQueues {
         const health = { ...healthyConnection(), listenOverflows: now - before, acceptQueue: l?.queued ?? 0 };
         const facts = { pkt: listenerPacket(l), netns: ino, startNs, end: null, resetReason: null, retransmits: 0, health, listening: true };
         const findings = judgeConnection(this.rules, facts);
+        const clients = l ? this.unanswered.filter((p) => toListener(p, l)) : [];
+        if (clients.length) {
+          const named = clients.slice(0, UNANSWERED_NAMED).map(connectionText).join(", ");
+          const more = clients.length > UNANSWERED_NAMED ? ` and ${clients.length - UNANSWERED_NAMED} more` : "";
+          for (const f of findings) f.message += `; among them the SYNs of ${clients.length === 1 ? "the connection" : `the ${clients.length} connections`} this run saw go unanswered: ${named}${more}`;
+        }
         if (findings.length) out.push({ facts, findings });
       }
     }

@@ -60,6 +60,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
   let errorFound = false;
   const showVerdicts = (verdicts: ConnectionVerdict[]) => {
     for (const v of verdicts) {
+      listenQueues?.noteConnection(v.facts);
       const level = worst(v.findings);
       if (level === "error") errorFound = true;
       if (opts.diagQuiet && (level === undefined || level === "info")) continue;

@@ -318,6 +318,10 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
       expect(finding).toMatchObject({ rule: "listen-queue-overflow", level: "error", proto: "TCP", saddr: net.b.ip4, sport: FULL, daddr: "0.0.0.0", dport: 0, netns: netnsB });
       // At least the SYN and its retransmission; the connection that got in still waits.
       expect(finding!.message).toMatch(/dropped ([2-9]|\d\d+) connection attempts .*; 1 waited to be accepted/);
+      // The client's unanswered connection, traced in the same run, is named under the listener that dropped its SYNs.
+      const unanswered = jsonLines(stdout).find((l) => l.kind === "finding" && l.rule === "syn-unanswered");
+      expect(unanswered).toMatchObject({ saddr: net.a.ip4, daddr: net.b.ip4, dport: FULL });
+      expect(finding!.message).toContain(`; among them the SYNs of the connection this run saw go unanswered: ${net.a.ip4}:${unanswered?.sport} -> ${net.b.ip4}:${FULL}`);
       expect(finding!.advice).toContain(`ss -ltn 'sport = :${FULL}'`);
       expect(code).toBe(1);
       // a's namespace only: its client saw the SYNs unanswered, but the listener is not there.

@@ -1,0 +1,61 @@
+// Two skbtrail binaries side by side under a Debian kernel (QEMU): how fast
+// loopback UDP flows while each traces with a filter that matches nothing
+// (`-p tcp --dport 1`, the cost every other packet on a busy box pays).
+// Per backend, three pairs of runs, the order alternated (A B, B A, A B), an
+// untraced flood before each traced one (the emulated machine drifts), the
+// next run only once the previous one's background detach is gone.
+// Prints a Markdown table: packets per 3 s flood, median and each run, and
+// the ratio to the median untraced flood.
+//
+//   bun run bench/ab.ts RELEASE A_BINARY B_BINARY [BACKEND...]
+//   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { $ } from "bun";
+import { type Release, vmKernel } from "../tests/vm/kernels";
+import { runInVm } from "../tests/vm/vm";
+
+const BUILD = `${import.meta.dir}/build`;
+const [release, a, b, ...backends] = process.argv.slice(2);
+if (!release || !a || !b) {
+  console.error("usage: bun run bench/ab.ts RELEASE A_BINARY B_BINARY [BACKEND...]");
+  process.exit(2);
+}
+const ROUNDS = ["a b", "b a", "a b"];
+
+mkdirSync(`${BUILD}/ab`, { recursive: true });
+if (!existsSync(`${BUILD}/ringbench`)) await $`cc -O2 -Wall -o ${BUILD}/ringbench ${import.meta.dir}/ringbench.c -lbpf`;
+copyFileSync(a, `${BUILD}/ab/a`);
+copyFileSync(b, `${BUILD}/ab/b`);
+// A file, not bash -c: pgrep -f must not see the script's text. Binaries are copied out of the 9p share first.
+writeFileSync(
+  `${BUILD}/ab/ab.sh`,
+  `set -m
+cd /tmp; cp ${BUILD}/ab/a ${BUILD}/ab/b ${BUILD}/ringbench /tmp/
+flood() { ./ringbench flood 127.0.0.1 9 3 | sed 's/.*"packets":\\([0-9]*\\).*/\\1/'; }
+for backend in ${(backends.length ? backends : ["fentry", "kprobe"]).join(" ")}; do
+  for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
+    for bin in $order; do
+      echo "RESULT untraced - $(flood)"
+      ./$bin --backend $backend -p tcp --dport 1 > /tmp/$bin.out 2>&1 &
+      for i in $(seq 1200); do grep -q "begin trace" /tmp/$bin.out && break; sleep 0.1; done
+      echo "RESULT $backend $bin $(flood)"
+      kill -INT %1; wait
+      for i in $(seq 120); do pgrep -x $bin > /dev/null || break; sleep 1; done
+    done
+  done
+done
+`,
+);
+const kernel = await vmKernel(release as Release);
+const r = await runInVm(kernel, `bash ${BUILD}/ab/ab.sh`, { cwd: `${import.meta.dir}/..`, env: { NO_COLOR: "1" }, timeoutMs: 3_600_000 });
+writeFileSync(`${BUILD}/ab-${release}.log`, r.output);
+const runs = [...r.output.matchAll(/^RESULT (\S+) (\S+) (\d+)$/gm)].map(([, backend, bin, packets]) => ({ backend: backend!, bin: bin!, packets: Number(packets) }));
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
+const untraced = median(runs.filter((x) => x.backend === "untraced").map((x) => x.packets));
+console.log(`${kernel.version}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}; untraced median ${untraced} packets per flood\n`);
+console.log("| backend | binary | packets per flood, median (runs) | vs untraced median |\n|---|---|---|---|");
+for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
+  for (const bin of ["a", "b"]) {
+    const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);
+    console.log(`| ${backend} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |`);
+  }

@@ -105,26 +105,27 @@ export function routeFinding(q: RouteQuery, a: RouteAnswer): { message: string; 
   return undefined;
 }
 
-/** The finding for a failed neighbour resolution: the next hop (the route's gateway, else the destination itself) and its device. */
+/** The next hop (the route's gateway, else the destination itself), its device, and the words for its family. */
+function nextHop(q: RouteQuery, a: RouteAnswer | undefined) {
+  return { hop: a?.route?.gateway ?? q.daddr, dev: a?.route?.dev ?? q.ifname, ip: q.ipv6 ? "ip -6" : "ip", asked: q.ipv6 ? "neighbour solicitation (NDP)" : "ARP" };
+}
+
+/** The finding for a failed neighbour resolution: the next hop and its device. */
 export function neighbourFinding(q: RouteQuery, a: RouteAnswer | undefined): { message: string; advice: string } {
-  const hop = a?.route?.gateway ?? q.daddr;
-  const dev = a?.route?.dev ?? q.ifname;
-  const ip = q.ipv6 ? "ip -6" : "ip";
+  const { hop, dev, ip, asked } = nextHop(q, a);
   return {
-    message: `neighbour resolution failed: ${hop} on ${dev} did not answer ${q.ipv6 ? "neighbour solicitation (NDP)" : "ARP"}, so the packet to ${q.daddr} could not be sent (not a routing problem)`,
+    message: `neighbour resolution failed: ${hop} on ${dev} did not answer ${asked}, so the packet to ${q.daddr} could not be sent (not a routing problem)`,
     advice: `check that ${hop} is up and on ${dev}'s link (in the packet's network namespace, ${q.netns}): ${ip} neigh show ${hop} dev ${dev} (FAILED or INCOMPLETE); ping -c1 -I ${dev} ${hop}${q.ipv6 ? "" : `; arping -c1 -I ${dev} ${hop}`}; check cabling, VLAN and the next hop's firewall`,
   };
 }
 
 /** The finding for a packet dropped from the full queue of packets waiting for the next hop's link-layer address. */
 export function neighbourQueueFinding(q: RouteQuery, a: RouteAnswer | undefined): { message: string; advice: string } {
-  const hop = a?.route?.gateway ?? q.daddr;
-  const dev = a?.route?.dev ?? q.ifname;
-  const ip = q.ipv6 ? "ip -6" : "ip";
+  const { hop, dev, ip, asked } = nextHop(q, a);
   const key = `net.ipv${q.ipv6 ? 6 : 4}.neigh.${dev}.unres_qlen_bytes`;
   const size = a?.queueBytes !== undefined ? ` (${key} = ${a.queueBytes})` : "";
   return {
-    message: `the queue of packets waiting for ${hop} on ${dev} to answer ${q.ipv6 ? "neighbour solicitation (NDP)" : "ARP"} was full${size}: the packet to ${q.daddr} was dropped to make room (not a routing problem)`,
+    message: `the queue of packets waiting for ${hop} on ${dev} to answer ${asked} was full${size}: the packet to ${q.daddr} was dropped to make room (not a routing problem)`,
     advice: `check that ${hop} answers (in the packet's network namespace, ${q.netns}): ${ip} neigh show ${hop} dev ${dev} (FAILED or INCOMPLETE); ping -c1 -I ${dev} ${hop}; if it answers but slowly under bursts, give the queue more room: sysctl -w ${key}=BYTES`,
   };
 }

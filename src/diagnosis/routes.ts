@@ -71,7 +71,8 @@ export async function readRoute(q: RouteQuery): Promise<RouteAnswer | undefined>
     q.queue && dev ? runInNetns(ns, ["cat", `/proc/sys/net/ipv${q.ipv6 ? 6 : 4}/neigh/${dev}/unres_qlen_bytes`]) : undefined,
   ]);
   const mtu = link ? (JSON.parse(link) as { mtu?: number }[])[0]?.mtu : undefined;
-  return { route, forwarding: forwarding === undefined ? undefined : forwarding.trim() !== "0", mtu, queueBytes: queue ? Number(queue.trim()) : undefined };
+  const queueBytes = queue === undefined ? NaN : Number(queue.trim());
+  return { route, forwarding: forwarding === undefined ? undefined : forwarding.trim() !== "0", mtu, queueBytes: Number.isFinite(queueBytes) ? queueBytes : undefined };
 }
 
 /** The finding's words for a refusing route, or undefined when the route does not explain the drop. */

@@ -308,12 +308,14 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     try {
       await t.ready();
       await traffic();
-      expect(await t.waitFor(new RegExp(`"kind":"packet".*${text}`))).toBe(true);
+      expect(await t.waitFor(new RegExp(`"kind":"packet".*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`))).toBe(true);
     } finally {
       await t.stop();
     }
     const findings = jsonLines((await t.finished).stdout).flatMap((o) => (o.kind === "packet" ? o.findings : []));
-    return findings.find((f: { message: string }) => f.message.includes(text));
+    const finding = findings.find((f: { message: string }) => f.message.includes(text));
+    expect(finding).toBeDefined();
+    return finding;
   }
 
   test("an IP protocol nothing handles: its drop explained (inferred from the location where the kernel has no drop reasons)", async () => {
@@ -346,7 +348,11 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     const reader = Bun.spawn(["ip", "netns", "exec", pair.b.ns.name, "python3", "-c", script]);
     try {
       const send = async () => {
-        while (!existsSync(ready)) await Bun.sleep(10);
+        // The reader's file says its socket is open; a reader that died first fails here, not at the test's timeout.
+        while (!existsSync(ready)) {
+          if (reader.exitCode !== null) throw new Error(`the raw-socket reader exited early (code ${reader.exitCode})`);
+          await Bun.sleep(10);
+        }
         await pair.a.ns.sh(`python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 253).sendto(b'skbtrail', ('${pair.b.ip4}', 0))"`);
         expect(await reader.exited).toBe(0);
       };

@@ -2,12 +2,13 @@
 // kernel offers, the time from exec to `begin trace...` and from SIGINT to
 // exit (default tracer set and `-t all`), and loopback UDP packets/s
 // untraced, traced with a filter that never matches and with one that
-// matches every packet. Bookworm (6.1: fentry, kprobe) and trixie (6.12:
+// matches every packet. Bullseye (5.10: fentry copies that carry their
+// function, kprobe), bookworm (6.1: fentry, kprobe) and trixie (6.12:
 // kprobe.multi too) boot once each under QEMU (tests/vm/vm.ts, software
 // emulation); the host runs the same script for its tracepoint backend.
 // Writes bench/vm-results.md; raw logs go to bench/build/vm-*.log.
 //
-//   sudo bun run bench/vm.ts [bookworm|trixie|host]...   (all three by default)
+//   sudo bun run bench/vm.ts [bullseye|bookworm|trixie|host]...   (all by default)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { $ } from "bun";
 import { type Release, vmKernel } from "../tests/vm/kernels";
@@ -18,6 +19,7 @@ const BUILD = `${import.meta.dir}/build`;
 const FLOOD_SECONDS = 3;
 const PORT = 9; // closed: every datagram ends in kfree_skb (NO_SOCKET), as in bench/drop.ts
 const VMS: { release: Release; backends: string[] }[] = [
+  { release: "bullseye", backends: ["fentry", "kprobe"] },
   { release: "bookworm", backends: ["fentry", "kprobe"] },
   { release: "trixie", backends: ["kprobe-multi", "fentry", "kprobe"] },
 ];
@@ -292,7 +294,7 @@ the detach had not finished when the flood ended.
 |---|---|---|---|---|---|---|
 ${modes.join("\n")}
 
-Raw logs: bench/build/vm-{bookworm,trixie,host}.log.
+Raw logs: bench/build/vm-{bullseye,bookworm,trixie,host}.log.
 `;
   writeFileSync(`${import.meta.dir}/vm-results.md`, md);
   console.log(md);

@@ -234,15 +234,23 @@ export class BpfProgram {
     return new BpfLink(checkPtr(`attach ${this.name} to ${funcs.length} functions`, link));
   }
 
+  /** A copy of the program's instructions (8 bytes each; final once the object is loaded). */
+  instructions(): Uint8Array {
+    const count = Number(bpf().bpf_program__insn_cnt(this.handle));
+    return new Uint8Array(toArrayBuffer(bpf().bpf_program__insns(this.handle) as Pointer, 0, count * 8).slice(0));
+  }
+
   /**
    * Loads a copy of this loaded tracing program for another kernel function
    * (fentry/fexit: the instructions do not depend on the target) and
    * attaches it. Returns the link's file descriptor; the program's fd is
-   * closed (the link keeps the program).
+   * closed (the link keeps the program). `id`: the copy is written for its
+   * function (see writeFunctionId).
    */
-  cloneAndAttach(btfId: number, attachType: number): number {
-    const insns = bpf().bpf_program__insns(this.handle) as Pointer;
-    const count = Number(bpf().bpf_program__insn_cnt(this.handle));
+  cloneAndAttach(btfId: number, attachType: number, id?: FunctionId): number {
+    const insns = this.instructions();
+    if (id) writeFunctionId(insns, id, this.name);
+    const count = insns.length / 8;
     const o = OPTION_STRUCTS.bpf_prog_load_opts;
     const opts = new DataView(new ArrayBuffer(o.size));
     opts.setBigUint64(o.fields.sz, BigInt(o.size), true);
@@ -255,6 +263,35 @@ export class BpfProgram {
       close(progFd);
     }
   }
+}
+
+/** What a template's copy is written for: bpf/progs/functions.bpf.h, FENTRY_ID_PROGRAMS. */
+export interface FunctionId {
+  /** The traced function's address. */
+  func: bigint;
+  /** fexit: the return value's slot in the context (the function's number of arguments). */
+  returnSlot?: number;
+}
+
+const BPF_LD_IMM64 = 0x18;
+const BPF_LDX_MEM_DW = 0x79;
+const FUNC_ID_MARK = 0x736b62747261696cn; // "skbtrail"
+
+/** Writes the function's address over the marked immediate, and its return slot into the load after it. */
+export function writeFunctionId(code: Uint8Array, id: FunctionId, program: string): void {
+  const v = new DataView(code.buffer, code.byteOffset, code.byteLength);
+  const imm64 = (at: number) => (BigInt(v.getUint32(at + 12, true)) << 32n) | BigInt(v.getUint32(at + 4, true));
+  for (let at = 0; at + 16 <= code.length; at += 8) {
+    if (code[at] !== BPF_LD_IMM64 || imm64(at) !== FUNC_ID_MARK) continue;
+    v.setUint32(at + 4, Number(id.func & 0xffffffffn), true);
+    v.setUint32(at + 12, Number(id.func >> 32n), true);
+    if (id.returnSlot !== undefined) {
+      if (code[at + 16] !== BPF_LDX_MEM_DW) throw new Error(`${program}: no return-value load after the function mark`);
+      v.setInt16(at + 18, id.returnSlot * 8, true);
+    }
+    return;
+  }
+  throw new Error(`${program}: no function mark in its instructions`);
 }
 
 const BPF_PROG_TYPE_TRACING = 26;

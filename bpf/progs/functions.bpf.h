@@ -8,8 +8,9 @@
  *                 for each further function (same instructions)
  * A kprobe's attach cookie is the traced function's address, set by
  * TypeScript (or, before 5.15, its instruction pointer: kprobe_func);
- * fentry/fexit read it with bpf_get_func_ip(). Either way the event names
- * the function by address.
+ * fentry/fexit read it with bpf_get_func_ip(), or, before 5.17, carry it
+ * in their instructions (FUNC_ID_MARK). Either way the event names the
+ * function by address.
  *
  * Return values (--ret, and the functions below that need them): the
  * entry program stashes the skb and its packet context per thread and
@@ -93,6 +94,46 @@ KPROBE_PROGRAMS(1, PT_REGS_PARM2)
 KPROBE_PROGRAMS(2, PT_REGS_PARM3)
 KPROBE_PROGRAMS(3, PT_REGS_PARM4)
 KPROBE_PROGRAMS(4, PT_REGS_PARM5)
+
+/*
+ * fentry/fexit before bpf_get_func_ip (5.15) and bpf_get_func_ret (5.17),
+ * e.g. Debian 11's 5.10: a copy of a template cannot ask which function it
+ * is on, nor where its return value is. TypeScript writes both into each
+ * copy (ffi/libbpf.ts cloneAndAttach): the traced function's address into
+ * the 64-bit immediate marked FUNC_ID_MARK, and in fexit copies the return
+ * value's slot, ctx[number of arguments], into the load right after it.
+ * The template itself (loaded against its first target, slot 0) is never
+ * attached. Inline assembly keeps the two instructions together and as
+ * written: the compiler can neither fold the immediate nor move the load.
+ */
+#define FUNC_ID_MARK 0x736b62747261696c /* "skbtrail" */
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+#define FENTRY_ID_PROGRAMS(n)                                                                  \
+	SEC("fentry")                                                                          \
+	int fentry_id_skb##n(__u64 *ctx)                                                       \
+	{                                                                                      \
+		__u64 func;                                                                    \
+		asm volatile("%0 = " XSTR(FUNC_ID_MARK) " ll" : "=r"(func));                  \
+		func_entry(ctx, func, func, (void *)ctx[n]);                                   \
+		return 0;                                                                      \
+	}                                                                                      \
+	SEC("fexit")                                                                           \
+	int fexit_id_skb##n(__u64 *ctx)                                                        \
+	{                                                                                      \
+		__u64 func, ret;                                                               \
+		asm volatile("%0 = " XSTR(FUNC_ID_MARK) " ll\n\t%1 = *(u64 *)(%2 + 0)"          \
+			     : "=&r"(func), "=&r"(ret) : "r"(ctx));                            \
+		func_return(ctx, func, ret);                                                   \
+		return 0;                                                                      \
+	}
+
+FENTRY_ID_PROGRAMS(0)
+FENTRY_ID_PROGRAMS(1)
+FENTRY_ID_PROGRAMS(2)
+FENTRY_ID_PROGRAMS(3)
+FENTRY_ID_PROGRAMS(4)
 
 /* __netif_receive_skb_core(struct sk_buff **pskb, …) since 5.x: the skb is
  * behind the first argument. */

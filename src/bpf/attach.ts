@@ -2,8 +2,8 @@
 // one link each; kprobe.multi one link per program for all its functions;
 // kprobes one link per function (program shared, told apart by the attach
 // cookie = function address, or before 5.15 by the probe's IP); fentry/fexit templates loaded for a first
-// function and their instructions copied for the others (loading one
-// program per function would make the verifier run each time).
+// function and their instructions copied for the others (libbpf prepares the
+// object once), before 5.17 with each copy's function written into it.
 import { BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, type BpfLink, type BpfObject } from "../../ffi/libbpf";
 import { close } from "../../ffi/libc";
 import type { ProgramName } from "../abi/programs.generated";
@@ -121,10 +121,13 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): Attac
   }
   for (const [prog, { retprobe, hooks }] of multi) attachMulti(prog, hooks, retprobe);
   // A template is attached to its own (first) target, copies to the rest.
+  // With idInCode every copy is written for its function, the first one too.
   for (const [prog, { attach, hooks }] of templates) {
     const p = obj.program(prog);
-    attempt(hooks[0]!, () => into.links.push(p.attach()));
-    for (const h of hooks.slice(1)) attempt(h, () => into.linkFds.push(p.cloneAndAttach(h.fn.btfId, attach.exit ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY)));
+    const type = attach.exit ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY;
+    const copy = (h: FunctionHook) => p.cloneAndAttach(h.fn.btfId, type, attach.idInCode ? { func: fullAddress(h.fn.key), returnSlot: attach.exit ? h.fn.args : undefined } : undefined);
+    if (!attach.idInCode) attempt(hooks[0]!, () => into.links.push(p.attach()));
+    for (const h of attach.idInCode ? hooks : hooks.slice(1)) attempt(h, () => into.linkFds.push(copy(h)));
   }
   return [...failures].map(([name, why]) => ({ name, why }));
 }

@@ -17,6 +17,12 @@ export interface Features {
   kprobeMulti: boolean;
   fentry: boolean;
   fexit: boolean;
+  /**
+   * Trampoline programs can ask which function they are on and read its
+   * return value (bpf_get_func_ip, bpf_get_func_ret: 5.17+). Without, copies
+   * of a template carry both in their instructions (bpf/progs/functions.bpf.h).
+   */
+  fentryHelpers: boolean;
 }
 
 /** Loads and attaches one program of the probe object alone; ok when the kernel took it. */
@@ -52,7 +58,7 @@ function cachedFeatures(needFunctions: boolean): Features | undefined {
   try {
     const c = JSON.parse(readFileSync(CACHE_FILE, "utf8")) as { boot: string; functions: boolean; features: Features };
     // An older skbtrail's cache lacks fields: probe again.
-    const complete = "attachCookie" in c.features;
+    const complete = "fentryHelpers" in c.features;
     return complete && c.boot === bootId() && (c.functions || !needFunctions) ? c.features : undefined;
   } catch {
     return undefined;
@@ -75,24 +81,28 @@ export function forgetFeatures(): void {
 
 /**
  * Skips the probes that cannot succeed: kprobes and kprobe.multi need kprobe
- * events in tracefs; fexit is asked only where fentry works; nothing about
+ * events in tracefs; fexit is asked only where fentry works, and the plain
+ * trampolines only where the ones with helpers fail; nothing about
  * functions when only tracepoints are wanted.
  */
 export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
   const cached = cachedFeatures(needFunctions);
-  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false };
+  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false };
   const ok = (p: ProbeProgramName) => probeProgram(kernel.probeObject, p, kernel.btfPath).ok;
   const kprobeEvents = needFunctions && existsSync(`${TRACEFS}/kprobe_events`);
   const attachCookie = kprobeEvents && ok(probe_program.probe_kprobe);
   const kprobe = attachCookie || (kprobeEvents && ok(probe_program.probe_kprobe_plain));
-  const fentry = needFunctions && ok(probe_program.probe_fentry);
+  const funcIp = needFunctions && ok(probe_program.probe_fentry);
+  const fentryHelpers = funcIp && ok(probe_program.probe_fexit);
+  const fentry = funcIp || (needFunctions && ok(probe_program.probe_fentry_plain));
   const features = {
     tpBtf: ok(probe_program.probe_tp_btf),
     kprobe,
     attachCookie,
     kprobeMulti: attachCookie && ok(probe_program.probe_kprobe_multi),
     fentry,
-    fexit: fentry && ok(probe_program.probe_fexit),
+    fexit: fentryHelpers || (fentry && ok(probe_program.probe_fexit_plain)),
+    fentryHelpers,
   };
   cacheFeatures(features, needFunctions);
   return features;

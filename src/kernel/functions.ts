@@ -24,6 +24,8 @@ export interface KernelFunction {
   ftrace?: boolean;
   /** Declared void in BTF: whatever its return probe reads is no return value. */
   voidReturn?: boolean;
+  /** Number of parameters (BTF): fexit finds the return value right after them. */
+  args: number;
 }
 
 /** A shell-like glob (* and ?) as an anchored regular expression. */
@@ -125,8 +127,10 @@ export class FunctionIndex {
     }
     if (key === undefined) return { why: "no symbol in /proc/kallsyms (inlined everywhere)" };
     const ftrace = this.filterFunctions ? this.filterFunctions.has(symbol) : undefined;
-    const voidReturn = found.btf.sizeOrType(found.btf.sizeOrType(found.id)) === 0 || undefined; // FUNC → FUNC_PROTO → return type (0: void)
-    return { fn: { name, symbol, key, skbArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace, voidReturn } };
+    const proto = found.btf.sizeOrType(found.id);
+    const voidReturn = found.btf.sizeOrType(proto) === 0 || undefined; // FUNC_PROTO → return type (0: void)
+    const args = found.btf.vlen(proto);
+    return { fn: { name, symbol, key, skbArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace, voidReturn, args } };
   }
 
   /** Names of BTF functions matching a glob (* and ?) that take an skb. */

@@ -90,7 +90,7 @@ function planFunction(name: string, input: MonitorPlanInput): PlannedHook | { wh
   if (f.kprobe) {
     backend = "kprobe";
     attach = own.kprobe.map((p, i) => ({ how: "kprobe" as const, program: p, retprobe: i === 1 }));
-  } else if (f.fentry && !r.fn.module && r.fn.symbol === r.fn.name && r.fn.ftrace !== false && (own.fentry.length < 2 || f.fexit)) {
+  } else if (f.fentry && !r.fn.module && r.fn.symbol === r.fn.name && r.fn.ftrace !== false && (own.fentry.length < 2 || f.fentryHelpers)) {
     backend = "fentry";
     attach = own.fentry.map((p) => ({ how: "fentry-fixed" as const, program: p }));
   } else {

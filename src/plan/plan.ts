@@ -26,8 +26,12 @@ export type Attach =
   | { how: "kprobe"; program: ProgramName; retprobe: boolean }
   /** A BTF trampoline program whose section names its one target. */
   | { how: "fentry-fixed"; program: ProgramName }
-  /** A BTF trampoline template: loaded for its first function, its instructions copied for the others. */
-  | { how: "fentry-template"; program: ProgramName; exit: boolean };
+  /**
+   * A BTF trampoline template: loaded for its first function, its instructions copied for the others.
+   * `idInCode` (kernels without bpf_get_func_ip/bpf_get_func_ret): every copy gets the function's address
+   * and return slot written into its instructions, and the template itself is not attached.
+   */
+  | { how: "fentry-template"; program: ProgramName; exit: boolean; idInCode: boolean };
 
 export interface FunctionHook {
   kind: "function";
@@ -80,12 +84,12 @@ const OWN_PROGRAMS: Record<string, OwnPrograms> = {
 const TRACEPOINT_STAND_INS: Record<string, string> = { "icmp:icmp_send": "__icmp_send" };
 
 /** Programs per position of the sk_buff argument (PT_REGS_PARM1..5). */
-const BY_SKB_ARG: { kmulti: ProgramName; kprobe: ProgramName; fentry: ProgramName; fexit: ProgramName }[] = [
-  { kmulti: program.kmulti_skb0, kprobe: program.kprobe_skb0, fentry: program.fentry_skb0, fexit: program.fexit_skb0 },
-  { kmulti: program.kmulti_skb1, kprobe: program.kprobe_skb1, fentry: program.fentry_skb1, fexit: program.fexit_skb1 },
-  { kmulti: program.kmulti_skb2, kprobe: program.kprobe_skb2, fentry: program.fentry_skb2, fexit: program.fexit_skb2 },
-  { kmulti: program.kmulti_skb3, kprobe: program.kprobe_skb3, fentry: program.fentry_skb3, fexit: program.fexit_skb3 },
-  { kmulti: program.kmulti_skb4, kprobe: program.kprobe_skb4, fentry: program.fentry_skb4, fexit: program.fexit_skb4 },
+const BY_SKB_ARG: { kmulti: ProgramName; kprobe: ProgramName; fentry: ProgramName; fexit: ProgramName; fentryId: ProgramName; fexitId: ProgramName }[] = [
+  { kmulti: program.kmulti_skb0, kprobe: program.kprobe_skb0, fentry: program.fentry_skb0, fexit: program.fexit_skb0, fentryId: program.fentry_id_skb0, fexitId: program.fexit_id_skb0 },
+  { kmulti: program.kmulti_skb1, kprobe: program.kprobe_skb1, fentry: program.fentry_skb1, fexit: program.fexit_skb1, fentryId: program.fentry_id_skb1, fexitId: program.fexit_id_skb1 },
+  { kmulti: program.kmulti_skb2, kprobe: program.kprobe_skb2, fentry: program.fentry_skb2, fexit: program.fexit_skb2, fentryId: program.fentry_id_skb2, fexitId: program.fexit_id_skb2 },
+  { kmulti: program.kmulti_skb3, kprobe: program.kprobe_skb3, fentry: program.fentry_skb3, fexit: program.fexit_skb3, fentryId: program.fentry_id_skb3, fexitId: program.fexit_id_skb3 },
+  { kmulti: program.kmulti_skb4, kprobe: program.kprobe_skb4, fentry: program.fentry_skb4, fexit: program.fexit_skb4, fentryId: program.fentry_id_skb4, fexitId: program.fexit_id_skb4 },
 ];
 
 /** Freeing functions are followed through their tracepoints, which every kernel has. */
@@ -122,25 +126,38 @@ export interface PlanInput {
 }
 
 const NO_FUNCTION_BACKEND = "function hooks need kprobes or fentry, and this kernel has neither";
+const OWN_NEEDS_HELPERS = "its program needs kprobes, or fentry with bpf_get_func_ip and bpf_get_func_ret (5.17+)";
 
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
   // fentry reads the skb from the arguments' BTF types, and kernels before
   // 6.x refuse to read through a struct sk_buff ** there: kprobes for those.
-  const fentryOk = f.fentry && fn.ftrace !== false && !fn.module && fn.symbol === fn.name && !fn.pskb;
+  const trampolineOk = f.fentry && fn.ftrace !== false && !fn.module && fn.symbol === fn.name && !fn.pskb;
+  // Functions with programs of their own ask which function they are on
+  // (bpf_get_func_ip): before 5.17 those take kprobes, even under --backend fentry.
+  const ownWithoutHelpers = fn.name in OWN_PROGRAMS && !f.fentryHelpers;
+  const fentryOk = trampolineOk && !ownWithoutHelpers;
   const multiOk = f.kprobeMulti && fn.ftrace !== false;
   if (forced === "tracepoint") return { why: "--backend tracepoint traces tracepoints only" };
-  if (forced === "fentry")
-    return fentryOk ? "fentry" : { why: fn.module ? "fentry is used for vmlinux functions only" : fn.pskb ? "its skb is behind a pointer, which fentry cannot read on every kernel" : `fentry cannot attach to ${fn.symbol}` };
+  if (forced === "fentry") {
+    if (fentryOk) return "fentry";
+    if (trampolineOk && f.kprobe) return "kprobe"; // an own program without the helpers
+    return { why: fn.module ? "fentry is used for vmlinux functions only" : fn.pskb ? "its skb is behind a pointer, which fentry cannot read on every kernel" : ownWithoutHelpers ? OWN_NEEDS_HELPERS : `fentry cannot attach to ${fn.symbol}` };
+  }
   if (forced === "kprobe-multi") return multiOk ? "kprobe-multi" : { why: `kprobe.multi cannot attach to ${fn.symbol}` };
   if (forced === "kprobe") return "kprobe";
   if (multiOk) return "kprobe-multi";
-  if (fentryOk) return "fentry";
+  // Without the helpers every copy is verified on its own: on 5.10 that made
+  // the default set start in 42 s instead of 24 s with kprobes, for 1.3x less
+  // cost per packet (bench/README.md §10). Kprobes by default there; fentry
+  // with --backend fentry, or where kprobes are missing.
+  if (fentryOk && f.fentryHelpers) return "fentry";
   if (f.kprobe) return "kprobe";
-  return { why: NO_FUNCTION_BACKEND };
+  if (fentryOk) return "fentry";
+  return { why: trampolineOk ? OWN_NEEDS_HELPERS : NO_FUNCTION_BACKEND };
 }
 
 /** The backend and programs of a function hook. */
-function attachFunction(fn: KernelFunction, backend: FunctionBackend, ret: boolean): { backend: FunctionBackend; attach: Attach[] } {
+function attachFunction(fn: KernelFunction, backend: FunctionBackend, ret: boolean, f: Features): { backend: FunctionBackend; attach: Attach[] } {
   const own = OWN_PROGRAMS[fn.name];
   if (own) {
     // Fixed-target programs; on kprobe.multi kernels these use plain kprobes.
@@ -156,8 +173,12 @@ function attachFunction(fn: KernelFunction, backend: FunctionBackend, ret: boole
   switch (backend) {
     case "kprobe-multi":
       return { backend, attach: [{ how: "kprobe-multi", program: p.kmulti, retprobe: false }, ...(ret ? [{ how: "kprobe-multi" as const, program: program.kmulti_return, retprobe: true }] : [])] };
-    case "fentry":
-      return { backend, attach: [{ how: "fentry-template", program: p.fentry, exit: false }, ...(ret ? [{ how: "fentry-template" as const, program: p.fexit, exit: true }] : [])] };
+    case "fentry": {
+      const idInCode = !f.fentryHelpers;
+      const entry = idInCode ? p.fentryId : p.fentry;
+      const exit = idInCode ? p.fexitId : p.fexit;
+      return { backend, attach: [{ how: "fentry-template", program: entry, exit: false, idInCode }, ...(ret ? [{ how: "fentry-template" as const, program: exit, exit: true, idInCode }] : [])] };
+    }
     case "kprobe":
       return { backend, attach: [{ how: "kprobe", program: p.kprobe, retprobe: false }, ...(ret ? [{ how: "kprobe" as const, program: program.kretprobe_return_value, retprobe: true }] : [])] };
   }
@@ -226,7 +247,7 @@ export function makePlan(input: PlanInput): Plan {
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);
     if (typeof backend !== "string") return skipped.push({ name, why: backend.why });
-    hooks.push({ kind: "function", name, group, fn: r.fn, ...attachFunction(r.fn, backend, input.ret || !!input.returns?.includes(name)) });
+    hooks.push({ kind: "function", name, group, fn: r.fn, ...attachFunction(r.fn, backend, input.ret || !!input.returns?.includes(name), features) });
   };
 
   for (const tp of LIFE_TRACEPOINTS) addTracepoint(tp, "life");

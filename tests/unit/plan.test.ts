@@ -27,10 +27,11 @@ const KALLSYMS = [
 // ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
 const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core", "__icmp_send"].join("\n");
 
-const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false };
+const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false };
 const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
 const KPROBE: Features = { ...TRACEPOINTS_ONLY, kprobe: true, attachCookie: true };
-const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true }; // Debian 6.1
+const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true, fentryHelpers: true }; // Debian 6.1
+const OLD_FENTRY: Features = { ...TRACEPOINTS_ONLY, kprobe: true, fentry: true, fexit: true }; // Debian 11's 5.10
 const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12
 
 const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true }));
@@ -112,11 +113,27 @@ describe("backend choice per function", () => {
     const p = plan(FENTRY, ["ip_rcv", "nf_hook_slow", "skb_clone"], { ret: true });
     expect(fn(p, "ip_rcv")).toMatchObject({
       backend: "fentry",
-      attach: [{ how: "fentry-template", program: program.fentry_skb0, exit: false }, { how: "fentry-template", program: program.fexit_skb0, exit: true }],
+      attach: [{ how: "fentry-template", program: program.fentry_skb0, exit: false, idInCode: false }, { how: "fentry-template", program: program.fexit_skb0, exit: true, idInCode: false }],
     });
     expect(fn(p, "nf_hook_slow")!.attach).toEqual([{ how: "fentry-fixed", program: program.fentry_nf_hook_slow }, { how: "fentry-fixed", program: program.fexit_nf_hook_slow }]);
     expect(fn(p, "skb_clone")!.attach).toEqual([{ how: "fentry-fixed", program: program.fexit_skb_clone }]);
     expect(fn(plan(FENTRY, ["ip_rcv"]), "ip_rcv")!.attach).toHaveLength(1);
+  });
+
+  test("without bpf_get_func_ip/bpf_get_func_ret (5.10): kprobes by default; fentry templates whose copies carry their function; skbtrail's own programs on kprobes", () => {
+    expect(fn(plan(OLD_FENTRY, ["ip_rcv"]), "ip_rcv")!.backend).toBe("kprobe");
+    for (const [features, backend] of [[OLD_FENTRY, "fentry"], [{ ...OLD_FENTRY, kprobe: false }, undefined]] as const) {
+      const p = plan(features, ["ip_rcv"], { ret: true, backend });
+      expect(fn(p, "ip_rcv")).toMatchObject({
+        backend: "fentry",
+        fn: { args: 4 },
+        attach: [{ how: "fentry-template", program: program.fentry_id_skb0, exit: false, idInCode: true }, { how: "fentry-template", program: program.fexit_id_skb0, exit: true, idInCode: true }],
+      });
+    }
+    const own = plan(OLD_FENTRY, ["nf_hook_slow", "skb_clone"], { ret: true, backend: "fentry" });
+    expect(fn(own, "nf_hook_slow")!.attach.map((a) => a.program)).toEqual([program.kprobe_nf_hook_slow, program.kretprobe_nf_hook_slow]);
+    expect(fn(own, "skb_clone")!.backend).toBe("kprobe");
+    expect(skipped(plan({ ...OLD_FENTRY, kprobe: false }, ["nf_hook_slow"]), "nf_hook_slow")).toMatch(/^its program needs kprobes, or fentry with bpf_get_func_ip/);
   });
 
   test("without --ret, the returns a --diag rule looks at are traced, and only those", () => {

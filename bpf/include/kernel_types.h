@@ -146,6 +146,7 @@ struct sk_buff {
 	__u16 mac_header;
 	__u32 vlan_all; /* 5.19+: non-zero when a VLAN tag was taken out of the frame */
 	__u16 vlan_tci;
+	__u8 vlan_present : 1; /* before 6.1: a tag was taken out of the frame into vlan_tci */
 	unsigned long _nfct; /* CONFIG_NF_CONNTRACK: the connection | enum ip_conntrack_info */
 	__u8 cloned : 1;     /* the data (head) is shared with another skb: read with BPF_CORE_READ_BITFIELD_PROBED */
 	unsigned char *head;

@@ -129,7 +129,7 @@ static __always_inline __u64 latency_hit(struct sk_buff *skb, const struct hit *
 	parse_skb(skb, &m->pkt, true);
 	if (!headers_match(&m->pkt))
 		goto filtered;
-	fill_meta(skb, &m->meta);
+	fill_meta(skb, &m->pkt, &m->meta);
 	if (!meta_matches(&m->meta))
 		goto filtered;
 	fill_header(&m->hdr, EVENT_LATENCY, sizeof(*m));

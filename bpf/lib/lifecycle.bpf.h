@@ -183,7 +183,7 @@ static __always_inline __u64 func_stats_hit(struct sk_buff *skb, __u64 key)
 			count(STAT_FILTERED);
 			return 0;
 		}
-		fill_meta(skb, &e->hook.meta);
+		fill_meta(skb, &e->hook.pkt, &e->hook.meta);
 		if (!meta_matches(&e->hook.meta)) {
 			count(STAT_FILTERED);
 			return 0;
@@ -261,7 +261,7 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	if (untracked && !headers_match(&he->pkt))
 		goto filtered;
 	__builtin_memset(&he->meta, 0, sizeof(he->meta));
-	fill_meta(skb, &he->meta);
+	fill_meta(skb, &he->pkt, &he->meta);
 	now = bpf_ktime_get_ns();
 	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
 		entry.ctx_id = h->ctx_hint;

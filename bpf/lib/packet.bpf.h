@@ -322,9 +322,10 @@ static __always_inline void parse_owner(struct sk_buff *skb, struct packet *pkt)
  * faster on 6.1: bench/README.md §9), so they come in one read where the kernel lays them out as
  * it has since 3.x: protocol and the three header offsets side by side,
  * then tail and end, then head, 16 bytes after protocol (5.10, 6.18) or 20
- * (6.1, 6.12: padding); vlan_all (5.19+) 24 bytes before protocol. The
- * offsets are the running kernel's (CO-RE), so the branch is decided when
- * the program loads; another layout is read field by field.
+ * (6.1, 6.12: padding); vlan_all (5.19+) 24 bytes before protocol (older
+ * kernels: fill_meta reads the tag). The offsets are the running kernel's
+ * (CO-RE), so the branch is decided when the program loads; another layout
+ * is read field by field.
  */
 struct skb_start {
 	__be16 protocol;

@@ -34,7 +34,22 @@ static __always_inline __u8 conntrack_seen(struct sk_buff *skb)
 	return !nfct ? CT_NONE : (nfct & ~NFCT_INFOMASK) ? CT_TRACKED : CT_UNTRACKED;
 }
 
-static __always_inline void fill_meta(struct sk_buff *skb, struct skb_meta *meta)
+/*
+ * Before 5.19 an offloaded VLAN tag's presence is a bit of its own
+ * (vlan_present), outside read_skb_start's window: read here, for packets
+ * that passed the header filters only (the VLAN id is shown, never filtered
+ * on), so a rejected packet pays nothing for it.
+ */
+static __always_inline void read_vlan_present(struct sk_buff *skb, struct packet *pkt)
+{
+	if (bpf_core_field_exists(struct sk_buff, vlan_all) || !bpf_core_field_exists(struct sk_buff, vlan_present))
+		return;
+	if (BPF_CORE_READ_BITFIELD_PROBED(skb, vlan_present))
+		pkt->vlan_id = BPF_CORE_READ(skb, vlan_tci) & 0xfff;
+}
+
+/* The facts a record carries besides the headers: `pkt` (already parsed) gains the pre-5.19 VLAN tag. */
+static __always_inline void fill_meta(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta)
 {
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	struct net *net = 0;
@@ -57,6 +72,7 @@ static __always_inline void fill_meta(struct sk_buff *skb, struct skb_meta *meta
 	if (net)
 		meta->netns = BPF_CORE_READ(net, ns.inum);
 	meta->ct = conntrack_seen(skb);
+	read_vlan_present(skb, pkt);
 }
 
 #endif /* SKBTRAIL_RECORD_BPF_H */

@@ -50,7 +50,7 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 	if (!headers_match(&e->pkt))
 		goto filtered;
 	__builtin_memset(&e->meta, 0, sizeof(e->meta));
-	fill_meta(skb, &e->meta);
+	fill_meta(skb, &e->pkt, &e->meta);
 	if (!meta_matches(&e->meta))
 		goto filtered;
 	fill_header(&e->hdr, EVENT_DROP, sizeof(*e));

@@ -146,10 +146,10 @@ function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | 
   if (forced === "kprobe-multi") return multiOk ? "kprobe-multi" : { why: `kprobe.multi cannot attach to ${fn.symbol}` };
   if (forced === "kprobe") return "kprobe";
   if (multiOk) return "kprobe-multi";
-  // Without the helpers every copy is verified on its own: on 5.10 that made
-  // the default set start in 42 s instead of 24 s with kprobes, for 1.3x less
-  // cost per packet (bench/README.md §10). Kprobes by default there; fentry
-  // with --backend fentry, or where kprobes are missing.
+  // Where copies must be written (no helpers), the one kernel measured (5.10)
+  // started the default set in 42 s with fentry against 24 s with kprobes,
+  // for 1.3x less cost per packet (bench/README.md §10). Kprobes by default
+  // there; fentry with --backend fentry, or where kprobes are missing.
   if (fentryOk && f.fentryHelpers) return "fentry";
   if (f.kprobe) return "kprobe";
   if (fentryOk) return "fentry";

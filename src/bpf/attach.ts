@@ -125,7 +125,8 @@ export function attachPlan(obj: BpfObject, plan: Plan, into: Attachments): Attac
   for (const [prog, { attach, hooks }] of templates) {
     const p = obj.program(prog);
     const type = attach.exit ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY;
-    const copy = (h: FunctionHook) => p.cloneAndAttach(h.fn.btfId, type, attach.idInCode ? { func: fullAddress(h.fn.key), returnSlot: attach.exit ? h.fn.args : undefined } : undefined);
+    const idOf = (h: FunctionHook) => ({ func: fullAddress(h.fn.key), returnSlot: attach.exit ? h.fn.args : undefined });
+    const copy = (h: FunctionHook) => p.cloneAndAttach(h.fn.btfId, type, attach.idInCode ? idOf(h) : undefined);
     if (!attach.idInCode) attempt(hooks[0]!, () => into.links.push(p.attach()));
     for (const h of attach.idInCode ? hooks : hooks.slice(1)) attempt(h, () => into.linkFds.push(copy(h)));
   }

@@ -66,6 +66,8 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
   });
 
   test("VLAN: a packet whose tag the skb carries (transmit offload) shows its VLAN id at every hook of the link", async () => {
+    // In the VMs (told their backends) Debian's kernel has 8021q: a missing one fails there instead of passing unrun.
+    if (!hasVlan() && process.env.SKBTRAIL_EXPECT_BACKENDS) throw new Error("this VM's kernel has no 8021q module: the VLAN case cannot run");
     if (!hasVlan()) return console.warn("SKIPPED the VLAN case: this kernel has no 8021q (e.g. the development host); the VMs run it");
     // VLAN 100 over the pair's veth link: veth takes the tag into the skb on transmit, and its peer receives it there.
     for (const [h, ip] of [[pair.a, "10.65.0.1"], [pair.b, "10.65.0.2"]] as const)

@@ -16,7 +16,7 @@ import { tracerTreeText } from "../src/common/assets";
 export function tracepointDefaultPlan(kernel: KernelInfo): Plan {
   return makePlan({
     btf: kernel.btf,
-    functions: new FunctionIndex(kernel.btf, kernelSymbols),
+    functions: new FunctionIndex(kernel.btf, kernelSymbols, () => undefined),
     features: { ...readFeatures(kernel, false), kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false },
     selection: selectHooks(loadTracerTree(tracerTreeText, "knowledge/tracers.yaml"), undefined),
     extraFunctions: [],

@@ -2,10 +2,11 @@
 // found by loading and attaching tiny programs (bpf/probe.bpf.c), and which
 // functions ftrace can hook. Asked only when a mode needs the answer: each
 // probe makes libbpf parse the kernel's BTF once more.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { BpfObject, LibbpfError, takeLibbpfLog } from "../../ffi/libbpf";
 import { probe_program, type ProbeProgramName } from "../abi/programs.generated";
 import type { KernelInfo } from "./environment";
+import { forgetKept, keep, readKept } from "./kept";
 
 const TRACEFS = "/sys/kernel/tracing";
 
@@ -42,41 +43,23 @@ export function probeProgram(probeObject: Uint8Array, name: ProbeProgramName, bt
 }
 
 /**
- * What the kernel accepted, kept until reboot: a kernel's program and
- * attach types do not change while it runs, and probing costs a BPF load
- * each (seconds under emulation). Keyed by the boot id; forgotten when a
- * load fails anyway (forgetFeatures).
+ * What the kernel accepted, kept until reboot (kept.ts): a kernel's program
+ * and attach types do not change while it runs, and probing costs a BPF load
+ * each (seconds under emulation). Forgotten when a load fails anyway
+ * (forgetFeatures). The key is the newest field: an older skbtrail's answer
+ * lacks it, and is probed again (change it when Features gains a field).
  */
-const CACHE_DIR = "/run/skbtrail";
-const CACHE_FILE = `${CACHE_DIR}/features.json`;
-
-function bootId(): string {
-  return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
-}
+const KEPT = "features";
+const KEPT_KEY = "fentryHelpers";
 
 function cachedFeatures(needFunctions: boolean): Features | undefined {
-  try {
-    const c = JSON.parse(readFileSync(CACHE_FILE, "utf8")) as { boot: string; functions: boolean; features: Features };
-    // An older skbtrail's cache lacks fields: probe again.
-    const complete = "fentryHelpers" in c.features;
-    return complete && c.boot === bootId() && (c.functions || !needFunctions) ? c.features : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function cacheFeatures(features: Features, functions: boolean): void {
-  try {
-    mkdirSync(CACHE_DIR, { recursive: true, mode: 0o700 });
-    writeFileSync(CACHE_FILE, JSON.stringify({ boot: bootId(), functions, features }), { mode: 0o600 });
-  } catch {
-    // a read-only /run: probe again next time
-  }
+  const c = readKept<{ functions: boolean; features: Features }>(KEPT, KEPT_KEY);
+  return c && (c.functions || !needFunctions) ? c.features : undefined;
 }
 
 /** Drops the kept probe results (after a load they promised failed). */
 export function forgetFeatures(): void {
-  rmSync(CACHE_FILE, { force: true });
+  forgetKept(KEPT);
 }
 
 /**
@@ -104,7 +87,7 @@ export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Featur
     fexit: fentryHelpers || (fentry && ok(probe_program.probe_fexit_plain)),
     fentryHelpers,
   };
-  cacheFeatures(features, needFunctions);
+  keep(KEPT, KEPT_KEY, { functions: needFunctions, features });
   return features;
 }
 

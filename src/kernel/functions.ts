@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { Btf, Kind } from "./btf";
 import type { Symbolizer } from "./kallsyms";
+import { keep, readKept } from "./kept";
 
 export interface KernelFunction {
   name: string;
@@ -37,22 +38,56 @@ export type Resolution = { fn: KernelFunction } | { why: string };
 
 const MAX_KPROBE_ARG = 4; // PT_REGS_PARM1..5; the programs exist for positions 0..4
 
+const KEPT = "functions";
+
+/**
+ * What resolutions kept from an earlier run depend on besides the boot: the
+ * BTF file, and the modules loaded and where (a module loaded since may add
+ * functions, one loaded again moves them).
+ */
+export function resolutionsKey(btfPath: string | undefined): string {
+  const modules = existsSync("/proc/modules") ? readFileSync("/proc/modules", "utf8").replace(/^(\S+) .* (0x[0-9a-f]+)$/gm, "$1 $2") : "";
+  return `${btfPath ?? "vmlinux"}\n${modules}`;
+}
+
 export class FunctionIndex {
   private renamed = new Map<string, string>(); // plain name → renamed symbol
   private readonly moduleCache = new Map<string, Btf | undefined>();
-  private readonly filterFunctions?: Set<string>;
+  private filterFunctions?: Set<string> | null;
   private symbolTable?: Symbolizer;
+  private readonly resolved: Map<string, Resolution>;
+  private newlyResolved = false;
 
-  /** `loadSymbols` runs on first need: reading /proc/kallsyms takes ~150 ms. */
+  /**
+   * `loadSymbols` and `loadTraceable` run on first need: reading /proc/kallsyms and
+   * ftrace's function list takes ~250 ms here, seconds under emulation. With
+   * `keptKey` (resolutionsKey), resolutions kept by an earlier run of this boot
+   * are used, so a run whose functions were all resolved before reads neither.
+   */
   constructor(
     private readonly vmlinux: Btf,
     private readonly loadSymbols: () => Symbolizer,
-    filterFunctionsText?: string,
+    private readonly loadTraceable: () => string | undefined,
     /** Where the split BTF of loaded modules is. */
     private readonly moduleBtfDir = "/sys/kernel/btf",
+    private readonly keptKey?: string,
   ) {
-    if (filterFunctionsText !== undefined)
-      this.filterFunctions = new Set(filterFunctionsText.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean));
+    this.resolved = new Map(Object.entries((keptKey !== undefined && readKept<Record<string, Resolution>>(KEPT, keptKey)) || {}));
+  }
+
+  /** Keeps this run's resolutions for the next runs of this boot (with a `keptKey`). */
+  keepResolutions(): void {
+    if (this.newlyResolved && this.keptKey !== undefined) keep(KEPT, this.keptKey, Object.fromEntries(this.resolved));
+    this.newlyResolved = false;
+  }
+
+  /** In available_filter_functions; undefined when that list is unreadable. */
+  private traceable(symbol: string): boolean | undefined {
+    if (this.filterFunctions === undefined) {
+      const text = this.loadTraceable();
+      this.filterFunctions = text === undefined ? null : new Set(text.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean));
+    }
+    return this.filterFunctions ? this.filterFunctions.has(symbol) : undefined;
   }
 
   private get symbols(): Symbolizer {
@@ -110,6 +145,17 @@ export class FunctionIndex {
 
   /** `ownProgram`: skbtrail has a program of its own for it, which finds the skb itself. */
   resolve(name: string, ownProgram = false): Resolution {
+    const id = ownProgram ? `${name} (own program)` : name;
+    let r = this.resolved.get(id);
+    if (!r) {
+      r = this.resolveNow(name, ownProgram);
+      this.resolved.set(id, r);
+      this.newlyResolved = true;
+    }
+    return r;
+  }
+
+  private resolveNow(name: string, ownProgram: boolean): Resolution {
     const found = this.findFunc(name);
     if (!found) return { why: "not in this kernel's BTF (absent, inlined, or its module is not loaded)" };
     const pskb = FunctionIndex.pskbFirst(found.btf, found.id);
@@ -126,7 +172,7 @@ export class FunctionIndex {
       }
     }
     if (key === undefined) return { why: "no symbol in /proc/kallsyms (inlined everywhere)" };
-    const ftrace = this.filterFunctions ? this.filterFunctions.has(symbol) : undefined;
+    const ftrace = this.traceable(symbol);
     const proto = found.btf.sizeOrType(found.id);
     const voidReturn = found.btf.sizeOrType(proto) === 0 || undefined; // FUNC_PROTO → return type (0: void)
     const args = found.btf.vlen(proto);

@@ -24,7 +24,7 @@ import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { dropReasons, resetReasons, tcpCaLoss, tcpStates } from "../kernel/btf-facts";
 import { currentNetns, type KernelInfo } from "../kernel/environment";
 import { readFeatures, readTraceableFunctions } from "../kernel/features";
-import { FunctionIndex } from "../kernel/functions";
+import { FunctionIndex, resolutionsKey } from "../kernel/functions";
 import { addrKey, forgetKernelSymbols, fullAddress, kernelSymbols } from "../kernel/kallsyms";
 import { histogram, SeriesTable, type Family } from "../output/metrics";
 import type { Output, RunSummary } from "../output/output";
@@ -60,9 +60,10 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
 
   const features = readFeatures(kernel, true);
   const hasFunctions = features.kprobe || features.fentry;
-  const functions = hasFunctions ? new FunctionIndex(btf, kernelSymbols, readTraceableFunctions()) : undefined;
+  const functions = hasFunctions ? new FunctionIndex(btf, kernelSymbols, readTraceableFunctions, undefined, resolutionsKey(kernel.btfPath)) : undefined;
   const rtt = opts.metrics !== undefined || hasRttFilter(opts.rttFilter);
   const plan = makeMonitorPlan({ btf, features, functions, rtt });
+  functions?.keepResolutions();
   const nfRange = kernelSymbols().range("nf_hook_slow");
   describe(plan, out, hasFunctions);
 

@@ -19,7 +19,7 @@ import { annotate, linesOf, type HookLine, type Namer } from "../events/line";
 import { dropReasons, resetReasons } from "../kernel/btf-facts";
 import type { KernelInfo } from "../kernel/environment";
 import { readFeatures, readTraceableFunctions, type Features } from "../kernel/features";
-import { FunctionIndex } from "../kernel/functions";
+import { FunctionIndex, resolutionsKey } from "../kernel/functions";
 import { fullAddress, kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
 import { attachedAs, checkBackend, knownHookNames, makePlan, plannedNamed, plannedPrograms, resolveOutside, type Plan, type PlannedHook } from "../plan/plan";
@@ -67,7 +67,7 @@ export function selectionFor(opts: Options, kernel: KernelInfo, tree: TreeGroup[
     for (const h of more.hooks) if (!selection.hooks.includes(h)) selection.hooks.push(h);
     for (const o of more.outside) if (!selection.outside.includes(o)) selection.outside.push(o);
   }
-  const functions = new FunctionIndex(kernel.btf, kernelSymbols, readTraceableFunctions());
+  const functions = new FunctionIndex(kernel.btf, kernelSymbols, readTraceableFunctions, undefined, resolutionsKey(kernel.btfPath));
   let extra = resolveOutside(selection, tree, functions);
   if (opts.traceExclude) {
     const r = excludeHooks(tree, selection, extra, opts.traceExclude);
@@ -90,6 +90,7 @@ export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<
     btf: kernel.btf, functions: selected.functions, features, selection: selected.selection, extraFunctions: selected.extra,
     backend: opts.backend, ret: opts.ret, returns, followSkbs: !opts.pktFixed && !opts.funcStats,
   });
+  selected.functions.keepResolutions();
   return { plan, features };
 }
 

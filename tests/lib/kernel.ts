@@ -2,11 +2,14 @@
 // between the kernels the tests run on (a tracepoint-only 6.18 CI machine,
 // Debian's 5.10/6.1/6.12 in tests/vm, a stock Ubuntu). Each is read from the
 // kernel itself (/proc/kallsyms) or asked of the binary, once per process.
-import { existsSync, readFileSync } from "node:fs";
-import { runSkbtrail } from "./skbtrail";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { BINARY, runSkbtrail } from "./skbtrail";
 
-/** The function backends in the order the binary prefers them. */
-export const FUNCTION_BACKENDS = ["kprobe-multi", "fentry", "kprobe"] as const;
+/** The function backends in the order the binary prefers them (chooseBackend in src/plan/plan.ts). */
+export const FUNCTION_BACKENDS = ["kprobe-multi", "kprobe", "fentry"] as const;
+
+/** Kept until reboot, for the next test file: each answer costs three runs (half a minute under emulation). */
+const BACKENDS_FILE = "/run/skbtrail-tests-backends.json";
 
 let backends: Promise<string[]> | undefined;
 
@@ -16,8 +19,20 @@ let backends: Promise<string[]> | undefined;
  */
 export function functionBackends(): Promise<string[]> {
   backends ??= (async () => {
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    try {
+      const kept = JSON.parse(readFileSync(BACKENDS_FILE, "utf8")) as { boot: string; binary: number; ok: string[] };
+      if (kept.boot === boot && kept.binary === statSync(BINARY).mtimeMs) return kept.ok;
+    } catch {
+      // none kept yet
+    }
     const ok: string[] = [];
     for (const b of FUNCTION_BACKENDS) if ((await runSkbtrail(["--backend", b, "-t", "ip_rcv", "--timeout", "0.1"])).code === 0) ok.push(b);
+    try {
+      writeFileSync(BACKENDS_FILE, JSON.stringify({ boot, binary: statSync(BINARY).mtimeMs, ok }));
+    } catch {
+      // a read-only /run: ask again next time
+    }
     return ok;
   })();
   return backends;

@@ -39,7 +39,7 @@ const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: n
 function plan(features: Features, names: string[], opts: { ret?: boolean; returns?: string[]; backend?: BackendChoice; follow?: boolean; extra?: string[] } = {}): Plan {
   return makePlan({
     btf,
-    functions: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), FTRACE, "/nonexistent"),
+    functions: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => FTRACE, "/nonexistent"),
     features,
     selection: { hooks: hooks(...names), outside: [] },
     extraFunctions: opts.extra ?? [],
@@ -75,8 +75,8 @@ describe("the hooks every lifecycle needs", () => {
   });
 
   test("where the kernel lacks icmp:icmp_send, __icmp_send is traced in its place (its own entry program, no return), if functions can be", () => {
-    for (const [features, entry] of [[KPROBE, { how: "kprobe", program: program.kprobe_icmp_send, retprobe: false }], [FENTRY, { how: "fentry-fixed", program: program.fentry_icmp_send }]] as const) {
-      const p = plan(features, ["icmp:icmp_send"], { ret: true });
+    for (const [backend, entry] of [[undefined, { how: "kprobe", program: program.kprobe_icmp_send, retprobe: false }], ["fentry", { how: "fentry-fixed", program: program.fentry_icmp_send }]] as const) {
+      const p = plan(FENTRY, ["icmp:icmp_send"], { ret: true, backend });
       expect(skipped(p, "icmp:icmp_send")).toBe("this kernel has no such tracepoint");
       expect(fn(p, "__icmp_send")?.attach).toEqual([entry]);
     }
@@ -109,15 +109,20 @@ describe("backend choice per function", () => {
     expect(fn(p, "skb_clone")!.attach.map((a) => a.program)).toEqual([program.kprobe_skb_clone, program.kretprobe_skb_clone]);
   });
 
+  test("kprobes before fentry by default (each fentry copy is verified again); fentry where kprobes are missing", () => {
+    expect(fn(plan(FENTRY, ["ip_rcv"]), "ip_rcv")!.backend).toBe("kprobe");
+    expect(fn(plan({ ...FENTRY, kprobe: false, attachCookie: false }, ["ip_rcv"]), "ip_rcv")!.backend).toBe("fentry");
+  });
+
   test("fentry templates by skb position, fexit only with --ret; fixed-target programs for skbtrail's own", () => {
-    const p = plan(FENTRY, ["ip_rcv", "nf_hook_slow", "skb_clone"], { ret: true });
+    const p = plan(FENTRY, ["ip_rcv", "nf_hook_slow", "skb_clone"], { ret: true, backend: "fentry" });
     expect(fn(p, "ip_rcv")).toMatchObject({
       backend: "fentry",
       attach: [{ how: "fentry-template", program: program.fentry_skb0, exit: false, idInCode: false }, { how: "fentry-template", program: program.fexit_skb0, exit: true, idInCode: false }],
     });
     expect(fn(p, "nf_hook_slow")!.attach).toEqual([{ how: "fentry-fixed", program: program.fentry_nf_hook_slow }, { how: "fentry-fixed", program: program.fexit_nf_hook_slow }]);
     expect(fn(p, "skb_clone")!.attach).toEqual([{ how: "fentry-fixed", program: program.fexit_skb_clone }]);
-    expect(fn(plan(FENTRY, ["ip_rcv"]), "ip_rcv")!.attach).toHaveLength(1);
+    expect(fn(plan(FENTRY, ["ip_rcv"], { backend: "fentry" }), "ip_rcv")!.attach).toHaveLength(1);
   });
 
   test("without bpf_get_func_ip/bpf_get_func_ret (5.10): kprobes by default; fentry templates whose copies carry their function; skbtrail's own programs on kprobes", () => {
@@ -180,7 +185,8 @@ describe("backend choice per function", () => {
     const p = plan(FENTRY, ["ip_rcv", "ip_rcv_core", "nf_hook_slow"], { ret: true });
     const programs = plannedPrograms(p);
     expect(new Set(programs).size).toBe(programs.length);
-    expect(programs).toContain(program.fentry_skb0);
+    expect(programs).toContain(program.kprobe_skb0);
+    expect(plannedPrograms(plan(FENTRY, ["ip_rcv"], { backend: "fentry" }))).toContain(program.fentry_skb0);
     expect(programs).toContain(program.kretprobe_return_value);
     expect(programs).toContain(program.tp_consume_skb_btf);
   });
@@ -198,5 +204,21 @@ describe("--sock's tracepoints", () => {
     expect(skipped(p, "tcp:tcp_receive_reset")).toBe("argument 0 is struct sk_buff *, not struct sock * (tracepoint changed: struct sk_buff *)");
     expect(skipped(p, "tcp:tcp_probe")).toBe("this kernel has no such tracepoint");
     expect(p.hooks.length + p.skipped.length).toBe(SOCK_TRACEPOINTS.length);
+  });
+});
+
+describe("resolutions kept for the next run of this boot", () => {
+  test("a second run with the same key reads neither kallsyms nor ftrace's list; another key resolves again", () => {
+    const key = `unit test ${process.pid} ${Date.now()}`;
+    const first = new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => FTRACE, "/nonexistent", key);
+    const resolved = [first.resolve("ip_rcv_core"), first.resolve("nf_hook_slow", true), first.resolve("not_in_btf")];
+    first.keepResolutions();
+    const unread = () => {
+      throw new Error("read again");
+    };
+    const second = new FunctionIndex(btf, unread, unread, "/nonexistent", key);
+    expect([second.resolve("ip_rcv_core"), second.resolve("nf_hook_slow", true), second.resolve("not_in_btf")]).toEqual(resolved);
+    expect(resolved[0]).toMatchObject({ fn: { symbol: "ip_rcv_core.isra.0", ftrace: true } });
+    expect(() => new FunctionIndex(btf, unread, unread, "/nonexistent", `${key} other`).resolve("ip_rcv_core")).toThrow("read again");
   });
 });

@@ -39,6 +39,8 @@ export type Resolution = { fn: KernelFunction } | { why: string };
 const MAX_KPROBE_ARG = 4; // PT_REGS_PARM1..5; the programs exist for positions 0..4
 
 const KEPT = "functions";
+/** Names KernelFunction's newest field: change it with the fields, so an older skbtrail's resolutions are not used. */
+const KEPT_SHAPE = "args";
 
 /**
  * What resolutions kept from an earlier run depend on besides the boot: the
@@ -46,8 +48,8 @@ const KEPT = "functions";
  * functions, one loaded again moves them).
  */
 export function resolutionsKey(btfPath: string | undefined): string {
-  const modules = existsSync("/proc/modules") ? readFileSync("/proc/modules", "utf8").replace(/^(\S+) .* (0x[0-9a-f]+)$/gm, "$1 $2") : "";
-  return `${btfPath ?? "vmlinux"}\n${modules}`;
+  const modules = existsSync("/proc/modules") ? readFileSync("/proc/modules", "utf8").replace(/^(\S+) .*? (0x[0-9a-f]+).*$/gm, "$1 $2") : "";
+  return `${KEPT_SHAPE}\n${btfPath ?? "vmlinux"}\n${modules}`;
 }
 
 export class FunctionIndex {

@@ -126,6 +126,7 @@ export interface PlanInput {
 }
 
 const NO_FUNCTION_BACKEND = "function hooks need kprobes or fentry, and this kernel has neither";
+const NOT_TRACEABLE = "the kernel marks it not traceable (absent from available_filter_functions): neither ftrace nor kprobes attach to it";
 const OWN_NEEDS_HELPERS = "its program needs kprobes, or fentry with bpf_get_func_ip and bpf_get_func_ret (5.17+)";
 
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
@@ -138,6 +139,10 @@ function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | 
   const fentryOk = trampolineOk && !ownWithoutHelpers;
   const multiOk = f.kprobeMulti && fn.ftrace !== false;
   if (forced === "tracepoint") return { why: "--backend tracepoint traces tracepoints only" };
+  // Kprobes refuse what ftrace cannot hook too (x86 kernels with kprobes on
+  // ftrace and without KPROBE_EVENTS_ON_NOTRACE, as Debian's): asking would
+  // only cost an attach and a "Could not probe notrace function" in dmesg.
+  if (fn.ftrace === false) return { why: NOT_TRACEABLE };
   if (forced === "fentry") {
     if (fentryOk) return "fentry";
     if (trampolineOk && f.kprobe) return "kprobe"; // an own program without the helpers

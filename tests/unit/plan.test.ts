@@ -149,15 +149,16 @@ describe("backend choice per function", () => {
     }
   });
 
-  test("where fentry cannot go, kprobes: a renamed copy, an skb behind a pointer, a function ftrace cannot hook", () => {
-    const p = plan(FENTRY, ["ip_rcv_core", "__netif_receive_skb_core", "tcp_v4_do_rcv"]);
+  test("where fentry cannot go, kprobes: a renamed copy, an skb behind a pointer", () => {
+    const p = plan(FENTRY, ["ip_rcv_core", "__netif_receive_skb_core"]);
     expect(fn(p, "ip_rcv_core")).toMatchObject({ backend: "kprobe", fn: { symbol: "ip_rcv_core.isra.0" }, attach: [{ program: program.kprobe_skb0 }] });
     expect(fn(p, "__netif_receive_skb_core")).toMatchObject({ backend: "kprobe", fn: { pskb: true }, attach: [{ program: program.kprobe_pskb0 }] });
-    expect(fn(p, "tcp_v4_do_rcv")).toMatchObject({ backend: "kprobe", fn: { skbArg: 1, ftrace: false }, attach: [{ program: program.kprobe_skb1 }] });
+    expect(fn(plan({ ...FENTRY, kprobe: false, attachCookie: false }, ["ip_rcv_core"]), "ip_rcv_core")).toBeUndefined();
   });
 
-  test("kprobe.multi cannot hook what ftrace cannot: plain kprobes there", () => {
-    expect(fn(plan(MULTI, ["tcp_v4_do_rcv"]), "tcp_v4_do_rcv")!.backend).toBe("kprobe");
+  test("what ftrace cannot hook is not attempted: kprobes refuse it too ('Could not probe notrace function')", () => {
+    for (const backend of [undefined, "kprobe", "fentry", "kprobe-multi"] as const)
+      expect(skipped(plan(MULTI, ["tcp_v4_do_rcv"], { backend }), "tcp_v4_do_rcv")).toMatch(/^the kernel marks it not traceable/);
     expect(fn(plan(MULTI, ["__netif_receive_skb_core"]), "__netif_receive_skb_core")!.attach).toEqual([{ how: "kprobe-multi", program: program.kmulti_pskb0, retprobe: false }]);
   });
 

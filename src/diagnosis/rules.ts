@@ -76,6 +76,17 @@ function returnMatches(meaning: string, hook: string, v: number | undefined): bo
   return meaning === "zero" ? v === 0 : meaning === "non-zero" ? v !== 0 : meaning === "negative" ? v < 0 : v > 0;
 }
 
+/**
+ * Whether the packet's addresses or ports changed since its first hook (NAT).
+ * Both ends swapped is no translation: a reply whose skb took a freed one's
+ * address (a TCP clone leaves its slab slot with its original, unseen).
+ */
+function translated(first: HookEvent["pkt"], now: HookEvent["pkt"]): boolean {
+  const same = (a: HookEvent["pkt"], b: HookEvent["pkt"]) => a.saddr === b.saddr && a.daddr === b.daddr && a.sport === b.sport && a.dport === b.dport;
+  const swapped = { ...now, saddr: now.daddr, daddr: now.saddr, sport: now.dport, dport: now.sport };
+  return !same(first, now) && !same(first, swapped);
+}
+
 /** errno values of x86-64 Linux, for rules written with names. */
 const ERRNO_NUMBERS: Record<string, number> = {
   EPERM: 1, ENOENT: 2, EIO: 5, ENXIO: 6, E2BIG: 7, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17,
@@ -171,7 +182,7 @@ export class RuleEngine {
       tracepoint: this.names.tracepoint(e),
       proto: (p.l3 === 0x0800 || p.l3 === 0x86dd ? l4Name(p.l4) : l3Name(p.l3)).toLowerCase(),
       icmpType: p.l3 === 0x0800 && p.l4 === 1 ? p.icmpType : undefined,
-      nat: p.saddr !== first.pkt.saddr || p.daddr !== first.pkt.daddr || p.sport !== first.pkt.sport || p.dport !== first.pkt.dport,
+      nat: translated(first.pkt, p),
       retval: l.ret?.retval ?? (e.phase === hook_phase.PHASE_RETURN ? e.retval : undefined),
     };
     if (e.flags & HOOK_DROP) {

@@ -177,6 +177,21 @@ describe("rule families", () => {
       expect(summary(findings(handled))).toEqual(["info:tcp-time-wait-handled"]);
       expect(summary(modern.diagnose(handled, () => undefined))).toEqual(["info:tcp-time-wait-handled"]);
     }
+    // 5.10 under emulation: a reply's skb took the address of a delivered segment (a TCP clone, whose slab slot
+    // is freed with its original): its late FIN, handled by TIME_WAIT, is neither NAT nor a missing socket.
+    const reply = { saddr: UDP.daddr, daddr: UDP.saddr, sport: UDP.dport, dport: UDP.sport };
+    const reused = life([{ name: "tcp_queue_rcv" }, { name: "__ip_local_out", pkt: reply }, { name: "tcp_timewait_state_process", pkt: reply }, { ...kfree(0, 0x4000), pkt: reply }], TCP);
+    expect(summary(findings(reused))).toEqual(["info:tcp-time-wait-handled"]);
+  });
+
+  test("a reply in a reused skb is no NAT; a translated one still is", () => {
+    const noSocket = (pkt: Partial<Packet>) => summary(findings(life([{ name: "ip_rcv" }, { ...kfree(3, 0x1000), pkt }])));
+    expect(noSocket({ saddr: UDP.daddr, daddr: UDP.saddr, sport: UDP.dport, dport: UDP.sport })).not.toContain("error:nat-then-no-socket");
+    expect(noSocket({ daddr: "10.9.9.9" })).toEqual(["error:nat-then-no-socket"]);
+    expect(noSocket({ sport: 1 })).toEqual(["error:nat-then-no-socket"]);
+    // A translated segment a TIME_WAIT socket handled found its socket.
+    const dnat = { daddr: "10.9.9.9" };
+    expect(summary(findings(life([{ name: "ip_rcv" }, { name: "tcp_timewait_state_process", pkt: dnat }, { ...kfree(0, 0x4000), pkt: dnat }], TCP)))).toEqual(["info:tcp-time-wait-handled"]);
   });
 
   test("ICMP errors the kernel sent: TTL, MTU, no route, reject", () => {

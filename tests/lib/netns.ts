@@ -106,10 +106,14 @@ export class Netns {
     return this.bun("send.ts", args);
   }
 
-  /** A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed); `connectMs`: give up connecting after that long. */
-  tcp(daddr: string, dport: number, o: { message?: string; connectMs?: number } = {}): Promise<number> {
+  /**
+   * A TCP connection from here (send.ts): 0 when it was accepted (and, with a message, answered and closed);
+   * `connectMs`: give up connecting after that long; `cpu`: run on that CPU only (its packets are then
+   * handled there: what per-CPU state in the kernel sees).
+   */
+  tcp(daddr: string, dport: number, o: { message?: string; connectMs?: number; cpu?: number } = {}): Promise<number> {
     const more = [...(o.message !== undefined ? ["--message", o.message] : []), ...(o.connectMs !== undefined ? ["--connect-ms", String(o.connectMs)] : [])];
-    return this.bun("send.ts", ["tcp", daddr, String(dport), ...more]);
+    return this.bun("send.ts", ["tcp", daddr, String(dport), ...more], o.cpu);
   }
 
   /**
@@ -127,8 +131,9 @@ export class Netns {
     return Bun.spawn(["ip", "netns", "exec", this.name, "bun", `${LIB}/${script}`, ...args], { stdin: "pipe", stdout: "ignore", stderr: "inherit" });
   }
 
-  private async bun(script: string, args: string[]): Promise<number> {
-    const r = await $`ip netns exec ${this.name} bun ${`${LIB}/${script}`} ${args}`.nothrow().quiet();
+  private async bun(script: string, args: string[], cpu?: number): Promise<number> {
+    const pin = cpu === undefined ? [] : ["taskset", "-c", String(cpu)];
+    const r = await $`ip netns exec ${this.name} ${pin} bun ${`${LIB}/${script}`} ${args}`.nothrow().quiet();
     // Refused or unanswered is often the point; anything else is worth seeing when a test fails.
     if (r.exitCode !== 0 && !/ECONNREFUSED|Failed to connect|no (reply|answer|connection) within/.test(r.stderr.toString())) console.error(`${script} ${args.join(" ")} in ${this.name}: exit ${r.exitCode}: ${r.stderr.toString().trim()}`);
     return r.exitCode;

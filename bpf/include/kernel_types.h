@@ -154,6 +154,13 @@ struct sk_buff {
 	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit kernels */
 } __attribute__((preserve_access_index));
 
+/* An fclone pair (TCP's transmit skbs): the clone lives in skb2, and the slab
+ * frees the pair at skb1's address. */
+struct sk_buff_fclones {
+	struct sk_buff skb1;
+	struct sk_buff skb2;
+} __attribute__((preserve_access_index));
+
 /* Netfilter: the hook state, and nftables' view of a packet, chain, table. */
 struct nf_hook_state {
 	__u8 hook;

@@ -245,7 +245,10 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 			known = 0;
 		} else {
 			entry = *known;
-			known->flow = flow;
+			/* A hook before the headers are written (__ip_queue_xmit)
+			 * must not hide the last addresses from the next one. */
+			if (he->pkt.parsed & PKT_L3)
+				known->flow = flow;
 		}
 	}
 	/* A clone of a followed packet, never seen before: it joins its packet
@@ -323,27 +326,17 @@ filtered:
 }
 
 /*
- * kmem:kmem_cache_free(call_site, ptr, cache): a slab object is freed. When
- * it is a tracked skb, the packet's life ended through a path without an
- * skb tracepoint (__kfree_skb, UDP delivery, TCP's deferred frees…). Say so
- * and forget the address, or the next skb allocated there would join the
- * old packet. The skb's data is already released: nothing is parsed.
+ * A tracked skb's memory went back to its slab: the packet's life ended
+ * through a path without an skb tracepoint (__kfree_skb, UDP delivery, TCP's
+ * deferred frees…). Say so and forget the address, or the next skb allocated
+ * there would join the old packet. The skb's data is already released:
+ * nothing is parsed.
  */
-static __always_inline int on_slab_free(void *ptr)
+static __always_inline int slab_freed(__u64 key)
 {
-	__u64 key = (__u64)ptr;
-	struct tracked_skb *known;
+	struct tracked_skb *known = bpf_map_lookup_elem(&tracked, &key);
 	struct hook_event *he;
 
-	if (!TRACING)
-		return 0;
-	if (CFG.latency) {
-		latency_slab_free(key);
-		return 0;
-	}
-	if (!tracked_any)
-		return 0;
-	known = bpf_map_lookup_elem(&tracked, &key);
 	if (!known)
 		return 0;
 	he = (struct hook_event *)scratch_event();
@@ -358,6 +351,48 @@ static __always_inline int on_slab_free(void *ptr)
 	he->stack_id = -1;
 	bpf_map_delete_elem(&tracked, &key);
 	return output(he, sizeof(*he));
+}
+
+/*
+ * The clone of an fclone pair (every TCP segment sent) has no slab free of
+ * its own: kfree_skbmem() frees the pair at the original's address once
+ * both are gone, and the next pair there reuses the clone's address. So a
+ * freed object may end the clone at its skb2 offset too. Pairs are cache
+ * line aligned, and skb2 is not (sizeof(struct sk_buff) is no multiple of
+ * 64): an aligned object with a tracked skb at that offset is its pair,
+ * never a neighbour. 0 when ptr cannot be a pair.
+ */
+static __always_inline __u64 fclone_of(__u64 ptr)
+{
+	__u64 skb2;
+
+	if (!bpf_core_type_exists(struct sk_buff_fclones))
+		return 0;
+	skb2 = bpf_core_field_offset(struct sk_buff_fclones, skb2);
+	if ((ptr & 63) || !(skb2 & 63))
+		return 0;
+	return ptr + skb2;
+}
+
+/* kmem:kmem_cache_free(call_site, ptr, cache): a slab object is freed. */
+static __always_inline int on_slab_free(void *ptr)
+{
+	__u64 clone = fclone_of((__u64)ptr);
+
+	if (!TRACING)
+		return 0;
+	if (CFG.latency) {
+		latency_slab_free((__u64)ptr);
+		if (clone)
+			latency_slab_free(clone);
+		return 0;
+	}
+	if (!tracked_any)
+		return 0;
+	slab_freed((__u64)ptr);
+	if (clone)
+		slab_freed(clone);
+	return 0;
 }
 
 #endif /* SKBTRAIL_LIFECYCLE_BPF_H */

@@ -9,7 +9,7 @@ import { blocks, inOrder, shown } from "../lib/blocks";
 import { functionBackends, hasVlan, netfilterDropLocation } from "../lib/kernel";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { jsonLines, runSkbtrail, Skbtrail } from "../lib/skbtrail";
+import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
 /** The function backends of this kernel, best first (none on a tracepoint-only kernel). */
@@ -98,6 +98,32 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
       const syn = packets.find((p) => p.events[0].tcp.flags === "S")!;
       expect(syn.events[0]).toMatchObject({ saddr: pair.a.ip4, daddr: pair.b.ip4, dport: 7302, proto: "TCP" });
       expect(inOrder(syn.events.map((e: { hook: string }) => e.hook), ["net_dev_queue", "netif_receive_skb"])).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test("TCP's sent segments end when their memory is freed, each in a block of its own", async () => {
+    // Each segment sent is the clone of an fclone pair, freed without an skb tracepoint nor a slab free of its
+    // own: the slab frees the pair at the original's address, which ends the clone too.
+    const server = await pair.b.ns.serve("tcp", 7304);
+    try {
+      const t = Skbtrail.start(["-p", "tcp", "--port", "7304", "--json"]);
+      await t.ready();
+      expect(await pair.a.ns.tcp(pair.b.ip4, 7304, { message: "hi" })).toBe(0);
+      // Both FINs, then a moment for the last ACKs (the originals of the pairs go when acknowledged).
+      const fins = () => jsonLines(t.stdout).filter((o) => o.kind === "packet" && o.events[0].tcp?.flags.includes("F")).length;
+      for (const deadline = Date.now() + scaled(10_000); fins() < 2 && Date.now() < deadline; ) await Bun.sleep(50);
+      expect(fins()).toBeGreaterThanOrEqual(2);
+      await Bun.sleep(scaled(1_000));
+      const packets = jsonLines((await t.stop()).stdout).filter((o) => o.kind === "packet");
+      const sent = packets.filter((p) => p.events.some((e: { hook: string }) => e.hook === "net_dev_queue"));
+      expect(sent.length).toBeGreaterThanOrEqual(5);
+      for (const p of sent) {
+        const { saddr, sport, daddr, dport } = p.events[0];
+        const tuples = new Set(p.events.filter((e: { saddr?: string }) => e.saddr).map((e: Record<string, unknown>) => `${e.saddr}:${e.sport} ${e.daddr}:${e.dport}`));
+        expect({ first: `${saddr}:${sport} ${daddr}:${dport}`, tuples: [...tuples], end: p.end }).toEqual({ first: `${saddr}:${sport} ${daddr}:${dport}`, tuples: [`${saddr}:${sport} ${daddr}:${dport}`], end: "freed" });
+      }
     } finally {
       await server.stop();
     }

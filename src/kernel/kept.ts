@@ -4,7 +4,8 @@
 // suite or a script starts skbtrail hundreds of times per boot.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 
-const DIR = "/run/skbtrail";
+/** SKBTRAIL_STATE_DIR moves it (the unit tests keep theirs apart from real runs'). */
+const dir = () => process.env.SKBTRAIL_STATE_DIR || "/run/skbtrail";
 
 export function bootId(): string {
   return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
@@ -13,7 +14,7 @@ export function bootId(): string {
 /** What `keep` stored under this name, if it was stored under this key in this boot. */
 export function readKept<T>(name: string, key: string): T | undefined {
   try {
-    const kept = JSON.parse(readFileSync(`${DIR}/${name}.json`, "utf8")) as { key: string; value: T };
+    const kept = JSON.parse(readFileSync(`${dir()}/${name}.json`, "utf8")) as { key: string; value: T };
     return kept.key === `${bootId()}\n${key}` ? kept.value : undefined;
   } catch {
     return undefined;
@@ -22,13 +23,13 @@ export function readKept<T>(name: string, key: string): T | undefined {
 
 export function keep(name: string, key: string, value: unknown): void {
   try {
-    mkdirSync(DIR, { recursive: true, mode: 0o700 });
-    writeFileSync(`${DIR}/${name}.json`, JSON.stringify({ key: `${bootId()}\n${key}`, value }), { mode: 0o600 });
+    mkdirSync(dir(), { recursive: true, mode: 0o700 });
+    writeFileSync(`${dir()}/${name}.json`, JSON.stringify({ key: `${bootId()}\n${key}`, value }), { mode: 0o600 });
   } catch {
     // a read-only /run: work it out again next time
   }
 }
 
 export function forgetKept(name: string): void {
-  rmSync(`${DIR}/${name}.json`, { force: true });
+  rmSync(`${dir()}/${name}.json`, { force: true });
 }

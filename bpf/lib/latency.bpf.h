@@ -164,4 +164,13 @@ static __always_inline void latency_slab_free(__u64 key)
 		lat_finish(key, m, 0, TP_KMEM_CACHE_FREE, bpf_ktime_get_ns());
 }
 
+/* A TCP clone ended with its fclone pair (see fclone_of()): no record, as
+ * its pair goes later than the packet did (once acknowledged); forgotten,
+ * so the next skb at its address is timed from its own first hook. */
+static __always_inline void latency_forget(__u64 key)
+{
+	if (lat_any)
+		bpf_map_delete_elem(&lat_start, &key);
+}
+
 #endif /* SKBTRAIL_LATENCY_BPF_H */

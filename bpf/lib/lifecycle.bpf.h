@@ -384,7 +384,7 @@ static __always_inline int on_slab_free(void *ptr)
 	if (CFG.latency) {
 		latency_slab_free((__u64)ptr);
 		if (clone)
-			latency_slab_free(clone);
+			latency_forget(clone);
 		return 0;
 	}
 	if (!tracked_any)

@@ -130,27 +130,26 @@ const NOT_TRACEABLE = "the kernel marks it not traceable (absent from available_
 const OWN_NEEDS_HELPERS = "its program needs kprobes, or fentry with bpf_get_func_ip and bpf_get_func_ret (5.17+)";
 
 function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
-  // fentry reads the skb from the arguments' BTF types, and kernels before
-  // 6.x refuse to read through a struct sk_buff ** there: kprobes for those.
-  const trampolineOk = f.fentry && fn.ftrace !== false && !fn.module && fn.symbol === fn.name && !fn.pskb;
-  // Functions with programs of their own ask which function they are on
-  // (bpf_get_func_ip): before 5.17 those take kprobes, even under --backend fentry.
-  const ownWithoutHelpers = fn.name in OWN_PROGRAMS && !f.fentryHelpers;
-  const fentryOk = trampolineOk && !ownWithoutHelpers;
-  const multiOk = f.kprobeMulti && fn.ftrace !== false;
   if (forced === "tracepoint") return { why: "--backend tracepoint traces tracepoints only" };
   // Kprobes refuse what ftrace cannot hook too (x86 kernels with kprobes on
   // ftrace and without KPROBE_EVENTS_ON_NOTRACE, as Debian's): asking would
   // only cost an attach and a "Could not probe notrace function" in dmesg.
   if (fn.ftrace === false) return { why: NOT_TRACEABLE };
+  // fentry reads the skb from the arguments' BTF types, and kernels before
+  // 6.x refuse to read through a struct sk_buff ** there: kprobes for those.
+  const trampolineOk = f.fentry && !fn.module && fn.symbol === fn.name && !fn.pskb;
+  // Functions with programs of their own ask which function they are on
+  // (bpf_get_func_ip): before 5.17 those take kprobes, even under --backend fentry.
+  const ownWithoutHelpers = fn.name in OWN_PROGRAMS && !f.fentryHelpers;
+  const fentryOk = trampolineOk && !ownWithoutHelpers;
   if (forced === "fentry") {
     if (fentryOk) return "fentry";
     if (trampolineOk && f.kprobe) return "kprobe"; // an own program without the helpers
     return { why: fn.module ? "fentry is used for vmlinux functions only" : fn.pskb ? "its skb is behind a pointer, which fentry cannot read on every kernel" : ownWithoutHelpers ? OWN_NEEDS_HELPERS : `fentry cannot attach to ${fn.symbol}` };
   }
-  if (forced === "kprobe-multi") return multiOk ? "kprobe-multi" : { why: `kprobe.multi cannot attach to ${fn.symbol}` };
+  if (forced === "kprobe-multi") return f.kprobeMulti ? "kprobe-multi" : { why: `kprobe.multi cannot attach to ${fn.symbol}` };
   if (forced === "kprobe") return "kprobe";
-  if (multiOk) return "kprobe-multi";
+  if (f.kprobeMulti) return "kprobe-multi";
   // Kprobes before fentry: one verified program serves every function, where
   // each fentry copy goes through the verifier again. Under emulation the
   // default set started in 29 s with kprobes against 55 s with fentry on 6.1

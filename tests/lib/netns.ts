@@ -41,6 +41,10 @@ export class Server {
   get pid(): number {
     return this.proc.pid;
   }
+  /** Runs all its threads on that CPU only (see Netns.tcp's `cpu`). */
+  async pin(cpu: number): Promise<void> {
+    await $`taskset -a -p -c ${cpu} ${this.pid}`.quiet();
+  }
   async stop(): Promise<void> {
     this.proc.kill("SIGKILL");
     await this.proc.exited;

@@ -59,7 +59,11 @@ export class Skbtrail {
     const deadline = Date.now() + timeoutMs;
     while (!/begin trace\.\.\./.test(this.stdoutText + this.stderrText)) {
       if (this.proc.exitCode !== null) throw new Error(`skbtrail exited before tracing: ${this.stderrText.trim()}`);
-      if (Date.now() > deadline) throw new Error(`skbtrail not ready after ${timeoutMs} ms: ${this.stderrText.trim()}`);
+      if (Date.now() > deadline) {
+        // Not left tracing behind the failed test: it would hold its hooks through the next ones.
+        this.proc.kill("SIGKILL");
+        throw new Error(`skbtrail not ready after ${timeoutMs} ms: ${this.stderrText.trim()}`);
+      }
       await Bun.sleep(20);
     }
   }

@@ -40,9 +40,9 @@ const ICMP_ERROR_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|closed UDP port|forwarding
 /** Whose finding changes where functions are hooked: nftables chains (nft_do_chain), a socket filter's return. */
 const FUNCTION_HOOK_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|nftables|socket filter`;
 
-// Longest first (measured: build/vm-logs/NAME.log says each boot's seconds): the VMs share out the host's
-// CPUs in this order (PARALLEL below), and with two CPUs bullseye + bullseye-diag and trixie + bookworm
-// end close together.
+// The VMs share out the host's CPUs in this order (PARALLEL below). With two CPUs, in one CI run (each boot's
+// seconds are in build/vm-logs/NAME.log): bullseye 1276 s then bookworm 1688 s, beside trixie 1357 s then
+// bullseye-diag 1570 s: both slots end within a minute of each other.
 const CASES: VmCase[] = [
   // 5.10: no attach cookie nor bpf_get_func_ip (5.15+): kprobes name their function by instruction pointer and
   // stack slot, fentry/fexit copies carry it in their instructions; no drop reasons (5.17+): the CI gate judges

@@ -82,9 +82,9 @@ function returnMatches(meaning: string, hook: string, v: number | undefined): bo
  * address (a TCP clone leaves its slab slot with its original, unseen).
  */
 function translated(first: HookEvent["pkt"], now: HookEvent["pkt"]): boolean {
-  const same = (a: HookEvent["pkt"], b: HookEvent["pkt"]) => a.saddr === b.saddr && a.daddr === b.daddr && a.sport === b.sport && a.dport === b.dport;
-  const swapped = { ...now, saddr: now.daddr, daddr: now.saddr, sport: now.dport, dport: now.sport };
-  return !same(first, now) && !same(first, swapped);
+  const same = first.saddr === now.saddr && first.daddr === now.daddr && first.sport === now.sport && first.dport === now.dport;
+  const swapped = first.saddr === now.daddr && first.daddr === now.saddr && first.sport === now.dport && first.dport === now.sport;
+  return !same && !swapped;
 }
 
 /** errno values of x86-64 Linux, for rules written with names. */

@@ -212,19 +212,23 @@ describe("--sock's tracepoints", () => {
 describe("resolutions kept for the next run of this boot", () => {
   test("a second run with the same key reads neither kallsyms nor ftrace's list; another key resolves again", () => {
     // A directory of its own: real runs keep theirs in /run/skbtrail (and a user without root cannot write there).
-    process.env.SKBTRAIL_STATE_DIR = mkdtempSync(`${tmpdir()}/skbtrail-kept-`);
-    const key = `unit test ${process.pid} ${Date.now()}`;
-    const first = new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => FTRACE, "/nonexistent", key);
-    const resolved = [first.resolve("ip_rcv_core"), first.resolve("nf_hook_slow", true), first.resolve("not_in_btf")];
-    first.keepResolutions();
-    const unread = () => {
-      throw new Error("read again");
-    };
-    const second = new FunctionIndex(btf, unread, unread, "/nonexistent", key);
-    expect([second.resolve("ip_rcv_core"), second.resolve("nf_hook_slow", true), second.resolve("not_in_btf")]).toEqual(resolved);
-    expect(resolved[0]).toMatchObject({ fn: { symbol: "ip_rcv_core.isra.0", ftrace: true } });
-    expect(() => new FunctionIndex(btf, unread, unread, "/nonexistent", `${key} other`).resolve("ip_rcv_core")).toThrow("read again");
-    rmSync(process.env.SKBTRAIL_STATE_DIR, { recursive: true });
-    delete process.env.SKBTRAIL_STATE_DIR;
+    const dir = mkdtempSync(`${tmpdir()}/skbtrail-kept-`);
+    process.env.SKBTRAIL_STATE_DIR = dir;
+    try {
+      const key = `unit test ${process.pid} ${Date.now()}`;
+      const first = new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => FTRACE, "/nonexistent", key);
+      const resolved = [first.resolve("ip_rcv_core"), first.resolve("nf_hook_slow", true), first.resolve("not_in_btf")];
+      first.keepResolutions();
+      const unread = () => {
+        throw new Error("read again");
+      };
+      const second = new FunctionIndex(btf, unread, unread, "/nonexistent", key);
+      expect([second.resolve("ip_rcv_core"), second.resolve("nf_hook_slow", true), second.resolve("not_in_btf")]).toEqual(resolved);
+      expect(resolved[0]).toMatchObject({ fn: { symbol: "ip_rcv_core.isra.0", ftrace: true } });
+      expect(() => new FunctionIndex(btf, unread, unread, "/nonexistent", `${key} other`).resolve("ip_rcv_core")).toThrow("read again");
+    } finally {
+      rmSync(dir, { recursive: true });
+      delete process.env.SKBTRAIL_STATE_DIR;
+    }
   });
 });

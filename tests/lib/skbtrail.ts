@@ -57,8 +57,14 @@ export class Skbtrail {
   /** Resolves once "begin trace..." appeared (stdout, or stderr with --json). */
   async ready(timeoutMs = scaled(15_000)): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!/begin trace\.\.\./.test(this.stdoutText + this.stderrText)) {
-      if (this.proc.exitCode !== null) throw new Error(`skbtrail exited before tracing: ${this.stderrText.trim()}`);
+    const begun = () => /begin trace\.\.\./.test(this.stdoutText + this.stderrText);
+    while (!begun()) {
+      if (this.proc.exitCode !== null) {
+        // A short run (-c under a flood) may be over before its output was read: read it all, then look.
+        await this.finished;
+        if (begun()) return;
+        throw new Error(`skbtrail exited before tracing: ${this.stderrText.trim()}`);
+      }
       if (Date.now() > deadline) {
         // Not left tracing behind the failed test: it would hold its hooks through the next ones.
         this.proc.kill("SIGKILL");
@@ -72,7 +78,9 @@ export class Skbtrail {
   async waitFor(pattern: RegExp, timeoutMs = scaled(10_000)): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.stdoutText)) {
-      if (this.proc.exitCode !== null || Date.now() > deadline) return false;
+      // Exited: what it printed may still be in the pipe.
+      if (this.proc.exitCode !== null) return (await this.finished, pattern.test(this.stdoutText));
+      if (Date.now() > deadline) return false;
       await Bun.sleep(20);
     }
     return true;

@@ -138,8 +138,9 @@ export class Lifecycle {
   }
 
   /**
-   * Emits complete contexts, and those idle since before `nowNs - idleNs`,
-   * until the clock passes `untilMs` (performance.now()); the rest wait for
+   * Emits complete contexts, and those idle since before `nowNs - idleNs`
+   * (`nowNs`: how far the reader got, see ReadClock), until the clock
+   * passes `untilMs` (performance.now()); the rest wait for
    * the next call. Call after each batch, so events of one packet from other
    * CPUs that arrived in the same batch are already in.
    */

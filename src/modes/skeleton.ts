@@ -5,6 +5,7 @@
 // holds. A mode says what to load and attach and what a record means;
 // stopping, counting and tearing down are the skeleton's.
 import type { BpfObject } from "../../ffi/libbpf";
+import { monotonicNowNs } from "../../ffi/libc";
 import type { ProgramName } from "../abi/programs.generated";
 import { Attachments } from "../bpf/attach";
 import type { ConfigInput, Filter } from "../bpf/config";
@@ -56,6 +57,24 @@ export interface ModeSession {
 /** The filters every mode's configuration starts with (--netns-current resolved here). */
 export function filterConfig(filter: Filter): Pick<ConfigInput, "filter" | "currentNetns"> {
   return { filter, currentNetns: filter.netnsCurrent ? currentNetns() : undefined };
+}
+
+/**
+ * The time up to which records were read: now once a batch left the ring
+ * empty, else the newest record read. Waits (a packet's idle end, an
+ * unanswered SYN) are judged on it: a reader a flood left seconds behind
+ * must not give up on events still queued in the ring.
+ */
+export class ReadClock {
+  private newestNs = 0;
+
+  saw(timeNs: number): void {
+    if (timeNs > this.newestNs) this.newestNs = timeNs;
+  }
+
+  nowNs(caughtUp: boolean): number {
+    return caughtUp ? monotonicNowNs() : this.newestNs;
+  }
 }
 
 const ms = (x: number) => `${Math.round(x)} ms`;

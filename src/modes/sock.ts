@@ -34,7 +34,7 @@ import { readFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import { attachedAs, plannedPrograms } from "../plan/plan";
 import { makeSockPlan, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE, SOCK_TRACEPOINTS } from "../plan/sock";
-import { filterConfig, runSession } from "./skeleton";
+import { filterConfig, ReadClock, runSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 const T = tracepoint_id;
@@ -87,6 +87,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
     throw environmentError("--sock needs the tracepoint sock:inet_sock_set_state, which this kernel does not have: run it on Linux 4.16 or newer (--drop and --monitor work here)");
 
   const connections = new Connections(namer);
+  const clock = new ReadClock();
   let loaded: Session | undefined;
   const readRtt = () => rttTable(readPerCpuArray(loaded!.obj.map("sock_rtt"), rtt_log2_slots.RTT_LOG2_SLOTS));
   let nextTable = performance.now() + RTT_TABLE_MS;
@@ -112,6 +113,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       record: (kind, ring, offset) => {
         if (kind !== event_kind.EVENT_SOCK) return;
         const e = decodeSock(ring, offset);
+        clock.saw(e.timeNs);
         // --rtt-detail: the RTT samples only (tcp_probe with a sample), one line each; -c counts them.
         if (opts.rttDetail) {
           if (e.tracepoint !== T.TP_TCP_PROBE || !e.rttUs) return;
@@ -134,8 +136,8 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         summed(connections.add(e));
         if (diagnosis) showVerdicts(diagnosis.event(e));
       },
-      batchDone: () => {
-        if (diagnosis) showVerdicts(diagnosis.due(monotonicNowNs()));
+      batchDone: (caughtUp) => {
+        if (diagnosis) showVerdicts(diagnosis.due(clock.nowNs(caughtUp)));
         if (!opts.rttHistogram) return;
         const now = performance.now();
         const due = now >= nextTable;

@@ -27,7 +27,7 @@ import { tracepointById } from "../plan/tracepoints";
 import { excludeHooks, loadTracerTree, selectHooks, type Selection, type TreeGroup } from "../plan/tracer-tree";
 import type { MetricsServer } from "./metrics-server";
 import type { PacketCapture } from "./pcap";
-import { filterConfig, runSession, type ModeSession } from "./skeleton";
+import { filterConfig, ReadClock, runSession, type ModeSession } from "./skeleton";
 import type { StopControl } from "./stop";
 
 /**
@@ -245,6 +245,7 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
     if (level === "error" && !opts.diagKeep) stop.request("diagnosis");
   };
   const minLatencyNs = Math.round((opts.minLatencyMs ?? 0) * 1e6);
+  const clock = new ReadClock();
   const lifecycle =
     opts.mode === "basic"
       ? undefined
@@ -321,11 +322,12 @@ export async function runTrace(opts: Options, kernel: KernelInfo, out: Output, s
           return;
         }
         diagnosis?.noticeDrop(e);
+        clock.saw(e.timeNs);
         lifecycle.add(e);
       },
-      batchDone: () => {
+      batchDone: (caughtUp) => {
         if (opts.funcStats && performance.now() >= nextStats) showFuncStats();
-        lifecycle?.flush(monotonicNowNs(), performance.now() + BATCH_SHOW_MS);
+        lifecycle?.flush(clock.nowNs(caughtUp), performance.now() + BATCH_SHOW_MS);
         if (diagnosis) showDiagnosed(true);
         pcap?.flush();
       },

@@ -9,6 +9,7 @@ import { decodeHook, type HookEvent } from "../../src/events/decode";
 import { Lifecycle, type LifecycleLimits, type PacketContext } from "../../src/events/lifecycle";
 import { tracepointById } from "../../src/plan/tracepoints";
 import { annotate } from "../../src/events/line";
+import { ReadClock } from "../../src/modes/skeleton";
 import captured from "../fixtures/lifecycles.json";
 
 /** The captured records, decoded afresh (tests change them). */
@@ -72,6 +73,28 @@ describe("captured packets", () => {
     const again = group(events);
     again.life.flushAll();
     expect(again.out.find((c) => c.id === events[0]!.ctxId)).toMatchObject({ end: "exit" });
+  });
+
+  test("a reader left behind judges idleness by what it read: a free still queued in the ring ends the packet", () => {
+    // The records were captured long ago: by the wall clock, every packet is idle.
+    const events = recorded();
+    const id = events[0]!.ctxId;
+    const free = events.find((e) => e.ctxId === id && e.flags & hook_flags.HOOK_FREE)!;
+    const clock = new ReadClock();
+    const out: PacketContext[] = [];
+    const life = new Lifecycle(LIMITS, (ctx) => out.push(ctx));
+    for (const e of events.filter((e) => e !== free)) {
+      clock.saw(e.timeNs);
+      life.add(e);
+    }
+    life.flush(clock.nowNs(false)); // the batch ended with records still queued
+    expect(out.find((c) => c.id === id)).toBeUndefined();
+    clock.saw(free.timeNs);
+    life.add(free);
+    life.flush(clock.nowNs(true)); // caught up: now is the wall clock
+    life.flush(clock.nowNs(true) + LIMITS.settleNs);
+    expect(out.find((c) => c.id === id)).toMatchObject({ end: "freed" });
+    expect(clock.nowNs(true)).toBeGreaterThan(last(events));
   });
 });
 

@@ -245,7 +245,10 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 			known = 0;
 		} else {
 			entry = *known;
-			known->flow = flow;
+			/* A hook before the headers are written (__ip_queue_xmit)
+			 * must not hide the last addresses from the next one. */
+			if (he->pkt.parsed & PKT_L3)
+				known->flow = flow;
 		}
 	}
 	/* A clone of a followed packet, never seen before: it joins its packet

@@ -3,12 +3,10 @@
 // fentry (tests/vm runs this file in Debian's 6.12). Each scenario asserts
 // the hooks every kernel shows on the packet's path, in order.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { tracerTreeText } from "../../src/common/assets";
-import { Btf, Kind } from "../../src/kernel/btf";
 import { allHooks, findGroup, loadTracerTree } from "../../src/plan/tracer-tree";
 import { blocks, inOrder, shown } from "../lib/blocks";
-import { functionBackends, hasVlan, netfilterDropLocation } from "../lib/kernel";
+import { btfStructSize, functionBackends, hasVlan, netfilterDropLocation } from "../lib/kernel";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
@@ -112,8 +110,7 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
     // whenever that CPU next receives.
     // The pair is told from its neighbours by alignment (fclone_of() in bpf/lib/lifecycle.bpf.h): a clone that
     // starts on a cache line would not be ended, and the kernel's layout says whether one does.
-    const vmlinux = Btf.parse(new Uint8Array(readFileSync("/sys/kernel/btf/vmlinux")));
-    const skbSize = vmlinux.sizeOrType(vmlinux.find("sk_buff", Kind.STRUCT)[0]!);
+    const skbSize = btfStructSize("sk_buff");
     if (skbSize % 64 === 0) return console.warn(`SKIPPED: struct sk_buff is ${skbSize} bytes here, so a clone starts on a cache line and its pair's free is not told apart`);
     const server = await pair.b.ns.serve("tcp", 7304);
     try {

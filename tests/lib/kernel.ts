@@ -1,9 +1,10 @@
 // Facts about the running kernel that tests must not hard-code: they differ
 // between the kernels the tests run on (a tracepoint-only 6.18 CI machine,
 // Debian's 5.10/6.1/6.12 in tests/vm, a stock Ubuntu). Each is read from the
-// kernel itself (/proc/kallsyms) or asked of the binary, once per process.
+// kernel itself (/proc/kallsyms, its BTF) or asked of the binary, once per process.
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { BINARY, runSkbtrail } from "./skbtrail";
+import { Btf, Kind } from "../../src/kernel/btf";
 
 /** The function backends in the order the binary prefers them (chooseBackend in src/plan/plan.ts). */
 export const FUNCTION_BACKENDS = ["kprobe-multi", "kprobe", "fentry"] as const;
@@ -93,6 +94,12 @@ let btfStrings: string | undefined;
 export function btfHas(name: string): boolean {
   btfStrings ??= readFileSync("/sys/kernel/btf/vmlinux", "latin1");
   return btfStrings.includes(`\0${name}\0`);
+}
+
+/** The size of a struct in the running kernel's BTF (its layout differs between kernels). */
+export function btfStructSize(name: string): number {
+  const vmlinux = Btf.parse(new Uint8Array(readFileSync("/sys/kernel/btf/vmlinux")));
+  return vmlinux.sizeOrType(vmlinux.find(name, Kind.STRUCT)[0]!);
 }
 
 /**

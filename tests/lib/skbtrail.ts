@@ -78,8 +78,11 @@ export class Skbtrail {
   async waitFor(pattern: RegExp, timeoutMs = scaled(10_000)): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.stdoutText)) {
-      // Exited: what it printed may still be in the pipe.
-      if (this.proc.exitCode !== null) return (await this.finished, pattern.test(this.stdoutText));
+      if (this.proc.exitCode !== null) {
+        // Exited: what it printed may still be in the pipe.
+        await this.finished;
+        return pattern.test(this.stdoutText);
+      }
       if (Date.now() > deadline) return false;
       await Bun.sleep(20);
     }

@@ -20,7 +20,7 @@ enum event_kind {
 	EVENT_HOOK = 2, /* a traced function or tracepoint saw a packet */
 	EVENT_NF = 3,   /* a netfilter hook: struct nf_event */
 	EVENT_MONITOR = 4, /* something abnormal seen by --monitor: struct monitor_event */
-	EVENT_SOCK = 5,    /* --sock: a socket tracepoint fired: struct sock_event */
+	EVENT_SOCK = 5,    /* --sock: a socket tracepoint fired or a socket function was called: struct sock_event */
 	EVENT_LATENCY = 6, /* --latency: a packet's path took at least --min-latency: struct latency_event */
 };
 
@@ -380,12 +380,16 @@ struct sock_event {
 	__u32 pad;
 	__u64 bytes_acked;
 	__u64 bytes_received;
+	__u64 func;        /* tracepoint TP_NONE: a socket function was called (--sock's function hooks), its address */
+	__u32 ack_backlog; /* a listener: connections waiting in its accept queue... */
+	__u32 max_ack_backlog; /* ...and the queue's size (listen()'s backlog) */
 	__u8 state;        /* TCP state (inet_sock_set_state: the new one) */
 	__u8 old_state;    /* inet_sock_set_state: the state it left */
 	__u8 ca_state;     /* enum tcp_ca_state */
 	__u8 tcp;          /* a full TCP socket: the tcp_sock fields are valid */
 	__u8 no_socket;    /* tcp_send_reset without a socket: the connection is the packet's, reversed */
-	__u8 pad2[3];
+	__u8 timeouts;     /* retransmission timeouts in a row, unanswered (icsk_retransmits) */
+	__u8 pad2[2];
 	char comm[16];
 };
 

@@ -98,6 +98,8 @@ struct sock {
 	int sk_sndbuf;
 	int sk_wmem_queued;
 	int sk_err;
+	__u32 sk_ack_backlog;
+	__u32 sk_max_ack_backlog;
 	struct {
 		atomic_t rmem_alloc;
 	} sk_backlog;
@@ -105,6 +107,7 @@ struct sock {
 
 struct inet_connection_sock {
 	__u8 icsk_ca_state : 5;
+	__u8 icsk_retransmits;
 } __attribute__((preserve_access_index));
 
 struct tcp_rack {

@@ -20,6 +20,13 @@
  *                               receive buffer is full: UDP does not use
  *                               sock:sock_rcvqueue_full)
  *
+ * and, where the kernel has kprobes or fentry, the socket functions of the
+ * tracer tree's tcp-state, tcp-congestion and tcp-retrans groups (what no
+ * tracepoint shows: retransmission timers firing, zero-window and loss
+ * probes, SYNs reaching a listener): one record per call, named by the
+ * function's address, with the `struct sock *` argument at the position
+ * TypeScript found in BTF (SOCK_FUNC_PROGRAMS below).
+ *
  * The kernel keeps one bit per socket a filter kept (sock_kept, a bounded
  * LRU); the connections' summaries are made by TypeScript from the records,
  * in a bounded map (src/events/sock.ts). --rtt counts the RTT samples kept
@@ -33,6 +40,7 @@
 /* UAPI TCP states that are not full sockets (sk_fullsock()): their
  * tcp_sock fields must not be read. */
 #define TCP_TIME_WAIT 6
+#define TCP_LISTEN 10
 #define TCP_NEW_SYN_RECV 12
 
 struct {
@@ -73,6 +81,7 @@ static __always_inline void sock_rtt_observe(__u32 rtt_us)
 
 /* What the tracepoint says beyond its socket. */
 struct sock_hit {
+	__u64 func;        /* a function hook (tracepoint TP_NONE): its address */
 	__u32 tracepoint;
 	__s32 arg;
 	__s32 old_state;
@@ -99,6 +108,10 @@ static __always_inline void sock_read(struct sock_event *e, const struct sock *s
 	e->rmem_alloc = BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
 	e->rcvbuf = BPF_CORE_READ(sk, sk_rcvbuf);
 	e->sndbuf = BPF_CORE_READ(sk, sk_sndbuf);
+	if (e->state == TCP_LISTEN) {
+		e->ack_backlog = BPF_CORE_READ(sk, sk_ack_backlog);
+		e->max_ack_backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	}
 	if (e->pkt.l4_proto != IPPROTO_TCP)
 		return;
 	e->tcp = 1;
@@ -114,6 +127,7 @@ static __always_inline void sock_read(struct sock_event *e, const struct sock *s
 	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	e->ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	e->timeouts = BPF_CORE_READ(icsk, icsk_retransmits);
 }
 
 /* Header, process, and the record into the ring. */
@@ -121,6 +135,7 @@ static __always_inline void sock_submit(struct sock_event *e, const struct sock_
 {
 	fill_header(&e->hdr, EVENT_SOCK, sizeof(*e));
 	e->tracepoint = h->tracepoint;
+	e->func = h->func;
 	e->arg = h->arg;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
@@ -284,6 +299,51 @@ static __always_inline int sock_reset_sent(const struct sock *sk, struct sk_buff
 	sock_submit(e, &h);
 	return 0;
 }
+
+/*
+ * A socket function's call: the socket's addresses, state and counters as
+ * at a tracepoint. Which protocol is read from the socket (-t may name any
+ * function taking a struct sock *).
+ */
+static __always_inline int sock_func(__u64 func, const struct sock *sk)
+{
+	struct sock_hit h = { .func = func, .tracepoint = TP_NONE, .arg = -1, .new_state = -1 };
+
+	return sock_hit(sk, &h, true, 0);
+}
+
+/* One set per position of the struct sock * argument; the function's
+ * address as in functions.bpf.h (attach cookie, instruction pointer,
+ * bpf_get_func_ip, or written into the fentry copy: FUNC_ID_MARK). */
+#define SOCK_FUNC_PROGRAMS(n, PARM)                                                            \
+	SEC("kprobe.multi")                                                                    \
+	int kmulti_sock##n(struct pt_regs *ctx)                                                \
+	{                                                                                      \
+		return sock_func(bpf_get_attach_cookie(ctx), (void *)PARM(ctx));               \
+	}                                                                                      \
+	SEC("kprobe")                                                                          \
+	int kprobe_sock##n(struct pt_regs *ctx)                                                \
+	{                                                                                      \
+		return sock_func(kprobe_func(ctx), (void *)PARM(ctx));                          \
+	}                                                                                      \
+	SEC("fentry")                                                                          \
+	int fentry_sock##n(__u64 *ctx)                                                         \
+	{                                                                                      \
+		sock_func(bpf_get_func_ip(ctx), (void *)ctx[n]);                               \
+		return 0;                                                                      \
+	}                                                                                      \
+	SEC("fentry")                                                                          \
+	int fentry_id_sock##n(__u64 *ctx)                                                      \
+	{                                                                                      \
+		__u64 func;                                                                    \
+		asm volatile("%0 = " XSTR(FUNC_ID_MARK) " ll" : "=r"(func));                  \
+		sock_func(func, (void *)ctx[n]);                                               \
+		return 0;                                                                      \
+	}
+
+SOCK_FUNC_PROGRAMS(0, PT_REGS_PARM1)
+SOCK_FUNC_PROGRAMS(1, PT_REGS_PARM2)
+SOCK_FUNC_PROGRAMS(2, PT_REGS_PARM3)
 
 TP_VARIANT(inet_sock_set_state, sock, sock_set_state((void *)ctx[0], (int)ctx[1], (int)ctx[2]))
 TP_VARIANT(tcp_probe, sock, sock_probe((void *)ctx[0], (void *)ctx[1]))

@@ -54,7 +54,7 @@ export const args = {
   hooks: b("print netfilter hooks if dropping by netfilter"),
   drop: b("skb drop monitor mode"),
   "drop-stack": b("print the kernel call stack of each drop"),
-  sock: b("'sock' mode: socket events (state changes, RTT samples, resets, retransmissions, full buffers, errors) and a summary per TCP connection"),
+  sock: b("'sock' mode: socket events (state changes, RTT samples, resets, retransmissions, timers, probes, full buffers and listeners, errors) and a summary per TCP connection; -t chooses its socket functions"),
   monitor: b("'monitor' mode: only abnormal events (drops, resets, timeouts, overflows), repeats summed up; cheap enough to leave running"),
   aggregate: s("--monitor: sum up repeats of an event for SECONDS before saying how many (default 10)", undefined, "SECONDS"),
   "rate-limit": s("--monitor/--basic: print at most N events per second, count the rest", undefined, "N"),

@@ -274,8 +274,10 @@ function parseFlags(argv: string[], run: boolean): Parsed {
   }
   if (given.has("sock")) {
     if (run) throw usageError(`--${given.has("rtt-detail") ? "rtt-detail" : rttOnly ? "rtt" : "sock"} does not apply to skbtrail run: it reports drops`);
+    // -t and --backend choose --sock's function hooks; --rtt and --rtt-detail have none (RTT samples only).
+    const sockHooks = !given.has("rtt-detail") && !rttOnly ? ["trace", "backend"] : [];
     for (const other of ["drop", "monitor", "basic", "metrics", "pcap", "reason", "func-stats", "rate-limit", "drop-stack", ...TRACING_FLAGS, ...NOT_FOR_SOCKETS])
-      if (given.has(other))
+      if (given.has(other) && !sockHooks.includes(other))
         throw usageError(
           given.has("rtt-detail") ? `--${other} does not apply to --rtt-detail (RTT samples of sockets): remove it`
           : rttOnly ? `--${other} does not apply to --rtt (the RTT table of sockets): remove it`

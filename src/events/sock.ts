@@ -24,6 +24,8 @@ export interface SockEvent {
   pid: number;
   comm: string;
   tracepoint: number;
+  /** A socket function's call (tracepoint TP_NONE): the function's name. */
+  fn?: string;
   arg: number;
   state: number;
   oldState: number;
@@ -47,11 +49,17 @@ export interface SockEvent {
   sndbuf: number;
   bytesAcked: number;
   bytesReceived: number;
+  /** A listener: connections waiting in its accept queue, and the queue's size. */
+  acceptQueue: number;
+  acceptQueueMax: number;
+  /** Retransmission timeouts in a row, unanswered. */
+  timeouts: number;
 }
 
 const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
 
-export function decodeSock(b: RecordBytes, off: number): SockEvent {
+/** `functions`: the traced socket functions' names by address key (their records name them by address). */
+export function decodeSock(b: RecordBytes, off: number, functions?: ReadonlyMap<number, string>): SockEvent {
   const u32 = (f: { offset: number }) => b.u32[(off + f.offset) >>> 2]!;
   const i32 = (f: { offset: number }) => b.i32[(off + f.offset) >>> 2]!;
   const u8 = (f: { offset: number }) => b.u8[off + f.offset]!;
@@ -67,6 +75,7 @@ export function decodeSock(b: RecordBytes, off: number): SockEvent {
     pid: u32(S.pid),
     comm: kernelString(b.u8, off + S.comm.offset, S.comm.size),
     tracepoint: u32(S.tracepoint),
+    fn: u32(S.tracepoint) === T.TP_NONE ? (functions?.get(addrKey(b.u32[((off + S.func.offset) >>> 2) + 1]!, u32(S.func))) ?? "?") : undefined,
     arg: i32(S.arg),
     state: u8(S.state),
     oldState: u8(S.old_state),
@@ -88,6 +97,9 @@ export function decodeSock(b: RecordBytes, off: number): SockEvent {
     sndbuf: i32(S.sndbuf),
     bytesAcked: u64(b, off + S.bytes_acked.offset),
     bytesReceived: u64(b, off + S.bytes_received.offset),
+    acceptQueue: u32(S.ack_backlog),
+    acceptQueueMax: u32(S.max_ack_backlog),
+    timeouts: u8(S.timeouts),
   };
 }
 
@@ -124,8 +136,50 @@ export function durationText(us: number): string {
 
 const stateName = (n: SockNamer, v: number) => n.tcpState(v) ?? `state ${v}`;
 
+/** A listener's accept queue is full: the kernel drops the next connection attempt (sk_acceptq_is_full). */
+const acceptQueueFull = (e: SockEvent) => e.acceptQueue > e.acceptQueueMax;
+
+/** What a socket function's call means, in words; functions -t named outside the tree have none. */
+function functionNote(e: SockEvent): string | undefined {
+  const queue = `${e.acceptQueue} of ${e.acceptQueueMax} waiting`;
+  switch (e.fn) {
+    case "tcp_conn_request":
+      return acceptQueueFull(e) ? `SYN dropped: the accept queue is full (${queue}); the application does not accept() fast enough` : `SYN received (${queue})`;
+    case "inet_csk_accept":
+      return `accept() (${queue})`;
+    case "tcp_retransmit_timer":
+      return `retransmission timer fired: nothing acknowledged in time${e.timeouts ? ` (${e.timeouts + 1} in a row)` : ""}`;
+    case "tcp_send_probe0":
+      return "zero-window probe: the peer's receive window is closed";
+    case "tcp_write_wakeup":
+      return "window probe or keepalive sent";
+    case "tcp_send_loss_probe":
+      return "tail loss probe: the last segments went unacknowledged";
+    case "tcp_enter_recovery":
+      return "fast recovery: the peer reported a loss";
+    case "tcp_enter_loss":
+      return "retransmission timeout: loss recovery";
+    case "tcp_enter_cwr":
+      return "congestion window reduced (ECN or local congestion)";
+    case "tcp_rcv_spurious_retrans":
+      return "spurious retransmission: the peer resent data already received";
+    case "tcp_close":
+      return "close() by the application";
+    case "tcp_fin":
+      return "FIN received";
+    case "tcp_send_active_reset":
+      return "reset sent by this socket (abort)";
+    default:
+      return undefined;
+  }
+}
+
 /** What the event means, in words, nettrace's *…* notes. */
 export function sockNotes(e: SockEvent, n: SockNamer): string[] {
+  if (e.fn) {
+    const note = functionNote(e);
+    return note ? [note] : [];
+  }
   switch (e.tracepoint) {
     case T.TP_INET_SOCK_SET_STATE:
       return [`${stateName(n, e.oldState)} -> ${stateName(n, e.state)}`];
@@ -199,7 +253,7 @@ export interface ConnectionHealth {
   established: boolean;
   /** Retransmissions before it was established: SYNs nobody answered. */
   synRetransmits: number;
-  /** Moves into CA_Loss (tcp_cong_state_set, Linux 6.2+): retransmission timeouts. */
+  /** Retransmission timeouts once established: the timer's firings (function hooks), else moves into CA_Loss (tcp_cong_state_set, Linux 6.2+). */
   timeouts: number;
   /** The largest smoothed RTT seen (tcp_probe), and the connection's minimum RTT (the kernel's windowed minimum, else the smallest sample). */
   srttMaxUs: number | null;
@@ -229,6 +283,9 @@ interface Tracked {
   synSentNs?: number;
   handshakeUs: number | null;
   retransmitEvents: number;
+  /** Moves into CA_Loss, and firings of the retransmission timer once established (tcp_retransmit_timer). */
+  lossMoves: number;
+  timerFirings: number;
   rttSamples: number;
   rttSum: number;
   rttMin: number;
@@ -314,7 +371,7 @@ export class Connections {
       }
       c = {
         sk: e.sk, pkt: e.pkt, netns: e.netns, startNs: e.timeNs, lastNs: e.timeNs, fromStart: opening, handshakeUs: null,
-        retransmitEvents: 0, rttSamples: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, closedBy: null, listener: state === "LISTEN",
+        retransmitEvents: 0, lossMoves: 0, timerFirings: 0, rttSamples: 0, rttSum: 0, rttMin: Infinity, rttMax: 0, closedBy: null, listener: state === "LISTEN",
         synAcked: false, finAcked: false, finReceived: false, health: healthyConnection(),
       };
       this.live.set(e.sk, c);
@@ -357,7 +414,11 @@ export class Connections {
         if (state === "SYN_SENT") h.synRetransmits++;
         break;
       case T.TP_TCP_CONG_STATE_SET:
-        if (this.n.caState(e.arg) === "CA_Loss") h.timeouts++;
+        if (this.n.caState(e.arg) === "CA_Loss") h.timeouts = Math.max(++c.lossMoves, c.timerFirings);
+        break;
+      case T.TP_NONE:
+        // The timer fires again while in CA_Loss (no new move), so where it is traced its count is the better one.
+        if (e.fn === "tcp_retransmit_timer" && !handshaking) h.timeouts = Math.max(c.lossMoves, ++c.timerFirings);
         break;
       case T.TP_SOCK_RCVQUEUE_FULL:
         h.rcvqueueFull++;

@@ -13,8 +13,10 @@ export interface KernelFunction {
   symbol: string;
   /** Low 48 bits of the address (see kallsyms.ts); the full address is 0xffff… */
   key: number;
-  /** 0-based position of the struct sk_buff * parameter. */
+  /** 0-based position of the struct sk_buff * parameter (-1: a socket function, see sockArg). */
   skbArg: number;
+  /** Resolved as a socket function (--sock): 0-based position of its struct sock * parameter. */
+  sockArg?: number;
   /** The parameter is struct sk_buff ** (__netif_receive_skb_core): read through it. */
   pskb?: boolean;
   /** Module name when the function lives in a module. */
@@ -37,10 +39,11 @@ export function globToRegExp(glob: string): RegExp {
 export type Resolution = { fn: KernelFunction } | { why: string };
 
 const MAX_KPROBE_ARG = 4; // PT_REGS_PARM1..5; the programs exist for positions 0..4
+const MAX_SOCK_ARG = 2; // --sock's function programs: positions 0..2 (bpf/progs/sock.bpf.h)
 
 const KEPT = "functions";
 /** Names KernelFunction's newest field: change it with the fields, so an older skbtrail's resolutions are not used. */
-const KEPT_SHAPE = "args";
+const KEPT_SHAPE = "sockArg";
 
 /**
  * What resolutions kept from an earlier run depend on besides the boot: the
@@ -139,31 +142,49 @@ export class FunctionIndex {
     return btf.params(btf.sizeOrType(funcId)).findIndex((p) => btf.typeString(p.type) === "struct sk_buff *");
   }
 
+  /** Position of the first struct sock * parameter, or -1. */
+  static sockParam(btf: Btf, funcId: number): number {
+    return btf.params(btf.sizeOrType(funcId)).findIndex((p) => /^(const )?struct sock \*$/.test(btf.typeString(p.type)));
+  }
+
   /** True when the first parameter is struct sk_buff ** (the skb can be replaced by the callee). */
   static pskbFirst(btf: Btf, funcId: number): boolean {
     const [first] = btf.params(btf.sizeOrType(funcId));
     return first !== undefined && btf.typeString(first.type) === "struct sk_buff * *";
   }
 
-  /** `ownProgram`: skbtrail has a program of its own for it, which finds the skb itself. */
-  resolve(name: string, ownProgram = false): Resolution {
-    const id = ownProgram ? `${name} (own program)` : name;
+  /**
+   * `as`: "skb", a function followed through its sk_buff; "own", skbtrail has
+   * a program of its own for it, which finds the skb itself; "sock", a
+   * socket function (--sock), followed through its struct sock.
+   */
+  resolve(name: string, as: "skb" | "own" | "sock" = "skb"): Resolution {
+    const id = as === "skb" ? name : `${name} (${as === "own" ? "own program" : "socket"})`;
     let r = this.resolved.get(id);
     if (!r) {
-      r = this.resolveNow(name, ownProgram);
+      r = this.resolveNow(name, as);
       this.resolved.set(id, r);
       this.newlyResolved = true;
     }
     return r;
   }
 
-  private resolveNow(name: string, ownProgram: boolean): Resolution {
+  private resolveNow(name: string, as: "skb" | "own" | "sock"): Resolution {
     const found = this.findFunc(name);
     if (!found) return { why: "not in this kernel's BTF (absent, inlined, or its module is not loaded)" };
-    const pskb = FunctionIndex.pskbFirst(found.btf, found.id);
-    const skbArg = pskb ? 0 : FunctionIndex.skbParam(found.btf, found.id);
-    if (skbArg < 0 && !ownProgram) return { why: "takes no struct sk_buff * argument" };
-    if (skbArg > MAX_KPROBE_ARG) return { why: `its sk_buff is argument ${skbArg + 1}; skbtrail reads the first ${MAX_KPROBE_ARG + 1}` };
+    let pskb = false;
+    let skbArg = -1;
+    let sockArg: number | undefined;
+    if (as === "sock") {
+      sockArg = FunctionIndex.sockParam(found.btf, found.id);
+      if (sockArg < 0) return { why: "takes no struct sock * argument" };
+      if (sockArg > MAX_SOCK_ARG) return { why: `its struct sock is argument ${sockArg + 1}; --sock reads the first ${MAX_SOCK_ARG + 1}` };
+    } else {
+      pskb = FunctionIndex.pskbFirst(found.btf, found.id);
+      skbArg = pskb ? 0 : FunctionIndex.skbParam(found.btf, found.id);
+      if (skbArg < 0 && as === "skb") return { why: "takes no struct sk_buff * argument" };
+      if (skbArg > MAX_KPROBE_ARG) return { why: `its sk_buff is argument ${skbArg + 1}; skbtrail reads the first ${MAX_KPROBE_ARG + 1}` };
+    }
     let symbol = name;
     let key = this.symbols.addressOf(name);
     if (key === undefined) {
@@ -178,7 +199,7 @@ export class FunctionIndex {
     const proto = found.btf.sizeOrType(found.id);
     const voidReturn = found.btf.sizeOrType(proto) === 0 || undefined; // FUNC_PROTO → return type (0: void)
     const args = found.btf.vlen(proto);
-    return { fn: { name, symbol, key, skbArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace, voidReturn, args } };
+    return { fn: { name, symbol, key, skbArg, sockArg, pskb: pskb || undefined, module: found.module, btfId: found.id, ftrace, voidReturn, args } };
   }
 
   /** Names of BTF functions matching a glob (* and ?) that take an skb. */

@@ -1,4 +1,6 @@
-// skbtrail --sock: socket mode on tracepoints (bpf/progs/sock.bpf.h). One
+// skbtrail --sock: socket mode (bpf/progs/sock.bpf.h), on the socket
+// tracepoints and, where the kernel has kprobes or fentry, the socket
+// functions of the tracer tree (src/plan/sock.ts; -t chooses them). One
 // line per socket event for the sockets the filters keep (filtered in the
 // kernel), and one summary per TCP connection when it closes or when
 // tracing stops (src/events/sock.ts). -c counts socket events. The RTT
@@ -18,7 +20,7 @@
 import { monotonicNowNs } from "../../ffi/libc";
 import { event_kind, rtt_log2_slots, tracepoint_id } from "../abi/layout.generated";
 import { environmentError } from "../common/errors";
-import { attachPlan, linkCount } from "../bpf/attach";
+import { attachPlan, linkCount, setTemplateTargets } from "../bpf/attach";
 import type { Options } from "../cli/parse";
 import { rttThresholds } from "../bpf/config";
 import { readPerCpuArray } from "../bpf/counters";
@@ -30,11 +32,14 @@ import { worst } from "../diagnosis/rules";
 import { Connections, decodeSock, rttTable, errnoName, sockNotes, type ConnectionSummary, type SockNamer } from "../events/sock";
 import { resetReasons, tcpCaStates, tcpStates } from "../kernel/btf-facts";
 import { currentNetns, type KernelInfo } from "../kernel/environment";
-import { readFeatures } from "../kernel/features";
+import { readFeatures, readTraceableFunctions } from "../kernel/features";
+import { FunctionIndex, resolutionsKey } from "../kernel/functions";
+import { kernelSymbols } from "../kernel/kallsyms";
 import type { Output, RunSummary } from "../output/output";
-import { attachedAs, plannedPrograms } from "../plan/plan";
-import { makeSockPlan, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE, SOCK_TRACEPOINTS } from "../plan/sock";
+import { attachedAs, checkBackend, plannedPrograms } from "../plan/plan";
+import { makeSockPlan, sockFunctionNames, SOCK_FUNCTIONS_WOULD_ADD, SOCK_PURPOSE, SOCK_TRACEPOINTS } from "../plan/sock";
 import { filterConfig, ReadClock, runSession } from "./skeleton";
+import { kprobesByIp, loadTree } from "./trace";
 import type { StopControl } from "./stop";
 
 const T = tracepoint_id;
@@ -75,12 +80,22 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
   const rstReasons = resetReasons(btf);
   const namer: SockNamer = { tcpState: (v) => states.get(v), caState: (v) => caStates.get(v), rstReason: (v) => rstReasons.get(v) };
 
-  const features = readFeatures(kernel, true);
-  const plan = makeSockPlan(btf, features.tpBtf, opts.rttOnly);
-  out.verbose(`sock plan: ${plan.hooks.length} tracepoints; ${plan.skipped.length} skipped`);
+  const features = readFeatures(kernel, opts.backend !== "tracepoint");
+  checkBackend(opts.backend, features);
+  const hasFunctions = features.kprobe || features.kprobeMulti || features.fentry;
+  const functions = hasFunctions && !opts.rttOnly && !opts.rttDetail
+    ? { index: new FunctionIndex(btf, kernelSymbols, readTraceableFunctions, undefined, resolutionsKey(kernel.btfPath)), ...sockFunctionNames(loadTree(), opts.trace) }
+    : undefined;
+  const plan = makeSockPlan({ btf, features, rttOnly: opts.rttOnly, functions, backend: opts.backend });
+  const functionNames = new Map(plan.hooks.flatMap((h) => (h.kind === "function" ? [[h.fn.key, h.name] as const] : [])));
+  out.verbose(`sock plan: ${plan.hooks.length - functionNames.size} tracepoints, ${functionNames.size} functions; ${plan.skipped.length} skipped`);
   for (const h of plan.hooks) out.verbose(`  ${h.name.padEnd(28)} ${attachedAs(h).padEnd(8)} ${SOCK_PURPOSE[h.name] ?? ""}`);
   for (const s of plan.skipped) out.verbose(`  skipped ${s.name}: ${s.why}`);
-  out.verbose(SOCK_FUNCTIONS_WOULD_ADD);
+  if (!hasFunctions && !opts.rttOnly && !opts.rttDetail) {
+    const why = `${opts.backend === "tracepoint" ? "--backend tracepoint" : "this kernel has no kprobes and no fentry"}: ${SOCK_FUNCTIONS_WOULD_ADD}`;
+    if (opts.trace) out.note(`${why}; -t is ignored`);
+    else out.verbose(why);
+  }
   if (opts.rttOnly && !plan.hooks.length)
     throw environmentError("--rtt needs the tracepoint tcp:tcp_probe, which this kernel does not have: run it on Linux 4.16 or newer");
   if (!opts.rttOnly && !plan.hooks.some((h) => h.name === "sock:inet_sock_set_state"))
@@ -99,9 +114,11 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         ...filterConfig(opts.filter),
         rttThresholds: rttThresholds(opts.rttFilter),
         rttSamples: { histogram: opts.rttHistogram, events: !opts.rttOnly },
+        funcByIp: kprobesByIp(features),
       },
       links: linkCount(plan),
-      slowDetach: false,
+      prepare: (obj) => setTemplateTargets(obj, plan),
+      slowDetach: functionNames.size > 0,
       loaded: (session) => {
         loaded = session;
       },
@@ -112,7 +129,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
       },
       record: (kind, ring, offset) => {
         if (kind !== event_kind.EVENT_SOCK) return;
-        const e = decodeSock(ring, offset);
+        const e = decodeSock(ring, offset, functionNames);
         clock.saw(e.timeNs);
         // --rtt-detail: the RTT samples only (tcp_probe with a sample), one line each; -c counts them.
         if (opts.rttDetail) {
@@ -123,7 +140,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         e.pkt = connections.endpoints(e);
         // -c counts socket events, shown or not; --diag-quiet shows only the connections with findings.
         if (stop.admit() && !opts.diagQuiet) {
-          const hook = HOOK_NAMES.get(e.tracepoint) ?? `tracepoint ${e.tracepoint}`;
+          const hook = e.fn ?? HOOK_NAMES.get(e.tracepoint) ?? `tracepoint ${e.tracepoint}`;
           out.sock(e, hook, {
             // Other protocols keep TCP's numbers in the same field (UDP: ESTABLISHED when connected): not shown.
             state: e.noSocket || e.pkt.l4 !== 6 ? undefined : states.get(e.state),

@@ -186,6 +186,7 @@ export function sockJson(e: SockEvent, hook: string, names: SockNames, notes: st
       }
     : null;
   o.mem = e.tcp || e.rcvbuf ? { wmem_queued: e.wmemQueued, rmem_alloc: e.rmemAlloc, sndbuf: e.sndbuf, rcvbuf: e.rcvbuf } : null;
+  o.accept_queue = names.state === "LISTEN" ? { waiting: e.acceptQueue, max: e.acceptQueueMax } : null;
   return JSON.stringify(o);
 }
 

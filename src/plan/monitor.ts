@@ -83,7 +83,7 @@ function planFunction(name: string, input: MonitorPlanInput): PlannedHook | { wh
   const own = MONITOR_FUNCTIONS[name]!;
   const f = input.features;
   if (!input.functions || (!f.kprobe && !f.fentry)) return { why: "needs kprobes or fentry, and this kernel has neither" };
-  const r = input.functions.resolve(name, true);
+  const r = input.functions.resolve(name, "own");
   if ("why" in r) return { why: r.why };
   let backend: FunctionBackend;
   let attach: Attach[];

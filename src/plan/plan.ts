@@ -129,7 +129,7 @@ const NO_FUNCTION_BACKEND = "function hooks need kprobes or fentry, and this ker
 const NOT_TRACEABLE = "the kernel marks it not traceable (absent from available_filter_functions): neither ftrace nor kprobes attach to it";
 const OWN_NEEDS_HELPERS = "its program needs kprobes, or fentry with bpf_get_func_ip and bpf_get_func_ret (5.17+)";
 
-function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
+export function chooseBackend(fn: KernelFunction, f: Features, forced: BackendChoice | undefined): FunctionBackend | { why: string } {
   if (forced === "tracepoint") return { why: "--backend tracepoint traces tracepoints only" };
   // Kprobes refuse what ftrace cannot hook too (x86 kernels with kprobes on
   // ftrace and without KPROBE_EVENTS_ON_NOTRACE, as Debian's): asking would
@@ -206,7 +206,7 @@ export function resolveOutside(selection: Selection, tree: TreeGroup[], function
   const extra: string[] = [];
   for (const sel of selection.outside) {
     if (tracepointByName.has(sel)) {
-      selection.hooks.push({ kind: "tracepoint", name: sel, group: "", onByDefault: true });
+      selection.hooks.push({ kind: "tracepoint", name: sel, group: "", onByDefault: true, defaultInGroup: true });
       continue;
     }
     if (/[*?]/.test(sel)) {
@@ -248,7 +248,7 @@ export function makePlan(input: PlanInput): Plan {
     if (planned.has(name)) return;
     planned.add(name);
     if (!features.kprobe && !features.kprobeMulti && !features.fentry) return skipped.push({ name, why: NO_FUNCTION_BACKEND });
-    const r = functions.resolve(name, name in OWN_PROGRAMS);
+    const r = functions.resolve(name, name in OWN_PROGRAMS ? "own" : "skb");
     if ("why" in r) return skipped.push({ name, why: r.why });
     const backend = chooseBackend(r.fn, features, input.backend);
     if (typeof backend !== "string") return skipped.push({ name, why: backend.why });

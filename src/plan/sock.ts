@@ -1,11 +1,18 @@
 // What --sock attaches on this kernel (bpf/progs/sock.bpf.h): the socket
-// tracepoints it has, in the variant their arguments fit. Tracepoints only,
-// so socket mode works on kernels without kprobes and fentry; what function
-// hooks would add is said with -v (SOCK_FUNCTIONS_WOULD_ADD). Plain data.
+// tracepoints it has, in the variant their arguments fit, and, where the
+// kernel has kprobes or fentry, the socket functions of the tracer tree
+// (SOCK_GROUPS), each through its struct sock * argument (position from
+// BTF). The tracepoints alone make socket mode work on kernels without
+// kprobes and fentry; the functions add what no tracepoint shows (timers
+// firing, probes, SYNs reaching a full listener). Plain data.
 import { tracepoint_id } from "../abi/layout.generated";
 import { program as P } from "../abi/programs.generated";
+import { shown, usageError } from "../common/errors";
 import type { Btf } from "../kernel/btf";
-import type { Plan } from "./plan";
+import type { Features } from "../kernel/features";
+import type { FunctionIndex, KernelFunction } from "../kernel/functions";
+import { chooseBackend, type Attach, type BackendChoice, type FunctionBackend, type Plan } from "./plan";
+import { allHooks, findGroup, selectHooks, type TreeGroup } from "./tracer-tree";
 import { planTracepoints, type TracepointSpec } from "./tracepoints";
 
 const T = tracepoint_id;
@@ -26,8 +33,13 @@ export const SOCK_PURPOSE: Record<string, string> = {
   "udp:udp_fail_queue_rcv_skb": "a UDP socket's receive buffer full (a datagram dropped)",
 };
 
-/** Said with -v: tracepoints do not show these; function hooks (a later backend) would. */
-export const SOCK_FUNCTIONS_WOULD_ADD = "retransmission timer firings, zero-window probes, listen queue overflows and accept/connect calls need function hooks (not used by --sock yet)";
+/** Said with -v where no function backend is used: what the function hooks would add. */
+export const SOCK_FUNCTIONS_WOULD_ADD = "retransmission timers firing, zero-window and loss probes, SYNs reaching a full listener and accept() calls need function hooks (tracepoints only here)";
+
+/** nettrace's socket-mode groups of the tracer tree: --sock traces their functions that take a struct sock *. */
+export const SOCK_GROUPS = ["tcp-state", "tcp-congestion", "tcp-retrans"];
+/** And tcp-in's SYN handler: the listener with its accept queue, where a full queue drops the SYN. */
+const SOCK_ALSO = ["tcp_conn_request"];
 
 export const SOCK_TRACEPOINTS: TracepointSpec[] = [
   { id: T.TP_INET_SOCK_SET_STATE, name: "sock:inet_sock_set_state", skbArg: -1, sockArg: 0, variants: [[3, { btf: P.tp_inet_sock_set_state_sock_btf, raw: P.tp_inet_sock_set_state_sock_raw }]] },
@@ -45,7 +57,65 @@ export const SOCK_TRACEPOINTS: TracepointSpec[] = [
   { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: -1, sockArg: 1, variants: [[2, { btf: P.tp_udp_fail_queue_rcv_skb_sock_btf, raw: P.tp_udp_fail_queue_rcv_skb_sock_raw }]] },
 ];
 
-/** `rttOnly` (--rtt alone): only the RTT samples are counted, so only tcp:tcp_probe is attached. */
-export function makeSockPlan(btf: Btf, tpBtf: boolean, rttOnly = false): Plan {
-  return planTracepoints(btf, tpBtf, rttOnly ? SOCK_TRACEPOINTS.filter((t) => t.id === T.TP_TCP_PROBE) : SOCK_TRACEPOINTS);
+/** Programs per position of the struct sock * argument (SOCK_FUNC_PROGRAMS). */
+const BY_SOCK_ARG = [
+  { kmulti: P.kmulti_sock0, kprobe: P.kprobe_sock0, fentry: P.fentry_sock0, fentryId: P.fentry_id_sock0 },
+  { kmulti: P.kmulti_sock1, kprobe: P.kprobe_sock1, fentry: P.fentry_sock1, fentryId: P.fentry_id_sock1 },
+  { kmulti: P.kmulti_sock2, kprobe: P.kprobe_sock2, fentry: P.fentry_sock2, fentryId: P.fentry_id_sock2 },
+];
+
+/**
+ * The socket functions --sock traces: without -t, the hooks of SOCK_GROUPS
+ * on by default in their group (the per-segment ones are off: the
+ * tracepoints show those events more cheaply); with -t, the functions it
+ * selects in the tree (its tracepoints are --sock's own, always attached)
+ * and names outside it.
+ */
+export function sockFunctionNames(tree: TreeGroup[], selectors: string[] | undefined): { names: string[]; named: string[] } {
+  if (!selectors) {
+    const hooks = allHooks(SOCK_GROUPS.map((g) => findGroup(tree, g)!));
+    return { names: [...hooks.filter((h) => h.kind === "function" && h.defaultInGroup).map((h) => h.name), ...SOCK_ALSO], named: [] };
+  }
+  const selection = selectHooks(tree, selectors);
+  for (const o of selection.outside) if (/[*?]/.test(o)) throw usageError(`-t with --sock: '${shown(o)}' matches no hook of the tree; name socket functions in full (skbtrail -t '?')`);
+  return { names: selection.hooks.filter((h) => h.kind === "function").map((h) => h.name), named: selection.outside };
+}
+
+export interface SockPlanInput {
+  btf: Btf;
+  features: Features;
+  /** --rtt alone: only the RTT samples are counted, so only tcp:tcp_probe is attached. */
+  rttOnly: boolean;
+  /** Socket functions to trace (sockFunctionNames); `named`: the ones -t named outside the tree, which must exist. */
+  functions?: { index: FunctionIndex; names: string[]; named: string[] };
+  backend?: BackendChoice;
+}
+
+function sockAttach(fn: KernelFunction, backend: FunctionBackend, f: Features): Attach[] {
+  const p = BY_SOCK_ARG[fn.sockArg!]!;
+  if (backend === "kprobe-multi") return [{ how: "kprobe-multi", program: p.kmulti, retprobe: false }];
+  if (backend === "kprobe") return [{ how: "kprobe", program: p.kprobe, retprobe: false }];
+  const idInCode = !f.fentryHelpers;
+  return [{ how: "fentry-template", program: idInCode ? p.fentryId : p.fentry, exit: false, idInCode }];
+}
+
+export function makeSockPlan(input: SockPlanInput): Plan {
+  const f = input.features;
+  const plan = planTracepoints(input.btf, f.tpBtf, input.rttOnly ? SOCK_TRACEPOINTS.filter((t) => t.id === T.TP_TCP_PROBE) : SOCK_TRACEPOINTS);
+  plan.attachCookies = f.attachCookie;
+  if (input.rttOnly || !input.functions) return plan;
+  const { index, names, named } = input.functions;
+  for (const name of [...names, ...named]) {
+    const r = index.resolve(name, "sock");
+    if ("why" in r) {
+      if (named.includes(name)) throw usageError(`-t: '${shown(name)}' is not a tracer group, a hook of the tree or a kernel function taking a struct sock (${r.why}); see skbtrail -t '?'`);
+      plan.skipped.push({ name, why: r.why });
+      continue;
+    }
+    const backend = chooseBackend(r.fn, f, input.backend);
+    if (typeof backend !== "string") plan.skipped.push({ name, why: backend.why });
+    else plan.hooks.push({ kind: "function", name, group: "socket", fn: r.fn, backend, attach: sockAttach(r.fn, backend, f) });
+  }
+  index.keepResolutions();
+  return plan;
 }

@@ -12,6 +12,8 @@ export interface TreeHook {
   group: string;
   /** Traced without -t (its group and itself are on by default). */
   onByDefault: boolean;
+  /** Its own `default`, whatever its group's (--sock's choice among its groups). */
+  defaultInGroup: boolean;
   note?: string;
 }
 
@@ -35,13 +37,14 @@ export function loadTracerTree(text: string, file: string): TreeGroup[] {
   const hook = (node: unknown, group: string, groupOn: boolean, parent: unknown): TreeHook => {
     if (typeof node === "string") {
       if (!FUNCTION_NAME.test(node)) throw doc.error(parent, undefined, `'${node}' is not a function name (a tracepoint is written "tracepoint: category:event")`);
-      return { kind: "function", name: node, group, onByDefault: groupOn };
+      return { kind: "function", name: node, group, onByDefault: groupOn, defaultInGroup: true };
     }
     const m = doc.map(node, "a hook", ["function", "tracepoint", "default", "note"]);
     if (("function" in m) === ("tracepoint" in m)) throw doc.error(m, undefined, "a hook has exactly one of 'function' or 'tracepoint'");
     const kind = "function" in m ? "function" : "tracepoint";
     const name = kind === "function" ? doc.string(m, "function", FUNCTION_NAME, "a C identifier") : doc.string(m, "tracepoint", TRACEPOINT_NAME, 'write "category:event"');
-    return { kind, name, group, onByDefault: groupOn && doc.boolean(m, "default", true), note: doc.optionalString(m, "note") };
+    const own = doc.boolean(m, "default", true);
+    return { kind, name, group, onByDefault: groupOn && own, defaultInGroup: own, note: doc.optionalString(m, "note") };
   };
 
   const group = (node: unknown, parentOn: boolean): TreeGroup => {

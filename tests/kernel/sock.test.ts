@@ -5,7 +5,7 @@
 // a check that needs a tracepoint it lacks is skipped with the reason printed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TwoHosts, type Server } from "../lib/netns";
-import { btfHas, hasNetem } from "../lib/kernel";
+import { btfHas, functionBackends, hasNetem } from "../lib/kernel";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
@@ -23,6 +23,10 @@ const MESSAGE = "hello sock";
 
 
 const hasSetState = enabled && btfHas("btf_trace_inet_sock_set_state");
+// Socket functions: once per backend the kernel offers (tests/vm: SKBTRAIL_RUN_BACKENDS picks where another kernel proves the same path).
+const only = process.env.SKBTRAIL_RUN_BACKENDS?.split(",").filter(Boolean);
+const backends = enabled ? (await functionBackends()).filter((b) => !only || only.includes(b)) : [];
+if (enabled && !backends.length) console.warn("SKIPPED --sock's socket functions: this kernel has neither kprobes nor fentry (tests/vm runs them on Debian kernels)");
 const netem = enabled && hasNetem();
 if (enabled && !netem) console.warn("SKIPPED the RTT threshold case on a real delay: this kernel has no sch_netem (modinfo sch_netem fails); the VM level runs it on Debian's kernels");
 if (enabled && !hasSetState) console.warn("SKIPPED sock kernel tests: this kernel has no sock:inet_sock_set_state tracepoint (Linux 4.16+)");
@@ -387,6 +391,52 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(error.sport).toBeGreaterThan(0);
     expect(lines.filter((l) => l.kind === "finding")).toMatchObject([{ rule: "udp-port-unreachable", level: "error", saddr: net.a.ip4, sport: error.sport, daddr: net.b.ip4, dport: UDP_CLOSED }]);
     expect(code).toBe(1);
+  });
+
+  describe.each(backends)("socket functions, --backend %s", (backend) => {
+    test("a SYN reaching a full listener and the client's retransmission timer, named with their sockets; -t chooses the functions", async () => {
+      const listener = await net.b.ns.serve("tcp-full", net.b.ip4, FULL);
+      try {
+        const sock = (more: string[]) => Skbtrail.start(["--sock", "--json", "--backend", backend, "-p", "tcp", "--port", String(FULL), ...more]);
+        // The default set, and -t with one function of the tree.
+        const [t, timerOnly] = [sock([]), sock(["-t", "tcp_retransmit_timer"])];
+        await Promise.all([t.ready(), timerOnly.ready()]);
+        // The first connection fills the queue (backlog 0); the next one's SYN is dropped, and retransmitted after 1 s.
+        expect(await net.a.ns.tcp(net.b.ip4, FULL)).toBe(0);
+        expect(await net.a.ns.tcp(net.b.ip4, FULL, { connectMs: 1500 })).not.toBe(0);
+        await Promise.all([t.waitFor(/"hook":"tcp_retransmit_timer"/, scaled(10_000)), timerOnly.waitFor(/"hook":"tcp_retransmit_timer"/, scaled(10_000))]);
+        const [all, timer] = await Promise.all([t.stop("SIGINT"), timerOnly.stop("SIGINT")]);
+        expect(all.code).toBe(0);
+        const events = jsonLines(all.stdout).filter((l) => l.kind === "sock");
+        // The listener: every SYN reaches it; the ones after the first find its queue full.
+        const syns = events.filter((e) => e.hook === "tcp_conn_request");
+        expect(syns.length).toBeGreaterThanOrEqual(2);
+        for (const e of syns) expect(e).toMatchObject({ saddr: net.b.ip4, sport: FULL, daddr: "0.0.0.0", dport: 0, netns: netnsB, state: "LISTEN", accept_queue: { max: 0 } });
+        expect(syns[0]!.notes[0]).toBe("SYN received (0 of 0 waiting)");
+        expect(syns.at(-1)!.accept_queue.waiting).toBe(1);
+        expect(syns.at(-1)!.notes[0]).toBe("SYN dropped: the accept queue is full (1 of 0 waiting); the application does not accept() fast enough");
+        // The client: its SYN unanswered, the timer fires in SYN_SENT with its connection.
+        const fired = events.filter((e) => e.hook === "tcp_retransmit_timer");
+        expect(fired.length).toBeGreaterThan(0);
+        expect(fired[0]).toMatchObject({ saddr: net.a.ip4, daddr: net.b.ip4, dport: FULL, netns: netnsA, state: "SYN_SENT" });
+        expect(fired[0]!.notes[0]).toMatch(/^retransmission timer fired: nothing acknowledged in time/);
+        // Each fired timer retransmits: the tracepoint's retransmission follows on the same socket.
+        expect(events.some((e) => e.hook === "tcp_retransmit_skb" && e.sk === fired[0]!.sk)).toBe(true);
+        // -t replaced the set: the timer, and the tracepoints.
+        const timerHooks = new Set(jsonLines(timer.stdout).filter((l) => l.kind === "sock").map((l) => l.hook));
+        expect(timerHooks.has("tcp_retransmit_timer")).toBe(true);
+        expect(timerHooks.has("tcp_conn_request")).toBe(false);
+        expect(timerHooks.has("inet_sock_set_state")).toBe(true);
+      } finally {
+        await listener.stop();
+      }
+    });
+
+    test("-t naming a function that takes no struct sock: one line, exit 2", async () => {
+      const r = await runSkbtrail(["--sock", "--backend", backend, "-t", "skb_put", "--timeout", "1"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split("\n")).toEqual(["skbtrail: -t: 'skb_put' is not a tracer group, a hook of the tree or a kernel function taking a struct sock (takes no struct sock * argument); see skbtrail -t '?'"]);
+    });
   });
 
   test("-c stops after that many socket events; --timeout ends a quiet run", async () => {

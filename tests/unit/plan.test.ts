@@ -35,7 +35,7 @@ const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true, fentryHelpers: 
 const OLD_FENTRY: Features = { ...TRACEPOINTS_ONLY, kprobe: true, fentry: true, fexit: true }; // Debian 11's 5.10
 const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12
 
-const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true }));
+const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true, defaultInGroup: true }));
 
 function plan(features: Features, names: string[], opts: { ret?: boolean; returns?: string[]; backend?: BackendChoice; follow?: boolean; extra?: string[] } = {}): Plan {
   return makePlan({
@@ -196,16 +196,37 @@ describe("backend choice per function", () => {
 
 describe("--sock's tracepoints", () => {
   test("the variant each signature fits; a changed socket argument and absent tracepoints skipped with the reason", () => {
-    const p = makeSockPlan(btf, true);
+    const p = makeSockPlan({ btf, features: TRACEPOINTS_ONLY, rttOnly: false });
     expect(p.hooks.map((h) => [h.name, h.attach[0]!.program])).toEqual([
       ["sock:inet_sock_set_state", program.tp_inet_sock_set_state_sock_btf],
       // (sk, skb): a kernel before 6.10, no reset reason.
       ["tcp:tcp_send_reset", program.tp_tcp_send_reset_sock_noreason_btf],
     ]);
-    expect(makeSockPlan(btf, false).hooks[0]!.attach[0]!.program).toBe(program.tp_inet_sock_set_state_sock_raw);
+    expect(makeSockPlan({ btf, features: NONE, rttOnly: false }).hooks[0]!.attach[0]!.program).toBe(program.tp_inet_sock_set_state_sock_raw);
     expect(skipped(p, "tcp:tcp_receive_reset")).toBe("argument 0 is struct sk_buff *, not struct sock * (tracepoint changed: struct sk_buff *)");
     expect(skipped(p, "tcp:tcp_probe")).toBe("this kernel has no such tracepoint");
     expect(p.hooks.length + p.skipped.length).toBe(SOCK_TRACEPOINTS.length);
+  });
+
+  // Here ftrace can hook tcp_v4_do_rcv (a socket function with a struct sock * first); `ftrace` replaces that list.
+  const sockPlan = (features: Features, names: string[], named: string[] = [], backend?: BackendChoice, ftrace = `${FTRACE}\ntcp_v4_do_rcv`) =>
+    makeSockPlan({ btf, features, rttOnly: false, backend, functions: { index: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => ftrace, "/nonexistent"), names, named } });
+
+  test("socket functions: their struct sock argument's programs on each backend; functions without one skipped, or refused when -t named them", () => {
+    const attach = (features: Features, backend?: BackendChoice) => fn(sockPlan(features, ["tcp_v4_do_rcv"], [], backend), "tcp_v4_do_rcv")?.attach;
+    expect(attach(MULTI)).toEqual([{ how: "kprobe-multi", program: program.kmulti_sock0, retprobe: false }]);
+    expect(attach(KPROBE)).toEqual([{ how: "kprobe", program: program.kprobe_sock0, retprobe: false }]);
+    expect(attach(FENTRY, "fentry")).toEqual([{ how: "fentry-template", program: program.fentry_sock0, exit: false, idInCode: false }]);
+    // 5.10: no bpf_get_func_ip, the function's address is written into each copy.
+    expect(attach(OLD_FENTRY, "fentry")).toEqual([{ how: "fentry-template", program: program.fentry_id_sock0, exit: false, idInCode: true }]);
+    // Not traceable (notrace): skipped, as skb functions are.
+    expect(skipped(sockPlan(KPROBE, ["tcp_v4_do_rcv"], [], undefined, FTRACE), "tcp_v4_do_rcv")).toContain("not traceable");
+    const p = sockPlan(KPROBE, ["ip_rcv", "not_in_btf"]);
+    expect(skipped(p, "ip_rcv")).toBe("takes no struct sock * argument");
+    expect(skipped(p, "not_in_btf")).toContain("not in this kernel's BTF");
+    expect(() => sockPlan(KPROBE, [], ["ip_rcv"])).toThrow("not a tracer group, a hook of the tree or a kernel function taking a struct sock");
+    // No function backend: the tracepoints only.
+    expect(sockPlan(TRACEPOINTS_ONLY, ["tcp_v4_do_rcv"]).hooks.every((h) => h.kind === "tracepoint")).toBe(true);
   });
 });
 
@@ -217,13 +238,13 @@ describe("resolutions kept for the next run of this boot", () => {
     try {
       const key = `unit test ${process.pid} ${Date.now()}`;
       const first = new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => FTRACE, "/nonexistent", key);
-      const resolved = [first.resolve("ip_rcv_core"), first.resolve("nf_hook_slow", true), first.resolve("not_in_btf")];
+      const resolved = [first.resolve("ip_rcv_core"), first.resolve("nf_hook_slow", "own"), first.resolve("not_in_btf")];
       first.keepResolutions();
       const unread = () => {
         throw new Error("read again");
       };
       const second = new FunctionIndex(btf, unread, unread, "/nonexistent", key);
-      expect([second.resolve("ip_rcv_core"), second.resolve("nf_hook_slow", true), second.resolve("not_in_btf")]).toEqual(resolved);
+      expect([second.resolve("ip_rcv_core"), second.resolve("nf_hook_slow", "own"), second.resolve("not_in_btf")]).toEqual(resolved);
       expect(resolved[0]).toMatchObject({ fn: { symbol: "ip_rcv_core.isra.0", ftrace: true } });
       expect(() => new FunctionIndex(btf, unread, unread, "/nonexistent", `${key} other`).resolve("ip_rcv_core")).toThrow("read again");
     } finally {

@@ -10,7 +10,8 @@ import { ConnectionDiagnosis, HOLD_NS, judgeConnection, type ConnectionVerdict }
 import { listenOverflowCount, waitingListeners } from "../../src/diagnosis/listen";
 import { loadDropReasons, loadRules, type Rule } from "../../src/diagnosis/knowledge";
 import type { RecordBytes } from "../../src/events/decode";
-import { Connections, decodeSock, healthyConnection, NO_RTT, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { Connections, decodeSock, healthyConnection, NO_RTT, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { addrKey } from "../../src/kernel/kallsyms";
 import { connectionFindingJson } from "../../src/output/json";
 import { Clock } from "../../src/output/time";
 
@@ -34,7 +35,15 @@ interface Spec {
   minRttUs?: number;
   l4?: number;
   rcvbuf?: number;
+  /** A socket function's call (tracepoint TP_NONE), by name (FUNCTIONS). */
+  fn?: string;
+  acceptQueue?: [number, number];
+  timeouts?: number;
 }
+
+/** Made-up addresses of the socket functions the records name (their high half 0xffffffff). */
+const FUNCTIONS: Record<string, number> = { tcp_retransmit_timer: 0x81001000, tcp_conn_request: 0x81002000 };
+const FUNCTION_NAMES = new Map(Object.entries(FUNCTIONS).map(([name, lo]) => [addrKey(0xffffffff, lo), name]));
 
 /** A sock_event as the kernel writes it: 10.0.0.1:40000 -> 10.0.0.2:80 (TCP unless l4 says). */
 function ev(r: Spec): SockEvent {
@@ -62,8 +71,15 @@ function ev(r: Spec): SockEvent {
   v.setUint32(S.srtt_us.offset, r.srttUs ?? 0, true);
   v.setUint32(S.min_rtt_us.offset, r.minRttUs ?? NO_RTT, true);
   v.setInt32(S.rcvbuf.offset, r.rcvbuf ?? 0, true);
+  if (r.fn) {
+    v.setUint32(S.func.offset, FUNCTIONS[r.fn]!, true);
+    v.setUint32(S.func.offset + 4, 0xffffffff, true);
+  }
+  v.setUint32(S.ack_backlog.offset, r.acceptQueue?.[0] ?? 0, true);
+  v.setUint32(S.max_ack_backlog.offset, r.acceptQueue?.[1] ?? 0, true);
+  u8[S.timeouts.offset] = r.timeouts ?? 0;
   const b: RecordBytes = { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
-  return decodeSock(b, 0);
+  return decodeSock(b, 0, FUNCTION_NAMES);
 }
 
 const set = (old: string, state: string, us: number, more: Partial<Spec> = {}) => ev({ tp: T.TP_INET_SOCK_SET_STATE, old, state, us, ...more });
@@ -140,6 +156,26 @@ describe("connection findings", () => {
     const loss = ev({ tp: T.TP_TCP_CONG_STATE_SET, state: "ESTABLISHED", us: 2050, arg: CA.indexOf("CA_Loss") });
     const [w] = judge([...opened, retrans[0]!, loss, ...retrans.slice(1), ...closedByFin(3000)]);
     expect(ids(w!)).toEqual(["retransmission-timeouts"]);
+  });
+
+  test("socket functions: the retransmission timer's firings once established are the timeouts (no CA_Loss needed, none counted twice); in the handshake they are not", () => {
+    const timer = (us: number, state = "ESTABLISHED") => ev({ tp: T.TP_NONE, fn: "tcp_retransmit_timer", state, us });
+    const [v] = judge([...opened, timer(2000), timer(2400), ...closedByFin(3000)]);
+    expect(ids(v!)).toEqual(["retransmission-timeouts"]);
+    expect(v!.findings[0]!.message).toStartWith("the retransmission timer expired 2 times");
+    const loss = ev({ tp: T.TP_TCP_CONG_STATE_SET, state: "ESTABLISHED", us: 2001, arg: CA.indexOf("CA_Loss") });
+    const [w] = judge([...opened, timer(2000), loss, timer(2400), ...closedByFin(3000)]);
+    expect(w!.summary!.health.timeouts).toBe(2);
+    const [x] = judge([set("CLOSE", "SYN_SENT", 1000), timer(2000, "SYN_SENT"), set("SYN_SENT", "ESTABLISHED", 2100), ...closedByFin(3000)]);
+    expect(x!.summary!.health.timeouts).toBe(0);
+  });
+
+  test("socket functions' notes: a SYN reaching a listener, its queue full or not; the timer's firings in a row", () => {
+    const syn = (waiting: number) => ev({ tp: T.TP_NONE, fn: "tcp_conn_request", state: "LISTEN", us: 1, acceptQueue: [waiting, 0] });
+    expect(syn(0).fn).toBe("tcp_conn_request");
+    expect(sockNotes(syn(0), namer)).toEqual(["SYN received (0 of 0 waiting)"]);
+    expect(sockNotes(syn(1), namer)).toEqual(["SYN dropped: the accept queue is full (1 of 0 waiting); the application does not accept() fast enough"]);
+    expect(sockNotes(ev({ tp: T.TP_NONE, fn: "tcp_retransmit_timer", state: "ESTABLISHED", us: 1, timeouts: 2 }), namer)).toEqual(["retransmission timer fired: nothing acknowledged in time (3 in a row)"]);
   });
 
   test("RTT: a smoothed RTT 4× the minimum and above 20 ms is a finding; 3× is not, nor 4× of a tiny RTT", () => {

@@ -39,6 +39,8 @@ const ANY_KERNEL_SCENARIOS = "route|bridge|reject rule|INVALID|too big|next hop|
 const ICMP_ERROR_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|closed UDP port|forwarding turned off|TTL expiry`;
 /** Whose finding changes where functions are hooked: nftables chains (nft_do_chain), a socket filter's return. */
 const FUNCTION_HOOK_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|nftables|socket filter`;
+/** sock.test.ts's cases of --sock's socket functions (one per backend). */
+const SOCKET_FUNCTIONS = "socket functions";
 
 // The VMs share out the host's CPUs in this order (PARALLEL below). With two CPUs, in one CI run (each boot's
 // seconds are in build/vm-logs/NAME.log): bullseye 1276 s then bookworm 1688 s, beside trixie 1357 s then
@@ -46,7 +48,8 @@ const FUNCTION_HOOK_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|nftables|socket filter`
 const CASES: VmCase[] = [
   // 5.10: no attach cookie nor bpf_get_func_ip (5.15+): kprobes name their function by instruction pointer and
   // stack slot, fentry/fexit copies carry it in their instructions; no drop reasons (5.17+): the CI gate judges
-  // drops by the reason their location stands for; the monitor and socket mode run on the tracepoints 5.10 has.
+  // drops by the reason their location stands for; the monitor on the tracepoints 5.10 has; socket mode on them
+  // and on its socket functions (kprobes by instruction pointer, fentry copies), the whole suite.
   {
     release: "bullseye",
     name: "bullseye",
@@ -69,16 +72,23 @@ const CASES: VmCase[] = [
   },
   // 6.12: kprobe.multi too; the default mode, the drop monitor and their filters on a kernel with function hooks;
   // the diag scenarios function hooks change (nft_do_chain's chains, a chain that frees what it drops: NF_STOLEN,
-  // 6.8+; a socket filter's return) and issue 13's; the monitor's function hooks (nft_do_chain). Not the socket mode: it runs on
-  // tracepoints only, proven on 5.10 here and on the host's newer kernel. The functions suite runs kprobe.multi's
-  // cases only: fentry and kprobes with cookies are 6.1's paths too.
-  { release: "trixie", name: "trixie", backends: ["kprobe-multi", "kprobe", "fentry"], runBackends: ["kprobe-multi"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", `tests/kernel/diag.test.ts -t '${FUNCTION_HOOK_SCENARIOS}'`, "tests/kernel/monitor.test.ts"] },
+  // 6.8+; a socket filter's return) and issue 13's; the monitor's function hooks (nft_do_chain); socket mode's
+  // socket functions (its tracepoints are proven on 5.10 and on the host's newer kernel). The functions and socket
+  // function suites run kprobe.multi's cases only: fentry and kprobes with cookies are 6.1's paths too.
+  {
+    release: "trixie",
+    name: "trixie",
+    backends: ["kprobe-multi", "kprobe", "fentry"],
+    runBackends: ["kprobe-multi"],
+    suites: ["tests/kernel/functions.test.ts", "tests/kernel/trace.test.ts", "tests/kernel/drop.test.ts", `tests/kernel/diag.test.ts -t '${FUNCTION_HOOK_SCENARIOS}'`, "tests/kernel/monitor.test.ts", `tests/kernel/sock.test.ts -t '${SOCKET_FUNCTIONS}'`],
+  },
   // 6.1: kprobes and fentry, no kprobe.multi (no CONFIG_FPROBE); runs started while fentry's slow teardown goes on;
   // the diag scenarios where ICMP errors are seen through __icmp_send (no icmp:icmp_send tracepoint before 6.9)
   // and issue 13's; the others are 5.10's and 6.12's only.
   // Not here: stop.test.ts, whose floods during fentry teardown soft-lock Debian's 6.1 under TCG ("CPU stuck for
   // 23s", then the VM hangs): see bench/README.md; the host runs every stop case.
-  { release: "bookworm", name: "bookworm", backends: ["kprobe", "fentry"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/backtoback.test.ts", `tests/kernel/diag.test.ts -t '${ICMP_ERROR_SCENARIOS}'`] },
+  // Socket mode's socket functions through kprobes with attach cookies and fentry copies that ask bpf_get_func_ip.
+  { release: "bookworm", name: "bookworm", backends: ["kprobe", "fentry"], suites: ["tests/kernel/functions.test.ts", "tests/kernel/backtoback.test.ts", `tests/kernel/diag.test.ts -t '${ICMP_ERROR_SCENARIOS}'`, `tests/kernel/sock.test.ts -t '${SOCKET_FUNCTIONS}'`] },
   // 5.10's diag scenarios in a boot of their own, beside the others: the cause named without drop reasons (inferred
   // from the location) and without module BTF (no nft_do_chain: the chain from nf_hook_slow's hook and the ruleset);
   // and stack latency with a netem qdisc (here, not above: the two boots of a slot then end closer together).

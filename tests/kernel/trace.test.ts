@@ -270,6 +270,9 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
     expect(tree.stdout).toMatch(/tracepoint net:netif_receive_skb \[tp_btf\]/);
     if (backends.length) expect(tree.stdout).toContain(`+ ip_rcv [${backends[0]}]`);
     else expect(tree.stdout).toContain("+ ip_rcv (function hooks need kprobes or fentry, and this kernel has neither)");
+    // What --sock traces, and the hooks' notes.
+    expect(tree.stdout).toMatch(/ tcp_retransmit_timer .*\{--sock\}: the retransmission timer fired/);
+    expect(tree.stdout).toMatch(/ tcp_ack_update_rtt .*\{--sock -t\}: every RTT sample/);
   });
 
   test("the default mode says plainly when function coverage is missing, and only then", async () => {

@@ -63,8 +63,10 @@ export function decodeSock(b: RecordBytes, off: number, functions?: ReadonlyMap<
   const u32 = (f: { offset: number }) => b.u32[(off + f.offset) >>> 2]!;
   const i32 = (f: { offset: number }) => b.i32[(off + f.offset) >>> 2]!;
   const u8 = (f: { offset: number }) => b.u8[off + f.offset]!;
+  const hi = (f: { offset: number }) => b.u32[((off + f.offset) >>> 2) + 1]!; // a __u64's high half
   const skLo = u32(S.sk);
-  const skHi = b.u32[((off + S.sk.offset) >>> 2) + 1]!;
+  const skHi = hi(S.sk);
+  const tracepoint = u32(S.tracepoint);
   return {
     cpu: b.u32[(off + H.cpu.offset) >>> 2]!,
     timeNs: u64(b, off + H.time_ns.offset),
@@ -74,8 +76,8 @@ export function decodeSock(b: RecordBytes, off: number, functions?: ReadonlyMap<
     netns: u32(S.netns),
     pid: u32(S.pid),
     comm: kernelString(b.u8, off + S.comm.offset, S.comm.size),
-    tracepoint: u32(S.tracepoint),
-    fn: u32(S.tracepoint) === T.TP_NONE ? (functions?.get(addrKey(b.u32[((off + S.func.offset) >>> 2) + 1]!, u32(S.func))) ?? "?") : undefined,
+    tracepoint,
+    fn: tracepoint === T.TP_NONE ? (functions?.get(addrKey(hi(S.func), u32(S.func))) ?? "?") : undefined,
     arg: i32(S.arg),
     state: u8(S.state),
     oldState: u8(S.old_state),
@@ -141,12 +143,12 @@ const acceptQueueFull = (e: SockEvent) => e.acceptQueue > e.acceptQueueMax;
 
 /** What a socket function's call means, in words; functions -t named outside the tree have none. */
 function functionNote(e: SockEvent): string | undefined {
-  const queue = `${e.acceptQueue} of ${e.acceptQueueMax} waiting`;
+  const queue = () => `${e.acceptQueue} of ${e.acceptQueueMax} waiting`;
   switch (e.fn) {
     case "tcp_conn_request":
-      return acceptQueueFull(e) ? `SYN dropped: the accept queue is full (${queue}); the application does not accept() fast enough` : `SYN received (${queue})`;
+      return acceptQueueFull(e) ? `SYN dropped: the accept queue is full (${queue()}); the application does not accept() fast enough` : `SYN received (${queue()})`;
     case "inet_csk_accept":
-      return `accept() (${queue})`;
+      return `accept() (${queue()})`;
     case "tcp_retransmit_timer":
       return `retransmission timer fired: nothing acknowledged in time${e.timeouts ? ` (${e.timeouts + 1} in a row)` : ""}`;
     case "tcp_send_probe0":

@@ -51,6 +51,7 @@ const volatile struct {
 	enum latency_slots latency_slots;
 	enum rtt_log2_slots rtt_log2_slots;
 	enum ct_seen ct_seen;
+	enum sock_timer sock_timer;
 	struct drop_event drop;
 	struct nf_event nf;
 	struct capture capture;

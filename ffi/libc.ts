@@ -14,6 +14,7 @@ const libc = dlopen("libc.so.6", {
   epoll_ctl: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   epoll_wait: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  clock_getres: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   vsnprintf: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   geteuid: { args: [], returns: FFIType.u32 },
   sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
@@ -33,6 +34,7 @@ const EPOLL_CTL_ADD = 1;
 const EINTR = 4;
 const CLOCK_REALTIME = 0;
 const CLOCK_MONOTONIC = 1;
+const CLOCK_MONOTONIC_COARSE = 6;
 const SC_PAGESIZE = 30;
 const RLIMIT_NOFILE = 7;
 const SYS_PIDFD_OPEN = 434;
@@ -150,6 +152,13 @@ export function monotonicToRealtimeNs(): number {
 
 export function monotonicNowNs(): number {
   return clockNs(CLOCK_MONOTONIC);
+}
+
+/** The kernel's tick (1/CONFIG_HZ s, in ns): the coarse clocks advance once per jiffy. */
+export function jiffyNs(): number {
+  const ts = new BigInt64Array(2);
+  libc.clock_getres(CLOCK_MONOTONIC_COARSE, ts);
+  return Number(ts[0]) * 1e9 + Number(ts[1]);
 }
 
 // Big enough for a whole verifier log, which libbpf prints with one "%s"

@@ -377,7 +377,7 @@ struct sock_event {
 	__s32 rmem_alloc;
 	__s32 rcvbuf;
 	__s32 sndbuf;
-	__u32 pad;
+	__s32 timer_jiffies; /* until the pending timer fires, in jiffies (negative: overdue) */
 	__u64 bytes_acked;
 	__u64 bytes_received;
 	__u64 func;        /* tracepoint TP_NONE: a socket function was called (--sock's function hooks), its address */
@@ -389,8 +389,20 @@ struct sock_event {
 	__u8 tcp;          /* a full TCP socket: the tcp_sock fields are valid */
 	__u8 no_socket;    /* tcp_send_reset without a socket: the connection is the packet's, reversed */
 	__u8 timeouts;     /* retransmission timeouts in a row, unanswered (icsk_retransmits) */
-	__u8 pad2[2];
+	__u8 timer;        /* enum sock_timer: the TCP timer pending, if any */
+	__u8 pad2;
 	char comm[16];
+};
+
+/* sock_event.timer: the kernel's ICSK_TIME_* values, and the socket timer. */
+enum sock_timer {
+	SOCK_TIMER_NONE = 0,
+	SOCK_TIMER_RETRANS = 1,     /* retransmission (also SYN and SYN-ACK) */
+	SOCK_TIMER_PROBE0 = 3,      /* zero-window probe */
+	SOCK_TIMER_LOSS_PROBE = 5,  /* tail loss probe */
+	SOCK_TIMER_REO_TIMEOUT = 6, /* RACK reordering */
+	SOCK_TIMER_KEEPALIVE = 16,  /* sk_timer of a socket the application holds */
+	SOCK_TIMER_FIN_WAIT2 = 17,  /* sk_timer of a closed (orphaned) socket: its FIN_WAIT2 timeout */
 };
 
 /* mon_drops: drops by reason, location, protocol, interface, namespace. */

@@ -84,11 +84,21 @@ struct sock_common {
 	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
+	unsigned long skc_flags; /* sk_flags: bits of enum sock_flags */
 } __attribute__((preserve_access_index));
 
 typedef struct {
 	int counter;
 } atomic_t;
+
+/* Only whether it is pending (entry.pprev set: timer_pending()) and when it expires, in jiffies. */
+struct timer_list {
+	struct {
+		void *next;
+		void **pprev;
+	} entry;
+	unsigned long expires;
+} __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
@@ -103,11 +113,15 @@ struct sock {
 	struct {
 		atomic_t rmem_alloc;
 	} sk_backlog;
+	struct timer_list sk_timer; /* TCP: keepalive, or an orphan's FIN_WAIT2 timeout */
 } __attribute__((preserve_access_index));
 
 struct inet_connection_sock {
+	/* Its expiry is the pending timer's (icsk_timeout before 6.15 held the same value). */
+	struct timer_list icsk_retransmit_timer;
 	__u8 icsk_ca_state : 5;
 	__u8 icsk_retransmits;
+	__u8 icsk_pending; /* ICSK_TIME_*: which timer icsk_retransmit_timer is now */
 } __attribute__((preserve_access_index));
 
 struct tcp_rack {

@@ -96,6 +96,26 @@ static __always_inline struct sock_event *sock_scratch_get(void)
 	return bpf_map_lookup_elem(&sock_scratch, &zero);
 }
 
+/* nettrace's timer:(kind, time left): the TCP timer pending, the retransmit family's first. */
+static __always_inline void sock_timer_read(struct sock_event *e, const struct sock *sk)
+{
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+	unsigned long expires;
+
+	e->timer = BPF_CORE_READ(icsk, icsk_pending);
+	if (e->timer) {
+		expires = BPF_CORE_READ(icsk, icsk_retransmit_timer.expires);
+	} else if (BPF_CORE_READ(sk, sk_timer.entry.pprev)) {
+		/* As tcp_keepalive_timer tells: SOCK_DEAD (bit 0 of sk_flags) means close() was called.
+		 * (At the change to FIN_WAIT2 it still holds the keepalive expiry: re-armed just after.) */
+		e->timer = BPF_CORE_READ(sk, __sk_common.skc_flags) & 1 ? SOCK_TIMER_FIN_WAIT2 : SOCK_TIMER_KEEPALIVE;
+		expires = BPF_CORE_READ(sk, sk_timer.expires);
+	} else {
+		return;
+	}
+	e->timer_jiffies = (__s32)(expires - bpf_jiffies64());
+}
+
 /* The socket's counters at this moment; `e->state` is set. */
 static __always_inline void sock_read(struct sock_event *e, const struct sock *sk)
 {
@@ -128,6 +148,7 @@ static __always_inline void sock_read(struct sock_event *e, const struct sock *s
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	e->ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
 	e->timeouts = BPF_CORE_READ(icsk, icsk_retransmits);
+	sock_timer_read(e, sk);
 }
 
 /* Header, process, and the record into the ring. */

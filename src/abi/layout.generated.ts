@@ -149,6 +149,16 @@ export const ct_seen = {
   CT_TRACKED: 3,
 } as const;
 
+export const sock_timer = {
+  SOCK_TIMER_NONE: 0,
+  SOCK_TIMER_RETRANS: 1,
+  SOCK_TIMER_PROBE0: 3,
+  SOCK_TIMER_LOSS_PROBE: 5,
+  SOCK_TIMER_REO_TIMEOUT: 6,
+  SOCK_TIMER_KEEPALIVE: 16,
+  SOCK_TIMER_FIN_WAIT2: 17,
+} as const;
+
 export const layout = {
   event_header: {
     size: 24,
@@ -322,7 +332,7 @@ export const layout = {
       rmem_alloc: { offset: 152, size: 4, type: "__s32" },
       rcvbuf: { offset: 156, size: 4, type: "__s32" },
       sndbuf: { offset: 160, size: 4, type: "__s32" },
-      pad: { offset: 164, size: 4, type: "__u32" },
+      timer_jiffies: { offset: 164, size: 4, type: "__s32" },
       bytes_acked: { offset: 168, size: 8, type: "__u64" },
       bytes_received: { offset: 176, size: 8, type: "__u64" },
       func: { offset: 184, size: 8, type: "__u64" },
@@ -334,7 +344,8 @@ export const layout = {
       tcp: { offset: 203, size: 1, type: "__u8" },
       no_socket: { offset: 204, size: 1, type: "__u8" },
       timeouts: { offset: 205, size: 1, type: "__u8" },
-      pad2: { offset: 206, size: 2, type: "__u8[2]" },
+      timer: { offset: 206, size: 1, type: "__u8" },
+      pad2: { offset: 207, size: 1, type: "__u8" },
       comm: { offset: 208, size: 16, type: "char[16]" },
     },
   },

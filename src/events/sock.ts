@@ -2,7 +2,8 @@
 // means in words (its notes), and the connections the records describe,
 // each summed up once when it closes or when tracing stops.
 import { constants } from "node:os";
-import { layout, rtt_log2_slots, tracepoint_id } from "../abi/layout.generated";
+import { layout, rtt_log2_slots, sock_timer, tracepoint_id } from "../abi/layout.generated";
+import { jiffyNs } from "../../ffi/libc";
 import { addrHex, addrKey } from "../kernel/kallsyms";
 import { decodePacket, kernelString, type Packet, type RecordBytes } from "./decode";
 
@@ -54,6 +55,9 @@ export interface SockEvent {
   acceptQueueMax: number;
   /** Retransmission timeouts in a row, unanswered. */
   timeouts: number;
+  /** The TCP timer pending (enum sock_timer; 0: none) and the ms until it fires (negative: overdue). */
+  timer: number;
+  timerMs: number;
 }
 
 const u64 = (b: RecordBytes, off: number) => b.u32[(off >>> 2) + 1]! * 0x1_0000_0000 + b.u32[off >>> 2]!;
@@ -102,7 +106,26 @@ export function decodeSock(b: RecordBytes, off: number, functions?: ReadonlyMap<
     acceptQueue: u32(S.ack_backlog),
     acceptQueueMax: u32(S.max_ack_backlog),
     timeouts: u8(S.timeouts),
+    timer: u8(S.timer),
+    timerMs: i32(S.timer_jiffies) * JIFFY_MS,
   };
+}
+
+/** The record counts timers in jiffies; their length is the kernel's CONFIG_HZ, which BTF does not carry. */
+const JIFFY_MS = jiffyNs() / 1e6;
+
+const TIMER_NAMES = new Map<number, string>([
+  [sock_timer.SOCK_TIMER_RETRANS, "retrans"],
+  [sock_timer.SOCK_TIMER_PROBE0, "probe0"],
+  [sock_timer.SOCK_TIMER_LOSS_PROBE, "loss_probe"],
+  [sock_timer.SOCK_TIMER_REO_TIMEOUT, "reorder"],
+  [sock_timer.SOCK_TIMER_KEEPALIVE, "keepalive"],
+  [sock_timer.SOCK_TIMER_FIN_WAIT2, "fin_wait2"],
+]);
+
+/** The pending timer's name, nettrace's words; undefined: none. */
+export function timerName(e: SockEvent): string | undefined {
+  return e.timer ? (TIMER_NAMES.get(e.timer) ?? `timer ${e.timer}`) : undefined;
 }
 
 /** Names read from the running kernel's BTF (src/kernel/btf-facts.ts). */

@@ -7,7 +7,7 @@ import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode"
 import type { PacketContext } from "../events/lifecycle";
 import type { HookLine } from "../events/line";
 import type { LatencySummary } from "../events/latency";
-import { NO_RTT, type ConnectionSummary, type RttTable, type SockEvent } from "../events/sock";
+import { NO_RTT, timerName, type ConnectionSummary, type RttTable, type SockEvent } from "../events/sock";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
 import { l3Name, l4Name, socketFamilyName, socketTypeName, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
@@ -187,6 +187,8 @@ export function sockJson(e: SockEvent, hook: string, names: SockNames, notes: st
     : null;
   o.mem = e.tcp || e.rcvbuf ? { wmem_queued: e.wmemQueued, rmem_alloc: e.rmemAlloc, sndbuf: e.sndbuf, rcvbuf: e.rcvbuf } : null;
   o.accept_queue = names.state === "LISTEN" ? { waiting: e.acceptQueue, max: e.acceptQueueMax } : null;
+  const timer = timerName(e);
+  o.timer = timer ? { kind: timer, left_ms: Math.round(e.timerMs * 1000) / 1000 } : null;
   return JSON.stringify(o);
 }
 

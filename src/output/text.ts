@@ -10,7 +10,7 @@ import { hook_flags, packet_layers } from "../abi/layout.generated";
 import type { Finding } from "../diagnosis/rules";
 import type { DropEvent, LatencyEvent, Packet, SkbMeta } from "../events/decode";
 import type { HookLine } from "../events/line";
-import { durationText, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
+import { durationText, timerName, type ConnectionSummary, type RttBucket, type SockEvent } from "../events/sock";
 import { ICMP_TYPES, ICMPV6_TYPES, icmpTypeText, l3Name, l4Name, socketText, tcpFlagsText } from "../events/protocols";
 import type { Clock } from "./time";
 
@@ -150,14 +150,16 @@ function noteText(notes: string[], bad: RegExp, c: Colors): string {
 
 /**
  * --sock, nettrace's shape:
- * "[153.345912] [tcp_probe           ] TCP: 10.0.0.1:5 -> 10.0.0.2:80 ESTABLISHED CA_Open out:(p0 r0) mem:(w0 r0) *rtt:37ms, rtt_min:36ms*"
+ * "[153.345912] [tcp_probe           ] TCP: 10.0.0.1:5 -> 10.0.0.2:80 ESTABLISHED CA_Open out:(p1 r0) mem:(w0 r0) timer:(retrans, 0.204s) *rtt:37ms, rtt_min:36ms*"
  */
 export function sockLine(e: SockEvent, hook: string, state: string | undefined, caState: string | undefined, notes: string[], s: TextStyle): string {
   const tcp = e.tcp ? ` ${caState ?? `CA_${e.caState}`} out:(p${e.packetsOut} r${e.retransOut})` : "";
   const mem = e.tcp || e.rcvbuf ? ` mem:(w${e.wmemQueued} r${e.rmemAlloc})` : "";
+  const timer = timerName(e);
+  const timerText = timer ? ` timer:(${timer}, ${(e.timerMs / 1000).toFixed(3)}s)` : "";
   const detail = s.detail ? `[cpu:${String(e.cpu).padEnd(3)}][pid:${String(e.pid).padEnd(7)}][${e.comm.padEnd(16)}][ns:${e.netns}][${e.skHex}] ` : "";
   const text = noteText(notes, /reset|retrans|full|limit|error|refused/, s.colors);
-  return `[${s.clock.stamp(e.timeNs, s.date)}] [${hook.padEnd(20)}] ${detail}${connectionSummary(e.pkt, state)}${tcp}${mem}${text ? ` ${text}` : ""}`;
+  return `[${s.clock.stamp(e.timeNs, s.date)}] [${hook.padEnd(20)}] ${detail}${connectionSummary(e.pkt, state)}${tcp}${mem}${timerText}${text ? ` ${text}` : ""}`;
 }
 
 /** --rtt, --latency-summary: bcc's log2 table ("     16 -> 31       : 3        |****    |"). */

@@ -108,6 +108,13 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
       expect(summary.rtt_samples).toBe(samples.length);
       expect(summary.rtt_min_us).toBe(Math.min(...samples));
       expect(summary.rtt_max_us).toBe(Math.max(...samples));
+      // A sample acknowledges data in flight: the retransmission timer (or the tail loss probe
+      // that replaces it) is pending, due within the first RTO (1 s) at most.
+      for (const e of open.filter((e) => e.hook === "tcp_probe" && e.tcp.rtt_us > 0)) {
+        expect(["retrans", "loss_probe"]).toContain(e.timer?.kind);
+        expect(e.timer.left_ms).toBeGreaterThan(-50);
+        expect(e.timer.left_ms).toBeLessThanOrEqual(1000);
+      }
     }
 
     const refused = events.filter((e) => e.dport === CLOSED);

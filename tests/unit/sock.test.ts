@@ -3,12 +3,13 @@
 // summaries (handshake, RTT, data bytes, how it ended, the memory bound) and
 // the text and JSON lines.
 import { describe, expect, test } from "bun:test";
-import { event_kind, event_version, layout, rtt_log2_slots, tracepoint_id } from "../../src/abi/layout.generated";
+import { event_kind, event_version, layout, rtt_log2_slots, sock_timer, tracepoint_id } from "../../src/abi/layout.generated";
 import { recordKind, type RecordBytes } from "../../src/events/decode";
-import { Connections, decodeSock, durationText, errnoName, NO_RTT, rttSampleNote, rttTable, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
+import { Connections, decodeSock, durationText, errnoName, NO_RTT, rttSampleNote, rttTable, sockNotes, timerName, type SockEvent, type SockNamer } from "../../src/events/sock";
 import { connectionJson, rttHistogramJson, rttSampleJson, sockJson } from "../../src/output/json";
 import { colorsFor, connectionLine, rttTableLines, sockLine, type TextStyle } from "../../src/output/text";
 import { Clock } from "../../src/output/time";
+import { jiffyNs } from "../../ffi/libc";
 
 const T = tracepoint_id;
 const S = layout.sock_event.fields;
@@ -36,6 +37,8 @@ interface RecordSpec {
   bytesAcked?: number;
   bytesReceived?: number;
   tcp?: boolean;
+  timer?: number;
+  timerJiffies?: number;
 }
 
 /** A sock_event's bytes as the kernel writes them: 10.0.0.1:SPORT -> 10.0.0.2:DPORT. */
@@ -67,6 +70,8 @@ function record(r: RecordSpec): RecordBytes {
   v.setUint32(S.min_rtt_us.offset, r.rttUs ?? NO_RTT, true);
   v.setUint32(S.bytes_acked.offset, r.bytesAcked ?? 0, true);
   v.setUint32(S.bytes_received.offset, r.bytesReceived ?? 0, true);
+  u8[S.timer.offset] = r.timer ?? 0;
+  v.setInt32(S.timer_jiffies.offset, r.timerJiffies ?? 0, true);
   u8.set(new TextEncoder().encode("curl"), S.comm.offset);
   return { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
 }
@@ -203,6 +208,23 @@ describe("lines", () => {
     );
     const json = JSON.parse(connectionJson(summary!, style.clock));
     expect(json).toMatchObject({ kind: "connection", saddr: "10.0.0.1", sport: 40000, daddr: "10.0.0.2", dport: 80, duration_us: 3000, handshake_us: 1000, end: "reset_sent", reset_reason: "NO_SOCKET", rtt_samples: 0, rtt_min_us: null, bytes_out: 5, bytes_in: 9 });
+  });
+
+  test("the pending timer, nettrace's timer:(kind, seconds), in jiffies of the running kernel's tick", () => {
+    const hz = 1e9 / jiffyNs();
+    const e = ev({ tp: T.TP_TCP_RETRANSMIT_SKB, state: "ESTABLISHED", timeUs: 1, timer: sock_timer.SOCK_TIMER_RETRANS, timerJiffies: hz });
+    expect(e.timerMs).toBeCloseTo(1000, 6);
+    expect(sockLine(e, "tcp_retransmit_skb", "ESTABLISHED", "CA_Open", [], style)).toEndWith("mem:(w0 r0) timer:(retrans, 1.000s)");
+    expect(JSON.parse(sockJson(e, "tcp_retransmit_skb", { state: "ESTABLISHED" }, [], new Clock())).timer).toEqual({ kind: "retrans", left_ms: 1000 });
+    // Overdue: the handler runs a little after the expiry it was armed for.
+    const late = ev({ tp: T.TP_NONE, state: "ESTABLISHED", timeUs: 1, timer: sock_timer.SOCK_TIMER_PROBE0, timerJiffies: -1 });
+    expect(sockLine(late, "tcp_send_probe0", "ESTABLISHED", "CA_Open", [], style)).toContain(`timer:(probe0, ${(-1000 / hz / 1000).toFixed(3)}s)`);
+    // sk_timer: keepalive, or a closed socket's FIN_WAIT2 timeout; no timer, no field.
+    const sk = (timer: number) => ev({ tp: T.TP_INET_SOCK_SET_STATE, state: "FIN_WAIT2", timeUs: 1, timer, timerJiffies: 5 });
+    expect([timerName(sk(sock_timer.SOCK_TIMER_FIN_WAIT2)), timerName(sk(sock_timer.SOCK_TIMER_KEEPALIVE))]).toEqual(["fin_wait2", "keepalive"]);
+    const none = ev({ tp: T.TP_TCP_PROBE, state: "ESTABLISHED", timeUs: 1 });
+    expect(sockLine(none, "tcp_probe", "ESTABLISHED", "CA_Open", [], style)).not.toContain("timer:");
+    expect(JSON.parse(sockJson(none, "tcp_probe", { state: "ESTABLISHED" }, [], new Clock())).timer).toBeNull();
   });
 
   test("--rtt-detail: nettrace's srtt and rtt note with the minimum; JSON kind rtt", () => {

@@ -10,6 +10,9 @@
 // rx_queue is its accept queue), or one for the namespace when none has.
 // A namespace created while tracing (or with no process at the start) has
 // no baseline and is left out rather than blamed for older overflows.
+// Where --sock has function hooks, tcp_conn_request shows each SYN a full
+// queue drops, with its listener: those listeners get an exact finding of
+// their own, and the namespace's count less those SYNs is judged as above.
 // Client connections this run saw go unanswered (their SYNs sent again, never
 // established) to a listener that overflowed are named in its finding: the
 // two ends of one cause, when both hosts are traced.
@@ -17,7 +20,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { inCidr } from "../common/ip";
 import type { Filter } from "../bpf/config";
 import { formatIPv4, formatIPv6, type Packet } from "../events/decode";
-import { healthyConnection } from "../events/sock";
+import { acceptQueueFull, healthyConnection, type ConnectionHealth, type SockEvent } from "../events/sock";
 import { type ConnectionFacts, judgeConnection, type ConnectionVerdict } from "./connections";
 import type { Rule } from "./knowledge";
 
@@ -26,6 +29,8 @@ const MAX_NAMESPACES = 4096;
 /** Unanswered client connections kept for the listeners' findings, and named in one finding, at most. */
 const MAX_UNANSWERED = 1024;
 const UNANSWERED_NAMED = 3;
+/** Listeners seen dropping SYNs, kept at most. */
+const MAX_FULL_LISTENERS = 4096;
 const TCP_LISTEN = 0x0a;
 
 /** The network namespaces processes live in: inode → one process in it. */
@@ -115,10 +120,23 @@ function listenerPacket(l: Listener | undefined): Packet {
   };
 }
 
+/** A listener seen dropping SYNs for its full queue (tcp_conn_request). */
+interface FullListener {
+  pkt: Packet;
+  netns: number;
+  listener: Listener;
+  syns: number;
+  /** Its queue and backlog at the last drop. */
+  queued: number;
+  backlog: number;
+}
+
 /** The ListenOverflows counters when tracing started, and the findings when it stops. */
 export class ListenQueues {
   private readonly before = new Map<number, number>();
   private readonly unanswered: Packet[] = [];
+  /** By namespace and listener socket address. */
+  private readonly full = new Map<string, FullListener>();
 
   /** `netns`: the only namespace the filters keep, if they name one. */
   constructor(
@@ -145,33 +163,56 @@ export class ListenQueues {
     this.unanswered.push(f.pkt);
   }
 
-  /** A verdict per listener still holding connections in a namespace whose count grew (one for the namespace when none is). */
+  /** A socket event: a SYN dropped by a full listener (tcp_conn_request) is counted for it. */
+  noteEvent(e: SockEvent): void {
+    if (e.fn !== "tcp_conn_request" || !acceptQueueFull(e)) return;
+    const key = `${e.netns}:${e.skHex}`;
+    let l = this.full.get(key);
+    if (!l) {
+      if (this.full.size >= MAX_FULL_LISTENERS) return;
+      const listener: Listener = { addr: e.pkt.saddr, port: e.pkt.sport, family: e.pkt.l3 === 0x86dd ? 6 : 4, queued: 0 };
+      l = { pkt: listenerPacket(listener), netns: e.netns, listener, syns: 0, queued: 0, backlog: 0 };
+      this.full.set(key, l);
+    }
+    l.syns++;
+    l.queued = e.acceptQueue;
+    l.backlog = e.acceptQueueMax;
+  }
+
+  /**
+   * A verdict per listener seen dropping SYNs; then, per namespace whose count grew by more than those,
+   * one per listener still holding connections (one for the namespace when none is).
+   */
   verdicts(startNs: number): ConnectionVerdict[] {
     const out: ConnectionVerdict[] = [];
+    const judge = (l: Listener | undefined, netns: number, health: ConnectionHealth) => {
+      const facts = { pkt: listenerPacket(l), netns, startNs, end: null, resetReason: null, retransmits: 0, health, listening: true };
+      const findings = judgeConnection(this.rules, facts);
+      const clients = l ? this.unanswered.filter((p) => toListener(p, l)) : [];
+      if (clients.length) {
+        const named = clients.slice(0, UNANSWERED_NAMED).map(connectionText).join(", ");
+        const more = clients.length > UNANSWERED_NAMED ? ` and ${clients.length - UNANSWERED_NAMED} more` : "";
+        for (const f of findings) f.message += `; among them the SYNs of ${clients.length === 1 ? "the connection" : `the ${clients.length} connections`} this run saw go unanswered: ${named}${more}`;
+      }
+      if (findings.length) out.push({ facts, findings });
+    };
+    const seen = [...this.full.values()];
+    for (const l of seen) judge(l.listener, l.netns, { ...healthyConnection(), listenOverflows: l.syns, acceptQueue: l.queued, queueFullSyns: l.syns, backlog: l.backlog });
     for (const [ino, pid] of this.namespaces()) {
       const before = this.before.get(ino);
       const now = listenOverflowCount(readText(`/proc/${pid}/net/netstat`) ?? "");
-      if (before === undefined || now === undefined || now <= before) continue;
+      const seenHere = seen.filter((l) => l.netns === ino);
+      const unexplained = now === undefined || before === undefined ? 0 : now - before - seenHere.reduce((n, l) => n + l.syns, 0);
+      if (unexplained <= 0) continue;
       const waiting = [
         ...waitingListeners(readText(`/proc/${pid}/net/tcp`) ?? "", 4),
         ...waitingListeners(readText(`/proc/${pid}/net/tcp6`) ?? "", 6),
-      ];
+      ].filter((w) => !seenHere.some((l) => l.listener.port === w.port && l.listener.addr === w.addr));
       // Listeners still holding connections are the ones that overflowed: those the filters keep, or none
       // when only others hold some. Without any, the namespace's finding (the kernel does not say whose).
       const kept = waiting.filter((l) => listenerKept(l, this.filter));
       if (waiting.length && !kept.length) continue;
-      for (const l of kept.length ? kept : [undefined]) {
-        const health = { ...healthyConnection(), listenOverflows: now - before, acceptQueue: l?.queued ?? 0 };
-        const facts = { pkt: listenerPacket(l), netns: ino, startNs, end: null, resetReason: null, retransmits: 0, health, listening: true };
-        const findings = judgeConnection(this.rules, facts);
-        const clients = l ? this.unanswered.filter((p) => toListener(p, l)) : [];
-        if (clients.length) {
-          const named = clients.slice(0, UNANSWERED_NAMED).map(connectionText).join(", ");
-          const more = clients.length > UNANSWERED_NAMED ? ` and ${clients.length - UNANSWERED_NAMED} more` : "";
-          for (const f of findings) f.message += `; among them the SYNs of ${clients.length === 1 ? "the connection" : `the ${clients.length} connections`} this run saw go unanswered: ${named}${more}`;
-        }
-        if (findings.length) out.push({ facts, findings });
-      }
+      for (const l of kept.length ? kept : [undefined]) judge(l, ino, { ...healthyConnection(), listenOverflows: unexplained, acceptQueue: l?.queued ?? 0 });
     }
     return out;
   }

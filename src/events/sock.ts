@@ -162,7 +162,7 @@ export function durationText(us: number): string {
 const stateName = (n: SockNamer, v: number) => n.tcpState(v) ?? `state ${v}`;
 
 /** A listener's accept queue is full: the kernel drops the next connection attempt (sk_acceptq_is_full). */
-const acceptQueueFull = (e: SockEvent) => e.acceptQueue > e.acceptQueueMax;
+export const acceptQueueFull = (e: SockEvent) => e.acceptQueue > e.acceptQueueMax;
 
 /** What a socket function's call means, in words; functions -t named outside the tree have none. */
 function functionNote(e: SockEvent): string | undefined {
@@ -291,6 +291,9 @@ export interface ConnectionHealth {
   /** A listener (--sock --diag, src/diagnosis/listen.ts): connection attempts its namespace dropped for a full accept queue, and the connections waiting in its own. */
   listenOverflows: number;
   acceptQueue: number;
+  /** A listener whose SYNs were seen dropped as they arrived (tcp_conn_request): how many, and its backlog. */
+  queueFullSyns: number;
+  backlog: number;
   /** Errors reported to the application (inet_sk_error_report), by errno name, in order, each once. */
   errors: string[];
 }
@@ -328,7 +331,7 @@ interface Tracked {
 
 /** A connection's health before any event said something about it. */
 export function healthyConnection(): ConnectionHealth {
-  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, listenOverflows: 0, acceptQueue: 0, errors: [] };
+  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, listenOverflows: 0, acceptQueue: 0, queueFullSyns: 0, backlog: 0, errors: [] };
 }
 
 /** An error reported to the application, kept once (bounded). */

@@ -152,6 +152,7 @@ export async function runSock(opts: Options, kernel: KernelInfo, out: Output, st
         }
         summed(connections.add(e));
         if (diagnosis) showVerdicts(diagnosis.event(e));
+        listenQueues?.noteEvent(e);
       },
       batchDone: (caughtUp) => {
         if (diagnosis) showVerdicts(diagnosis.due(clock.nowNs(caughtUp)));

@@ -7,7 +7,7 @@ import { event_kind, event_version, layout, tracepoint_id } from "../../src/abi/
 import { dropReasonsText, rulesText } from "../../src/common/assets";
 import { SkbtrailError } from "../../src/common/errors";
 import { ConnectionDiagnosis, HOLD_NS, judgeConnection, type ConnectionVerdict } from "../../src/diagnosis/connections";
-import { listenOverflowCount, waitingListeners } from "../../src/diagnosis/listen";
+import { ListenQueues, listenOverflowCount, waitingListeners } from "../../src/diagnosis/listen";
 import { loadDropReasons, loadRules, type Rule } from "../../src/diagnosis/knowledge";
 import type { RecordBytes } from "../../src/events/decode";
 import { Connections, decodeSock, healthyConnection, NO_RTT, sockNotes, type SockEvent, type SockNamer } from "../../src/events/sock";
@@ -250,6 +250,23 @@ describe("listen-queue overflows (src/diagnosis/listen.ts)", () => {
     expect(unnamed!.message).toContain("dropped 3 connection attempts in network namespace 4026532000");
     // Nothing dropped: no finding.
     expect(judgeConnection(rules, { ...facts("10.94.0.2", 7406, 2), health: healthyConnection() })).toEqual([]);
+  });
+
+  test("SYNs seen dropped at tcp_conn_request (function hooks): the listener's exact finding, instead of the namespace's count", () => {
+    const syn = (waiting: number) => {
+      const e = ev({ tp: T.TP_NONE, fn: "tcp_conn_request", state: "LISTEN", us: 1, acceptQueue: [waiting, 0] });
+      e.pkt = { ...e.pkt, saddr: "10.94.0.2", sport: 7406, daddr: "0.0.0.0", dport: 0 };
+      return e;
+    };
+    // A namespace no process lives in: no counter is read, only what the events showed.
+    const queues = new ListenQueues(rules, {}, 1);
+    for (const e of [syn(0), syn(1), ev({ tp: T.TP_NONE, fn: "inet_csk_accept", state: "LISTEN", us: 2, acceptQueue: [1, 0] }), syn(1)]) queues.noteEvent(e);
+    const [v, ...rest] = queues.verdicts(0);
+    expect(rest).toEqual([]);
+    expect(v!.findings.map((f) => f.rule)).toEqual(["listen-queue-overflow-seen"]);
+    expect(v!.findings[0]!.message).toBe("the accept queue of the listener 10.94.0.2:7406 was full (1 waiting, listen() backlog 0): the kernel dropped 2 SYNs as they arrived (the clients wait for retransmissions, then time out)");
+    expect(v!.facts.pkt).toMatchObject({ saddr: "10.94.0.2", sport: 7406 });
+    expect(new ListenQueues(rules, {}, 1).verdicts(0)).toEqual([]);
   });
 });
 

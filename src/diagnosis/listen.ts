@@ -122,7 +122,6 @@ function listenerPacket(l: Listener | undefined): Packet {
 
 /** A listener seen dropping SYNs for its full queue (tcp_conn_request). */
 interface FullListener {
-  pkt: Packet;
   netns: number;
   listener: Listener;
   syns: number;
@@ -171,7 +170,7 @@ export class ListenQueues {
     if (!l) {
       if (this.full.size >= MAX_FULL_LISTENERS) return;
       const listener: Listener = { addr: e.pkt.saddr, port: e.pkt.sport, family: e.pkt.l3 === 0x86dd ? 6 : 4, queued: 0 };
-      l = { pkt: listenerPacket(listener), netns: e.netns, listener, syns: 0, queued: 0, backlog: 0 };
+      l = { netns: e.netns, listener, syns: 0, queued: 0, backlog: 0 };
       this.full.set(key, l);
     }
     l.syns++;

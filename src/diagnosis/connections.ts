@@ -59,6 +59,7 @@ export function connectionMatches(c: Conditions, f: ConnectionFacts): boolean {
   if (!atLeast(c.syn_retransmits, h.synRetransmits) || !atLeast(c.retransmits, f.retransmits) || !atLeast(c.timeouts, h.timeouts)) return false;
   if (!atLeast(c.rcvqueue_full, h.rcvqueueFull) || !atLeast(c.buf_limit, h.bufLimit)) return false;
   if (!atLeast(c.listen_overflows, h.listenOverflows) || !atLeast(c.accept_queue, h.acceptQueue) || !atLeast(c.queue_full_syns, h.queueFullSyns)) return false;
+  if (!atLeast(c.zero_window_probes, h.zeroWindowProbes)) return false;
   if (c.srtt_over_min !== undefined && !(h.srttMaxUs !== null && h.minRttUs && h.srttMaxUs >= c.srtt_over_min * h.minRttUs)) return false;
   if (c.srtt_ms !== undefined && !(h.srttMaxUs !== null && h.srttMaxUs >= c.srtt_ms * 1000)) return false;
   if (c.error && !h.errors.some((e) => c.error!.includes("any") || c.error!.includes(e))) return false;
@@ -73,7 +74,7 @@ function fill(text: string, f: ConnectionFacts, c: Conditions): string {
     rst_reason: f.resetReason, end: f.end, retransmits: f.retransmits, syn_retransmits: h.synRetransmits, timeouts: h.timeouts,
     srtt_max: h.srttMaxUs === null ? null : durationText(h.srttMaxUs), min_rtt: h.minRttUs === null ? null : durationText(h.minRttUs),
     rcvqueue_full: h.rcvqueueFull, buf_limit: h.bufLimit, rcvbuf: h.rcvbuf,
-    listen_overflows: h.listenOverflows, accept_queue: h.acceptQueue, queue_full_syns: h.queueFullSyns, backlog: h.backlog, error: errors.join(", ") || null,
+    listen_overflows: h.listenOverflows, accept_queue: h.acceptQueue, queue_full_syns: h.queueFullSyns, backlog: h.backlog, zero_window_probes: h.zeroWindowProbes, error: errors.join(", ") || null,
   };
   return text.replace(/\{(\w+)\}/g, (_, k: string) => String(values[k] ?? "?"));
 }

@@ -82,6 +82,8 @@ export interface Conditions {
   accept_queue?: number;
   /** At least this many SYNs a listener dropped for its full accept queue, seen as they arrived (tcp_conn_request: function hooks). */
   queue_full_syns?: number;
+  /** At least this many zero-window probes sent (tcp_send_probe0: function hooks). */
+  zero_window_probes?: number;
   /** An error reported to the application, by errno name (ECONNREFUSED), or any. */
   error?: string[];
 }
@@ -110,7 +112,7 @@ const NAME = /^[A-Za-z0-9_:.*+-]+$/;
 /** Conditions on one hook event of a packet. */
 const PACKET_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "icmp_type", "nf_hook", "nat_before"];
 /** Conditions on a whole connection. */
-const CONNECTION_KEYS = ["end", "established", "syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns", "error"];
+const CONNECTION_KEYS = ["end", "established", "syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns", "zero_window_probes", "error"];
 /** Conditions both kinds of rule take. */
 const SHARED_KEYS = ["rst_reason", "proto"];
 const CONDITION_KEYS = [...PACKET_KEYS, ...SHARED_KEYS, ...CONNECTION_KEYS];
@@ -119,7 +121,7 @@ export const PLACEHOLDERS = ["hook", "reason", "location", "table", "table_famil
 /** Placeholders of connection rules: the connection's endpoints and its figures. */
 export const CONNECTION_PLACEHOLDERS = [
   "saddr", "daddr", "sport", "dport", "proto", "netns", "rst_reason", "end", "retransmits", "syn_retransmits", "timeouts",
-  "srtt_max", "min_rtt", "rcvqueue_full", "buf_limit", "rcvbuf", "listen_overflows", "accept_queue", "queue_full_syns", "backlog", "error",
+  "srtt_max", "min_rtt", "rcvqueue_full", "buf_limit", "rcvbuf", "listen_overflows", "accept_queue", "queue_full_syns", "backlog", "zero_window_probes", "error",
 ];
 
 export function loadDropReasons(text: string, file: string): Map<string, ReasonEntry> {
@@ -221,7 +223,7 @@ function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames
   if (m.nat_before !== undefined) c.nat_before = doc.boolean(m, "nat_before", false);
   c.end = names(doc, m, "end", (e) => (CONNECTION_ENDS.includes(e) ? undefined : `'${e}' is not how a connection ends: use ${CONNECTION_ENDS.join(", ")}`));
   if (m.established !== undefined) c.established = doc.boolean(m, "established", false);
-  for (const key of ["syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns"] as const) {
+  for (const key of ["syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns", "zero_window_probes"] as const) {
     if (m[key] === undefined) continue;
     const v = m[key];
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw doc.error(m, key, "must be a number, at least 0 (the condition holds at or above it)");

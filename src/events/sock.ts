@@ -291,6 +291,8 @@ export interface ConnectionHealth {
   /** A listener (--sock --diag, src/diagnosis/listen.ts): connection attempts its namespace dropped for a full accept queue, and the connections waiting in its own. */
   listenOverflows: number;
   acceptQueue: number;
+  /** Zero-window probes sent (tcp_send_probe0: function hooks): the peer's receive window stayed closed. */
+  zeroWindowProbes: number;
   /** A listener whose SYNs were seen dropped as they arrived (tcp_conn_request): how many, and its backlog. */
   queueFullSyns: number;
   backlog: number;
@@ -331,7 +333,7 @@ interface Tracked {
 
 /** A connection's health before any event said something about it. */
 export function healthyConnection(): ConnectionHealth {
-  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, listenOverflows: 0, acceptQueue: 0, queueFullSyns: 0, backlog: 0, errors: [] };
+  return { established: false, synRetransmits: 0, timeouts: 0, srttMaxUs: null, minRttUs: null, rcvqueueFull: 0, bufLimit: 0, rcvbuf: null, listenOverflows: 0, acceptQueue: 0, queueFullSyns: 0, backlog: 0, zeroWindowProbes: 0, errors: [] };
 }
 
 /** An error reported to the application, kept once (bounded). */
@@ -447,6 +449,7 @@ export class Connections {
       case T.TP_NONE:
         // The timer fires again while in CA_Loss (no new move), so where it is traced its count is the better one.
         if (e.fn === "tcp_retransmit_timer" && !handshaking) h.timeouts = Math.max(c.lossMoves, ++c.timerFirings);
+        if (e.fn === "tcp_send_probe0") h.zeroWindowProbes++;
         break;
       case T.TP_SOCK_RCVQUEUE_FULL:
         h.rcvqueueFull++;

@@ -409,10 +409,20 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
         // The default set (with --diag), and -t with one function of the tree.
         const [t, timerOnly] = [sock(["--diag"]), sock(["-t", "tcp_retransmit_timer"])];
         await Promise.all([t.ready(), timerOnly.ready()]);
-        // The first connection fills the queue (backlog 0); the next one's SYN is dropped, and retransmitted after 1 s.
-        expect(await net.a.ns.tcp(net.b.ip4, FULL)).toBe(0);
-        expect(await net.a.ns.tcp(net.b.ip4, FULL, { connectMs: 1500 })).not.toBe(0);
-        await Promise.all([t.waitFor(/"hook":"tcp_retransmit_timer"/, scaled(10_000)), timerOnly.waitFor(/"hook":"tcp_retransmit_timer"/, scaled(10_000))]);
+        // The first connection fills the queue (backlog 0) and is never read: it sends until the receive
+        // window closes, then probes the zero window. The next connection's SYN is dropped, and retransmitted after 1 s.
+        const flood = Bun.spawn(["ip", "netns", "exec", net.a.ns.name, "bash", "-c", `exec 3<>/dev/tcp/${net.b.ip4}/${FULL}; cat /dev/zero >&3`], { stdout: "ignore", stderr: "ignore" });
+        try {
+          await t.waitFor(/"hook":"tcp_conn_request"/, scaled(10_000));
+          expect(await net.a.ns.tcp(net.b.ip4, FULL, { connectMs: 1500 })).not.toBe(0);
+          await Promise.all([
+            t.waitFor(/"hook":"tcp_send_probe0"/, scaled(10_000)),
+            t.waitFor(/"hook":"tcp_retransmit_timer"/, scaled(10_000)),
+            timerOnly.waitFor(/"hook":"tcp_retransmit_timer"/, scaled(10_000)),
+          ]);
+        } finally {
+          flood.kill();
+        }
         const [all, timer] = await Promise.all([t.stop("SIGINT"), timerOnly.stop("SIGINT")]);
         expect(all.code).toBe(1); // --diag's findings
         const events = jsonLines(all.stdout).filter((l) => l.kind === "sock");
@@ -429,13 +439,19 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
         expect(listenerFindings).toHaveLength(1);
         expect(listenerFindings[0]).toMatchObject({ rule: "listen-queue-overflow-seen", saddr: net.b.ip4, sport: FULL, netns: netnsB });
         expect(listenerFindings[0]!.message).toStartWith(`the accept queue of the listener ${net.b.ip4}:${FULL} was full (1 waiting, listen() backlog 0): the kernel dropped ${dropped} SYNs as they arrived`);
+        // The flooding client: the listener's closed window probed, and --diag's finding for its connection.
+        const probes = events.filter((e) => e.hook === "tcp_send_probe0");
+        expect(probes[0]).toMatchObject({ saddr: net.a.ip4, daddr: net.b.ip4, dport: FULL, netns: netnsA, state: "ESTABLISHED", notes: ["zero-window probe: the peer's receive window is closed"] });
+        const zero = jsonLines(all.stdout).find((l) => l.kind === "finding" && l.rule === "zero-window");
+        expect(zero).toMatchObject({ level: "warn", saddr: net.a.ip4, sport: probes[0].sport, daddr: net.b.ip4, dport: FULL });
+        expect(zero!.message).toMatch(new RegExp(`^${net.b.ip4.replaceAll(".", "\\.")}:${FULL} closed its receive window: this side had data to send and probed the zero window \\d+ times`));
         // The client: its SYN unanswered, the timer fires in SYN_SENT with its connection.
-        const fired = events.filter((e) => e.hook === "tcp_retransmit_timer");
-        expect(fired.length).toBeGreaterThan(0);
-        expect(fired[0]).toMatchObject({ saddr: net.a.ip4, daddr: net.b.ip4, dport: FULL, netns: netnsA, state: "SYN_SENT" });
-        expect(fired[0]!.notes[0]).toMatch(/^retransmission timer fired: nothing acknowledged in time/);
+        // (The flooding connection may have its own, for segments the full receiver dropped.)
+        const fired = events.find((e) => e.hook === "tcp_retransmit_timer" && e.state === "SYN_SENT");
+        expect(fired).toMatchObject({ saddr: net.a.ip4, daddr: net.b.ip4, dport: FULL, netns: netnsA });
+        expect(fired!.notes[0]).toMatch(/^retransmission timer fired: nothing acknowledged in time/);
         // Each fired timer retransmits: the tracepoint's retransmission follows on the same socket.
-        expect(events.some((e) => e.hook === "tcp_retransmit_skb" && e.sk === fired[0]!.sk)).toBe(true);
+        expect(events.some((e) => e.hook === "tcp_retransmit_skb" && e.sk === fired!.sk)).toBe(true);
         // -t replaced the set: the timer, and the tracepoints.
         const timerHooks = new Set(jsonLines(timer.stdout).filter((l) => l.kind === "sock").map((l) => l.hook));
         expect(timerHooks.has("tcp_retransmit_timer")).toBe(true);

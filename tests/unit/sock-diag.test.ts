@@ -42,7 +42,7 @@ interface Spec {
 }
 
 /** Made-up addresses of the socket functions the records name (their high half 0xffffffff). */
-const FUNCTIONS: Record<string, number> = { tcp_retransmit_timer: 0x81001000, tcp_conn_request: 0x81002000 };
+const FUNCTIONS: Record<string, number> = { tcp_retransmit_timer: 0x81001000, tcp_conn_request: 0x81002000, tcp_send_probe0: 0x81003000, inet_csk_accept: 0x81004000 };
 const FUNCTION_NAMES = new Map(Object.entries(FUNCTIONS).map(([name, lo]) => [addrKey(0xffffffff, lo), name]));
 
 /** A sock_event as the kernel writes it: 10.0.0.1:40000 -> 10.0.0.2:80 (TCP unless l4 says). */
@@ -168,6 +168,14 @@ describe("connection findings", () => {
     expect(w!.summary!.health.timeouts).toBe(2);
     const [x] = judge([set("CLOSE", "SYN_SENT", 1000), timer(2000, "SYN_SENT"), set("SYN_SENT", "ESTABLISHED", 2100), ...closedByFin(3000)]);
     expect(x!.summary!.health.timeouts).toBe(0);
+  });
+
+  test("socket functions: zero-window probes are the peer's closed window (a warning with their count)", () => {
+    const probe = (us: number) => ev({ tp: T.TP_NONE, fn: "tcp_send_probe0", state: "ESTABLISHED", us });
+    const [v] = judge([...opened, probe(2000), probe(2400), ...closedByFin(3000)]);
+    expect(ids(v!)).toEqual(["zero-window"]);
+    expect(v!.findings[0]).toMatchObject({ level: "warn" });
+    expect(v!.findings[0]!.message).toStartWith("10.0.0.2:80 closed its receive window: this side had data to send and probed the zero window 2 times");
   });
 
   test("socket functions' notes: a SYN reaching a listener, its queue full or not; the timer's firings in a row", () => {

@@ -68,6 +68,12 @@ static __always_inline void lat_finish(__u64 key, struct latency_event *m, const
 	bpf_map_delete_elem(&lat_start, &key);
 }
 
+/* Another TCP segment of the same flow: an skb keeps its sequence number along its path. */
+static __always_inline bool other_segment(const struct packet *was, const struct packet *now)
+{
+	return was->l4_proto == IPPROTO_TCP && (was->parsed & PKT_L4) && (now->parsed & PKT_L4) && was->tcp_seq != now->tcp_seq;
+}
+
 /* A hook saw `skb`: start, extend or end its measurement. */
 static __always_inline __u64 latency_hit(struct sk_buff *skb, const struct hit *h)
 {
@@ -90,8 +96,10 @@ static __always_inline __u64 latency_hit(struct sk_buff *skb, const struct hit *
 	if (m) {
 		/* As in on_skb(): the kernel may free an skb where no hook sees it
 		 * (GRO's per-CPU skb cache) and reuse it for the reply, which shows
-		 * the reverse of the addresses last seen. That measurement is stale:
-		 * this is another packet. */
+		 * the reverse of the addresses last seen, or for the next segment of
+		 * the same flow (a TCP segment consumed through skb_attempt_defer_free:
+		 * another sequence number). That measurement is stale: this is
+		 * another packet. */
 		struct latency_event *tmp = bpf_map_lookup_elem(&lat_scratch, &zero);
 		__u32 flow;
 
@@ -100,7 +108,8 @@ static __always_inline __u64 latency_hit(struct sk_buff *skb, const struct hit *
 		__builtin_memset(&tmp->pkt, 0, sizeof(tmp->pkt));
 		parse_skb(skb, &tmp->pkt, false);
 		flow = flow_hash(&tmp->pkt, false);
-		if ((tmp->pkt.parsed & PKT_L3) && m->flow != flow && m->flow == flow_hash(&tmp->pkt, true)) {
+		if ((tmp->pkt.parsed & PKT_L3) && ((m->flow != flow && m->flow == flow_hash(&tmp->pkt, true)) ||
+						   (m->flow == flow && other_segment(&m->pkt, &tmp->pkt)))) {
 			bpf_map_delete_elem(&lat_start, &key);
 			m = 0;
 		} else {

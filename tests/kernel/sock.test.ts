@@ -443,7 +443,7 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
         const probes = events.filter((e) => e.hook === "tcp_send_probe0");
         expect(probes[0]).toMatchObject({ saddr: net.a.ip4, daddr: net.b.ip4, dport: FULL, netns: netnsA, state: "ESTABLISHED", notes: ["zero-window probe: the peer's receive window is closed"] });
         const zero = jsonLines(all.stdout).find((l) => l.kind === "finding" && l.rule === "zero-window");
-        expect(zero).toMatchObject({ level: "warn", saddr: net.a.ip4, sport: probes[0].sport, daddr: net.b.ip4, dport: FULL });
+        expect(zero).toMatchObject({ level: "warn", saddr: net.a.ip4, sport: probes[0]!.sport, daddr: net.b.ip4, dport: FULL });
         expect(zero!.message).toMatch(new RegExp(`^${net.b.ip4.replaceAll(".", "\\.")}:${FULL} closed its receive window: this side had data to send and probed the zero window \\d+ times`));
         // The client: its SYN unanswered, the timer fires in SYN_SENT with its connection.
         // (The flooding connection may have its own, for segments the full receiver dropped.)

@@ -78,25 +78,47 @@ function tail(path: string, bytes: number): string {
   }
 }
 
-function parseSummary(text: string, json: boolean): { events: number; lost: number; filtered: number } {
+/** What skbtrail's summary says at exit. */
+export interface SkbtrailSummary {
+  events: number;
+  lost: number;
+  filtered: number;
+  /** Records still in the ring at the stop, dropped unread. */
+  unread: number;
+}
+
+function parseSummary(text: string, json: boolean): SkbtrailSummary {
   if (json) {
     const line = text.trimEnd().split("\n").pop()!;
-    const s = JSON.parse(line) as { kind: string; events: number; lost: number; filtered: number };
+    const s = JSON.parse(line) as { kind: string } & SkbtrailSummary;
     if (s.kind !== "summary") throw new Error(`skbtrail's last line is not the summary: ${line}`);
     return s;
   }
   const m = /total events: (\d+), lost: (\d+).*?, filtered in kernel: (\d+)/.exec(text);
   if (!m) throw new Error(`no summary in skbtrail's output: ${text.slice(-300)}`);
-  return { events: Number(m[1]), lost: Number(m[2]), filtered: Number(m[3]) };
+  const unread = /(\d+) events were still queued when tracing stopped/.exec(text);
+  return { events: Number(m[1]), lost: Number(m[2]), filtered: Number(m[3]), unread: Number(unread?.[1] ?? 0) };
 }
 
-/** Starts skbtrail, waits for "begin trace...", floods, stops it with SIGINT, reads its summary. */
-async function traced(binary: string, ringbench: string, port: number, seconds: number, config: DropConfig): Promise<DropRun> {
+export interface TracedWork<T> {
+  /** What `work` returned. */
+  result: T;
+  summary: SkbtrailSummary;
+  /** skbtrail's CPU time while `work` ran. */
+  cpuSeconds: number;
+  outputBytes: number;
+}
+
+/**
+ * Starts `binary args` (stdout to a file in /dev/shm), waits for "begin trace...",
+ * runs `work`, stops skbtrail with SIGINT and reads its summary.
+ */
+export async function underSkbtrail<T>(binary: string, args: string[], work: () => Promise<T>): Promise<TracedWork<T>> {
   const dir = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
   const out = `${dir}/skbtrail-bench-${process.pid}.out`;
   rmSync(out, { force: true });
-  const json = config.args!.includes("--json");
-  const proc = Bun.spawn([binary, ...config.args!], { stdin: "ignore", stdout: Bun.file(out), stderr: "pipe" });
+  const json = args.includes("--json");
+  const proc = Bun.spawn([binary, ...args], { stdin: "ignore", stdout: Bun.file(out), stderr: "pipe" });
   let stderr = "";
   void (async () => {
     for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
@@ -110,21 +132,13 @@ async function traced(binary: string, ringbench: string, port: number, seconds: 
       await Bun.sleep(5);
     }
     const cpu0 = cpuSeconds(proc.pid);
-    const sent = await flood(ringbench, port, seconds);
+    const result = await work();
     const cpu = cpuSeconds(proc.pid) - cpu0;
     proc.kill("SIGINT");
     const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
     await proc.exited;
     clearTimeout(timer);
-    const summary = parseSummary(tail(out, 4096), json);
-    return {
-      config: config.name,
-      pps: sent.packets / sent.seconds,
-      packets: sent.packets,
-      ...summary,
-      skbtrailCpuNsPerPacket: (cpu * 1e9) / sent.packets,
-      outputBytes: Bun.file(out).size,
-    };
+    return { result, summary: parseSummary(tail(out, 4096), json), cpuSeconds: cpu, outputBytes: Bun.file(out).size };
   } finally {
     if (proc.exitCode === null) proc.kill("SIGKILL");
     await proc.exited;
@@ -132,12 +146,27 @@ async function traced(binary: string, ringbench: string, port: number, seconds: 
   }
 }
 
-const median = (xs: number[]) => {
+/** A flood under skbtrail (underSkbtrail). */
+async function traced(binary: string, ringbench: string, port: number, seconds: number, config: DropConfig): Promise<DropRun> {
+  const { result: sent, summary, cpuSeconds: cpu, outputBytes } = await underSkbtrail(binary, config.args!, () => flood(ringbench, port, seconds));
+  return {
+    config: config.name,
+    pps: sent.packets / sent.seconds,
+    packets: sent.packets,
+    events: summary.events,
+    lost: summary.lost,
+    filtered: summary.filtered,
+    skbtrailCpuNsPerPacket: (cpu * 1e9) / sent.packets,
+    outputBytes,
+  };
+}
+
+export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const int = (x: number) => Math.round(x).toLocaleString("en-US");
+export const int = (x: number) => Math.round(x).toLocaleString("en-US");
 
 /**
  * The Markdown table of a flood bench, one row per configuration:

@@ -26,12 +26,23 @@
  *       Receives (and discards) UDP datagrams on ADDR:PORT with recvmmsg for
  *       SECONDS, from a large receive buffer: the delivered traffic of
  *       bench/monitor.ts. Prints "ready" once bound, then the count.
+ *   ringbench tcpbulk ADDR PORT SECONDS
+ *       One TCP connection over ADDR:PORT inside this process: a sink thread
+ *       accepts and reads (discarding), the main thread writes 64 KiB
+ *       buffers flat out for SECONDS. Prints the bytes and MB/s.
+ *   ringbench tcpconn ADDR PORT SECONDS
+ *       Short connections to PORT: a server thread accepts, reads 16 bytes,
+ *       answers 16 bytes and closes; the main thread connects (to ADDR and
+ *       the 15 addresses after it in turn, see tcpconn), writes 16 bytes,
+ *       reads the answer and closes, one connection after the other, for
+ *       SECONDS. Prints the connections completed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/types.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,7 +74,7 @@ static double cpu_seconds(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS | sink ADDR PORT SECONDS\n");
+	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS | sink ADDR PORT SECONDS | tcpbulk ADDR PORT SECONDS | tcpconn ADDR PORT SECONDS\n");
 	return 2;
 }
 
@@ -332,6 +343,183 @@ static int sink(const char *addr, int port, double seconds)
 	return 0;
 }
 
+/* ---- tcpbulk, tcpconn -------------------------------------------------- */
+
+/* ADDR:PORT into *at, or -1 (message printed). */
+static int tcp_address(const char *addr, int port, struct sockaddr_in *at)
+{
+	*at = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(port) };
+	if (inet_pton(AF_INET, addr, &at->sin_addr) != 1) {
+		fprintf(stderr, "ringbench: bad address %s\n", addr);
+		return -1;
+	}
+	return 0;
+}
+
+/* A TCP socket listening on *at, or -1 (message printed). */
+static int tcp_listen(const struct sockaddr_in *at)
+{
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (const struct sockaddr *)at, sizeof(*at)) || listen(fd, 4096)) {
+		fprintf(stderr, "ringbench: cannot listen on port %d: %s\n", ntohs(at->sin_port), strerror(errno));
+		return -1;
+	}
+	return fd;
+}
+
+static int tcp_connect(const struct sockaddr_in *to)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || connect(fd, (const struct sockaddr *)to, sizeof(*to))) {
+		fprintf(stderr, "ringbench: connect: %s\n", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct tcp_server {
+	int listen_fd;
+	unsigned long count; /* tcpbulk: bytes read; tcpconn: connections answered */
+};
+
+static void *bulk_sink(void *arg)
+{
+	struct tcp_server *s = arg;
+	static char buf[64 << 10];
+	int fd = accept(s->listen_fd, NULL, NULL);
+	ssize_t n;
+
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+		s->count += n;
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static int tcpbulk(const char *addr, int port, double seconds)
+{
+	struct tcp_server s = { 0 };
+	struct sockaddr_in at;
+	static char buf[64 << 10];
+	unsigned long written = 0;
+	double start, end;
+	pthread_t sink;
+	int fd;
+
+	if (tcp_address(addr, port, &at) || (s.listen_fd = tcp_listen(&at)) < 0 || pthread_create(&sink, NULL, bulk_sink, &s))
+		return 1;
+	if ((fd = tcp_connect(&at)) < 0)
+		return 1;
+	memset(buf, 'x', sizeof(buf));
+	start = now();
+	end = start + seconds;
+	do {
+		ssize_t n = write(fd, buf, sizeof(buf));
+
+		if (n < 0) {
+			fprintf(stderr, "ringbench: write: %s\n", strerror(errno));
+			return 1;
+		}
+		written += n;
+	} while (now() < end);
+	end = now();
+	close(fd); /* the sink reads the rest, then sees the end */
+	pthread_join(sink, NULL);
+	printf("{\"bytes\":%lu,\"received\":%lu,\"seconds\":%.6f,\"mbps\":%.1f}\n", written, s.count, end - start,
+	       written / (end - start) / 1e6);
+	return 0;
+}
+
+/* Reads exactly n bytes unless the peer closes or fails first. */
+static ssize_t read_full(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, buf + got, n - got);
+
+		if (r <= 0)
+			return r;
+		got += r;
+	}
+	return got;
+}
+
+static void *conn_server(void *arg)
+{
+	struct tcp_server *s = arg;
+	char buf[16];
+	int fd;
+
+	/* Ends when the main thread shuts the listening socket down (accept fails). */
+	while ((fd = accept(s->listen_fd, NULL, NULL)) >= 0) {
+		if (read_full(fd, buf, sizeof(buf)) == sizeof(buf) && write(fd, buf, sizeof(buf)) == sizeof(buf))
+			s->count++;
+		close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * Ports and TIME_WAIT: the server closes first (right after its answer), so
+ * TIME_WAIT is on the server's side and a client port is free again as soon
+ * as its connection is gone: connect() never runs out of ports. The client
+ * connects to CONN_ADDRS addresses in turn (ADDR, ADDR+1, ...: all local on
+ * 127.0.0.0/8; the server listens on every address), each with its own
+ * ports, so a (client port, server address) pair comes round again only
+ * after CONN_ADDRS x the ports connect() uses (every other port of
+ * ip_local_port_range): about 225,000 connections with the default range,
+ * 500,000 with bench/sock.ts's. Before that no SYN meets a TIME_WAIT socket
+ * (which the kernel lets a newer SYN take over: another path). A reset
+ * close on the client (SO_LINGER {1, 0}) would avoid TIME_WAIT but take
+ * another path than ordinary connections too.
+ */
+#define CONN_ADDRS 16
+
+static int tcpconn(const char *addr, int port, double seconds)
+{
+	struct tcp_server s = { 0 };
+	struct sockaddr_in any = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY) };
+	struct sockaddr_in to[CONN_ADDRS];
+	char query[16] = "skbtrail bench?", answer[16];
+	unsigned long done = 0;
+	double start, end;
+	pthread_t server;
+
+	if (tcp_address(addr, port, &to[0]))
+		return 1;
+	for (int i = 1; i < CONN_ADDRS; i++) {
+		to[i] = to[0];
+		to[i].sin_addr.s_addr = htonl(ntohl(to[0].sin_addr.s_addr) + i);
+	}
+	if ((s.listen_fd = tcp_listen(&any)) < 0 || pthread_create(&server, NULL, conn_server, &s))
+		return 1;
+	start = now();
+	end = start + seconds;
+	do {
+		int fd = tcp_connect(&to[done % CONN_ADDRS]);
+
+		if (fd < 0)
+			return 1;
+		if (write(fd, query, sizeof(query)) != sizeof(query) || read_full(fd, answer, sizeof(answer)) != sizeof(answer)) {
+			fprintf(stderr, "ringbench: connection %lu: no answer: %s\n", done, strerror(errno));
+			return 1;
+		}
+		close(fd);
+		done++;
+	} while (now() < end);
+	end = now();
+	shutdown(s.listen_fd, SHUT_RDWR); /* wakes the server's accept() */
+	pthread_join(server, NULL);
+	printf("{\"connections\":%lu,\"answered\":%lu,\"seconds\":%.6f}\n", done, s.count, end - start);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cpu = getenv("RINGBENCH_CPU");
@@ -353,6 +541,10 @@ int main(int argc, char **argv)
 		return flood(argv[2], atoi(argv[3]), atof(argv[4]));
 	if (argc == 5 && !strcmp(argv[1], "sink"))
 		return sink(argv[2], atoi(argv[3]), atof(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "tcpbulk"))
+		return tcpbulk(argv[2], atoi(argv[3]), atof(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "tcpconn"))
+		return tcpconn(argv[2], atoi(argv[3]), atof(argv[4]));
 	if (argc == 2 && !strcmp(argv[1], "fill"))
 		return fill();
 	if (argc == 3 && !strcmp(argv[1], "drain"))

@@ -390,7 +390,7 @@ struct sock_event {
 	__u8 no_socket;    /* tcp_send_reset without a socket: the connection is the packet's, reversed */
 	__u8 timeouts;     /* retransmission timeouts in a row, unanswered (icsk_retransmits) */
 	__u8 timer;        /* enum sock_timer: the TCP timer pending, if any */
-	__u8 pad2;
+	__u8 sk_err;       /* the socket's pending error (errno): ETIMEDOUT at the CLOSE of a connection the kernel gave up on */
 	char comm[16];
 };
 

@@ -127,6 +127,7 @@ static __always_inline void sock_read(struct sock_event *e, const struct sock *s
 	e->wmem_queued = BPF_CORE_READ(sk, sk_wmem_queued);
 	e->rmem_alloc = BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
 	e->rcvbuf = BPF_CORE_READ(sk, sk_rcvbuf);
+	e->sk_err = BPF_CORE_READ(sk, sk_err);
 	e->sndbuf = BPF_CORE_READ(sk, sk_sndbuf);
 	if (e->state == TCP_LISTEN) {
 		e->ack_backlog = BPF_CORE_READ(sk, sk_ack_backlog);

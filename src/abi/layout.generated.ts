@@ -345,7 +345,7 @@ export const layout = {
       no_socket: { offset: 204, size: 1, type: "__u8" },
       timeouts: { offset: 205, size: 1, type: "__u8" },
       timer: { offset: 206, size: 1, type: "__u8" },
-      pad2: { offset: 207, size: 1, type: "__u8" },
+      sk_err: { offset: 207, size: 1, type: "__u8" },
       comm: { offset: 208, size: 16, type: "char[16]" },
     },
   },

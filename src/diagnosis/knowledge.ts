@@ -116,7 +116,7 @@ const CONNECTION_KEYS = ["end", "established", "syn_retransmits", "retransmits",
 /** Conditions both kinds of rule take. */
 const SHARED_KEYS = ["rst_reason", "proto"];
 const CONDITION_KEYS = [...PACKET_KEYS, ...SHARED_KEYS, ...CONNECTION_KEYS];
-export const CONNECTION_ENDS = ["fin", "reset_sent", "reset_received", "closed", "open", "evicted"];
+export const CONNECTION_ENDS = ["fin", "reset_sent", "reset_received", "timeout", "closed", "open", "evicted"];
 export const PLACEHOLDERS = ["hook", "reason", "location", "table", "table_family", "chain", "nf_family", "nf_hook", "rst_reason", "icmp_sent", "saddr", "daddr", "sport", "dport", "proto", "ifname", "retval", "ip_len", "netns"];
 /** Placeholders of connection rules: the connection's endpoints and its figures. */
 export const CONNECTION_PLACEHOLDERS = [

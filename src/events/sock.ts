@@ -55,6 +55,8 @@ export interface SockEvent {
   acceptQueueMax: number;
   /** Retransmission timeouts in a row, unanswered. */
   timeouts: number;
+  /** The socket's pending error (errno; 0: none): ETIMEDOUT at the CLOSE of a connection the kernel gave up on. */
+  skErr: number;
   /** The TCP timer pending (enum sock_timer; 0: none) and the ms until it fires (negative: overdue). */
   timer: number;
   timerMs: number;
@@ -106,6 +108,7 @@ export function decodeSock(b: RecordBytes, off: number, functions?: ReadonlyMap<
     acceptQueue: u32(S.ack_backlog),
     acceptQueueMax: u32(S.max_ack_backlog),
     timeouts: u8(S.timeouts),
+    skErr: u8(S.sk_err),
     timer: u8(S.timer),
     timerMs: i32(S.timer_jiffies) * JIFFY_MS,
   };
@@ -244,7 +247,7 @@ export function rttSampleNote(e: SockEvent): string {
 }
 
 /** How a connection ended. */
-export type ConnectionEnd = "fin" | "reset_sent" | "reset_received" | "closed" | "open" | "evicted";
+export type ConnectionEnd = "fin" | "reset_sent" | "reset_received" | "timeout" | "closed" | "open" | "evicted";
 
 /** One TCP connection, summed up (JSON kind "connection"). */
 export interface ConnectionSummary {
@@ -268,6 +271,8 @@ export interface ConnectionSummary {
   /** end "fin": which side sent its FIN first. */
   closedBy: "local" | "peer" | null;
   resetReason: string | null;
+  /** end "timeout": the error the kernel gave up with (ETIMEDOUT, or the ICMP error it last saw: EHOSTUNREACH…). */
+  error: string | null;
   /** What --sock --diag judges (src/diagnosis/connections.ts). */
   health: ConnectionHealth;
 }
@@ -323,6 +328,8 @@ interface Tracked {
   last?: SockEvent;
   closedBy: "local" | "peer" | null;
   reset?: { end: "reset_sent" | "reset_received"; reason: string | null };
+  /** The socket's error at its CLOSE: the kernel gave up on it (tcp_write_err), unless a reset came. */
+  gaveUp?: string;
   listener: boolean;
   /** Sequence numbers the kernel counts in bytes_acked / bytes_received that are not data: our SYN and FIN acknowledged, the peer's FIN. */
   synAcked: boolean;
@@ -427,7 +434,10 @@ export class Connections {
         if (from === "SYN_SENT" && state === "ESTABLISHED") c.synAcked = true;
         if ((from === "FIN_WAIT1" && state === "FIN_WAIT2") || from === "LAST_ACK" || (from === "CLOSING" && state !== "CLOSE_WAIT")) c.finAcked = true;
         if (state === "CLOSE_WAIT" || state === "CLOSING" || (from === "FIN_WAIT2" && (state === "TIME_WAIT" || state === "CLOSE"))) c.finReceived = true;
-        if (state === "CLOSE") return this.end(e.sk, c, e.timeNs, done);
+        if (state === "CLOSE") {
+          if (e.skErr) c.gaveUp = errnoName(e.skErr);
+          return this.end(e.sk, c, e.timeNs, done);
+        }
         break;
       }
       case T.TP_TCP_PROBE:
@@ -478,7 +488,7 @@ export class Connections {
     if (this.ended.size >= ENDED_KEPT) this.ended.delete(this.ended.keys().next().value!);
     this.ended.set(sk, c.pkt);
     if (c.listener) return done;
-    done.push(this.summary(c, c.reset?.end ?? (c.closedBy ? "fin" : "closed"), nowNs));
+    done.push(this.summary(c, c.reset?.end ?? (c.gaveUp ? "timeout" : c.closedBy ? "fin" : "closed"), nowNs));
     return done;
   }
 
@@ -512,6 +522,7 @@ export class Connections {
       end,
       closedBy: end === "fin" ? c.closedBy : null,
       resetReason: c.reset?.reason ?? null,
+      error: end === "timeout" ? (c.gaveUp ?? null) : null,
       health: { ...c.health, minRttUs: c.health.minRttUs ?? rttMin, errors: [...c.health.errors] },
     };
   }

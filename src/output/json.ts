@@ -237,6 +237,7 @@ export function connectionJson(c: ConnectionSummary, clock: Clock): string {
   o.end = c.end;
   o.closed_by = c.closedBy;
   o.reset_reason = c.resetReason;
+  o.error = c.error;
   return JSON.stringify(o);
 }
 

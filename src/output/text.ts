@@ -177,6 +177,7 @@ const ENDED: Record<ConnectionSummary["end"], string> = {
   fin: "closed by FIN",
   reset_sent: "reset sent",
   reset_received: "reset received",
+  timeout: "timed out",
   closed: "closed",
   open: "still open",
   evicted: "no longer followed (memory bound)",
@@ -184,13 +185,13 @@ const ENDED: Record<ConnectionSummary["end"], string> = {
 
 /** --sock: one line per connection that closed, or was open at the end. */
 export function connectionLine(c: ConnectionSummary, s: TextStyle): string {
-  const ended = `${ENDED[c.end]}${c.closedBy ? ` (${c.closedBy} first)` : ""}${c.resetReason ? ` (${c.resetReason})` : ""}`;
+  const ended = `${ENDED[c.end]}${c.closedBy ? ` (${c.closedBy} first)` : ""}${c.resetReason ? ` (${c.resetReason})` : ""}${c.error ? ` (${c.error})` : ""}`;
   const parts = [`duration:${durationText((c.endNs - c.startNs) / 1000)}${c.fromStart ? "" : " (seen from mid-connection)"}`];
   if (c.handshakeUs !== null) parts.push(`handshake:${durationText(c.handshakeUs)}`);
   parts.push(`retrans:${c.retransmits}`);
   if (c.rtt) parts.push(`rtt min/avg/max:${durationText(c.rtt.minUs)}/${durationText(c.rtt.avgUs)}/${durationText(c.rtt.maxUs)} (${c.rtt.samples} sample${c.rtt.samples === 1 ? "" : "s"})`);
   if (c.bytesOut !== null) parts.push(`out:${c.bytesOut}B/${c.segsOut} segs, in:${c.bytesIn}B/${c.segsIn} segs`);
-  const text = noteText([ended], /reset/, s.colors);
+  const text = noteText([ended], /reset|timed out/, s.colors);
   return `[${s.clock.stamp(c.endNs, s.date)}] [${"connection".padEnd(20)}] ${connectionSummary(c.pkt, undefined)} ${text} ${parts.join(", ")}`;
 }
 

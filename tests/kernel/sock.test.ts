@@ -279,15 +279,18 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
 
   test("--diag: a refused connect and an unanswered SYN get their findings (exit 1); a normal connection none", async () => {
     for (const [tp, what] of [["tcp_receive_reset", "refused connect"], ["tcp_retransmit_skb", "SYN retransmissions"]] as const) if (!kernelHas(tp, what)) return;
-    // b drops the SYNs to SILENT; the table goes in finally.
+    // b drops the SYNs to SILENT; the table goes in finally. a gives up a connect after one SYN retransmission
+    // (at 1 s, then 2 s more: ETIMEDOUT at 3 s; the namespace's own setting, put back in finally).
     await net.b.ns.chains({ table: "skbt_sockdiag", chain: "input", hook: "input", rules: [`tcp dport ${SILENT} drop`] });
+    const synRetries = (await net.a.ns.sh("sysctl -n net.ipv4.tcp_syn_retries").text()).trim();
+    await net.a.ns.sh("sysctl -qw net.ipv4.tcp_syn_retries=1");
     try {
       const t = Skbtrail.start(["--sock", "--diag", "--json", "--netns", String(netnsA), "-p", "tcp", "--addr", net.b.ip4]);
       await t.ready();
       expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
       expect(await net.a.ns.tcp(net.b.ip4, CLOSED)).not.toBe(0);
-      // The first SYN retransmission comes after 1 s (the kernel's initial RTO): give up connecting after 3 s.
-      expect(await net.a.ns.tcp(net.b.ip4, SILENT, { connectMs: 3000 })).not.toBe(0);
+      // The first SYN retransmission comes after 1 s (the kernel's initial RTO); the kernel gives up at 3 s.
+      expect(await net.a.ns.tcp(net.b.ip4, SILENT, { connectMs: 8000 })).not.toBe(0);
       await t.waitFor(new RegExp(`"kind":"finding".*"dport":${SILENT}`), scaled(10_000));
       const { stdout, code } = await t.stop("SIGINT");
       const lines = jsonLines(stdout);
@@ -306,8 +309,11 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
         expect(lines[finding]).toMatchObject({ start: lines[summary]!.start, sport: lines[summary]!.sport });
       }
       expect(lines.find((l) => l.kind === "connection" && l.dport === OPEN)).toMatchObject({ end: "fin" });
+      // The kernel gave up on the unanswered one: its error at the CLOSE (no error report needed).
+      expect(lines.find((l) => l.kind === "connection" && l.dport === SILENT)).toMatchObject({ end: "timeout", error: "ETIMEDOUT" });
       expect(code).toBe(1);
     } finally {
+      await net.a.ns.sh(`sysctl -qw net.ipv4.tcp_syn_retries=${synRetries}`);
       await net.b.ns.sh("nft delete table inet skbt_sockdiag");
     }
   });

@@ -39,6 +39,8 @@ interface Spec {
   fn?: string;
   acceptQueue?: [number, number];
   timeouts?: number;
+  /** The socket's pending error (errno). */
+  skErr?: number;
 }
 
 /** Made-up addresses of the socket functions the records name (their high half 0xffffffff). */
@@ -78,6 +80,7 @@ function ev(r: Spec): SockEvent {
   v.setUint32(S.ack_backlog.offset, r.acceptQueue?.[0] ?? 0, true);
   v.setUint32(S.max_ack_backlog.offset, r.acceptQueue?.[1] ?? 0, true);
   u8[S.timeouts.offset] = r.timeouts ?? 0;
+  u8[S.sk_err.offset] = r.skErr ?? 0;
   const b: RecordBytes = { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
   return decodeSock(b, 0, FUNCTION_NAMES);
 }
@@ -135,6 +138,17 @@ describe("connection findings", () => {
     expect(v!.findings[0]!.message).toContain("sent again 2 times");
     // Still in SYN_SENT when tracing stops: the same finding.
     expect(judge(events.slice(0, 3)).map(ids)).toEqual([["syn-unanswered"]]);
+    // The kernel gave up itself (its SYN retries spent): the socket's error at CLOSE, the same finding.
+    const [w] = judge([...events.slice(0, 3), ev({ tp: T.TP_INET_SOCK_SET_STATE, old: "SYN_SENT", state: "CLOSE", us: 3_500_000, skErr: 110 })], 3_500_000 + HOLD_NS / 1000);
+    expect(w!.summary).toMatchObject({ end: "timeout", error: "ETIMEDOUT" });
+    expect(ids(w!)).toEqual(["syn-unanswered"]);
+  });
+
+  test("an established connection the kernel gave up on: it ended in a timeout, with its error, on every kernel (no error report needed)", () => {
+    const rtx = (us: number) => ev({ tp: T.TP_TCP_RETRANSMIT_SKB, state: "ESTABLISHED", us });
+    const [v] = judge([...opened, rtx(2000), rtx(3000), ev({ tp: T.TP_INET_SOCK_SET_STATE, old: "ESTABLISHED", state: "CLOSE", us: 9000, skErr: 113 })], 9000 + HOLD_NS / 1000);
+    expect(v!.summary).toMatchObject({ end: "timeout", error: "EHOSTUNREACH", retransmits: 2 });
+    expect(ids(v!)).toEqual(["connection-timed-out"]);
   });
 
   test("a reset by the peer mid-stream", () => {

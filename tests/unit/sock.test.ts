@@ -39,6 +39,7 @@ interface RecordSpec {
   tcp?: boolean;
   timer?: number;
   timerJiffies?: number;
+  skErr?: number;
 }
 
 /** A sock_event's bytes as the kernel writes them: 10.0.0.1:SPORT -> 10.0.0.2:DPORT. */
@@ -72,6 +73,7 @@ function record(r: RecordSpec): RecordBytes {
   v.setUint32(S.bytes_received.offset, r.bytesReceived ?? 0, true);
   u8[S.timer.offset] = r.timer ?? 0;
   v.setInt32(S.timer_jiffies.offset, r.timerJiffies ?? 0, true);
+  u8[S.sk_err.offset] = r.skErr ?? 0;
   u8.set(new TextEncoder().encode("curl"), S.comm.offset);
   return { u8, u16: new Uint16Array(u8.buffer), u32: new Uint32Array(u8.buffer), i32: new Int32Array(u8.buffer) };
 }
@@ -225,6 +227,21 @@ describe("lines", () => {
     const none = ev({ tp: T.TP_TCP_PROBE, state: "ESTABLISHED", timeUs: 1 });
     expect(sockLine(none, "tcp_probe", "ESTABLISHED", "CA_Open", [], style)).not.toContain("timer:");
     expect(JSON.parse(sockJson(none, "tcp_probe", { state: "ESTABLISHED" }, [], new Clock())).timer).toBeNull();
+  });
+
+  test("a connection the kernel gave up on: timed out, with its error, in text and JSON", () => {
+    const c = new Connections(namer);
+    c.add(set("CLOSE", "SYN_SENT", 1000));
+    c.add(set("SYN_SENT", "ESTABLISHED", 2000, { bytesAcked: 1 }));
+    const [summary] = c.add(set("ESTABLISHED", "CLOSE", 4000, { skErr: 110 }));
+    expect(summary).toMatchObject({ end: "timeout", error: "ETIMEDOUT", closedBy: null });
+    expect(connectionLine(summary!, style)).toContain("*timed out (ETIMEDOUT)* duration:3.0ms");
+    expect(JSON.parse(connectionJson(summary!, style.clock))).toMatchObject({ end: "timeout", error: "ETIMEDOUT" });
+    // A reset says more than the error it left (ECONNRESET): the end stays the reset.
+    const d = new Connections(namer);
+    d.add(set("CLOSE", "SYN_SENT", 1000));
+    d.add(ev({ tp: T.TP_TCP_RECEIVE_RESET, state: "SYN_SENT", timeUs: 2000 }));
+    expect(d.add(set("SYN_SENT", "CLOSE", 3000, { skErr: 111 }))).toMatchObject([{ end: "reset_received", error: null }]);
   });
 
   test("--rtt-detail: nettrace's srtt and rtt note with the minimum; JSON kind rtt", () => {

@@ -94,6 +94,8 @@ const ROUTE_EXPLAINED = new Set(["no-route", "admin-prohibited", "fragmentation-
 const NETFILTER_DROP_RULES = new Set(["nft-chain-drop", "nf-hook-drop", "iptables-drop"]);
 /** The functions a firewall's reject rule sends its TCP reset with (IPv4, IPv6). */
 const TCP_RESET_REJECTS = new Set(["nf_send_reset", "nf_send_reset6"]);
+/** The skb free functions a drop's stack starts with (the frame under the tracepoint). */
+const SKB_FREES = /^(sk_skb_reason_drop|kfree_skb|__kfree_skb|kfree_skb_reason|kfree_skb_list|consume_skb|skb_release)/;
 
 export class Diagnosis {
   private readonly engine: RuleEngine;
@@ -180,7 +182,7 @@ export class Diagnosis {
     // A packet without a connection, where a `ct state invalid` rule drops: that rule and conntrack's verdict are the cause.
     const invalid = !answer && !reset ? this.conntrackInvalid(drop, lines) : undefined;
     if (invalid) return [invalid, ...findings.filter((f) => f !== firewall && !NETFILTER_DROP_RULES.has(f.rule))];
-    firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(lines)];
+    firewall.details = [...this.firewallDetails(drop, lines, firewall), ...this.hookFunctions(drop, lines)];
     if (answer) firewall.message += `: a reject rule, the host answered ICMP ${icmpTypeText(drop.e.pkt.l3 === 0x86dd, answer.e.info[0], answer.e.info[1])}`;
     else if (reset) firewall.message += ": a reject rule, the host answered with a TCP reset";
     return findings;
@@ -191,13 +193,22 @@ export class Diagnosis {
     await Promise.all([this.rulesets.settled(), this.routes.settled()]);
   }
 
-  /** --hooks with function hooks: the kernel functions registered on the netfilter hook that dropped. */
-  private hookFunctions(lines: HookLine[]): string[] {
+  /**
+   * --hooks: the kernel functions registered on the netfilter hook that dropped, read by nf_hook_slow's
+   * program where it is traced; else, where the hook function freed the packet itself (nftables since 6.8:
+   * NF_STOLEN), that function from the drop's stack.
+   */
+  private hookFunctions(drop: HookLine, lines: HookLine[]): string[] {
     if (!this.input.showHooks) return [];
     const dropped = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length);
-    if (!dropped?.e.nf) return [];
+    const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
+    const slow = frames.findIndex((f) => f.startsWith("nf_hook_slow+"));
+    // The frame nf_hook_slow called, unless that is the free itself (nf_hook_slow freeing on NF_DROP).
+    const callee = slow > 0 ? functionName(frames[slow - 1]!) : undefined;
+    const fromStack = callee && !SKB_FREES.test(callee) ? [callee] : [];
+    const names = dropped?.e.nf ? dropped.e.nf.hookFuncs.map(([hi, lo]) => functionName(this.input.namer.symbol(hi, lo))) : fromStack;
     // nettrace's words, so scripts that grep its output keep working.
-    return ["following hook functions are blamed:", ...dropped.e.nf.hookFuncs.map(([hi, lo]) => `\t${functionName(this.input.namer.symbol(hi, lo))}`)];
+    return names.length ? ["following hook functions are blamed:", ...names.map((n) => `\t${n}`)] : [];
   }
 
   /**

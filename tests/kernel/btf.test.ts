@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { $ } from "bun";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { runSkbtrail, Skbtrail } from "../lib/skbtrail";
+import { runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
 const ROOT = `${import.meta.dir}/../..`;
@@ -38,6 +38,25 @@ describe.skipIf(!enabled)("--btf-path", () => {
     const { code, stdout } = await t.finished;
     expect(code).toBe(0);
     expect(stdout).toContain(`-> ${net.b.ip4}:7501`);
+  });
+
+  test("the whole tracer on the file: the default mode (its function hooks where the kernel has them) and --sock (state names from it)", async () => {
+    const file = `${dir}/vmlinux.btf`;
+    const t = Skbtrail.start(["--btf-path", file, "-p", "udp", "--dport", "7502"]);
+    await t.ready();
+    await net.a.ns.udp(net.b.ip4, 7502);
+    await t.waitFor(/\[kfree_skb/, scaled(10_000));
+    const trace = await t.stop("SIGINT");
+    expect(trace.code).toBe(0);
+    expect(trace.stdout).toMatch(new RegExp(`\\[kfree_skb +\\] UDP: ${net.a.ip4}:\\d+ -> ${net.b.ip4}:7502`));
+    const sock = Skbtrail.start(["--btf-path", file, "--sock", "-p", "tcp", "--dport", "7503"]);
+    await sock.ready();
+    expect(await net.a.ns.tcp(net.b.ip4, 7503)).not.toBe(0); // nothing listens: refused
+    await sock.waitFor(/SYN_SENT -> CLOSE/, scaled(10_000));
+    const { code, stdout } = await sock.stop("SIGINT");
+    expect(code).toBe(0);
+    expect(stdout).toContain(`-> ${net.b.ip4}:7503 SYN_SENT CA_Open out:(`);
+    expect(stdout).toContain("*CLOSE -> SYN_SENT*");
   });
 
   test("a file for another kernel, a damaged one, a missing one: one line each, nothing loaded", async () => {

@@ -408,7 +408,7 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
   });
 
   describe.each(backends)("socket functions, --backend %s", (backend) => {
-    test("a SYN reaching a full listener and the client's retransmission timer, named with their sockets; -t chooses the functions", async () => {
+    test("a SYN reaching a full listener, a connection it never reads probing the zero window, the client's retransmission timer; --diag's findings; -t chooses the functions", async () => {
       const listener = await net.b.ns.serve("tcp-full", net.b.ip4, FULL);
       try {
         const sock = (more: string[]) => Skbtrail.start(["--sock", "--json", "--backend", backend, "-p", "tcp", "--port", String(FULL), ...more]);

@@ -200,15 +200,18 @@ export class Diagnosis {
    */
   private hookFunctions(drop: HookLine, lines: HookLine[]): string[] {
     if (!this.input.showHooks) return [];
-    const dropped = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length);
-    const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
-    const slow = frames.findIndex((f) => f.startsWith("nf_hook_slow+"));
-    // The frame nf_hook_slow called, unless that is the free itself (nf_hook_slow freeing on NF_DROP).
-    const callee = slow > 0 ? functionName(frames[slow - 1]!) : undefined;
-    const fromStack = callee && !SKB_FREES.test(callee) ? [callee] : [];
-    const names = dropped?.e.nf ? dropped.e.nf.hookFuncs.map(([hi, lo]) => functionName(this.input.namer.symbol(hi, lo))) : fromStack;
+    const traced = lines.findLast((l) => l.name === "nf_hook_slow" && l.e.nf?.hookFuncs.length)?.e.nf;
+    const names = traced ? traced.hookFuncs.map(([hi, lo]) => functionName(this.input.namer.symbol(hi, lo))) : this.hookFunctionFromStack(drop);
     // nettrace's words, so scripts that grep its output keep working.
     return names.length ? ["following hook functions are blamed:", ...names.map((n) => `\t${n}`)] : [];
+  }
+
+  /** The frame nf_hook_slow called, unless that is the free itself (nf_hook_slow freeing on NF_DROP). */
+  private hookFunctionFromStack(drop: HookLine): string[] {
+    const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
+    const slow = frames.findIndex((f) => f.startsWith("nf_hook_slow+"));
+    const callee = slow > 0 ? functionName(frames[slow - 1]!) : undefined;
+    return callee && !SKB_FREES.test(callee) ? [callee] : [];
   }
 
   /**

@@ -111,8 +111,12 @@ const RULE_ID = /^[a-z0-9][a-z0-9-]*$/;
 const NAME = /^[A-Za-z0-9_:.*+-]+$/;
 /** Conditions on one hook event of a packet. */
 const PACKET_KEYS = ["hook", "drop_reason", "location", "return", "icmp_sent", "icmp_type", "nf_hook", "nat_before"];
+/** Conditions on a whole connection that are minimums (the condition holds at or above the number). */
+const CONNECTION_MINIMUMS = [
+  "syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns", "zero_window_probes",
+] as const;
 /** Conditions on a whole connection. */
-const CONNECTION_KEYS = ["end", "established", "syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns", "zero_window_probes", "error"];
+const CONNECTION_KEYS = ["end", "established", ...CONNECTION_MINIMUMS, "error"];
 /** Conditions both kinds of rule take. */
 const SHARED_KEYS = ["rst_reason", "proto"];
 const CONDITION_KEYS = [...PACKET_KEYS, ...SHARED_KEYS, ...CONNECTION_KEYS];
@@ -223,7 +227,7 @@ function conditions(doc: YamlDoc, node: unknown, what: string, known: KnownNames
   if (m.nat_before !== undefined) c.nat_before = doc.boolean(m, "nat_before", false);
   c.end = names(doc, m, "end", (e) => (CONNECTION_ENDS.includes(e) ? undefined : `'${e}' is not how a connection ends: use ${CONNECTION_ENDS.join(", ")}`));
   if (m.established !== undefined) c.established = doc.boolean(m, "established", false);
-  for (const key of ["syn_retransmits", "retransmits", "timeouts", "srtt_over_min", "srtt_ms", "rcvqueue_full", "buf_limit", "listen_overflows", "accept_queue", "queue_full_syns", "zero_window_probes"] as const) {
+  for (const key of CONNECTION_MINIMUMS) {
     if (m[key] === undefined) continue;
     const v = m[key];
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw doc.error(m, key, "must be a number, at least 0 (the condition holds at or above it)");

@@ -9,7 +9,7 @@ import { tracepoint_id } from "../../src/abi/layout.generated";
 import type { HookLine } from "../../src/events/line";
 import { tracepointById } from "../../src/plan/tracepoints";
 
-const reasonNames = new Map([[2, "NOT_SPECIFIED"], [3, "NO_SOCKET"], [12, "NETFILTER_DROP"], [16, "IP_RPFILTER"]]);
+const reasonNames = new Map([[2, "NOT_SPECIFIED"], [3, "NO_SOCKET"], [6, "SOCKET_RCVBUFF"], [12, "NETFILTER_DROP"], [16, "IP_RPFILTER"], [21, "IP_INHDR"]]);
 const symbols = new Map([
   [0x1000, "__udp4_lib_rcv+0x4bc"],
   [0x2000, "ping_rcv+0xab"],
@@ -202,11 +202,13 @@ describe("rule families", () => {
     expect(sent(3, 13)).toEqual(["error:admin-prohibited"]);
     const mtu = findings(life([{ name: "icmp_send", tp: T.TP_ICMP_SEND, info: [3, 4] }], { ...UDP, ipLen: 1400 }));
     expect(mtu[0]!.message).toContain("1400 bytes");
+    // The forward path's drop after a TTL ran out (IP_INHDR) is the same cause: one finding.
+    expect(summary(findings(life([{ name: "icmp_send", tp: T.TP_ICMP_SEND, info: [11, 0] }, kfree(21, 0x8000)])))).toEqual(["error:ttl-exceeded"]);
   });
 
-  test("sockets: receive queue full, UDP queueing failure", () => {
+  test("sockets: receive queue full; a UDP queueing failure is its drop reason's finding alone", () => {
     expect(summary(findings(life([{ name: "sock_rcvqueue_full", tp: T.TP_SOCK_RCVQUEUE_FULL }])))).toEqual(["error:socket-receive-queue-full"]);
-    expect(summary(findings(life([{ name: "udp_fail_queue_rcv_skb", tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, info: [-105, 0] }])))).toEqual(["error:udp-queue-failed"]);
+    expect(summary(findings(life([{ name: "udp_fail_queue_rcv_skb", tp: T.TP_UDP_FAIL_QUEUE_RCV_SKB, info: [-105, 0] }, kfree(6, 0x1000)])))).toEqual([`${reasons.get("SOCKET_RCVBUFF")!.level}:drop-reason`]);
   });
 
   test("return values by meaning: XDP_DROP, conntrack out of window, iptables NF_DROP, a socket filter's -EPERM", () => {

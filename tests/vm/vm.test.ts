@@ -171,7 +171,7 @@ function boot(c: VmCase): Promise<Boot> {
 /** Each failed test of a bun test report, with the lines of its error above it. */
 function failures(report: string): string[] {
   const lines = report.split("\n");
-  return lines.flatMap((line, i) => (line.startsWith("(fail)") && !lines.slice(0, i).includes(line) ? [lines.slice(Math.max(0, i - 14), i + 1).join("\n")] : []));
+  return lines.flatMap((line, i) => (line.startsWith("(fail)") && !lines.slice(0, i).includes(line) ? [lines.slice(Math.max(0, i - 40), i + 1).join("\n")] : []));
 }
 
 describe.skipIf(!wanted)("VM tests on Debian kernels", () => {

@@ -1,17 +1,19 @@
 // Build: BPF C → build/*.bpf.o (clang, CO-RE, -g) → src/abi/layout.generated.ts
-// (from the object's BTF) → copy the libraries the executable carries →
-// bun build --compile → dist/skbtrail.
+// (from the object's BTF) → knowledge/*.yaml parsed into build/knowledge.json →
+// copy the libraries the executable carries → bun build --compile → dist/skbtrail.
 //
 //   bun run build.ts            everything
 //   bun run build.ts --no-exe   objects, generated files, type check, libraries (no executable)
 import { $ } from "bun";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import yaml from "js-yaml";
 import { generateLayouts, generatePrograms } from "./tools/layouts";
 
 const root = import.meta.dir;
 const buildDir = `${root}/build`;
 export const BPF_DIR = `${root}/bpf`;
 const BPF_OBJECTS = ["skbtrail", "probe"];
+const KNOWLEDGE_FILES = ["tracers", "drop-reasons", "rules"];
 const LIBRARIES = ["libz.so.1", "libelf.so.1", "libbpf.so.1"];
 const LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64"];
 export const LAYOUT_FILE = `${root}/src/abi/layout.generated.ts`;
@@ -43,12 +45,23 @@ function writeGenerated(file: string, text: string): void {
   console.log(`build: regenerated ${file.slice(root.length + 1)} (commit it)`);
 }
 
+/** The knowledge files the executable carries, as parsed by js-yaml's core schema: JSON is read far faster than YAML is parsed (seconds at start-up under emulation). */
+function writeKnowledgeJson(): void {
+  const parsed = KNOWLEDGE_FILES.map((name) => {
+    const text = readFileSync(`${root}/knowledge/${name}.yaml`, "utf8");
+    return { text, root: yaml.load(text, { schema: yaml.CORE_SCHEMA }) };
+  });
+  writeFileSync(`${buildDir}/knowledge.json`, JSON.stringify(parsed));
+}
+
 async function build(): Promise<void> {
   mkdirSync(`${buildDir}/lib`, { recursive: true });
   for (const name of BPF_OBJECTS) await compileBpf(name, buildDir);
 
   writeGenerated(LAYOUT_FILE, layoutsFor(`${buildDir}/skbtrail.bpf.o`));
   writeGenerated(PROGRAMS_FILE, programsFor(`${buildDir}/skbtrail.bpf.o`, `${buildDir}/probe.bpf.o`));
+
+  writeKnowledgeJson();
 
   for (const lib of LIBRARIES) {
     const dir = LIBRARY_DIRS.find((d) => existsSync(`${d}/${lib}`));

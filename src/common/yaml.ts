@@ -12,6 +12,14 @@ export class KnowledgeError extends SkbtrailError {
 
 export type YamlMap = Record<string, unknown>;
 
+/** Texts parsed at build time (the knowledge files the executable carries), with their parsed form. */
+const prebuilt: { text: string; root: unknown }[] = [];
+
+/** Registers what `text` parses to: a YamlDoc of it then skips the parse (and knows no lines: such files were checked when built). */
+export function parsedAlready(text: string, root: unknown): void {
+  prebuilt.push({ text, root });
+}
+
 export class YamlDoc {
   private readonly starts = new WeakMap<object, number>();
   private readonly lines: string[];
@@ -21,7 +29,12 @@ export class YamlDoc {
     readonly file: string,
     text: string,
   ) {
-    this.lines = text.split("\n");
+    const known = prebuilt.find((p) => p.text === text);
+    this.lines = known ? [] : text.split("\n");
+    if (known) {
+      this.root = known.root;
+      return;
+    }
     const open: number[] = [];
     try {
       this.root = yaml.load(text, {

@@ -5,6 +5,8 @@ import { dropReasonsText, rulesText, tracerTreeText } from "../../src/common/ass
 import { loadDropReasons, loadRules, type KnownNames } from "../../src/diagnosis/knowledge";
 import { loadTracerTree } from "../../src/plan/tracer-tree";
 import { SkbtrailError } from "../../src/common/errors";
+import { YamlDoc } from "../../src/common/yaml";
+import yaml from "js-yaml";
 import { knownHookNames } from "../../src/plan/plan";
 
 const reasons = loadDropReasons(dropReasonsText, "knowledge/drop-reasons.yaml");
@@ -29,6 +31,12 @@ describe("built-in knowledge", () => {
     expect(rules.length).toBeGreaterThan(10);
     expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
     expect(loadTracerTree(tracerTreeText, "knowledge/tracers.yaml").length).toBeGreaterThan(3);
+  });
+
+  test("the executable's copy parsed at build time (build/knowledge.json) is what the YAML files say", () => {
+    for (const text of [dropReasonsText, rulesText, tracerTreeText]) expect(new YamlDoc("built-in", text).root).toEqual(yaml.load(text, { schema: yaml.CORE_SCHEMA }));
+    // A text edited since the build is parsed as usual, lines and all.
+    expect(() => loadRules(`${rulesText}\n- id: x\n  level: warn\n`, "edited.yaml", known)).toThrow(`edited.yaml:${rulesText.split("\n").length + 1}: a rule lacks the key 'when'`);
   });
 
   test("a drop site belongs to one reason only", () => {

@@ -179,6 +179,27 @@ describe.skipIf(!enabled)("--diag finds the cause", () => {
     }
   });
 
+  // The other families whose hooks only the drop's stack names on tracepoint-only kernels (nf_hook_slow's caller).
+  for (const c of [
+    { family: "netdev", hook: "ingress", named: "netdev INGRESS", chain: "ingress_rules", rule: "udp dport 7791 drop", filter: ["-p", "udp", "--dport", "7791"], traffic: () => pair.a.ns.udp(pair.b.ip4, 7791) },
+    // a forgets b's address: its next packet to b asks ARP first, and b drops the request.
+    { family: "arp", hook: "input", named: "arp IN", chain: "arp_in_rules", rule: "arp operation request drop", filter: ["-p", "arp"], traffic: () => pair.a.ns.sh(`ip neigh flush dev ${pair.a.dev} && ping -c1 -W1 ${pair.b.ip4} || true`) },
+  ] as const)
+    test(`a drop rule of the ${c.family} family: the ${c.named} hook and its chain`, async () => {
+      const table = `skbtrail_${c.family}_fw`;
+      await pair.b.ns.chains({ family: c.family, table, chain: c.chain, hook: c.hook, device: c.family === "netdev" ? pair.b.dev : undefined, rules: [c.rule] });
+      try {
+        const r = await diagnose([...c.filter], c.traffic);
+        expect(r.code).toBe(1);
+        expect(r.stdout).toContain(c.named);
+        expect(r.stdout).toContain(`table ${c.family} ${table}, chain ${c.chain}`);
+        expect(r.stdout).toContain(`nft -a list chain ${c.family} ${table} ${c.chain}`);
+        expectOneCause(r.stdout);
+      } finally {
+        await pair.b.ns.sh(`nft delete table ${c.family} ${table}`);
+      }
+    });
+
   test("nftables drop in a forward chain on a router", async () => {
     const r = await diagnose(["-p", "udp", "--dport", "7778"], () => routed.client.udp(routed.serverIp, 7778, { sport: 5778 }));
     expect(r.code).toBe(1);

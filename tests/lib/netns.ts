@@ -13,10 +13,12 @@ let counter = 0;
 /** An nftables chain of a test: `type filter hook HOOK`, policy accept, these rules. */
 export interface Chain {
   /** The table's family: inet unless given. */
-  family?: "inet" | "ip" | "ip6" | "bridge";
+  family?: "inet" | "ip" | "ip6" | "bridge" | "arp" | "netdev";
   table: string;
   chain: string;
-  hook: "prerouting" | "input" | "forward" | "output" | "postrouting";
+  hook: "prerouting" | "input" | "forward" | "output" | "postrouting" | "ingress";
+  /** The device of a netdev-family chain. */
+  device?: string;
   priority?: number;
   /** nft rule statements, e.g. "udp dport 7777 drop". */
   rules: string[];
@@ -81,7 +83,7 @@ export class Netns {
   async chains(...chains: Chain[]): Promise<void> {
     await this.nft(
       chains
-        .map((c) => `table ${c.family ?? "inet"} ${c.table} {\n  chain ${c.chain} {\n    type filter hook ${c.hook} priority ${c.priority ?? 0}; policy accept;\n${c.rules.map((r) => `    ${r}\n`).join("")}  }\n}\n`)
+        .map((c) => `table ${c.family ?? "inet"} ${c.table} {\n  chain ${c.chain} {\n    type filter hook ${c.hook}${c.device ? ` device "${c.device}"` : ""} priority ${c.priority ?? 0}; policy accept;\n${c.rules.map((r) => `    ${r}\n`).join("")}  }\n}\n`)
         .join(""),
     );
   }

@@ -34,9 +34,10 @@ interface VmCase {
 
 // diag.test.ts's scenarios per kernel. Issue 13 asks for these on 6.1 and 6.12 (and every one on 5.10, where
 // the cause is inferred from the location): route kinds, bridge, reject with a reset, conntrack INVALID, MTU, neighbours.
-const ANY_KERNEL_SCENARIOS = "route|bridge|reject rule|INVALID|too big|next hop|normal traffic";
-/** Where the kernel sends an ICMP error: seen through __icmp_send before 6.9. */
-const ICMP_ERROR_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|closed UDP port|forwarding turned off|TTL expiry`;
+// ("family": the bridge, netdev and arp tables' drop rules.)
+const ANY_KERNEL_SCENARIOS = "route|family|reject rule|INVALID|too big|next hop|normal traffic";
+/** Where the kernel sends an ICMP error: seen through __icmp_send before 6.9; and --hooks, where nft_do_chain returns NF_DROP. */
+const ICMP_ERROR_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|closed UDP port|forwarding turned off|TTL expiry|--hooks`;
 /** Whose finding changes where functions are hooked: nftables chains (nft_do_chain), a socket filter's return. */
 const FUNCTION_HOOK_SCENARIOS = `${ANY_KERNEL_SCENARIOS}|nftables|socket filter`;
 /** sock.test.ts's cases of --sock's socket functions (one per backend). */

@@ -204,6 +204,8 @@ describe("rule families", () => {
     expect(mtu[0]!.message).toContain("1400 bytes");
     // The forward path's drop after a TTL ran out (IP_INHDR) is the same cause: one finding.
     expect(summary(findings(life([{ name: "icmp_send", tp: T.TP_ICMP_SEND, info: [11, 0] }, kfree(21, 0x8000)])))).toEqual(["error:ttl-exceeded"]);
+    // Before drop reasons (5.10) the drop after "fragmentation needed" is reasonless: the same cause, one finding.
+    expect(summary(findings(life([{ name: "icmp_send", tp: T.TP_ICMP_SEND, info: [3, 4] }, kfree(2, 0x8000)], { ...UDP, ipLen: 1400 })))).toEqual(["error:fragmentation-needed"]);
   });
 
   test("sockets: receive queue full; a UDP queueing failure is its drop reason's finding alone", () => {

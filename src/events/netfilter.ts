@@ -33,9 +33,11 @@ export function nfHookName(family: number, hook: number): string {
   return hooksOf(family)[hook] ?? `hook ${hook}`;
 }
 
-/** The hook as nft's chain definitions write it ("input", "prerouting", "ingress"…). */
+/** The hook as nft's chain definitions write it ("input", "prerouting", "ingress"…): arp's IN and OUT are "input" and "output". */
 export function nftHookName(family: number, hook: number): string {
-  return nfHookName(family, hook).toLowerCase().replace("_", "");
+  const name = nfHookName(family, hook);
+  if (family === NFPROTO.ARP && (name === "IN" || name === "OUT")) return name === "IN" ? "input" : "output";
+  return name.toLowerCase().replace("_", "");
 }
 
 /** Netfilter verdicts; the low byte of a verdict. */

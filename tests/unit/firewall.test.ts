@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { chainsOnHook, hookFromStack, parseRuleText, type Ruleset } from "../../src/diagnosis/firewall";
 import { BackgroundReads } from "../../src/diagnosis/system";
+import { NFPROTO, nftHookName } from "../../src/events/netfilter";
 
 const dir = `${import.meta.dir}/../fixtures`;
 const ruleset: Ruleset = {
@@ -67,6 +68,15 @@ describe("chains on a hook", () => {
     expect(hookFromStack(["nf_hook_slow+0x43", "__netif_receive_skb_core.constprop.0+0x1e1"], false)).toEqual({ family: "netdev", hook: "INGRESS", nftHook: "ingress" });
     expect(hookFromStack(["nf_hook_slow+0x43", "arp_rcv+0x10"], false)).toEqual({ family: "arp", hook: "IN", nftHook: "input" });
     expect(hookFromStack(["kfree_skb+0x1", "udp_rcv+0x10"], false)).toBeUndefined();
+  });
+
+  test("the hook nf_hook_slow was called for, as nft names it: the same words the stack gives (arp's IN is 'input')", () => {
+    expect(nftHookName(NFPROTO.ARP, 0)).toBe("input");
+    expect(nftHookName(NFPROTO.ARP, 1)).toBe("output");
+    expect(nftHookName(NFPROTO.IPV4, 0)).toBe("prerouting");
+    expect(nftHookName(NFPROTO.IPV6, 4)).toBe("postrouting");
+    expect(nftHookName(NFPROTO.NETDEV, 0)).toBe("ingress");
+    expect(nftHookName(NFPROTO.BRIDGE, 2)).toBe("forward");
   });
 });
 

@@ -45,7 +45,7 @@ function writeGenerated(file: string, text: string): void {
   console.log(`build: regenerated ${file.slice(root.length + 1)} (commit it)`);
 }
 
-/** The knowledge files the executable carries, as parsed by js-yaml's core schema: JSON is read far faster than YAML is parsed (seconds at start-up under emulation). */
+/** The knowledge files the executable carries, as parsed by js-yaml's core schema: JSON is read far faster than YAML is parsed (0.5-1.3 s of a start under emulation, bench/README.md §13). */
 function writeKnowledgeJson(): void {
   const parsed = KNOWLEDGE_FILES.map((name) => {
     const text = readFileSync(`${root}/knowledge/${name}.yaml`, "utf8");

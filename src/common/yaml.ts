@@ -30,11 +30,12 @@ export class YamlDoc {
     text: string,
   ) {
     const known = prebuilt.find((p) => p.text === text);
-    this.lines = known ? [] : text.split("\n");
     if (known) {
+      this.lines = [];
       this.root = known.root;
       return;
     }
+    this.lines = text.split("\n");
     const open: number[] = [];
     try {
       this.root = yaml.load(text, {

@@ -33,11 +33,12 @@ export function nfHookName(family: number, hook: number): string {
   return hooksOf(family)[hook] ?? `hook ${hook}`;
 }
 
+const NFT_ARP_HOOKS: Record<string, string> = { IN: "input", OUT: "output" };
+
 /** The hook as nft's chain definitions write it ("input", "prerouting", "ingress"…): arp's IN and OUT are "input" and "output". */
 export function nftHookName(family: number, hook: number): string {
   const name = nfHookName(family, hook);
-  if (family === NFPROTO.ARP && (name === "IN" || name === "OUT")) return name === "IN" ? "input" : "output";
-  return name.toLowerCase().replace("_", "");
+  return (family === NFPROTO.ARP && NFT_ARP_HOOKS[name]) || name.toLowerCase().replace("_", "");
 }
 
 /** Netfilter verdicts; the low byte of a verdict. */

@@ -17,6 +17,9 @@ const symbols = {
   bpf_object__close: { args: [FFIType.ptr], returns: FFIType.void },
   bpf_object__next_program: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
   bpf_object__find_map_by_name: { args: [FFIType.ptr, FFIType.cstring], returns: FFIType.ptr },
+  bpf_object__next_map: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  bpf_map__name: { args: [FFIType.ptr], returns: FFIType.cstring },
+  bpf_map__set_autocreate: { args: [FFIType.ptr, FFIType.bool], returns: FFIType.i32 },
   bpf_program__name: { args: [FFIType.ptr], returns: FFIType.cstring },
   bpf_program__set_autoload: { args: [FFIType.ptr, FFIType.bool], returns: FFIType.i32 },
   bpf_program__fd: { args: [FFIType.ptr], returns: FFIType.i32 },
@@ -312,6 +315,10 @@ export class BpfMap {
   setMaxEntries(n: number): void {
     check(`resize map ${this.name}`, bpf().bpf_map__set_max_entries(this.handle, n));
   }
+  /** Whether load creates the map (default true); a program that uses a map not created fails the verifier. */
+  setAutocreate(create: boolean): void {
+    check(`autocreate map ${this.name}`, bpf().bpf_map__set_autocreate(this.handle, create));
+  }
   /** The map's initial contents (e.g. .rodata) as a writable view; valid until load. */
   initialValue(): Uint8Array {
     const size = new BigUint64Array(1);
@@ -366,6 +373,13 @@ export class BpfObject {
     const found = this.programs().find((p) => p.name === name);
     if (!found) throw new Error(`BPF object has no program ${name}`);
     return found;
+  }
+
+  maps(): BpfMap[] {
+    const out: BpfMap[] = [];
+    for (let m = bpf().bpf_object__next_map(this.handle, null) as Pointer | null; m !== null; m = bpf().bpf_object__next_map(this.handle, m) as Pointer | null)
+      out.push(new BpfMap(String(bpf().bpf_map__name(m)), m));
+    return out;
   }
 
   map(name: string): BpfMap {

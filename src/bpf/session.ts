@@ -5,6 +5,7 @@
 import { BpfObject, LibbpfError, possibleCpus } from "../../ffi/libbpf";
 import { RingBuffer, type RecordHandler } from "../../ffi/ringbuf";
 import { stat_index } from "../abi/layout.generated";
+import { programMaps, type ProgramName } from "../abi/programs.generated";
 import { ExitCode, SkbtrailError } from "../common/errors";
 import { writeConfig, type ConfigInput } from "./config";
 
@@ -56,6 +57,26 @@ export interface ReadOptions {
 /** Entries of a map the run does not use: it must exist (the programs name it), at next to no cost. */
 const UNUSED_MAP_ENTRIES = 64;
 
+/** The maps the reader itself uses: created whatever the programs. */
+const READER_MAPS = ["events", "stats"];
+const OBJECT_MAPS = new Set(Object.values(programMaps).flat());
+
+/**
+ * The object's maps none of these programs refers to (build-time table from the
+ * object's relocations): they are not created. A preallocated LRU map of 64 Ki
+ * entries takes ~15 ms to create natively and far longer under emulation, and
+ * --drop needs none of the five the tracer has. Empty for another object's programs.
+ */
+function unusedMaps(programs: readonly string[]): Set<string> {
+  const unused = new Set(OBJECT_MAPS);
+  for (const p of programs) {
+    if (!Object.hasOwn(programMaps, p)) return new Set();
+    for (const m of programMaps[p as ProgramName]) unused.delete(m);
+  }
+  for (const m of READER_MAPS) unused.delete(m);
+  return unused;
+}
+
 export class Session {
   private ring?: RingBuffer;
 
@@ -81,6 +102,8 @@ export class Session {
   load(programs: readonly string[]): void {
     const wanted = new Set<string>(programs);
     for (const p of this.obj.programs()) p.setAutoload(wanted.has(p.name));
+    const unused = unusedMaps(programs);
+    for (const m of this.obj.maps()) if (unused.has(m.name)) m.setAutocreate(false);
     try {
       this.obj.load();
     } catch (e) {

@@ -1,6 +1,7 @@
 // The drop monitor on the real kernel: real namespaces, veth, nftables
 // rules and traffic; the real binary; assertions on what it printed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mapNamesOf } from "../lib/bpf";
 import { dropFunction, netfilterDropLocation } from "../lib/kernel";
 import { TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
@@ -37,6 +38,16 @@ describe.skipIf(!enabled)("skbtrail --drop on the host kernel", () => {
     expect(stdout).toContain("*packet is dropped by kernel*");
     expect(stdout).toMatch(/^\[\d+\.\d{6}\] UDP/m);
     expect(stdout).toMatch(/end trace\.\.\.\ntotal events: 1, lost: 0/);
+  });
+
+  test("creates only the maps its program uses: the ring and its counters, none of the packet tracer's", async () => {
+    const t = Skbtrail.start(["--drop", "-p", "udp", "--dport", "7102"]);
+    await t.ready();
+    const maps = await mapNamesOf(t.proc.pid);
+    await t.stop();
+    expect(maps).toContain("events");
+    expect(maps).toContain("stats");
+    for (const unused of ["tracked", "tracked_heads", "call_frames", "stash", "sock_kept", "mon_print"]) expect(maps).not.toContain(unused);
   });
 
   test("nftables drop rule: NETFILTER_DROP in netfilter", async () => {

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { tracerTreeText } from "../../src/common/assets";
 import { allHooks, findGroup, loadTracerTree } from "../../src/plan/tracer-tree";
+import { mapNamesOf } from "../lib/bpf";
 import { blocks, inOrder, shown } from "../lib/blocks";
 import { btfStructSize, functionBackends, hasVlan, netfilterDropLocation } from "../lib/kernel";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
@@ -42,6 +43,17 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
     expect(request!.lines.at(-1), shown(request)).toContain("*packet is freed (normally)*");
     expect(reply!.lines[0], shown(reply)).toContain("ping reply, seq: 1");
     expect(inOrder(reply!.hooks, ["net_dev_queue", "netif_receive_skb"]), shown(reply)).toBe(true);
+  });
+
+  test("creates the packet tracker's maps, not those of the socket or monitor modes", async () => {
+    const t = Skbtrail.start(["-p", "udp", "--dport", "7199"]);
+    await t.ready();
+    const maps = await mapNamesOf(t.proc.pid);
+    await t.stop();
+    for (const used of ["events", "stats", "tracked", "tracked_heads"]) expect(maps).toContain(used);
+    // Function hooks keep their calls' arguments for the return.
+    expect(maps.includes("call_frames")).toBe(backends.length > 0);
+    for (const unused of ["sock_kept", "mon_print", "mon_drops"]) expect(maps).not.toContain(unused);
   });
 
   test("UDP between two namespaces over veth, delivered to a socket", async () => {

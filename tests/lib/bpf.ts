@@ -8,6 +8,17 @@ import { scaled } from "./skbtrail";
 
 /** Ids of the BPF programs the process holds: program fds and the programs of its link fds. */
 export function programIdsOf(pid: number): number[] {
+  return idsOf(pid, "prog_id");
+}
+
+/** Names of the BPF maps the process holds (the kernel keeps 15 characters of each). */
+export async function mapNamesOf(pid: number): Promise<string[]> {
+  const maps = JSON.parse(await $`bpftool -j map show`.text()) as { id: number; name?: string }[];
+  const held = new Set(idsOf(pid, "map_id"));
+  return maps.filter((m) => held.has(m.id)).map((m) => m.name ?? "");
+}
+
+function idsOf(pid: number, field: "prog_id" | "map_id"): number[] {
   const ids = new Set<number>();
   let fds: string[] = [];
   try {
@@ -17,7 +28,7 @@ export function programIdsOf(pid: number): number[] {
   }
   for (const fd of fds) {
     try {
-      const m = /^prog_id:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+      const m = new RegExp(`^${field}:\\s+(\\d+)$`, "m").exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
       if (m) ids.add(Number(m[1]));
     } catch {
       // closed meanwhile

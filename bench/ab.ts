@@ -4,8 +4,9 @@
 // Per backend, three pairs of runs, the order alternated (A B, B A, A B), an
 // untraced flood before each traced one (the emulated machine drifts), the
 // next run only once the previous one's background detach is gone.
-// Prints a Markdown table: packets per 3 s flood, median and each run, and
-// the ratio to the median untraced flood.
+// Prints Markdown tables: packets per 3 s flood, median and each run, and
+// the ratio to the median untraced flood; seconds from exec to `begin trace...`
+// for those runs and for `--drop` started in the same alternated order.
 //
 //   bun run bench/ab.ts RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
@@ -32,12 +33,25 @@ writeFileSync(
   `set -m
 cd /tmp; cp ${BUILD}/ab/a ${BUILD}/ab/b ${BUILD}/ringbench /tmp/
 flood() { ./ringbench flood 127.0.0.1 9 3 | sed 's/.*"packets":\\([0-9]*\\).*/\\1/'; }
+# start WHAT BIN COMMAND...: runs COMMAND as job %1, waits for "begin trace", prints the milliseconds it took.
+start() {
+  local what=$1 bin=$2 t0=$(date +%s%N)
+  shift 2
+  "$@" > /tmp/run.out 2>&1 &
+  for i in $(seq 6000); do grep -q "begin trace" /tmp/run.out && break; sleep 0.02; done
+  echo "START $what $bin $(( ($(date +%s%N) - t0) / 1000000 ))"
+}
+for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
+  for bin in $order; do
+    start drop $bin ./$bin --drop
+    kill -INT %1; wait
+  done
+done
 for backend in ${(backends.length ? backends : ["fentry", "kprobe"]).join(" ")}; do
   for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
     for bin in $order; do
       echo "RESULT untraced - $(flood)"
-      ./$bin --backend $backend -p tcp --dport 1 > /tmp/$bin.out 2>&1 &
-      for i in $(seq 1200); do grep -q "begin trace" /tmp/$bin.out && break; sleep 0.1; done
+      start $backend $bin ./$bin --backend $backend -p tcp --dport 1
       echo "RESULT $backend $bin $(flood)"
       kill -INT %1; wait
       for i in $(seq 120); do pgrep -x $bin > /dev/null || break; sleep 1; done
@@ -59,3 +73,11 @@ for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((
     const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);
     console.log(`| ${backend} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |`);
   }
+const starts = [...r.output.matchAll(/^START (\S+) (\S+) (\d+)$/gm)].map(([, what, bin, ms]) => ({ what: what!, bin: bin!, seconds: Number(ms) / 1000 }));
+console.log("\n| exec → `begin trace...` | A: seconds, median (runs) | B | B / A |\n|---|---|---|---|");
+for (const what of new Set(starts.map((x) => x.what))) {
+  const of = (bin: string) => starts.filter((x) => x.what === what && x.bin === bin).map((x) => x.seconds);
+  const [sa, sb] = [of("a"), of("b")];
+  const row = (xs: number[]) => `${median(xs).toFixed(2)} (${xs.map((x) => x.toFixed(2)).join(", ")})`;
+  console.log(`| ${what === "drop" ? "`--drop`" : `default set, ${what}`} | ${row(sa)} | ${row(sb)} | ${(median(sb) / median(sa)).toFixed(2)} |`);
+}

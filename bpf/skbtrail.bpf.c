@@ -82,8 +82,12 @@ struct {
 #include "lib/sock.bpf.h"
 
 #include "progs/drop.bpf.h"
+/* build.ts compiles this file a second time with SKBTRAIL_DROP_ONLY into drop.bpf.o: every
+ * start reads and opens its whole object, and --drop needs none of the programs below. */
+#ifndef SKBTRAIL_DROP_ONLY
 #include "progs/tracepoints.bpf.h"
 #include "progs/functions.bpf.h"
 #include "progs/netfilter.bpf.h"
 #include "progs/monitor.bpf.h"
 #include "progs/sock.bpf.h"
+#endif

@@ -22,7 +22,7 @@ const plan = tracepointDefaultPlan(kernel);
 const fixtures: Record<string, string> = {};
 
 for (const [name, countFree] of [["udp_drop", false], ["udp_drop_free_counted", true]] as const) {
-  const session = Session.open(kernel.bpfObject);
+  const session = Session.open(kernel.object("tracer"));
   const attachments = new Attachments();
   try {
     session.configure(

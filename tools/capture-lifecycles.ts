@@ -18,7 +18,7 @@ const SEND = `${import.meta.dir}/../tests/lib/send.ts`;
 const net = await TwoHosts.create("lcap", 68);
 const kernel = await prepareKernel(false);
 const plan = tracepointDefaultPlan(kernel);
-const session = Session.open(kernel.bpfObject);
+const session = Session.open(kernel.object("tracer"));
 const attachments = new Attachments();
 const records: string[] = [];
 

@@ -1,5 +1,6 @@
 // Files built by build.ts and carried inside the executable.
 import bpfObject from "../../build/skbtrail.bpf.o" with { type: "file" };
+import dropObject from "../../build/drop.bpf.o" with { type: "file" };
 import probeObject from "../../build/probe.bpf.o" with { type: "file" };
 import knowledge from "../../build/knowledge.json" with { type: "json" };
 import tracerTree from "../../knowledge/tracers.yaml" with { type: "text" };
@@ -8,6 +9,7 @@ import rules from "../../knowledge/rules.yaml" with { type: "text" };
 import { parsedAlready } from "./yaml";
 
 export const bpfObjectPath: string = bpfObject;
+export const dropObjectPath: string = dropObject;
 export const probeObjectPath: string = probeObject;
 
 export const tracerTreeText: string = tracerTree;

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { fileLimit, geteuid, mount, raiseFileLimit } from "../../ffi/libc";
 import { LibraryLoadError, loadLibbpf, setLibbpfDebug } from "../../ffi/libbpf";
-import { bpfObjectPath, probeObjectPath } from "../common/assets";
+import { bpfObjectPath, dropObjectPath, probeObjectPath } from "../common/assets";
 import { environmentError, shown, usageError } from "../common/errors";
 import { Btf, BtfError, Kind } from "./btf";
 import { kernelSymbols } from "./kallsyms";
@@ -18,9 +18,14 @@ export interface KernelInfo {
   btfPath?: string;
   /** Things worth saying with -v (e.g. tracefs was mounted). */
   notes: string[];
-  bpfObject: Uint8Array;
-  probeObject: Uint8Array;
+  /** A BPF object the executable carries, read on first use (natively ~3 ms per MB, far more under emulation). */
+  object(name: BpfObjectName): Uint8Array;
 }
+
+/** tracer: every program; drop: the drop monitor's alone (--drop); probe: the feature probes. */
+export type BpfObjectName = "tracer" | "drop" | "probe";
+
+const OBJECT_PATHS: Record<BpfObjectName, string> = { tracer: bpfObjectPath, drop: dropObjectPath, probe: probeObjectPath };
 
 /** CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, is what loading tracing programs takes. */
 export function checkPrivileges(): void {
@@ -41,7 +46,7 @@ export function loadKernelBtf(btfPath?: string): Btf {
     );
   let bytes: Uint8Array;
   try {
-    bytes = new Uint8Array(readFileSync(path));
+    bytes = readFileSync(path); // a Buffer is a Uint8Array: no copy
   } catch (e) {
     if (btfPath === undefined) throw environmentError(`${VMLINUX_BTF} cannot be read (${(e as NodeJS.ErrnoException).code}); check the kernel`);
     throw usageError(`--btf-path: cannot read ${shown(btfPath)} (${(e as NodeJS.ErrnoException).code}); give the path of a vmlinux BTF file`);
@@ -102,14 +107,14 @@ export async function prepareKernel(debug: boolean, btfPath?: string): Promise<K
   setLibbpfDebug(debug);
   const btf = loadKernelBtf(btfPath);
   const notes: string[] = [];
+  const objects: Partial<Record<BpfObjectName, Uint8Array>> = {};
   const tracefs = ensureTracefs();
   if (tracefs) notes.push(tracefs);
   return {
     btf,
     btfPath,
     notes,
-    bpfObject: new Uint8Array(await Bun.file(bpfObjectPath).arrayBuffer()),
-    probeObject: new Uint8Array(await Bun.file(probeObjectPath).arrayBuffer()),
+    object: (name) => (objects[name] ??= readFileSync(OBJECT_PATHS[name])),
   };
 }
 

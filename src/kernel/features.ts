@@ -71,7 +71,7 @@ export function forgetFeatures(): void {
 export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
   const cached = cachedFeatures(needFunctions);
   if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false };
-  const ok = (p: ProbeProgramName) => probeProgram(kernel.probeObject, p, kernel.btfPath).ok;
+  const ok = (p: ProbeProgramName) => probeProgram(kernel.object("probe"), p, kernel.btfPath).ok;
   const kprobeEvents = needFunctions && existsSync(`${TRACEFS}/kprobe_events`);
   const attachCookie = kprobeEvents && ok(probe_program.probe_kprobe);
   const kprobe = attachCookie || (kprobeEvents && ok(probe_program.probe_kprobe_plain));

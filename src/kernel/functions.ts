@@ -107,7 +107,7 @@ export class FunctionIndex {
   private moduleBtf(module: string): Btf | undefined {
     if (!this.moduleCache.has(module)) {
       const path = `${this.moduleBtfDir}/${module}`;
-      this.moduleCache.set(module, existsSync(path) ? Btf.parse(new Uint8Array(readFileSync(path)), this.vmlinux) : undefined);
+      this.moduleCache.set(module, existsSync(path) ? Btf.parse(readFileSync(path), this.vmlinux) : undefined);
     }
     return this.moduleCache.get(module);
   }

@@ -65,6 +65,7 @@ export async function runDrop(opts: Options, kernel: KernelInfo, out: Output, st
     kernel,
     {
       programs: [dropProgram],
+      object: "drop",
       config: {
         ...filterConfig(opts.filter),
         reasonValues,

@@ -12,7 +12,7 @@ import type { ConfigInput, Filter } from "../bpf/config";
 import { handOff, resumeDetaches } from "../bpf/detach";
 import { Session } from "../bpf/session";
 import { recordKind, type RecordBytes } from "../events/decode";
-import { currentNetns, ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
+import { type BpfObjectName, currentNetns, ensureFileDescriptors, type KernelInfo } from "../kernel/environment";
 import { forgetFeatures } from "../kernel/features";
 import type { Output, RunSummary } from "../output/output";
 import type { MetricsServer } from "./metrics-server";
@@ -25,6 +25,8 @@ export const WAKEUP_BYTES = 256 << 10;
 
 export interface ModeSession {
   programs: ProgramName[];
+  /** The object that holds them (default: the tracer's, which holds every program). */
+  object?: BpfObjectName;
   /** The read-only configuration, but for the wakeup threshold (the skeleton's). */
   config: Omit<ConfigInput, "wakeupBytes">;
   /** Links it will attach (each holds a file descriptor). */
@@ -83,7 +85,7 @@ const ms = (x: number) => `${Math.round(x)} ms`;
 export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Output, stop: StopControl, metrics?: MetricsServer): Promise<RunSummary> {
   // One fd per program and per link, and a few maps: fail before anything is attached.
   ensureFileDescriptors(mode.programs.length + mode.links + 16);
-  const session = Session.open(kernel.bpfObject, kernel.btfPath);
+  const session = Session.open(kernel.object(mode.object ?? "tracer"), kernel.btfPath);
   const attachments = new Attachments();
   let handedOff = false;
   try {

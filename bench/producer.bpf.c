@@ -66,7 +66,8 @@ static long emit_one(__u32 i, struct batch_ctx *b)
 	e->meta.ifindex = 1;
 	e->meta.netns = 4026531840U;
 	e->meta.pid = b->pid;
-	e->meta.pad = 0;
+	e->meta.ct = 0;
+	__builtin_memset(e->meta.pad, 0, sizeof(e->meta.pad));
 	__builtin_memset(e->meta.ifname, 0, sizeof(e->meta.ifname));
 	e->meta.ifname[0] = 'l';
 	e->meta.ifname[1] = 'o';

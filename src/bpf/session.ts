@@ -95,7 +95,8 @@ export class Session {
     writeConfig(this.obj.map(".rodata.cfg").initialValue(), config);
     this.obj.map("events").setMaxEntries(ringBytes);
     // --latency's per-skb map is preallocated (LRU): ~8 MB of kernel memory no other mode needs.
-    if (!config.latency) this.obj.map("lat_start").setMaxEntries(UNUSED_MAP_ENTRIES);
+    // (The benchmark's producer object, loaded through this path, has no such map.)
+    if (!config.latency) this.obj.maps().find((m) => m.name === "lat_start")?.setMaxEntries(UNUSED_MAP_ENTRIES);
   }
 
   /** Loads exactly these programs: any other could fail on this kernel and abort the load. */

@@ -10,6 +10,8 @@ const libc = dlopen("libc.so.6", {
   close: { args: [FFIType.i32], returns: FFIType.i32 },
   write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
   memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+  fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i64], returns: FFIType.i32 },
   epoll_create1: { args: [FFIType.i32], returns: FFIType.i32 },
   epoll_ctl: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   epoll_wait: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
@@ -30,6 +32,9 @@ export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
 const MAP_FAILED = -1;
 const EPOLLIN = 1;
+const POLLOUT = 4;
+const F_GETFL = 3;
+const O_NONBLOCK = 0o4000;
 const EPOLL_CTL_ADD = 1;
 const EINTR = 4;
 const CLOCK_REALTIME = 0;
@@ -129,6 +134,18 @@ export class Poller {
   close(): void {
     close(this.epfd);
   }
+}
+
+/** Waits up to `timeoutMs` (0: just looks) until `fd` can take a write without blocking (or has failed: the write says how). */
+export function writable(fd: number, timeoutMs: number): boolean {
+  const pfd = new Int32Array([fd, POLLOUT]); // struct pollfd: fd, events | revents << 16
+  return libc.poll(pfd, 1, timeoutMs) > 0;
+}
+
+/** Whether writes to `fd` return EAGAIN instead of waiting (O_NONBLOCK). */
+export function nonBlocking(fd: number): boolean {
+  const flags = libc.fcntl(fd, F_GETFL, 0);
+  return flags >= 0 && (flags & O_NONBLOCK) !== 0;
 }
 
 /**

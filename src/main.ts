@@ -87,7 +87,7 @@ function publishReport(report: RunReport, opts: { json: boolean; date: boolean; 
   if (process.env.GITHUB_ACTIONS === "true") {
     const annotations = new Writer(1);
     for (const line of githubAnnotations(report)) annotations.line(line);
-    annotations.flush();
+    annotations.close();
   }
   return failures;
 }

@@ -52,6 +52,12 @@ export interface ReadOptions {
   wakeFd?: number;
   /** Asked once reading stops: read what is still queued instead of dropping it. */
   finalDrain?: () => boolean;
+  /**
+   * Asked before each batch: whether the output still holds bytes its reader
+   * has not taken, after waiting up to `waitMs` for it. Then no records are
+   * read (the ring fills and the kernel counts what it loses) and memory stays bounded.
+   */
+  outputBackedUp?: (waitMs: number) => boolean;
 }
 
 /** Entries of a map the run does not use: it must exist (the programs name it), at next to no cost. */
@@ -150,6 +156,10 @@ export class Session {
     const ring = this.ring;
     if (options.wakeFd !== undefined && options.wakeFd >= 0) ring.wakeOn(options.wakeFd);
     while (!stopped()) {
+      if (options.outputBackedUp?.(POLL_MS)) {
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
       if (!ring.hasRecords()) ring.wait(POLL_MS);
       ring.drain(onRecord, performance.now() + BATCH_MS);
       afterBatch(!ring.hasRecords());

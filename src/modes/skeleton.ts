@@ -131,7 +131,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
         mode.batchDone?.(caughtUp);
         out.flush();
       },
-      { wakeFd, finalDrain: () => stop.finalDrain },
+      { wakeFd, finalDrain: () => stop.finalDrain, outputBackedUp: (waitMs) => out.backedUp(waitMs) },
     );
     // The hooks stop costing the traced traffic now, then go away.
     session.switchOff();

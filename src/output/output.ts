@@ -12,7 +12,7 @@ import { rttSampleNote, type ConnectionSummary, type RttTable, type SockEvent } 
 import { basicJson, connectionFindingJson, connectionJson, latencyHistogramJson, latencyJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
 import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
-import { Writer } from "./writer";
+import { STALLED_READER_MS, Writer } from "./writer";
 
 /** How a run ended and what it could not show, for the summary. */
 export interface RunSummary {
@@ -272,6 +272,11 @@ export class Output {
     this.out.flush();
   }
 
+  /** Whether the events' reader still has bytes to take, after waiting up to `waitMs` for it. */
+  backedUp(waitMs: number): boolean {
+    return this.out.backedUp(waitMs);
+  }
+
   /** The events' file again (SIGHUP after log rotation); false when it cannot be opened. */
   reopen(): boolean {
     this.out.flush();
@@ -309,8 +314,10 @@ export class Output {
     this.out.flush();
   }
 
+  /** Writes what is left, waiting for a reader as long as it takes bytes (a stalled one is given up on, and said so). */
   close(): void {
-    this.out.close();
-    this.err.flush();
+    const lost = this.out.close();
+    if (lost) this.note(`${this.out.name} took nothing for ${STALLED_READER_MS / 1000} s after the stop: its last ${Math.ceil(lost / 1024)} KiB were not written`);
+    this.err.close();
   }
 }

@@ -1,13 +1,27 @@
-// Buffered, synchronous output: events are formatted into a buffer and
-// written once per ring-buffer batch, so nothing is lost when the process
-// exits right after (-c, --timeout) and a slow reader applies backpressure.
+// Buffered output that never blocks the run: events are formatted into a
+// buffer and written once per ring-buffer batch; what the destination does
+// not take at once (a pipe whose reader is slow or stopped reading) waits
+// here, and the run reads no more records until it is taken, so memory stays
+// bounded and signals, --timeout and -c are still seen between waits. At the
+// end, close() waits for the reader as long as it keeps taking bytes.
 // A reader that went away (EPIPE) or a write that fails (disk full, I/O
 // error) closes the writer: the run stops instead of failing later.
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, openSync, writeSync } from "node:fs";
+import { isatty } from "node:tty";
+import { nonBlocking, writable } from "../../ffi/libc";
+
+/** close() gives up on a reader that took nothing for this long (a stopped pager, a stuck pipe). */
+export const STALLED_READER_MS = 1000;
+/** A write to a blocking pipe that is not full takes this much without waiting (PIPE_BUF). */
+const PIPE_BUF = 4096;
 
 export class Writer {
   private chunks: string[] = [];
   private size = 0;
+  /** Bytes formatted but not yet taken by the destination. */
+  private pending?: Buffer;
+  /** A pipe, socket or terminal: a reader may be slow or stopped (a file or /dev/null takes every write). */
+  private readonly hasReader: boolean;
   /** Set when the output is gone: the reader closed the pipe, or a write failed. */
   closed = false;
   /** Why a write failed (ENOSPC, EIO…); undefined when the reader just went away. */
@@ -17,7 +31,16 @@ export class Writer {
     public fd: number,
     /** What to call it in an error message ("stdout", "--output drops.log"). */
     readonly name = fd === 1 ? "standard output" : fd === 2 ? "standard error" : `fd ${fd}`,
-  ) {}
+  ) {
+    let reader = false;
+    try {
+      const st = fstatSync(fd);
+      reader = st.isFIFO() || st.isSocket() || isatty(fd);
+    } catch {
+      // a closed fd: the first write says so
+    }
+    this.hasReader = reader;
+  }
 
   /** The file it writes to, when it was opened by path (--output). */
   private path?: string;
@@ -65,29 +88,63 @@ export class Writer {
     if (this.size > 1 << 16) this.flush();
   }
 
+  /** Writes what the destination takes now, without waiting; the rest stays pending. */
   flush(): void {
-    if (!this.chunks.length || this.closed) return;
-    let data = Buffer.from(this.chunks.join(""));
-    this.chunks = [];
-    this.size = 0;
-    while (data.length) {
-      try {
-        data = data.subarray(writeSync(this.fd, data));
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        if (err.code === "EAGAIN") {
-          Bun.sleepSync(1);
-          continue;
-        }
-        this.closed = true;
-        if (err.code !== "EPIPE") this.failure = `${err.code ?? "error"}: ${err.message.replace(/^\w+: /, "").replace(/, write$/, "")}`;
-        return;
-      }
+    while (!this.closed && this.writePending()) {
+      if (!this.chunks.length) return;
+      // Joined only once the bytes before them were taken: a stalled reader costs no copying.
+      this.pending = Buffer.from(this.chunks.join(""));
+      this.chunks = [];
+      this.size = 0;
     }
   }
 
-  close(): void {
+  /** True once every pending byte was written; false when the destination is full or failed. */
+  private writePending(): boolean {
+    // A blocking pipe or terminal would hold the whole run in write(): look first, and write a page at a time.
+    const careful = this.hasReader && !nonBlocking(this.fd);
+    while (this.pending?.length) {
+      if (careful && !writable(this.fd, 0)) return false;
+      try {
+        this.pending = this.pending.subarray(writeSync(this.fd, careful ? this.pending.subarray(0, PIPE_BUF) : this.pending));
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === "EAGAIN") return false;
+        this.closed = true;
+        this.pending = undefined;
+        if (err.code !== "EPIPE") this.failure = `${err.code ?? "error"}: ${err.message.replace(/^\w+: /, "").replace(/, write$/, "")}`;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Bytes (about: text not yet encoded counts by its length) written by no flush yet. */
+  private get unwritten(): number {
+    return this.closed ? 0 : (this.pending?.length ?? 0) + this.size;
+  }
+
+  /**
+   * Flushes; if the destination keeps some of it, waits up to `waitMs` for it
+   * to take more and flushes again. True while bytes are still pending.
+   */
+  backedUp(waitMs: number): boolean {
     this.flush();
+    if (!this.unwritten) return false;
+    writable(this.fd, waitMs);
+    this.flush();
+    return this.unwritten > 0;
+  }
+
+  /** Waits for a reader while it keeps taking bytes; returns those it gave up on, after STALLED_READER_MS without progress. */
+  private drain(): number {
+    for (let left = this.unwritten; this.backedUp(STALLED_READER_MS); left = this.unwritten) if (this.unwritten === left) return left;
+    return 0;
+  }
+
+  /** Writes what is left (see drain) and closes a file it opened; returns the bytes it had to give up on. */
+  close(): number {
+    const lost = this.drain();
     if (this.fd > 2) {
       try {
         closeSync(this.fd);
@@ -95,5 +152,6 @@ export class Writer {
         this.failure ??= (e as NodeJS.ErrnoException).code;
       }
     }
+    return lost;
   }
 }

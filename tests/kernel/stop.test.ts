@@ -3,13 +3,17 @@
 // --timeout, -c, the reader closing the pipe) long before the flood ends,
 // with its summary, -c exact, and every program it created gone. Socket
 // mode's flood goes to a receiver that never reads: each datagram is a
-// socket event (its full receive buffer).
+// socket event (its full receive buffer). A reader that stops reading (a
+// FIFO nobody reads) does not hold the tool either: it stops on a signal or
+// --timeout, gives up on what the reader never took, and says so.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
 import { loadedProgramIds, programIdsOf, stillLoaded } from "../lib/bpf";
 import { TwoHosts, type Server } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { jsonLines, SCALE, scaled, Skbtrail } from "../lib/skbtrail";
+import { BINARY, jsonLines, SCALE, scaled, Skbtrail } from "../lib/skbtrail";
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 
 const LIB = `${import.meta.dir}/../lib`;
 const enabled = requireKernelTests();
@@ -100,6 +104,51 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
       } finally {
         sender.kill();
         await t.stop("SIGKILL");
+      }
+    }, scaled(120_000));
+  });
+
+  describe("standard output is a pipe nobody reads", () => {
+    const STALLED: { mode: string; args: string[]; cause: Cause }[] = [
+      { mode: "drop", args: MODES[0]!.args, cause: ALL_CAUSES[0]! },
+      { mode: "lifecycle", args: MODES[1]!.args, cause: ALL_CAUSES[1]! },
+      { mode: "lifecycle", args: MODES[1]!.args, cause: ALL_CAUSES[3]! },
+    ];
+    test.each(STALLED)("$mode stops on $cause.name", async ({ args, cause }) => {
+      const dir = mkdtempSync(`${tmpdir()}/skbtrail-stall-`);
+      Bun.spawnSync(["mkfifo", `${dir}/fifo`]);
+      // Both ends in one fd that the test never reads: the pipe fills and stays full.
+      const fifo = openSync(`${dir}/fifo`, constants.O_RDWR);
+      const sender = flood(PORT);
+      const proc = Bun.spawn([BINARY, ...args, "--json", ...(cause.args ?? [])], { stdin: "ignore", stdout: fifo, stderr: "pipe" });
+      let text = "";
+      const stderr = (async () => {
+        for await (const chunk of proc.stderr) text += new TextDecoder().decode(chunk);
+      })();
+      try {
+        const deadline = Date.now() + scaled(60_000);
+        while (!text.includes("begin trace...")) {
+          if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`skbtrail did not start: ${text}`);
+          await Bun.sleep(20);
+        }
+        const ids = programIdsOf(proc.pid);
+        await Bun.sleep(scaled(2000)); // the flood's records fill the pipe many times over
+        if (cause.signal) proc.kill(cause.signal);
+        const code = await proc.exited;
+        await stderr;
+        expect(sender.exitCode).toBeNull(); // stopped while the flood goes on
+        expect(text).not.toContain("internal error");
+        // The pipe was full at the stop: what it could not take is given up on, and said so.
+        expect(text).toMatch(/^skbtrail: standard output took nothing for 1 s after the stop: its last \d+ KiB were not written$/m);
+        expect(code).toBe(0);
+        sender.kill();
+        await sender.exited;
+        expect(await stillLoaded(ids, 60)).toEqual([]);
+      } finally {
+        sender.kill();
+        proc.kill("SIGKILL");
+        closeSync(fifo);
+        rmSync(dir, { recursive: true, force: true });
       }
     }, scaled(120_000));
   });

@@ -330,6 +330,8 @@ interface Tracked {
   reset?: { end: "reset_sent" | "reset_received"; reason: string | null };
   /** The socket's error at its CLOSE: the kernel gave up on it (tcp_write_err), unless a reset came. */
   gaveUp?: string;
+  /** The error its last event reported to the application, if that was its last event. */
+  justReported?: string;
   listener: boolean;
   /** Sequence numbers the kernel counts in bytes_acked / bytes_received that are not data: our SYN and FIN acknowledged, the peer's FIN. */
   synAcked: boolean;
@@ -417,6 +419,8 @@ export class Connections {
     // Only endpoints seen whole (see endpoints()).
     if (e.pkt.sport && e.pkt.dport) c.pkt = e.pkt;
     if (e.tcp) c.last = e;
+    const justReported = c.justReported;
+    c.justReported = undefined;
     const h = c.health;
     if (e.tcp) {
       if (e.minRttUs !== NO_RTT && e.minRttUs) h.minRttUs = e.minRttUs;
@@ -435,7 +439,10 @@ export class Connections {
         if ((from === "FIN_WAIT1" && state === "FIN_WAIT2") || from === "LAST_ACK" || (from === "CLOSING" && state !== "CLOSE_WAIT")) c.finAcked = true;
         if (state === "CLOSE_WAIT" || state === "CLOSING" || (from === "FIN_WAIT2" && (state === "TIME_WAIT" || state === "CLOSE"))) c.finReceived = true;
         if (state === "CLOSE") {
-          if (e.skErr) c.gaveUp = errnoName(e.skErr);
+          // The kernel reports its error (tcp_write_err) right before the CLOSE; the application,
+          // woken by that report on another CPU, may have taken sk_err already when the CLOSE is traced.
+          const error = e.skErr ? errnoName(e.skErr) : justReported;
+          if (error) c.gaveUp = error;
           return this.end(e.sk, c, e.timeNs, done);
         }
         break;
@@ -468,7 +475,7 @@ export class Connections {
         h.bufLimit++;
         break;
       case T.TP_INET_SK_ERROR_REPORT:
-        noteError(h, errnoName(e.arg));
+        noteError(h, (c.justReported = errnoName(e.arg)));
         break;
       case T.TP_TCP_SEND_RESET:
         c.reset ??= { end: "reset_sent", reason: e.arg >= 0 ? (this.n.rstReason(e.arg) ?? null) : null };

@@ -237,6 +237,19 @@ describe("lines", () => {
     expect(summary).toMatchObject({ end: "timeout", error: "ETIMEDOUT", closedBy: null });
     expect(connectionLine(summary!, style)).toContain("*timed out (ETIMEDOUT)* duration:3.0ms");
     expect(JSON.parse(connectionJson(summary!, style.clock))).toMatchObject({ end: "timeout", error: "ETIMEDOUT" });
+    // The application took sk_err (woken by the report) before the CLOSE was traced: the report right before it says why.
+    const e = new Connections(namer);
+    e.add(set("CLOSE", "SYN_SENT", 1000));
+    e.add(ev({ tp: T.TP_INET_SK_ERROR_REPORT, state: "SYN_SENT", timeUs: 3000, arg: 110 }));
+    expect(e.add(set("SYN_SENT", "CLOSE", 3001, { skErr: 0 }))).toMatchObject([{ end: "timeout", error: "ETIMEDOUT" }]);
+    // An error reported earlier, then a close by the application (no error left): closed, not timed out.
+    const f = new Connections(namer);
+    f.add(set("CLOSE", "SYN_SENT", 1000));
+    f.add(set("SYN_SENT", "ESTABLISHED", 2000, { bytesAcked: 1 }));
+    f.add(ev({ tp: T.TP_INET_SK_ERROR_REPORT, state: "ESTABLISHED", timeUs: 2500, arg: 113 }));
+    f.add(set("ESTABLISHED", "FIN_WAIT1", 2600));
+    f.add(set("FIN_WAIT1", "FIN_WAIT2", 2700));
+    expect(f.add(set("FIN_WAIT2", "CLOSE", 2800, { skErr: 0 }))).toMatchObject([{ end: "fin", error: null }]);
     // A reset says more than the error it left (ECONNRESET): the end stays the reset.
     const d = new Connections(namer);
     d.add(set("CLOSE", "SYN_SENT", 1000));

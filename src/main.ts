@@ -22,13 +22,13 @@ import { printTree } from "./modes/tree";
 import { Output } from "./output/output";
 import { githubAnnotations, reportJson, reportJunit, reportText, type RunReport } from "./output/report";
 import { Clock } from "./output/time";
-import { Writer } from "./output/writer";
+import { openError, Writer } from "./output/writer";
 
 function openOutput(path: string): Writer {
   try {
     return Writer.toFile(path);
   } catch (e) {
-    throw usageError(`--output: cannot write ${shown(path)} (${(e as NodeJS.ErrnoException).code}); give a writable file path`);
+    throw usageError(`--output: cannot write ${shown(path)} (${openError(e)}); give a writable file path`);
   }
 }
 
@@ -114,7 +114,13 @@ async function main(argv: string[]): Promise<number> {
   const reopen = () => out.note(out.reopen() ? `SIGHUP: reopened ${opts.output}` : `SIGHUP: could not reopen ${opts.output}; still writing to the file it had open`);
   if (gate) forwardSignals(stop, gate.child);
   else stopOnSignals(stop, opts.mode === "monitor" && opts.output ? reopen : undefined);
-  const pcap = opts.pcap !== undefined ? new PacketCapture(opts.pcap, opts.snaplen) : undefined;
+  const pcap = opts.pcap !== undefined ? await PacketCapture.open(opts.pcap, opts.snaplen, () => stop.stopped, (line) => out.note(line)) : undefined;
+  if (opts.pcap !== undefined && !pcap) {
+    // Stopped while waiting for a reader of the --pcap FIFO: nothing was attached.
+    out.close();
+    return ExitCode.OK;
+  }
+  if (pcap) out.alsoWaitFor(pcap);
   let exitCode: number = ExitCode.OK;
   let metrics: MetricsServer | undefined;
   const failures: string[] = [];
@@ -134,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
       const { report } = await runGate(command.options, gate!.setup, kernel, out, stop, gate!.child, pcap);
       pcap?.close();
       if (pcap?.failure) failures.push(pcap.failure);
+      if (pcap?.stalled) out.note(pcap.stalled);
       failures.push(...publishReport(report, { ...opts, ...command.options.gate }, out));
       exitCode = report.exitCode;
       // The command's own failure decides; a report that could not be written comes next.
@@ -162,6 +169,7 @@ async function main(argv: string[]): Promise<number> {
     out.close();
     pcap?.close();
   }
+  if (pcap?.stalled) out.note(pcap.stalled);
   if (pcap && (pcap.withoutBytes || opts.verbose)) out.note(`--pcap: ${pcap.packets} packets written to ${shown(pcap.path)}${pcap.withoutBytes ? `; ${pcap.withoutBytes} events had no header to capture from` : ""}`);
   // Tracing stopped cleanly when the output failed; say what failed.
   if (out.failure) throw new SkbtrailError(out.failure, ExitCode.OUTPUT);

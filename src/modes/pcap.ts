@@ -11,6 +11,7 @@ import { shown, usageError } from "../common/errors";
 import type { Capture, DropEvent, HookEvent } from "../events/decode";
 import type { HookLine } from "../events/line";
 import { LINKTYPE_ETHERNET, PcapngWriter } from "../output/pcapng";
+import { openError } from "../output/writer";
 import { Clock } from "../output/time";
 
 const ETH_HLEN = 14;
@@ -25,20 +26,32 @@ function withEthernetHeader(ip: Uint8Array): Uint8Array {
 }
 
 export class PacketCapture {
-  private readonly writer: PcapngWriter;
   private readonly clock = new Clock();
   /** Events that came without bytes (no header to start from, e.g. early on the transmit path). */
   withoutBytes = 0;
 
-  /** Opens the file before anything is attached: a path that cannot be written is a usage error. */
-  constructor(
+  private constructor(
+    private readonly writer: PcapngWriter,
     readonly path: string,
     readonly snaplen: number,
-  ) {
-    try {
-      this.writer = new PcapngWriter(path);
-    } catch (e) {
-      throw usageError(`--pcap: cannot write ${shown(path)} (${(e as NodeJS.ErrnoException).code}); give a writable file path`);
+  ) {}
+
+  /**
+   * Opens the file before anything is attached: a path that cannot be written
+   * is a usage error. A FIFO with no reader yet (Wireshark not started) is
+   * waited for, asking `stopped` every 100 ms: undefined if the run was stopped
+   * (Ctrl-C, --timeout) before a reader came.
+   */
+  static async open(path: string, snaplen: number, stopped: () => boolean, waiting: (line: string) => void): Promise<PacketCapture | undefined> {
+    for (let told = false; ; told = true) {
+      try {
+        return new PacketCapture(new PcapngWriter(path), path, snaplen);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENXIO") throw usageError(`--pcap: cannot write ${shown(path)} (${openError(e)}); give a writable file path`);
+      }
+      if (!told) waiting(`--pcap: ${shown(path)} is a FIFO with no reader yet: waiting for one (e.g. wireshark -k -i ${shown(path)})`);
+      await Bun.sleep(100);
+      if (stopped()) return undefined;
     }
   }
 
@@ -48,6 +61,16 @@ export class PacketCapture {
 
   get failure(): string | undefined {
     return this.writer.failure;
+  }
+
+  /** After close: what a stalled reader was not given, as a note. */
+  get stalled(): string | undefined {
+    return this.writer.stalled;
+  }
+
+  /** Its reader has bytes still to take (see Writer.backedUp). */
+  backedUp(waitMs: number): boolean {
+    return this.writer.backedUp(waitMs);
   }
 
   private write(e: DropEvent | HookEvent, capture: Capture | undefined, hook: string | undefined, comment: string): boolean {

@@ -272,9 +272,16 @@ export class Output {
     this.out.flush();
   }
 
-  /** Whether the events' reader still has bytes to take, after waiting up to `waitMs` for it. */
+  /** Other outputs of the run (--pcap) whose readers the run waits for too. */
+  private readonly others: { backedUp(waitMs: number): boolean }[] = [];
+
+  alsoWaitFor(output: { backedUp(waitMs: number): boolean }): void {
+    this.others.push(output);
+  }
+
+  /** Whether a reader of the run's outputs still has bytes to take, after waiting up to `waitMs` for it. */
   backedUp(waitMs: number): boolean {
-    return this.out.backedUp(waitMs);
+    return this.out.backedUp(waitMs) || this.others.some((o) => o.backedUp(waitMs));
   }
 
   /** The events' file again (SIGHUP after log rotation); false when it cannot be opened. */

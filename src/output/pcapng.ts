@@ -5,9 +5,10 @@
 // "IFNAME/HOOK"); one Enhanced Packet per event, with a comment saying what
 // happened there ("kfree_skb: NO_SOCKET at __udp4_lib_rcv+0x4bc").
 // Timestamps are µs since the epoch (the default if_tsresol). All blocks
-// little-endian. Writes are buffered and synchronous, like Writer.
-import { closeSync, openSync, writeSync } from "node:fs";
+// little-endian. Written through a Writer: a FIFO whose reader (a live
+// Wireshark) falls behind holds the run's reading, never the run.
 import { VERSION } from "../common/version";
+import { STALLED_READER_MS, Writer } from "./writer";
 
 export const LINKTYPE_ETHERNET = 1;
 
@@ -21,7 +22,6 @@ const SHB_USERAPPL = 4;
 const IF_NAME = 2;
 const IF_DESCRIPTION = 3;
 const IF_TSRESOL = 9;
-const FLUSH_BYTES = 1 << 16;
 
 export interface PcapInterface {
   /** if_name: "veth1", or "veth1/netif_receive_skb" in lifecycle mode. */
@@ -94,18 +94,22 @@ export function enhancedPacket(interfaceId: number, micros: number, bytes: Uint8
 }
 
 export class PcapngWriter {
-  private readonly fd: number;
-  private chunks: Uint8Array[] = [];
-  private size = 0;
+  private readonly out: Writer;
   private readonly interfaces = new Map<string, number>();
-  /** Why a write failed; undefined while all is well. */
-  failure?: string;
+  private lost = 0;
   packets = 0;
 
-  /** Opens (creates or truncates) the file; throws the open error. */
+  /** Opens (creates or truncates) the file; throws the open error (see openError). */
   constructor(readonly path: string) {
-    this.fd = openSync(path, "w");
-    this.push(sectionHeader());
+    this.out = Writer.toFile(path);
+    this.out.bytes(sectionHeader());
+  }
+
+  /** Why writing failed, as one line; undefined while all is well. */
+  get failure(): string | undefined {
+    if (this.out.failure) return `cannot write --pcap ${this.path} (${this.out.failure}): free space or choose another file`;
+    if (this.out.closed) return `--pcap ${this.path}: its reader went away`;
+    return undefined;
   }
 
   /** The id of the interface described by `key`, written the first time it is asked for. */
@@ -114,34 +118,28 @@ export class PcapngWriter {
     if (id === undefined) {
       id = this.interfaces.size;
       this.interfaces.set(key, id);
-      this.push(interfaceDescription(describe()));
+      this.out.bytes(interfaceDescription(describe()));
     }
     return id;
   }
 
   packet(interfaceId: number, micros: number, bytes: Uint8Array, wireLen: number, comment: string): void {
     this.packets++;
-    this.push(enhancedPacket(interfaceId, micros, bytes, wireLen, comment));
-  }
-
-  private push(b: Uint8Array): void {
-    if (this.failure) return;
-    this.chunks.push(b);
-    this.size += b.length;
-    if (this.size >= FLUSH_BYTES) this.flush();
+    this.out.bytes(enhancedPacket(interfaceId, micros, bytes, wireLen, comment));
   }
 
   flush(): void {
-    if (!this.chunks.length || this.failure) return;
-    const data = Buffer.concat(this.chunks);
-    this.chunks = [];
-    this.size = 0;
-    try {
-      let at = 0;
-      while (at < data.length) at += writeSync(this.fd, data, at);
-    } catch (e) {
-      this.failure = `cannot write --pcap ${this.path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): free space or choose another file`;
-    }
+    this.out.flush();
+  }
+
+  /** See Writer.backedUp: the run reads no more records while this is true. */
+  backedUp(waitMs: number): boolean {
+    return this.out.backedUp(waitMs);
+  }
+
+  /** After close: what a reader that stopped taking bytes was not given (a note, like stdout's). */
+  get stalled(): string | undefined {
+    return this.lost ? `--pcap ${this.path}: its reader took nothing for ${STALLED_READER_MS / 1000} s after the stop: its last ${Math.ceil(this.lost / 1024)} KiB were not written` : undefined;
   }
 
   private closed = false;
@@ -149,11 +147,6 @@ export class PcapngWriter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.flush();
-    try {
-      closeSync(this.fd);
-    } catch (e) {
-      this.failure ??= `cannot write --pcap ${this.path} (${(e as NodeJS.ErrnoException).code}): free space or choose another file`;
-    }
+    this.lost = this.out.close();
   }
 }

@@ -6,7 +6,7 @@
 // end, close() waits for the reader as long as it keeps taking bytes.
 // A reader that went away (EPIPE) or a write that fails (disk full, I/O
 // error) closes the writer: the run stops instead of failing later.
-import { closeSync, fstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
 import { isatty } from "node:tty";
 import { nonBlocking, writable } from "../../ffi/libc";
 
@@ -16,7 +16,9 @@ export const STALLED_READER_MS = 1000;
 const PIPE_BUF = 4096;
 
 export class Writer {
-  private chunks: string[] = [];
+  private chunks: (string | Uint8Array)[] = [];
+  /** Some chunks are bytes (pcapng), not text: they are concatenated, not joined. */
+  private binary = false;
   private size = 0;
   /** Bytes formatted but not yet taken by the destination. */
   private pending?: Buffer;
@@ -45,8 +47,12 @@ export class Writer {
   /** The file it writes to, when it was opened by path (--output). */
   private path?: string;
 
+  /**
+   * Creates or truncates `path`. Opened without waiting: a FIFO with no reader
+   * fails at once (ENXIO, see openError) instead of holding the start.
+   */
   static toFile(path: string): Writer {
-    const w = new Writer(openSync(path, "w"), path);
+    const w = new Writer(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NONBLOCK, 0o666), path);
     w.path = path;
     return w;
   }
@@ -61,7 +67,7 @@ export class Writer {
     this.flush();
     let fd: number;
     try {
-      fd = openSync(this.path, "a");
+      fd = openSync(this.path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NONBLOCK, 0o666);
     } catch {
       return false;
     }
@@ -81,6 +87,15 @@ export class Writer {
     this.size += text.length;
   }
 
+  /** Bytes as they are (a binary format). */
+  bytes(b: Uint8Array): void {
+    if (this.closed) return;
+    this.chunks.push(b);
+    this.binary = true;
+    this.size += b.length;
+    if (this.size > 1 << 16) this.flush();
+  }
+
   line(text: string): void {
     if (this.closed) return;
     this.chunks.push(text, "\n");
@@ -93,8 +108,9 @@ export class Writer {
     while (!this.closed && this.writePending()) {
       if (!this.chunks.length) return;
       // Joined only once the bytes before them were taken: a stalled reader costs no copying.
-      this.pending = Buffer.from(this.chunks.join(""));
+      this.pending = this.binary ? Buffer.concat(this.chunks.map((c) => (typeof c === "string" ? Buffer.from(c) : c))) : Buffer.from(this.chunks.join(""));
       this.chunks = [];
+      this.binary = false;
       this.size = 0;
     }
   }
@@ -154,4 +170,10 @@ export class Writer {
     }
     return lost;
   }
+}
+
+/** Why a file cannot be opened for writing, as said after "cannot write PATH". */
+export function openError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "ENXIO" ? "a FIFO with no reader: start its reader first" : `${code}`;
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { $ } from "bun";
-import { programIdsOf, stillLoaded } from "../lib/bpf";
+import { loadedProgramIds, programIdsOf, stillLoaded } from "../lib/bpf";
 import { reportSchema, validate } from "../lib/jsonschema";
 import { netfilterDropLocation } from "../lib/kernel";
 import { TwoHosts } from "../lib/netns";
@@ -180,6 +180,45 @@ describe.skipIf(!enabled)("skbtrail run on the host kernel", () => {
       const dump = (await $`tcpdump -r ${dir}/drop.pcapng -n`.quiet()).stdout.toString();
       expect(dump).toContain(`IP ${net.a.ip4}.5301 > ${net.b.ip4}.7301: UDP, length 16`);
     }, scaled(60_000));
+
+    test("--drop --pcap to a FIFO read live by tshark (as `wireshark -k -i FIFO` does): it waits for the reader, and Ctrl-C ends the wait", async () => {
+      const fifo = `${dir}/live.fifo`;
+      await $`mkfifo ${fifo}`;
+      const args = ["--drop", "-p", "udp", "--addr", NET, "--pcap", fifo, "-c", "3"];
+      const waiting = `skbtrail: --pcap: ${fifo} is a FIFO with no reader yet: waiting for one (e.g. wireshark -k -i ${fifo})`;
+      const waitFor = async (t: Skbtrail) => {
+        for (let i = 0; !t.stderr.includes(waiting); i++) {
+          if (i > scaled(300) || t.proc.exitCode !== null) throw new Error(`no wait for a reader: ${t.stderr}`);
+          await Bun.sleep(20);
+        }
+      };
+      // No reader ever: SIGINT ends the wait, nothing was attached.
+      const before = await loadedProgramIds();
+      const alone = Skbtrail.start(args);
+      await waitFor(alone);
+      alone.proc.kill("SIGINT");
+      const stopped = await alone.finished;
+      expect(stopped.code).toBe(0);
+      expect(stopped.stderr).toBe(`${waiting}\n`);
+      expect([...(await loadedProgramIds())].filter((id) => !before.has(id))).toEqual([]);
+      // The reader comes after skbtrail started: it gets every drop.
+      const t = Skbtrail.start(args);
+      await waitFor(t);
+      const reader = Bun.spawn(["tshark", "-r", fifo, "-T", "fields", "-E", "separator=/t", "-e", "ip.src", "-e", "udp.dstport", "-e", "frame.comment"], { stdout: "pipe", stderr: "pipe" });
+      try {
+        await t.ready(scaled(60_000));
+        for (const port of [7311, 7312, 7313]) await net.a.ns.sh(send(port));
+        const { code } = await t.finished;
+        expect(code).toBe(0);
+        const fields = (await new Response(reader.stdout).text()).trim().split("\n");
+        expect(await reader.exited).toBe(0);
+        expect(fields).toHaveLength(3);
+        fields.forEach((f, i) => expect(f).toMatch(new RegExp(`^${net.a.ip4}\\t${7311 + i}\\tkfree_skb: ${hasReasons ? "NO_SOCKET" : "dropped"} at __udp4_lib_rcv\\+0x`)));
+      } finally {
+        reader.kill();
+        await t.stop("SIGKILL");
+      }
+    }, scaled(90_000));
 
     test("lifecycle --pcap: every hook of the packet, one interface per device and hook, comments with what happened", async () => {
       const t = Skbtrail.start(["-p", "udp", "--dport", "7401", "--pcap", `${dir}/life.pcapng`, "-c", "1"]);

@@ -1,10 +1,12 @@
 // The pcapng writer: block structure as the format defines it, and the
 // file read back by the real tshark and tcpdump (Debian's packages).
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, mkdtempSync, openSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { $ } from "bun";
 import { enhancedPacket, LINKTYPE_ETHERNET, PcapngWriter } from "../../src/output/pcapng";
+import { openError } from "../../src/output/writer";
 import { tool } from "../lib/tools";
 
 /** A UDP datagram 10.0.0.1:5000 -> 10.0.0.2:53 with `payload` bytes, as raw IPv4. */
@@ -114,5 +116,67 @@ describe.skipIf(!tool("tcpdump", "tcpdump"))("read by tcpdump", () => {
     const lines = out.stdout.toString().trim().split("\n");
     expect(lines).toHaveLength(3);
     for (const l of lines) expect(l).toMatch(/IP 10\.0\.0\.1\.5000 > 10\.0\.0\.2\.53: /);
+  }, 60_000);
+});
+
+describe("to a FIFO (a live reader such as Wireshark)", () => {
+  const fifo = (name: string) => {
+    const path = `${dir}/${name}`;
+    execFileSync("mkfifo", [path]);
+    return path;
+  };
+
+  test("with no reader, the open fails at once (ENXIO) and says to start the reader", () => {
+    const path = fifo("none");
+    let error: unknown;
+    try {
+      new PcapngWriter(path);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as NodeJS.ErrnoException).code).toBe("ENXIO");
+    expect(openError(error)).toBe("a FIFO with no reader: start its reader first");
+  });
+
+  test("a reader that stops reading: packets and flushes return, close gives the rest up and says so", () => {
+    const path = fifo("stalled");
+    const held = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK); // a reader that never reads
+    try {
+      const w = new PcapngWriter(path);
+      const id = w.interfaceId("veth1", () => ({ name: "veth1", description: "", linktype: LINKTYPE_ETHERNET, snaplen: 2048 }));
+      for (let i = 0; i < 2000; i++) w.packet(id, i, ethernet(udpPacket(1000)), 14 + 1028, "kfree_skb: NO_SOCKET");
+      w.flush();
+      expect(w.backedUp(0)).toBe(true);
+      w.close();
+      expect(w.failure).toBeUndefined();
+      expect(w.stalled).toMatch(/^--pcap .*stalled: its reader took nothing for 1 s after the stop: its last \d+ KiB were not written$/);
+    } finally {
+      closeSync(held);
+    }
+  });
+
+  test.skipIf(!tool("tshark", "tshark"))("read live by tshark: every packet arrives", async () => {
+    const path = fifo("live");
+    const reader = Bun.spawn(["tshark", "-r", path, "-T", "fields", "-e", "frame.comment"], { stdout: "pipe", stderr: "pipe" });
+    // tshark opens the FIFO when it is ready; until then the open fails (ENXIO).
+    let w: PcapngWriter | undefined;
+    for (let i = 0; !w && i < 600; i++)
+      try {
+        w = new PcapngWriter(path);
+      } catch {
+        await Bun.sleep(50);
+      }
+    const id = w!.interfaceId("veth1", () => ({ name: "veth1", description: "", linktype: LINKTYPE_ETHERNET, snaplen: 2048 }));
+    // Far more than the FIFO holds: the writer waits for tshark, in flushes and at close.
+    for (let i = 0; i < 3000; i++) {
+      w!.packet(id, i, ethernet(udpPacket(1000)), 14 + 1028, `packet ${i}`);
+      if (i % 100 === 99) while (w!.backedUp(50));
+    }
+    w!.close();
+    expect(w!.stalled).toBeUndefined();
+    expect(w!.failure).toBeUndefined();
+    const comments = (await new Response(reader.stdout).text()).trim().split("\n");
+    expect(await reader.exited).toBe(0);
+    expect(comments).toEqual(Array.from({ length: 3000 }, (_, i) => `packet ${i}`));
   }, 60_000);
 });

@@ -138,9 +138,12 @@ export class Poller {
 
 /** Waits up to `timeoutMs` (0: just looks) until `fd` can take a write without blocking (or has failed: the write says how). */
 export function writable(fd: number, timeoutMs: number): boolean {
-  const pfd = new Int32Array([fd, POLLOUT]); // struct pollfd: fd, events | revents << 16
-  return libc.poll(pfd, 1, timeoutMs) > 0;
+  pollFd[0] = fd;
+  pollFd[1] = POLLOUT; // events; revents (the high half) cleared
+  return libc.poll(pollFd, 1, timeoutMs) > 0;
 }
+/** One struct pollfd (fd; events | revents << 16), reused: writers poll once per page. */
+const pollFd = new Int32Array(2);
 
 /** Whether writes to `fd` return EAGAIN instead of waiting (O_NONBLOCK). */
 export function nonBlocking(fd: number): boolean {

@@ -117,6 +117,7 @@ export class Writer {
 
   /** True once every pending byte was written; false when the destination is full or failed. */
   private writePending(): boolean {
+    if (!this.pending?.length) return true; // the common case, once per batch: no system call
     // A blocking pipe or terminal would hold the whole run in write(): look first, and write a page at a time.
     const careful = this.hasReader && !nonBlocking(this.fd);
     while (this.pending?.length) {

@@ -47,6 +47,7 @@ function stopOnSignals(stop: StopControl, onHangup?: () => void): void {
   for (const [signal, reason, number] of SIGNALS)
     process.on(signal, () => {
       if (signal === "SIGHUP" && onHangup) return onHangup();
+      stop.signals++;
       if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
       stop.request(reason);
     });
@@ -60,6 +61,7 @@ function forwardSignals(stop: StopControl, child: ChildCommand): void {
   for (const [signal, reason, number] of SIGNALS)
     process.on(signal, () => {
       if (child.running) return child.forward(signal);
+      stop.signals++;
       if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
       stop.request(reason);
     });
@@ -76,7 +78,7 @@ function writeReport(flag: string, path: string | undefined, text: () => string,
 }
 
 /** skbtrail run: the gate's report on stdout (or --output), in files, and as GitHub annotations. */
-function publishReport(report: RunReport, opts: { json: boolean; date: boolean; junit?: string; reportJson?: string }, out: Output): string[] {
+async function publishReport(report: RunReport, opts: { json: boolean; date: boolean; junit?: string; reportJson?: string }, out: Output): Promise<string[]> {
   const clock = new Clock();
   const failures: string[] = [];
   if (opts.json) out.raw(JSON.stringify(reportJson(report, clock)));
@@ -87,7 +89,7 @@ function publishReport(report: RunReport, opts: { json: boolean; date: boolean; 
   if (process.env.GITHUB_ACTIONS === "true") {
     const annotations = new Writer(1);
     for (const line of githubAnnotations(report)) annotations.line(line);
-    annotations.close();
+    await annotations.close();
   }
   return failures;
 }
@@ -117,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   const pcap = opts.pcap !== undefined ? await PacketCapture.open(opts.pcap, opts.snaplen, () => stop.stopped, (line) => out.note(line)) : undefined;
   if (opts.pcap !== undefined && !pcap) {
     // Stopped while waiting for a reader of the --pcap FIFO: nothing was attached.
-    out.close();
+    await out.close(stop.signalledFromNow());
     return ExitCode.OK;
   }
   if (pcap) out.alsoWaitFor(pcap);
@@ -138,10 +140,10 @@ async function main(argv: string[]): Promise<number> {
       printTree(opts, kernel, out);
     } else if (command.kind === "gate") {
       const { report } = await runGate(command.options, gate!.setup, kernel, out, stop, gate!.child, pcap);
-      pcap?.close();
+      await pcap?.close(stop.signalledFromNow());
       if (pcap?.failure) failures.push(pcap.failure);
       if (pcap?.stalled) out.note(pcap.stalled);
-      failures.push(...publishReport(report, { ...opts, ...command.options.gate }, out));
+      failures.push(...(await publishReport(report, { ...opts, ...command.options.gate }, out)));
       exitCode = report.exitCode;
       // The command's own failure decides; a report that could not be written comes next.
       const commandFailed = report.commandExit.code !== 0;
@@ -166,8 +168,10 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     resumeDetaches();
     metrics?.stop();
-    out.close();
-    pcap?.close();
+    // A signal now gives up the output's last bytes: a slow reader never holds the exit.
+    const giveUp = stop.signalledFromNow();
+    await out.close(giveUp);
+    await pcap?.close(giveUp);
   }
   if (pcap?.stalled) out.note(pcap.stalled);
   if (pcap && (pcap.withoutBytes || opts.verbose)) out.note(`--pcap: ${pcap.packets} packets written to ${shown(pcap.path)}${pcap.withoutBytes ? `; ${pcap.withoutBytes} events had no header to capture from` : ""}`);

@@ -108,7 +108,7 @@ export class PacketCapture {
     this.writer.flush();
   }
 
-  close(): void {
-    this.writer.close();
+  close(giveUp?: () => boolean): Promise<void> {
+    return this.writer.close(giveUp);
   }
 }

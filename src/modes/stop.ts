@@ -37,6 +37,15 @@ export class StopControl {
 
   private readonly watches: (() => StopReason | undefined)[] = [];
 
+  /** Signals received (SIGINT, SIGTERM): one that comes while the output is written at the end gives it up. */
+  signals = 0;
+
+  /** For the outputs' close(): whether a signal came since this call (the user does not want to wait any longer). */
+  signalledFromNow(): () => boolean {
+    const before = this.signals;
+    return () => this.signals > before;
+  }
+
   request(reason: StopReason): void {
     this.reason ??= reason;
   }

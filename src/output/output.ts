@@ -12,7 +12,7 @@ import { rttSampleNote, type ConnectionSummary, type RttTable, type SockEvent } 
 import { basicJson, connectionFindingJson, connectionJson, latencyHistogramJson, latencyJson, rttSampleJson, rttHistogramJson, contextJson, dropJson, funcStatsJson, monitorJson, repeatJson, repeatRestJson, sockJson, type SockNames } from "./json";
 import { analysisLines, colorsFor, connectionLine, socketLine, rttTableLines, contextHeader, dropLine, funcStatsLines, hookLine, latencyLine, latencyTotalLine, tinyPacket, type LatencyNames, monitorLine, repeatLine, sockLine, stackLines, type TextStyle } from "./text";
 import { Clock } from "./time";
-import { STALLED_READER_MS, Writer } from "./writer";
+import { unwrittenNote, Writer } from "./writer";
 
 /** How a run ended and what it could not show, for the summary. */
 export interface RunSummary {
@@ -322,9 +322,10 @@ export class Output {
   }
 
   /** Writes what is left, waiting for a reader as long as it takes bytes (a stalled one is given up on, and said so). */
-  close(): void {
-    const lost = this.out.close();
-    if (lost) this.note(`${this.out.name} took nothing for ${STALLED_READER_MS / 1000} s after the stop: its last ${Math.ceil(lost / 1024)} KiB were not written`);
-    this.err.close();
+  async close(giveUp?: () => boolean): Promise<void> {
+    const slow = (unwritten: number) => this.note(`${this.out.name} is read slowly: ${Math.ceil(unwritten / 1024)} KiB still to write (Ctrl-C gives them up)`);
+    const lost = await this.out.close(giveUp, slow);
+    if (lost) this.note(unwrittenNote(this.out.name, this.out, lost));
+    await this.err.close(giveUp);
   }
 }

@@ -8,7 +8,7 @@
 // little-endian. Written through a Writer: a FIFO whose reader (a live
 // Wireshark) falls behind holds the run's reading, never the run.
 import { VERSION } from "../common/version";
-import { STALLED_READER_MS, Writer } from "./writer";
+import { unwrittenNote, Writer } from "./writer";
 
 export const LINKTYPE_ETHERNET = 1;
 
@@ -139,14 +139,14 @@ export class PcapngWriter {
 
   /** After close: what a reader that stopped taking bytes was not given (a note, like stdout's). */
   get stalled(): string | undefined {
-    return this.lost ? `--pcap ${this.path}: its reader took nothing for ${STALLED_READER_MS / 1000} s after the stop: its last ${Math.ceil(this.lost / 1024)} KiB were not written` : undefined;
+    return this.lost ? unwrittenNote(`--pcap ${this.path}`, this.out, this.lost) : undefined;
   }
 
   private closed = false;
 
-  close(): void {
+  async close(giveUp?: () => boolean): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.lost = this.out.close();
+    this.lost = await this.out.close(giveUp);
   }
 }

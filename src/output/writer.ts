@@ -12,6 +12,8 @@ import { nonBlocking, writable } from "../../ffi/libc";
 
 /** close() gives up on a reader that took nothing for this long (a stopped pager, a stuck pipe). */
 export const STALLED_READER_MS = 1000;
+/** close() looks for signals this often while it waits for a reader. */
+const DRAIN_SLICE_MS = 50;
 /** A write to a blocking pipe that is not full takes this much without waiting (PIPE_BUF). */
 const PIPE_BUF = 4096;
 
@@ -26,6 +28,8 @@ export class Writer {
   private readonly hasReader: boolean;
   /** Set when the output is gone: the reader closed the pipe, or a write failed. */
   closed = false;
+  /** Set when close() stopped waiting for a reader that was still taking bytes (a second signal). */
+  interrupted = false;
   /** Why a write failed (ENOSPC, EIO…); undefined when the reader just went away. */
   failure?: string;
 
@@ -153,15 +157,38 @@ export class Writer {
     return this.unwritten > 0;
   }
 
-  /** Waits for a reader while it keeps taking bytes; returns those it gave up on, after STALLED_READER_MS without progress. */
-  private drain(): number {
-    for (let left = this.unwritten; this.backedUp(STALLED_READER_MS); left = this.unwritten) if (this.unwritten === left) return left;
+  /**
+   * Waits for a reader while it keeps taking bytes; returns those it gave up
+   * on, after STALLED_READER_MS without progress or once `giveUp` says so;
+   * `slow` hears once that the reader is still taking them after that long.
+   * Waits in short slices and yields between them, so signal handlers run:
+   * a second Ctrl-C is seen even while a slow reader still takes megabytes.
+   */
+  private async drain(giveUp: () => boolean, slow?: (unwritten: number) => void): Promise<number> {
+    const started = performance.now();
+    let left = this.unwritten;
+    let progressAt = started;
+    while (this.backedUp(DRAIN_SLICE_MS)) {
+      const now = performance.now();
+      if (this.unwritten !== left) [left, progressAt] = [this.unwritten, now];
+      else if (now - progressAt >= STALLED_READER_MS) return left;
+      // Said once, when the reader is slow but not stalled: the user may not want to wait.
+      if (slow && now - started >= STALLED_READER_MS) {
+        slow(left);
+        slow = undefined;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (giveUp()) {
+        this.interrupted = true;
+        return this.unwritten;
+      }
+    }
     return 0;
   }
 
   /** Writes what is left (see drain) and closes a file it opened; returns the bytes it had to give up on. */
-  close(): number {
-    const lost = this.drain();
+  async close(giveUp: () => boolean = () => false, slow?: (unwritten: number) => void): Promise<number> {
+    const lost = await this.drain(giveUp, slow);
     if (this.fd > 2) {
       try {
         closeSync(this.fd);
@@ -171,6 +198,12 @@ export class Writer {
     }
     return lost;
   }
+}
+
+/** The note for bytes close() did not write: `who` ("standard output", "--pcap FILE") and why. */
+export function unwrittenNote(who: string, w: Writer, lost: number): string {
+  const why = w.interrupted ? "interrupted while its reader was still taking them" : `its reader took nothing for ${STALLED_READER_MS / 1000} s after the stop`;
+  return `${who}: its last ${Math.ceil(lost / 1024)} KiB were not written (${why})`;
 }
 
 /** Why a file cannot be opened for writing, as said after "cannot write PATH". */

@@ -108,19 +108,23 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
     }, scaled(120_000));
   });
 
-  describe("standard output is a pipe nobody reads", () => {
-    const STALLED: { mode: string; args: string[]; cause: Cause; pcap?: boolean }[] = [
+  describe("standard output is a pipe nobody reads, or one read slowly", () => {
+    type Stalled = { mode: string; args: string[]; cause: Cause; pcap?: boolean; slowReader?: boolean };
+    const STALLED: Stalled[] = [
       { mode: "drop", args: MODES[0]!.args, cause: ALL_CAUSES[0]! },
       { mode: "lifecycle", args: MODES[1]!.args, cause: ALL_CAUSES[1]! },
       { mode: "lifecycle", args: MODES[1]!.args, cause: ALL_CAUSES[3]! },
       // The pipe is --pcap's this time (a live Wireshark that stopped reading); stdout goes nowhere.
       { mode: "drop --pcap", args: MODES[0]!.args, cause: ALL_CAUSES[0]!, pcap: true },
+      // A reader that keeps taking a little (a slow link): after the stop, a second SIGINT ends the wait for it.
+      { mode: "lifecycle, read slowly,", args: MODES[1]!.args, cause: ALL_CAUSES[0]!, slowReader: true },
     ];
-    test.each(STALLED)("$mode stops on $cause.name", async ({ args, cause, pcap }) => {
+    test.each(STALLED)("$mode stops on $cause.name", async ({ args, cause, pcap, slowReader }) => {
       const dir = mkdtempSync(`${tmpdir()}/skbtrail-stall-`);
       Bun.spawnSync(["mkfifo", `${dir}/fifo`]);
-      // Both ends in one fd that the test never reads: the pipe fills and stays full.
+      // Both ends in one fd: the pipe fills and stays full, unless the slow reader takes 4 KiB every 0.2 s.
       const fifo = openSync(`${dir}/fifo`, constants.O_RDWR);
+      const reader = slowReader ? Bun.spawn(["sh", "-c", `while dd bs=4096 count=1 status=none of=/dev/null; do sleep 0.2; done < "${dir}/fifo"`]) : undefined;
       const sender = flood(PORT);
       const proc = Bun.spawn([BINARY, ...args, "--json", ...(cause.args ?? []), ...(pcap ? ["--pcap", `${dir}/fifo`] : [])], { stdin: "ignore", stdout: pcap ? "ignore" : fifo, stderr: "pipe" });
       let text = "";
@@ -136,19 +140,31 @@ describe.skipIf(!enabled)("stopping under a flood", () => {
         const ids = programIdsOf(proc.pid);
         await Bun.sleep(scaled(2000)); // the flood's records fill the pipe many times over
         if (cause.signal) proc.kill(cause.signal);
+        if (slowReader) {
+          // Stopped, and still writing what the reader keeps taking; the second signal ends that at once.
+          await Bun.sleep(scaled(1500));
+          expect(proc.exitCode).toBeNull();
+          expect(text).toMatch(/skbtrail: standard output is read slowly: \d+ KiB still to write \(Ctrl-C gives them up\)/);
+          proc.kill("SIGINT");
+        }
         const code = await proc.exited;
         await stderr;
         expect(sender.exitCode).toBeNull(); // stopped while the flood goes on
         expect(text).not.toContain("internal error");
-        // The pipe was full at the stop: what it could not take is given up on, and said so.
-        const output = pcap ? `--pcap ${dir}/fifo: its reader` : "standard output";
-        expect(text).toContain(`skbtrail: ${output} took nothing for 1 s after the stop: its last `);
-        expect(code).toBe(0);
+        if (slowReader) expect(code).toBe(130);
+        else {
+          // The pipe was full at the stop: what it could not take is given up on, and said so.
+          const output = pcap ? `--pcap ${dir}/fifo` : "standard output";
+          expect(text).toContain(`skbtrail: ${output}: its last `);
+          expect(text).toContain(" KiB were not written (its reader took nothing for 1 s after the stop)");
+          expect(code).toBe(0);
+        }
         sender.kill();
         await sender.exited;
         expect(await stillLoaded(ids, 60)).toEqual([]);
       } finally {
         sender.kill();
+        reader?.kill();
         proc.kill("SIGKILL");
         closeSync(fifo);
         rmSync(dir, { recursive: true, force: true });

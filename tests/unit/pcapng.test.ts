@@ -59,7 +59,7 @@ function blocks(file: Uint8Array): Block[] {
 
 const dir = mkdtempSync(`${tmpdir()}/skbtrail-pcapng-`);
 
-function sample(path: string): void {
+async function sample(path: string): Promise<void> {
   const w = new PcapngWriter(path);
   const eth = w.interfaceId("veth1", () => ({ name: "veth1", description: "drops (skb:kfree_skb) on veth1", linktype: LINKTYPE_ETHERNET, snaplen: 256 }));
   // One link type per file: libpcap (tcpdump) refuses a file whose interfaces differ in it.
@@ -69,14 +69,14 @@ function sample(path: string): void {
   w.packet(eth, t + 1, ethernet(udpPacket(16)), 14 + 44, "kfree_skb: NO_SOCKET at __udp4_lib_rcv+0x4bc");
   w.packet(raw, t + 2, ethernet(udpPacket(3)), 14 + 31, "ip_rcv: nftables table: filter, chain: input");
   w.packet(eth, t + 3, ethernet(udpPacket(300)).subarray(0, 100), 14 + 328, "kfree_skb: NETFILTER_DROP at nft_do_chain+0x47f [nf_tables]");
-  w.close();
+  await w.close();
   expect(w.failure).toBeUndefined();
   expect(w.packets).toBe(3);
 }
 
 describe("pcapng blocks", () => {
-  test("section header, one interface description each, enhanced packets with comments", () => {
-    sample(`${dir}/s.pcapng`);
+  test("section header, one interface description each, enhanced packets with comments", async () => {
+    await sample(`${dir}/s.pcapng`);
     const bs = blocks(new Uint8Array(readFileSync(`${dir}/s.pcapng`)));
     expect(bs.map((b) => b.type)).toEqual([0x0a0d0d0a, 1, 1, 6, 6, 6]);
     expect(bs[0]!.body.getUint32(0, true)).toBe(0x1a2b3c4d);
@@ -96,7 +96,7 @@ describe("pcapng blocks", () => {
 
 describe.skipIf(!tool("tshark", "tshark"))("read by tshark", () => {
   test("every packet, its addresses, its comment and its interface", async () => {
-    sample(`${dir}/t.pcapng`);
+    await sample(`${dir}/t.pcapng`);
     const out = await $`tshark -r ${dir}/t.pcapng -T fields -E separator=/t -e frame.interface_name -e ip.src -e ip.dst -e udp.dstport -e frame.len -e frame.cap_len -e frame.comment`.text();
     expect(out.trim().split("\n")).toEqual([
       "veth1\t10.0.0.1\t10.0.0.2\t53\t58\t58\tkfree_skb: NO_SOCKET at __udp4_lib_rcv+0x4bc",
@@ -111,7 +111,7 @@ describe.skipIf(!tool("tshark", "tshark"))("read by tshark", () => {
 
 describe.skipIf(!tool("tcpdump", "tcpdump"))("read by tcpdump", () => {
   test("every packet, from every interface", async () => {
-    sample(`${dir}/d.pcapng`);
+    await sample(`${dir}/d.pcapng`);
     const out = await $`tcpdump -r ${dir}/d.pcapng -n -tt`.quiet();
     const lines = out.stdout.toString().trim().split("\n");
     expect(lines).toHaveLength(3);
@@ -138,7 +138,7 @@ describe("to a FIFO (a live reader such as Wireshark)", () => {
     expect(openError(error)).toBe("a FIFO with no reader: start its reader first");
   });
 
-  test("a reader that stops reading: packets and flushes return, close gives the rest up and says so", () => {
+  test("a reader that stops reading: packets and flushes return, close gives the rest up and says so", async () => {
     const path = fifo("stalled");
     const held = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK); // a reader that never reads
     try {
@@ -147,9 +147,9 @@ describe("to a FIFO (a live reader such as Wireshark)", () => {
       for (let i = 0; i < 2000; i++) w.packet(id, i, ethernet(udpPacket(1000)), 14 + 1028, "kfree_skb: NO_SOCKET");
       w.flush();
       expect(w.backedUp(0)).toBe(true);
-      w.close();
+      await w.close();
       expect(w.failure).toBeUndefined();
-      expect(w.stalled).toMatch(/^--pcap .*stalled: its reader took nothing for 1 s after the stop: its last \d+ KiB were not written$/);
+      expect(w.stalled).toMatch(/^--pcap .*stalled: its last \d+ KiB were not written \(its reader took nothing for 1 s after the stop\)$/);
     } finally {
       closeSync(held);
     }
@@ -172,7 +172,7 @@ describe("to a FIFO (a live reader such as Wireshark)", () => {
       w!.packet(id, i, ethernet(udpPacket(1000)), 14 + 1028, `packet ${i}`);
       if (i % 100 === 99) while (w!.backedUp(50));
     }
-    w!.close();
+    await w!.close();
     expect(w!.stalled).toBeUndefined();
     expect(w!.failure).toBeUndefined();
     const comments = (await new Response(reader.stdout).text()).trim().split("\n");

@@ -3,7 +3,7 @@
 // backends this host cannot run (kprobe, kprobe.multi, fentry/fexit) and the
 // older tracepoint signatures. Kernels are downloaded once into
 // ~/.cache/skbtrail-vm. SKBTRAIL_VM=0 skips them (visibly); CI runs them.
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { requireKernelTests } from "../lib/require";
@@ -97,6 +97,10 @@ const CASES: VmCase[] = [
   { release: "bullseye", name: "bullseye-diag", backends: ["kprobe", "fentry"], suites: ["tests/kernel/diag.test.ts", "tests/kernel/latency.test.ts", "tests/kernel/trace.test.ts -t VLAN"] },
 ];
 
+/** SKBTRAIL_VM_ONLY=bullseye,trixie boots only those (by name), e.g. to rerun what a CI run failed. */
+const ONLY = process.env.SKBTRAIL_VM_ONLY?.split(",").filter(Boolean);
+const BOOTED = ONLY ? CASES.filter((c) => ONLY.includes(c.name)) : CASES;
+
 const EXTRA = "=====skbtrail-vm-extra=====";
 
 interface Boot {
@@ -113,7 +117,7 @@ interface Boot {
  * thread (vm.ts), so a VM keeps one CPU busy, and the level takes as long as
  * its longest VM instead of the sum.
  */
-const PARALLEL = Math.max(1, Math.min(CASES.length, availableParallelism()));
+const PARALLEL = Math.max(1, Math.min(BOOTED.length, availableParallelism()));
 let running = 0;
 const waiting: (() => void)[] = [];
 async function inSlot<T>(work: () => Promise<T>): Promise<T> {
@@ -177,10 +181,20 @@ function failures(report: string): string[] {
 
 describe.skipIf(!wanted)("VM tests on Debian kernels", () => {
   // Every VM starts now (as slots free up); the tests below wait for theirs.
-  beforeAll(() => CASES.forEach(boot));
+  beforeAll(() => BOOTED.forEach(boot));
   test("dist/skbtrail is built", () => expect(existsSync(BINARY)).toBe(true));
 
-  for (const c of CASES) {
+  // Once more at the very end, short: CI keeps only the tail of its log, and the reports above are long.
+  afterAll(async () => {
+    for (const [c, b] of boots) {
+      const r = await b.catch((e) => ({ exitCode: -1, suites: String(e) }) as Boot);
+      if (r.exitCode === 0) continue;
+      const failed = failures(r.suites).map((f) => f.split("\n").slice(-12).join("\n"));
+      console.log(`=== VM ${c.name} failed (exit ${r.exitCode}; its log: build/vm-logs/${c.name}.log) ===\n${failed.join("\n") || r.suites.slice(-1500)}`);
+    }
+  });
+
+  for (const c of BOOTED) {
     test(
       `${c.release}: ${c.suites.map((s) => s.split("/").pop()).join(", ")} with backends [${c.backends.join(", ")}]`,
       async () => {

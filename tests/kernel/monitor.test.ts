@@ -75,6 +75,7 @@ describe.skipIf(!enabled)("skbtrail --monitor on the host kernel", () => {
     const { code, stdout } = await t.stop("SIGTERM");
     expect(code).toBe(0);
     const whole = stdout.split("\n").filter((l) => l.includes(`-> ${net.b.ip4}:7301`));
+    if (whole.length !== 1) console.log(`skbtrail's output:\n${stdout}\n${t.stderr}`);
     expect(whole).toHaveLength(1);
     expect(whole[0]).toContain(`UDP: ${net.a.ip4}:5301 -> ${net.b.ip4}:7301 *${reason ? `reason: ${reason}, ` : ""}__udp4_lib_rcv+0x`);
     expect(repeatCounts(stdout, description).reduce((a, b) => a + b, 0)).toBe(n - 1);

@@ -12,7 +12,7 @@ import type { HookLine, Namer } from "../events/line";
 import { NF_FAMILIES, nfHookName, nftHookName } from "../events/netfilter";
 import { icmpTypeText } from "../events/protocols";
 import { tracepointById } from "../plan/tracepoints";
-import { chainsOnHook, hookFromStack, readRuleset, type ChainSummary, type NfHookNames } from "./firewall";
+import { arpHookFromPath, chainsOnHook, hookCaller, hookFromStack, readRuleset, type ChainSummary, type NfHookNames } from "./firewall";
 import { functionName, loadDropReasons, loadRules, type KnownNames, type Rule } from "./knowledge";
 import { mtuFinding, neighbourFinding, neighbourQueueFinding, readRoute, ROUTE_DROP_SITES, routeFinding, routeQueryKey, type RouteQuery } from "./routes";
 import { RuleEngine, type Finding, type Names } from "./rules";
@@ -226,7 +226,9 @@ export class Diagnosis {
     const chain = before.findLast((l) => l.e.nf!.table)?.e.nf;
     const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
     if (nf) return { hook: { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }, nftChain: chain && { table: chain.table, chain: chain.chain }, frames };
-    return { hook: hookFromStack(frames, drop.e.pkt.l3 === 0x86dd), frames };
+    const fromStack = hookFromStack(frames, drop.e.pkt.l3 === 0x86dd);
+    if (!fromStack && drop.e.pkt.l3 === 0x0806 /* ARP */) return { hook: arpHookFromPath(lines.filter((l) => l.e.timeNs < drop.e.timeNs).map((l) => l.name)), frames };
+    return { hook: fromStack, frames };
   }
 
   /**
@@ -266,7 +268,11 @@ export class Diagnosis {
     const nft = lines.find((l) => l.e.nf?.table);
     if (nft && !this.input.showHooks) return [];
     const { hook, frames } = this.droppingHook(drop, lines);
-    if (!hook) return [`netfilter hook: unknown (${frames.length ? "not one of the hooks skbtrail knows by its caller" : "no stack of the drop"})`];
+    if (!hook) {
+      const caller = hookCaller(frames);
+      const why = !frames.length ? "no stack of the drop" : caller ? `nf_hook_slow was called from ${caller}, not a hook skbtrail knows` : "no nf_hook_slow in the drop's stack";
+      return [`netfilter hook: unknown (${why})`];
+    }
     const { family, nftHook } = hook;
     const out = [`netfilter hook:`, `\t${family} ${hook.hook}`];
     const read = this.rulesets.get(drop.e.meta.netns);

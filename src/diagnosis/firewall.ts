@@ -31,12 +31,32 @@ const HOOK_CALLERS: Record<string, [family: string, hook: string, nftHook: strin
  * device's own packets pass __br_forward on its OUTPUT hook.
  */
 export function hookFromStack(frames: string[], ipv6: boolean): NfHookNames | undefined {
-  const at = frames.findIndex((f) => f.startsWith("nf_hook_slow+"));
-  const caller = at >= 0 ? frames[at + 1]?.replace(/\+.*$/, "").replace(/\.(constprop|isra|part)\.\d+$/, "") : undefined;
+  const caller = hookCaller(frames);
   const known = caller ? HOOK_CALLERS[caller] : undefined;
   if (!known) return undefined;
   const [family, hook, nftHook] = caller === "__br_forward" && frames.some((f) => f.startsWith("br_dev_xmit+")) ? ["bridge", "OUTPUT", "output"] : known;
   return { family: family === "inet" ? (ipv6 ? "ipv6" : "ipv4") : family, hook, nftHook };
+}
+
+/** The function that called nf_hook_slow, in the drop's stack ("arp_rcv"); undefined when the stack has no nf_hook_slow. */
+export function hookCaller(frames: string[]): string | undefined {
+  const at = frames.findIndex((f) => f.startsWith("nf_hook_slow+"));
+  return at >= 0 ? frames[at + 1]?.replace(/\+.*$/, "").replace(/\.(constprop|isra|part)\.\d+$/, "") : undefined;
+}
+
+/** Hooks of a packet's path that say it was being received, or sent, there. */
+const RECEIVED_AT = new Set(["netif_receive_skb", "__netif_receive_skb_core", "netif_rx", "napi_gro_receive_entry", "netif_receive_skb_entry", "__netif_receive_skb"]);
+const SENT_AT = new Set(["net_dev_queue", "__dev_queue_xmit", "dev_queue_xmit", "net_dev_start_xmit", "net_dev_xmit", "dev_hard_start_xmit"]);
+
+/**
+ * An ARP packet's netfilter hook where its stack does not name it (a stack
+ * unwound only part of the way): the arp family has one hook per direction,
+ * IN where a received packet reaches arp_rcv and OUT where arp_xmit sends.
+ * `path`: the names of the packet's hooks before the drop, in order.
+ */
+export function arpHookFromPath(path: string[]): NfHookNames {
+  const last = path.findLast((name) => RECEIVED_AT.has(name) || SENT_AT.has(name));
+  return last && RECEIVED_AT.has(last) ? { family: "arp", hook: "IN", nftHook: "input" } : { family: "arp", hook: "OUT", nftHook: "output" };
 }
 
 export interface ChainSummary {

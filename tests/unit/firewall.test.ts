@@ -4,7 +4,7 @@
 // per-namespace cache that keeps a flood of drops from running nft per packet.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { chainsOnHook, hookFromStack, parseRuleText, type Ruleset } from "../../src/diagnosis/firewall";
+import { arpHookFromPath, chainsOnHook, hookCaller, hookFromStack, parseRuleText, type Ruleset } from "../../src/diagnosis/firewall";
 import { BackgroundReads } from "../../src/diagnosis/system";
 import { NFPROTO, nftHookName } from "../../src/events/netfilter";
 
@@ -68,6 +68,16 @@ describe("chains on a hook", () => {
     expect(hookFromStack(["nf_hook_slow+0x43", "__netif_receive_skb_core.constprop.0+0x1e1"], false)).toEqual({ family: "netdev", hook: "INGRESS", nftHook: "ingress" });
     expect(hookFromStack(["nf_hook_slow+0x43", "arp_rcv+0x10"], false)).toEqual({ family: "arp", hook: "IN", nftHook: "input" });
     expect(hookFromStack(["kfree_skb+0x1", "udp_rcv+0x10"], false)).toBeUndefined();
+  });
+
+  test("an ARP packet whose stack does not name the hook: its direction does (IN on receive, OUT when sent)", () => {
+    // Seen once on 5.10 under emulation: a stack whose frame after nf_hook_slow was not arp_rcv.
+    expect(hookCaller(["kfree_skb+0x75", "nf_hook_slow+0x93", "arp_rcv+0x172"])).toBe("arp_rcv");
+    expect(hookCaller(["kfree_skb+0x75", "__netif_receive_skb_one_core+0x92"])).toBeUndefined();
+    const received = ["__dev_queue_xmit", "net_dev_queue", "net_dev_start_xmit", "netif_rx", "net_dev_xmit", "__netif_receive_skb_core", "netif_receive_skb"];
+    expect(arpHookFromPath(received)).toEqual({ family: "arp", hook: "IN", nftHook: "input" });
+    expect(arpHookFromPath([])).toEqual({ family: "arp", hook: "OUT", nftHook: "output" });
+    expect(arpHookFromPath([...received, "net_dev_queue"])).toMatchObject({ hook: "OUT" });
   });
 
   test("the hook nf_hook_slow was called for, as nft names it: the same words the stack gives (arp's IN is 'input')", () => {

@@ -23,13 +23,23 @@ static __always_inline void fill_header(struct event_header *hdr, __u16 kind, __
  * the rest the connection: a pointer, so aligned to more than 8 bytes. */
 #define NFCT_INFOMASK 7UL
 
-static __always_inline __u8 conntrack_seen(struct sk_buff *skb)
+/*
+ * A field of a kernel object. `btf`: the pointer is BTF-typed (a tp_btf or
+ * fentry argument, and what is read through it), so a plain load reads it;
+ * the verifier makes such loads fault-safe, and each costs a load instead of
+ * a bpf_probe_read_kernel call (about 20 ns: bench/README.md §3). Otherwise
+ * (kprobe, raw_tp) the helper. `btf` is a constant of the calling program:
+ * the other branch is compiled out.
+ */
+#define KREAD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
+
+static __always_inline __u8 conntrack_seen(struct sk_buff *skb, bool btf)
 {
 	unsigned long nfct;
 
 	if (!bpf_core_field_exists(skb->_nfct))
 		return CT_UNKNOWN;
-	nfct = BPF_CORE_READ(skb, _nfct);
+	nfct = KREAD(btf, skb, _nfct);
 	/* notrack sets the info IP_CT_UNTRACKED with no connection. */
 	return !nfct ? CT_NONE : (nfct & ~NFCT_INFOMASK) ? CT_TRACKED : CT_UNTRACKED;
 }
@@ -48,31 +58,42 @@ static __always_inline void read_vlan_present(struct sk_buff *skb, struct packet
 		pkt->vlan_id = BPF_CORE_READ(skb, vlan_tci) & 0xfff;
 }
 
-/* The facts a record carries besides the headers: `pkt` (already parsed) gains the pre-5.19 VLAN tag. */
-static __always_inline void fill_meta(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta)
+/*
+ * The facts a record carries besides the headers: `pkt` (already parsed)
+ * gains the pre-5.19 VLAN tag. `btf`: skb is BTF-typed (see KREAD).
+ */
+static __always_inline void fill_meta_from(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta, bool btf)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = KREAD(btf, skb, dev);
 	struct net *net = 0;
 
 	meta->skb = (__u64)skb;
-	meta->len = BPF_CORE_READ(skb, len);
-	meta->mark = BPF_CORE_READ(skb, mark);
+	meta->len = KREAD(btf, skb, len);
+	meta->mark = KREAD(btf, skb, mark);
 	meta->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(meta->comm, sizeof(meta->comm));
 	if (dev) {
-		meta->ifindex = BPF_CORE_READ(dev, ifindex);
-		bpf_probe_read_kernel_str(meta->ifname, sizeof(meta->ifname), dev->name);
-		net = BPF_CORE_READ(dev, nd_net.net);
+		meta->ifindex = KREAD(btf, dev, ifindex);
+		if (btf)
+			__builtin_memcpy(meta->ifname, dev->name, sizeof(meta->ifname));
+		else
+			bpf_probe_read_kernel_str(meta->ifname, sizeof(meta->ifname), dev->name);
+		net = KREAD(btf, dev, nd_net.net);
 	} else {
-		struct sock *sk = BPF_CORE_READ(skb, sk);
+		struct sock *sk = KREAD(btf, skb, sk);
 
 		if (sk)
-			net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+			net = KREAD(btf, sk, __sk_common.skc_net.net);
 	}
 	if (net)
-		meta->netns = BPF_CORE_READ(net, ns.inum);
-	meta->ct = conntrack_seen(skb);
+		meta->netns = KREAD(btf, net, ns.inum);
+	meta->ct = conntrack_seen(skb, btf);
 	read_vlan_present(skb, pkt);
+}
+
+static __always_inline void fill_meta(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta)
+{
+	fill_meta_from(skb, pkt, meta, false);
 }
 
 #endif /* SKBTRAIL_RECORD_BPF_H */

@@ -22,7 +22,7 @@ static __always_inline bool reason_selected(__u32 reason)
 }
 
 static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 location,
-					__u32 reason)
+					__u32 reason, bool btf)
 {
 	struct drop_event *e;
 
@@ -50,7 +50,7 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 	if (!headers_match(&e->pkt))
 		goto filtered;
 	__builtin_memset(&e->meta, 0, sizeof(e->meta));
-	fill_meta(skb, &e->pkt, &e->meta);
+	fill_meta_from(skb, &e->pkt, &e->meta, btf);
 	if (!meta_matches(&e->meta))
 		goto filtered;
 	fill_header(&e->hdr, EVENT_DROP, sizeof(*e));
@@ -79,25 +79,25 @@ filtered:
 SEC("tp_btf/kfree_skb")
 int drop_reason_btf(__u64 *ctx)
 {
-	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2]);
+	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], true);
 }
 
 SEC("raw_tp/kfree_skb")
 int drop_reason_raw(__u64 *ctx)
 {
-	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2]);
+	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], false);
 }
 
 SEC("tp_btf/kfree_skb")
 int drop_noreason_btf(__u64 *ctx)
 {
-	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], 0);
+	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], 0, true);
 }
 
 SEC("raw_tp/kfree_skb")
 int drop_noreason_raw(__u64 *ctx)
 {
-	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], 0);
+	return on_kfree_skb(ctx, (struct sk_buff *)ctx[0], ctx[1], 0, false);
 }
 
 #endif /* SKBTRAIL_DROP_BPF_H */

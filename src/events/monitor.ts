@@ -218,13 +218,6 @@ export interface RepeatReport {
 interface KeyState {
   /** Printed whole in the current window: its next occurrences are repeats. */
   active: boolean;
-  /**
-   * Counted by a window before its record was read: the kernel counts an
-   * occurrence, then writes its record, and a window can end in between (the
-   * reader looks at the counts on another CPU). That window left one
-   * occurrence out of its line: the record, when it comes, prints whole.
-   */
-  awaitingRecord: boolean;
   /** Lines printed whole for it since the last tick. */
   printed: number;
   /** Its total (all CPUs) at the last tick. */
@@ -255,11 +248,10 @@ export class Repeats {
   /** A record arrived: true when it is printed whole (its key is not being summed up). */
   record(id: string, nowNs: number): boolean {
     let st = this.keys.get(id);
-    if (!st) this.keys.set(id, (st = { active: false, awaitingRecord: false, printed: 0, lastTotal: 0, sinceNs: nowNs }));
-    if (st.active && !st.awaitingRecord) return false;
-    if (st.awaitingRecord) st.awaitingRecord = false; // counted by the last window already
-    else st.printed++;
+    if (!st) this.keys.set(id, (st = { active: false, printed: 0, lastTotal: 0, sinceNs: nowNs }));
+    if (st.active) return false;
     st.active = true;
+    st.printed++;
     st.sinceNs = nowNs;
     return true;
   }
@@ -276,14 +268,11 @@ export class Repeats {
     for (const t of totals) {
       present.add(t.id);
       let st = this.keys.get(t.id);
-      if (!st) this.keys.set(t.id, (st = { active: false, awaitingRecord: false, printed: 0, lastTotal: 0, sinceNs: this.windowStartNs }));
+      if (!st) this.keys.set(t.id, (st = { active: false, printed: 0, lastTotal: 0, sinceNs: this.windowStartNs }));
       // A smaller total: the kernel evicted the key and counted it anew.
       const delta = t.total >= st.lastTotal ? t.total - st.lastTotal : t.total;
-      // Occurrences after a quiet window and none printed: the kernel wrote a record for the first, not read yet.
-      const awaiting = delta > 0 && !st.active && st.printed === 0;
-      const more = delta - st.printed - (awaiting ? 1 : 0);
+      const more = delta - st.printed;
       if (more > 0) lines.push({ id: t.id, key: t.key, count: more, seconds: (nowNs - st.sinceNs) / 1e9 });
-      st.awaitingRecord = delta > 0 && (awaiting || st.awaitingRecord);
       st.active = delta > 0;
       st.printed = 0;
       st.lastTotal = t.total;

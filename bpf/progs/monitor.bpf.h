@@ -111,23 +111,29 @@ static __always_inline void count_what(__u32 what, __u32 value)
 
 /*
  * Whether this occurrence is printed: the first of its key on this CPU, or
- * the first after a quiet window. Counts it either way.
+ * the first after a quiet window. `*s`: the key's state (NULL: not seen yet).
  */
-static __always_inline bool to_print(const struct print_key *k, __u64 now)
+static __always_inline bool print_quiet(const struct print_key *k, __u64 now, struct print_state **s)
 {
-	struct print_state *s = bpf_map_lookup_elem(&mon_print, k);
+	*s = bpf_map_lookup_elem(&mon_print, k);
+	return !*s || now - (*s)->last_ns >= CFG.aggregate_ns;
+}
 
+/*
+ * Counts the occurrence, after its record (if any) went to the ring: a
+ * reader that reads these counts and then finds the ring empty has read
+ * every record they stand for (Repeats in src/events/monitor.ts).
+ */
+static __always_inline void print_counted(const struct print_key *k, struct print_state *s, __u64 now)
+{
 	if (s) {
-		bool quiet = now - s->last_ns >= CFG.aggregate_ns;
-
 		s->count += 1;
 		s->last_ns = now;
-		return quiet;
+		return;
 	}
 	struct print_state first = { .count = 1, .last_ns = now };
 
 	bpf_map_update_elem(&mon_print, k, &first, BPF_ANY);
-	return true;
 }
 
 static __always_inline struct mon_scratch *mon_scratch_get(void)
@@ -169,22 +175,11 @@ static __always_inline void print_key_of(struct print_key *k, const struct monit
 	__builtin_memcpy(k->daddr, pkt->daddr, 16);
 }
 
-/* Counts the event for printing and writes its record when it is printed. */
-static __always_inline void mon_record(struct monitor_event *e, const struct mon_hit *h)
+/* Writes the event's record. */
+static __always_inline void mon_write(struct monitor_event *e, const struct mon_hit *h, __u64 now)
 {
 	struct hook_event *he = &e->nf.hook;
-	struct print_key k;
-	__u64 now = bpf_ktime_get_ns();
 
-	if (CFG.func_stats)
-		return;
-	print_key_of(&k, e, h);
-	if (!to_print(&k, now))
-		return;
-	if (!rate_allows(now)) {
-		count(STAT_RATE_LIMITED);
-		return;
-	}
 	fill_header(&he->hdr, EVENT_MONITOR, sizeof(*e));
 	he->hdr.time_ns = now;
 	he->meta.pid = bpf_get_current_pid_tgid() >> 32;
@@ -212,6 +207,25 @@ static __always_inline void mon_record(struct monitor_event *e, const struct mon
 	e->has_nf = h->has_nf;
 	e->pad = 0;
 	output(e, sizeof(*e));
+}
+
+/* Counts the event for printing and writes its record when it is printed. */
+static __always_inline void mon_record(struct monitor_event *e, const struct mon_hit *h)
+{
+	struct print_state *s;
+	struct print_key k;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (CFG.func_stats)
+		return;
+	print_key_of(&k, e, h);
+	if (print_quiet(&k, now, &s)) {
+		if (rate_allows(now))
+			mon_write(e, h, now);
+		else
+			count(STAT_RATE_LIMITED);
+	}
+	print_counted(&k, s, now);
 }
 
 /* Where the skb is: interface, namespace, mark (no process name: that is

@@ -174,6 +174,11 @@ export class Session {
     return ring.skip();
   }
 
+  /** Whether records wait in the ring, unread (false before the first read). */
+  get recordsWaiting(): boolean {
+    return this.ring?.hasRecords() ?? false;
+  }
+
   /**
    * Switches every program off: from now on each returns at its first
    * instruction, so hooks still waiting to be detached cost (almost) nothing.

@@ -107,11 +107,15 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
     });
   };
 
-  const tick = (nowNs: number) => {
+  /** Sums up the window; false when it must wait: `exact` and a record came meanwhile (it would count as a repeat). */
+  const tick = (nowNs: number, exact: boolean): boolean => {
     const entries = readPerCpuHash(session!.obj.map("mon_print"), layout.print_key.size, 2, PRINT_KEYS * 2);
+    // The kernel writes a record, then counts it: with the ring empty after the counts were read, every record they stand for was read.
+    if (exact && session!.recordsWaiting) return false;
     const report = repeats.tick(entries.map((en) => ({ id: en.id, key: () => decodePrintKey(en.key), total: en.sums[0]! })), nowNs);
     for (const r of report.lines) out.repeat(repeatFacts(r.key, r.count, r.seconds, namer));
     if (report.restKeys) out.repeatRest(report.restCount, groupedCount(report.restCount), report.restKeys, m.aggregateSeconds);
+    return true;
   };
 
   metrics?.useSource(() => (session ? monitorFamilies(session, tables, namer, symbols, funcStats) : []));
@@ -157,11 +161,10 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
       },
       batchDone: (caughtUp) => {
         const now = performance.now();
-        // Repeats are summed up once the ring is read: a record still queued would be counted as a repeat.
-        if (!funcStats && now >= nextTick && (caughtUp || now >= nextTick + windowMs)) {
-          nextTick = now + windowMs;
-          tick(monotonicNowNs());
-        }
+        // Repeats are summed up once the ring is read: a record still queued would be counted as a repeat
+        // (a reader a whole window behind sums up anyway).
+        const behind = now >= nextTick + windowMs;
+        if (!funcStats && now >= nextTick && (caughtUp || behind) && tick(monotonicNowNs(), !behind)) nextTick = now + windowMs;
         if (funcStats && now >= nextStats) {
           const seconds = (now - nextStats + FUNC_STATS_MS) / 1000;
           nextStats = now + FUNC_STATS_MS;
@@ -169,7 +172,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
         }
       },
       finish: (behind) => {
-        if (!funcStats && !behind && stop.reason !== "count") tick(monotonicNowNs());
+        if (!funcStats && !behind && stop.reason !== "count") tick(monotonicNowNs(), false);
         metrics?.useSource(undefined);
         session = undefined;
       },

@@ -227,7 +227,7 @@ export class Diagnosis {
     const frames = drop.e.stackId >= 0 ? this.input.stackOf(drop.e.stackId) : [];
     if (nf) return { hook: { family: NF_FAMILIES[nf.family] ?? `family ${nf.family}`, hook: nfHookName(nf.family, nf.hook), nftHook: nftHookName(nf.family, nf.hook) }, nftChain: chain && { table: chain.table, chain: chain.chain }, frames };
     const fromStack = hookFromStack(frames, drop.e.pkt.l3 === 0x86dd);
-    if (!fromStack && drop.e.pkt.l3 === 0x0806 /* ARP */) return { hook: arpHookFromPath(lines.filter((l) => l.e.timeNs < drop.e.timeNs).map((l) => l.name)), frames };
+    if (!fromStack && drop.e.pkt.l3 === 0x0806 /* ARP */) return { hook: arpHookFromPath(lines.filter((l) => l.e.timeNs < drop.e.timeNs).map((l) => this.traced.groupOf(l.name))), frames };
     return { hook: fromStack, frames };
   }
 

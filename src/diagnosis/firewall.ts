@@ -44,19 +44,16 @@ export function hookCaller(frames: string[]): string | undefined {
   return at >= 0 ? frames[at + 1]?.replace(/\+.*$/, "").replace(/\.(constprop|isra|part)\.\d+$/, "") : undefined;
 }
 
-/** Hooks of a packet's path that say it was being received, or sent, there. */
-const RECEIVED_AT = new Set(["netif_receive_skb", "__netif_receive_skb_core", "netif_rx", "napi_gro_receive_entry", "netif_receive_skb_entry", "__netif_receive_skb"]);
-const SENT_AT = new Set(["net_dev_queue", "__dev_queue_xmit", "dev_queue_xmit", "net_dev_start_xmit", "net_dev_xmit", "dev_hard_start_xmit"]);
-
 /**
  * An ARP packet's netfilter hook where its stack does not name it (a stack
  * unwound only part of the way): the arp family has one hook per direction,
  * IN where a received packet reaches arp_rcv and OUT where arp_xmit sends.
- * `path`: the names of the packet's hooks before the drop, in order.
+ * `groups`: the tracer-tree groups of the packet's hooks before the drop, in
+ * order; the last link-in (received) or link-out (sent) one says which.
  */
-export function arpHookFromPath(path: string[]): NfHookNames {
-  const last = path.findLast((name) => RECEIVED_AT.has(name) || SENT_AT.has(name));
-  return last && RECEIVED_AT.has(last) ? { family: "arp", hook: "IN", nftHook: "input" } : { family: "arp", hook: "OUT", nftHook: "output" };
+export function arpHookFromPath(groups: (string | undefined)[]): NfHookNames {
+  const last = groups.findLast((g) => g === "link-in" || g === "link-out");
+  return last === "link-in" ? { family: "arp", hook: "IN", nftHook: "input" } : { family: "arp", hook: "OUT", nftHook: "output" };
 }
 
 export interface ChainSummary {

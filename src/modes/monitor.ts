@@ -109,6 +109,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
 
   /** Sums up the window; false when it must wait: `exact` and a record came meanwhile (it would count as a repeat). */
   const tick = (nowNs: number, exact: boolean): boolean => {
+    if (exact && session!.recordsWaiting) return false; // no map read that would be thrown away
     const entries = readPerCpuHash(session!.obj.map("mon_print"), layout.print_key.size, 2, PRINT_KEYS * 2);
     // The kernel writes a record, then counts it: with the ring empty after the counts were read, every record they stand for was read.
     if (exact && session!.recordsWaiting) return false;

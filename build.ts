@@ -7,7 +7,7 @@
 import { $ } from "bun";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import yaml from "js-yaml";
-import { elfSection, withoutLineInfo } from "./tools/elf";
+import { elfSection, subprogramNames, withoutLineInfo } from "./tools/elf";
 import { generateLayouts, generatePrograms } from "./tools/layouts";
 
 const root = import.meta.dir;
@@ -50,9 +50,12 @@ export function programsFor(skbtrailObject: string, probeObject: string): string
  */
 async function shrinkBpfObject(object: string): Promise<void> {
   const btfExt = `${object}.btf-ext`;
-  writeFileSync(btfExt, withoutLineInfo(elfSection(readFileSync(object), ".BTF.ext")));
-  // --discard-all: the local symbols, ~80,000 basic-block labels no relocation names.
-  await $`llvm-objcopy --strip-debug --discard-all --remove-section=.rel.BTF.ext --update-section .BTF.ext=${btfExt} ${object}`;
+  const image = readFileSync(object);
+  writeFileSync(btfExt, withoutLineInfo(elfSection(image, ".BTF.ext")));
+  // --discard-all: the local symbols, ~80,000 basic-block labels no relocation
+  // names; but not the subprograms', by which libbpf finds them.
+  const keep = subprogramNames(image).map((name) => `--keep-symbol=${name}`);
+  await $`llvm-objcopy --strip-debug --discard-all ${keep} --remove-section=.rel.BTF.ext --update-section .BTF.ext=${btfExt} ${object}`;
   rmSync(btfExt);
 }
 

@@ -16,6 +16,8 @@ const SHT_SYMTAB = 2;
 const SHT_REL = 9;
 const SHF_EXECINSTR = 0x4;
 const STT_FUNC = 2;
+const BPF_CALL = 0x85; // BPF_JMP | BPF_CALL
+const BPF_PSEUDO_CALL = 1; // its source register: a call to a subprogram, not a helper
 
 function elfSections(image: Uint8Array): Section[] {
   const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
@@ -53,19 +55,20 @@ export function elfSection(image: Uint8Array, wanted: string): Uint8Array {
   return image.subarray(s.offset, s.offset + s.size);
 }
 
-/**
- * Program name → the maps (of the .maps section) its instructions refer to,
- * dead branches included: a superset of what it can touch. References from
- * .text (subprograms) count for every program.
- */
-export function programMaps(image: Uint8Array): Map<string, Set<string>> {
+interface ElfSymbol {
+  name: string;
+  type: number;
+  section: number;
+  value: number;
+  size: number;
+}
+
+function elfSymbols(image: Uint8Array, sections: Section[]): ElfSymbol[] {
   const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  const sections = elfSections(image);
   const symtab = sections.find((s) => s.type === SHT_SYMTAB);
   if (!symtab) throw new Error("ELF file has no symbol table");
   const strtab = sections[symtab.link]!.offset;
-  const mapsSection = sections.findIndex((s) => s.name === ".maps");
-  const symbols = Array.from({ length: symtab.size / 24 }, (_, i) => {
+  return Array.from({ length: symtab.size / 24 }, (_, i) => {
     const at = symtab.offset + i * 24;
     return {
       name: cString(image, strtab + v.getUint32(at, true)),
@@ -75,22 +78,72 @@ export function programMaps(image: Uint8Array): Map<string, Set<string>> {
       size: Number(v.getBigUint64(at + 16, true)),
     };
   });
-  const programs = symbols.filter((s) => s.type === STT_FUNC && sections[s.section]!.flags & SHF_EXECINSTR && sections[s.section]!.name !== ".text");
-  const result = new Map(programs.map((p) => [p.name, new Set<string>()]));
-  const shared = new Set<string>();
+}
+
+/** The subprograms: functions in .text (static __noinline), which libbpf finds by their symbols. */
+export function subprogramNames(image: Uint8Array): string[] {
+  const sections = elfSections(image);
+  const text = sections.findIndex((s) => s.name === ".text");
+  return elfSymbols(image, sections).filter((s) => s.type === STT_FUNC && s.section === text).map((s) => s.name);
+}
+
+/**
+ * Program name → the maps (of the .maps section) its instructions refer to,
+ * dead branches included: a superset of what it can touch. A program also
+ * holds the maps of the subprograms (static __noinline functions in .text)
+ * it calls, directly or through another subprogram.
+ */
+export function programMaps(image: Uint8Array): Map<string, Set<string>> {
+  const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  const sections = elfSections(image);
+  const mapsSection = sections.findIndex((s) => s.name === ".maps");
+  const textSection = sections.findIndex((s) => s.name === ".text");
+  const symbols = elfSymbols(image, sections);
+  const functions = symbols.filter((s) => s.type === STT_FUNC && sections[s.section]!.flags & SHF_EXECINSTR);
+  const key = (f: { name: string; section: number }) => `${f.section}:${f.name}`;
+  const maps = new Map(functions.map((f) => [key(f), new Set<string>()]));
+  const calls = new Map(functions.map((f) => [key(f), new Set<string>()]));
+  const calledSymbol = new Map<string, ElfSymbol>(); // "section:offset" of a relocated call → its symbol
   for (const rel of sections) {
     if (rel.type !== SHT_REL || !(sections[rel.info]!.flags & SHF_EXECINSTR)) continue;
-    const inText = sections[rel.info]!.name === ".text";
-    const owners = programs.filter((p) => p.section === rel.info);
+    const code = sections[rel.info]!;
     for (let at = rel.offset; at < rel.offset + rel.size; at += 16) {
-      const symbol = symbols[Number(v.getBigUint64(at + 8, true) >> 32n)]!;
-      if (symbol.section !== mapsSection) continue;
       const offset = Number(v.getBigUint64(at, true));
-      if (inText) shared.add(symbol.name);
-      else result.get(owners.find((p) => offset >= p.value && offset < p.value + p.size)!.name)!.add(symbol.name);
+      const symbol = symbols[Number(v.getBigUint64(at + 8, true) >> 32n)]!;
+      const owner = functions.find((f) => f.section === rel.info && offset >= f.value && offset < f.value + f.size);
+      if (!owner) throw new Error(`a relocation at ${code.name}+${offset} outside every function`);
+      if (symbol.section === mapsSection) maps.get(key(owner))!.add(symbol.name);
+      if (symbol.section === textSection) calledSymbol.set(`${rel.info}:${offset}`, symbol);
     }
   }
-  for (const maps of result.values()) for (const m of shared) maps.add(m);
+  // Calls to subprograms (BPF_PSEUDO_CALL), libbpf's rule: a relocated call
+  // goes to its symbol's offset plus imm + 1 instructions, an unrelocated one
+  // (within .text) to its own offset plus imm + 1.
+  for (const f of functions) {
+    const code = sections[f.section]!;
+    for (let at = f.value; at < f.value + f.size; at += 8) {
+      if (image[code.offset + at] !== BPF_CALL || image[code.offset + at + 1]! >> 4 !== BPF_PSEUDO_CALL) continue;
+      const symbol = calledSymbol.get(`${f.section}:${at}`);
+      if (!symbol && f.section !== textSection) throw new Error(`${f.name} calls a subprogram without a relocation`);
+      const target = (symbol ? symbol.value : at) + (v.getInt32(code.offset + at + 4, true) + 1) * 8;
+      const callee = functions.find((g) => g.section === textSection && target >= g.value && target < g.value + g.size);
+      if (!callee) throw new Error(`${f.name} calls .text+${target}, where no function is`);
+      calls.get(key(f))!.add(key(callee));
+    }
+  }
+  const result = new Map<string, Set<string>>();
+  for (const program of functions.filter((f) => f.section !== textSection)) {
+    const used = new Set<string>();
+    const seen = new Set<string>();
+    const visit = (f: string) => {
+      if (seen.has(f)) return;
+      seen.add(f);
+      for (const m of maps.get(f)!) used.add(m);
+      for (const c of calls.get(f)!) visit(c);
+    };
+    visit(key(program));
+    result.set(program.name, used);
+  }
   return result;
 }
 

@@ -288,17 +288,6 @@ static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto, 
 		pkt->l3_proto = proto;
 }
 
-/* Parse from the Ethernet header: used before the network header is set. */
-static __always_inline void parse_from_mac(struct packet *pkt, unsigned char *head, __u16 mac, bool whole)
-{
-	struct wire_ethhdr eth;
-
-	if (bpf_probe_read_kernel(&eth, sizeof(eth), head + mac))
-		return;
-	pkt->parsed |= PKT_L2;
-	parse_l3(pkt, head + mac + ETH_HLEN, bpf_ntohs(eth.proto), whole);
-}
-
 /*
  * An skb with no network layer (a unix or netlink socket's message, a
  * packet not built yet): name the socket it belongs to, so the user sees
@@ -385,9 +374,20 @@ static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start
 	}
 }
 
-static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
+/*
+ * A subprogram, not inlined, like fill_meta() and clone_context(): every
+ * hook program calls it, and the size of a program is what its load costs.
+ * The kernel removes the code a run's configuration makes dead (modes and
+ * filters off) range by range, each removal moving the rest of the program,
+ * and with the parse inlined at each of its call sites a hook program was
+ * 18,800 instructions for the 3,900 the verifier walks: 19-20 ms of
+ * verification each natively (×30 or so under emulation), 7.7 ms now
+ * (bench/README.md §15). One parse_l3() call site for the same reason.
+ */
+static __noinline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
 	struct skb_start start;
+	unsigned char *l3 = 0;
 
 	read_skb_start(skb, &start);
 	unsigned char *head = start.head;
@@ -410,11 +410,22 @@ static __always_inline void parse_skb(struct sk_buff *skb, struct packet *pkt, b
 				return;
 			proto = (ver >> 4) == 4 ? ETH_P_IP : (ver >> 4) == 6 ? ETH_P_IPV6 : 0;
 		}
-		if (proto)
-			parse_l3(pkt, head + net, proto, whole);
+		l3 = head + net;
 	} else if (mac != HDR_UNSET) {
-		parse_from_mac(pkt, head, mac, whole);
+		/* Before the network header is set: from the Ethernet header. */
+		struct wire_ethhdr eth;
+
+		proto = 0;
+		if (!bpf_probe_read_kernel(&eth, sizeof(eth), head + mac)) {
+			pkt->parsed |= PKT_L2;
+			proto = bpf_ntohs(eth.proto);
+			l3 = head + mac + ETH_HLEN;
+		}
+	} else {
+		proto = 0;
 	}
+	if (proto)
+		parse_l3(pkt, l3, proto, whole);
 	if (!(pkt->parsed & PKT_L3))
 		parse_owner(skb, pkt);
 }

@@ -91,7 +91,7 @@ static __always_inline void fill_meta_from(struct sk_buff *skb, struct packet *p
 	read_vlan_present(skb, pkt);
 }
 
-static __always_inline void fill_meta(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta)
+static __noinline void fill_meta(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta)
 {
 	fill_meta_from(skb, pkt, meta, false);
 }

@@ -2,11 +2,13 @@
 // own object holds the drop monitor's programs and the maps they use, and
 // neither object carries what only a debugger reads (bench/README.md §14).
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { $ } from "bun";
 import { BpfObject, loadLibbpf } from "../../ffi/libbpf";
-import { program, programMaps } from "../../src/abi/programs.generated";
+import { program, programMaps as generatedMaps } from "../../src/abi/programs.generated";
 import { bpfObjectPath, dropObjectPath } from "../../src/common/assets";
-import { elfSection } from "../../tools/elf";
+import { elfSection, programMaps, subprogramNames } from "../../tools/elf";
 
 function contents(path: string): { programs: string[]; maps: string[] } {
   const obj = BpfObject.open(new Uint8Array(readFileSync(path)));
@@ -21,7 +23,7 @@ test("the drop object holds the drop monitor's programs, each with every map it 
   await loadLibbpf();
   const drop = contents(dropObjectPath);
   expect(drop.programs).toEqual(Object.keys(program).filter((p) => /^drop_/.test(p)).sort());
-  for (const p of drop.programs) for (const m of programMaps[p as keyof typeof programMaps]) expect(drop.maps).toContain(m);
+  for (const p of drop.programs) for (const m of generatedMaps[p as keyof typeof generatedMaps]) expect(drop.maps).toContain(m);
   expect(contents(bpfObjectPath).programs).toEqual(Object.keys(program).sort());
 });
 
@@ -32,4 +34,38 @@ test("neither object carries DWARF or BTF line info", () => {
     const ext = elfSection(image, ".BTF.ext");
     expect(new DataView(ext.buffer, ext.byteOffset).getUint32(20, true)).toBe(0); // line_info_len
   }
+});
+
+// A program holds the maps of the subprograms it calls, through other
+// subprograms too (calls within .text carry no relocation), and only those.
+test("a program's maps include its subprograms' maps, followed through their calls", async () => {
+  const dir = mkdtempSync(`${tmpdir()}/skbtrail-elf-`);
+  try {
+    const source = `
+typedef unsigned int u32;
+#define SEC(n) __attribute__((section(n), used))
+#define MAP(name) struct { int (*type)[2]; int (*max_entries)[1]; u32 *key; u32 *value; } name SEC(".maps")
+static void *(*lookup)(void *map, const void *key) = (void *)1;
+MAP(deep); MAP(direct); MAP(unused_sub);
+static __attribute__((noinline)) int inner(u32 k) { return lookup(&deep, &k) != 0; }
+static __attribute__((noinline)) int outer(u32 k) { return inner(k + 1) + 1; }
+static __attribute__((noinline)) int lonely(u32 k) { return lookup(&unused_sub, &k) != 0; }
+SEC("tp/a") int prog_a(void *ctx) { return outer(1); }
+SEC("tp/b") int prog_b(void *ctx) { u32 k = 0; return lookup(&direct, &k) != 0; }
+SEC("tp/c") int prog_c(void *ctx) { return lonely(2); }
+char LICENSE[] SEC("license") = "GPL";
+`;
+    writeFileSync(`${dir}/calls.c`, source);
+    await $`clang -g -O2 -target bpf -c ${dir}/calls.c -o ${dir}/calls.o`;
+    const image = readFileSync(`${dir}/calls.o`);
+    const maps = Object.fromEntries([...programMaps(image)].map(([p, m]) => [p, [...m].sort()]));
+    expect(maps).toEqual({ prog_a: ["deep"], prog_b: ["direct"], prog_c: ["unused_sub"] });
+    expect(subprogramNames(image).sort()).toEqual(["inner", "lonely", "outer"]);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("the shrunk objects keep their subprograms' symbols, by which libbpf finds them", () => {
+  expect(subprogramNames(readFileSync(bpfObjectPath))).toContain("parse_skb");
 });

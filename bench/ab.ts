@@ -6,9 +6,11 @@
 // next run only once the previous one's background detach is gone.
 // Prints Markdown tables: packets per 3 s flood, median and each run, and
 // the ratio to the median untraced flood; seconds from exec to `begin trace...`
-// for those runs and for `--drop` started in the same alternated order.
+// for those runs and for `--drop` started in the same alternated order, with
+// the phases `-v` reports (kernel ready, planned, loaded, attached).
+// `--starts`: the default set's starts only (no floods, no `--drop`).
 //
-//   bun run bench/ab.ts RELEASE A_BINARY B_BINARY [BACKEND...]
+//   bun run bench/ab.ts [--starts] RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { $ } from "bun";
@@ -16,9 +18,10 @@ import { type Release, vmKernel } from "../tests/vm/kernels";
 import { runInVm } from "../tests/vm/vm";
 
 const BUILD = `${import.meta.dir}/build`;
-const [release, a, b, ...backends] = process.argv.slice(2);
+const startsOnly = process.argv.includes("--starts");
+const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => arg !== "--starts");
 if (!release || !a || !b) {
-  console.error("usage: bun run bench/ab.ts RELEASE A_BINARY B_BINARY [BACKEND...]");
+  console.error("usage: bun run bench/ab.ts [--starts] RELEASE A_BINARY B_BINARY [BACKEND...]");
   process.exit(2);
 }
 const ROUNDS = ["a b", "b a", "a b"];
@@ -27,6 +30,12 @@ mkdirSync(`${BUILD}/ab`, { recursive: true });
 if (!existsSync(`${BUILD}/ringbench`)) await $`cc -O2 -Wall -o ${BUILD}/ringbench ${import.meta.dir}/ringbench.c -lbpf`;
 copyFileSync(a, `${BUILD}/ab/a`);
 copyFileSync(b, `${BUILD}/ab/b`);
+const dropStarts = `for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
+  for bin in $order; do
+    start drop $bin ./$bin -v --drop
+    kill -INT %1; wait
+  done
+done`;
 // A file, not bash -c: pgrep -f must not see the script's text. Binaries are copied out of the 9p share first.
 writeFileSync(
   `${BUILD}/ab/ab.sh`,
@@ -40,19 +49,15 @@ start() {
   "$@" > /tmp/run.out 2>&1 &
   for i in $(seq 6000); do grep -q "begin trace" /tmp/run.out && break; sleep 0.02; done
   echo "START $what $bin $(( ($(date +%s%N) - t0) / 1000000 ))"
+  echo "PHASES $what $bin $(grep -oE '(BTF. in|planned in|programs in|links in) [0-9]+ ms' /tmp/run.out | grep -oE '[0-9]+ ms' | tr -d ' ms' | tr '\\n' ' ')"
 }
-for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
-  for bin in $order; do
-    start drop $bin ./$bin --drop
-    kill -INT %1; wait
-  done
-done
+${startsOnly ? "" : dropStarts}
 for backend in ${(backends.length ? backends : ["fentry", "kprobe"]).join(" ")}; do
   for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
     for bin in $order; do
-      echo "RESULT untraced - $(flood)"
-      start $backend $bin ./$bin --backend $backend -p tcp --dport 1
-      echo "RESULT $backend $bin $(flood)"
+      ${startsOnly ? "" : 'echo "RESULT untraced - $(flood)"'}
+      start $backend $bin ./$bin -v --backend $backend -p tcp --dport 1
+      ${startsOnly ? "" : 'echo "RESULT $backend $bin $(flood)"'}
       kill -INT %1; wait
       for i in $(seq 120); do pgrep -x $bin > /dev/null || break; sleep 1; done
     done
@@ -61,13 +66,18 @@ done
 `,
 );
 const kernel = await vmKernel(release as Release);
-const r = await runInVm(kernel, `bash ${BUILD}/ab/ab.sh`, { cwd: `${import.meta.dir}/..`, env: { NO_COLOR: "1" }, timeoutMs: 3_600_000 });
+const r = await runInVm(kernel, `bash ${BUILD}/ab/ab.sh`, {
+  cwd: `${import.meta.dir}/..`,
+  env: { NO_COLOR: "1" },
+  timeoutMs: 3_600_000,
+  consoleFile: `${BUILD}/ab-${release}.console`, // how far a run that hangs got
+});
 writeFileSync(`${BUILD}/ab-${release}.log`, r.output);
 const runs = [...r.output.matchAll(/^RESULT (\S+) (\S+) (\d+)$/gm)].map(([, backend, bin, packets]) => ({ backend: backend!, bin: bin!, packets: Number(packets) }));
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
 const untraced = median(runs.filter((x) => x.backend === "untraced").map((x) => x.packets));
-console.log(`${kernel.version}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}; untraced median ${untraced} packets per flood\n`);
-console.log("| backend | binary | packets per flood, median (runs) | vs untraced median |\n|---|---|---|---|");
+console.log(`${kernel.version}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} packets per flood` : ""}\n`);
+if (runs.length) console.log("| backend | binary | packets per flood, median (runs) | vs untraced median |\n|---|---|---|---|");
 for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
   for (const bin of ["a", "b"]) {
     const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);
@@ -80,4 +90,10 @@ for (const what of new Set(starts.map((x) => x.what))) {
   const [sa, sb] = [of("a"), of("b")];
   const row = (xs: number[]) => `${median(xs).toFixed(2)} (${xs.map((x) => x.toFixed(2)).join(", ")})`;
   console.log(`| ${what === "drop" ? "`--drop`" : `default set, ${what}`} | ${row(sa)} | ${row(sb)} | ${(median(sb) / median(sa)).toFixed(2)} |`);
+}
+const phases = [...r.output.matchAll(/^PHASES (\S+) (\S+) ([\d ]*)$/gm)].map(([, what, bin, ms]) => ({ what: what!, bin: bin!, ms: ms!.trim().split(" ").map(Number) }));
+console.log("\n| `-v` phases, ms: kernel ready / planned / loaded / attached | A, each run | B, each run |\n|---|---|---|");
+for (const what of new Set(phases.map((x) => x.what))) {
+  const of = (bin: string) => phases.filter((x) => x.what === what && x.bin === bin).map((x) => x.ms.join(" / ")).join("; ");
+  console.log(`| ${what === "drop" ? "`--drop`" : `default set, ${what}`} | ${of("a")} | ${of("b")} |`);
 }

@@ -60,7 +60,7 @@ export function generateLayouts(object: Uint8Array, header: string): string {
 
 const BTF_FUNC_GLOBAL = 1;
 
-/** Names of the BPF programs of a compiled object: its global functions (helpers are static inline). */
+/** Names of the BPF programs of a compiled object: its global functions (helpers and subprograms are static). */
 export function programNames(object: Uint8Array): string[] {
   const btf = Btf.parse(elfSection(object, ".BTF"));
   return [...btf.ownIds(Kind.FUNC)].filter((id) => btf.vlen(id) === BTF_FUNC_GLOBAL).map((id) => btf.name(id)).sort();

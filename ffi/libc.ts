@@ -33,6 +33,8 @@ export const MAP_SHARED = 1;
 const MAP_FAILED = -1;
 const EPOLLIN = 1;
 const POLLOUT = 4;
+const POLLERR = 8;
+const POLLHUP = 16;
 const F_GETFL = 3;
 const O_NONBLOCK = 0o4000;
 const EPOLL_CTL_ADD = 1;
@@ -141,6 +143,12 @@ export function writable(fd: number, timeoutMs: number): boolean {
   pollFd[0] = fd;
   pollFd[1] = POLLOUT; // events; revents (the high half) cleared
   return libc.poll(pollFd, 1, timeoutMs) > 0;
+}
+/** Whether `fd`'s other end is gone without writing to it: a pipe whose reader closed it (POLLERR), a hung-up socket or terminal (POLLHUP). */
+export function hungUp(fd: number): boolean {
+  pollFd[0] = fd;
+  pollFd[1] = POLLOUT;
+  return libc.poll(pollFd, 1, 0) > 0 && ((pollFd[1] >>> 16) & (POLLERR | POLLHUP)) !== 0;
 }
 /** One struct pollfd (fd; events | revents << 16), reused: writers poll once per page. */
 const pollFd = new Int32Array(2);

@@ -124,7 +124,7 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
         mode.record(kind, ring, offset);
       },
       () => {
-        if (out.closed) stop.request(out.failure ? "output failed" : "output closed");
+        if (out.readerGone()) stop.request(out.failure ? "output failed" : "output closed");
         return stop.stopped;
       },
       (caughtUp) => {

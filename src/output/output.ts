@@ -87,9 +87,9 @@ export class Output {
     this.style = { colors: colorsFor(tty && !opts.json), clock: new Clock(), date: opts.date, detail: opts.detail, latencyShow: opts.latencyShow };
   }
 
-  /** The events' destination is gone (reader closed the pipe, or a write failed). */
-  get closed(): boolean {
-    return this.out.closed;
+  /** The events' destination is gone: a write failed, or the reader closed the pipe (seen even without a write, see Writer.readerGone). */
+  readerGone(): boolean {
+    return this.out.readerGone();
   }
 
   /** Why writing the events failed, as one line; undefined when it did not. */

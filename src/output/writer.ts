@@ -8,12 +8,14 @@
 // error) closes the writer: the run stops instead of failing later.
 import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
 import { isatty } from "node:tty";
-import { nonBlocking, writable } from "../../ffi/libc";
+import { hungUp, nonBlocking, writable } from "../../ffi/libc";
 
 /** close() gives up on a reader that took nothing for this long (a stopped pager, a stuck pipe). */
 export const STALLED_READER_MS = 1000;
 /** close() looks for signals this often while it waits for a reader. */
 const DRAIN_SLICE_MS = 50;
+/** How often readerGone() looks at the pipe (a poll each time). */
+const READER_CHECK_MS = 100;
 /** A write to a blocking pipe that is not full takes this much without waiting (PIPE_BUF). */
 const PIPE_BUF = 4096;
 
@@ -46,6 +48,24 @@ export class Writer {
       // a closed fd: the first write says so
     }
     this.hasReader = reader;
+  }
+
+  private nextReaderCheck = 0;
+
+  /**
+   * Whether the reader went away, seen without a write: a run that writes
+   * rarely (--monitor sums up repeats every 10 s, a narrow filter) would
+   * otherwise go on until its next line. Looks every READER_CHECK_MS; closes
+   * the writer when it is gone, as a failed write would.
+   */
+  readerGone(): boolean {
+    if (this.closed) return true;
+    if (!this.hasReader) return false;
+    const now = performance.now();
+    if (now < this.nextReaderCheck) return false;
+    this.nextReaderCheck = now + READER_CHECK_MS;
+    if (hungUp(this.fd)) this.closed = true;
+    return this.closed;
   }
 
   /** The file it writes to, when it was opened by path (--output). */

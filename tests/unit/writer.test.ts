@@ -62,3 +62,14 @@ test("a signal while close waits for a slow reader ends the wait at once, and sa
   reader.kill();
   await reader.exited;
 });
+
+test("a reader that closes the pipe is seen without a write, and the writer closes", async () => {
+  const reader = Bun.spawn(["sh", "-c", `exec 0< "${fifo}"; sleep 0.2`]); // holds the pipe open 0.2 s, reads nothing
+  const w = new Writer(openSync(fifo, constants.O_WRONLY), "the fifo");
+  expect(w.readerGone()).toBe(false);
+  await reader.exited;
+  await Bun.sleep(150); // past the writer's look interval
+  expect(w.readerGone()).toBe(true);
+  expect(w.closed).toBe(true);
+  expect(w.failure).toBeUndefined(); // gone, not failed: the run stops with "output closed"
+});

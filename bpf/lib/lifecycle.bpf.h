@@ -141,6 +141,7 @@ struct hit {
 	__u32 reason;
 	__s32 info[2];
 	__u64 ctx_hint;    /* a return's context, recorded at its entry: the call may have freed the skb */
+	bool btf_skb;      /* skb is BTF-typed (tp_btf, fentry): parse_btf_skb() reads it */
 };
 
 static __always_inline __u64 new_context_id(__u64 now)
@@ -236,7 +237,10 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	__builtin_memset(&he->pkt, 0, sizeof(he->pkt));
 	/* A followed packet is parsed whole; another one only as far as the
 	 * filters need to reject it. */
-	parse_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));
+	if (h->btf_skb)
+		parse_btf_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));
+	else
+		parse_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));
 
 	if (known) {
 		__u32 flow = flow_hash(&he->pkt, false);

@@ -305,11 +305,21 @@ static __always_inline void parse_owner(struct sk_buff *skb, struct packet *pkt)
 }
 
 /*
+ * A field of a kernel object. `btf`: the pointer is BTF-typed (a tp_btf or
+ * fentry argument, and what is read through it), so a plain load reads it;
+ * the verifier makes such loads fault-safe, and each costs a load instead of
+ * a bpf_probe_read_kernel call (about 20 ns: bench/README.md §3). Otherwise
+ * (kprobe, raw_tp) the helper. `btf` is a constant of the calling program:
+ * the other branch is compiled out.
+ */
+#define KREAD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
+
+/*
  * The skb fields the parse starts from. Every hook of every packet reads
- * them, and each read is a helper call (about a microsecond under
- * emulation, where one read instead of five made a traced flood 1.4-1.6x
- * faster on 6.1: bench/README.md §9), so they come in one read where the kernel lays them out as
- * it has since 3.x: protocol and the three header offsets side by side,
+ * them. A BTF-typed skb's are plain loads; otherwise each read is a helper
+ * call (about a microsecond under emulation, where one read instead of five
+ * made a traced flood 1.4-1.6x faster on 6.1: bench/README.md §9), so they
+ * come in one read where the kernel lays them out as it has since 3.x: protocol and the three header offsets side by side,
  * then tail and end, then head, 16 bytes after protocol (5.10, 6.18) or 20
  * (6.1, 6.12: padding); vlan_all (5.19+) 24 bytes before protocol (older
  * kernels: fill_meta reads the tag). The offsets are the running kernel's
@@ -339,7 +349,7 @@ static __always_inline void take_skb_start(struct skb_start *s, const __u8 *w, _
 		__builtin_memcpy(&s->head, w + 20, 8);
 }
 
-static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start *s)
+static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start *s, bool btf)
 {
 	__u32 proto = bpf_core_field_offset(struct sk_buff, protocol);
 	__u32 head = bpf_core_field_offset(struct sk_buff, head) - proto;
@@ -347,6 +357,17 @@ static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start
 	__u8 window[SKB_VLAN_LEAD + 28];
 
 	__builtin_memset(s, 0, sizeof(*s));
+	if (btf) {
+		s->protocol = skb->protocol;
+		s->network_header = skb->network_header;
+		s->mac_header = skb->mac_header;
+		s->head = skb->head;
+		if (vlan) {
+			s->vlan_all = skb->vlan_all;
+			s->vlan_tci = skb->vlan_tci;
+		}
+		return;
+	}
 	if (bpf_core_field_offset(struct sk_buff, network_header) == proto + 4 &&
 	    bpf_core_field_offset(struct sk_buff, mac_header) == proto + 6 && (head == 16 || head == 20)) {
 		if (!vlan) {
@@ -374,22 +395,12 @@ static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start
 	}
 }
 
-/*
- * A subprogram, not inlined, like fill_meta() and clone_context(): every
- * hook program calls it, and the size of a program is what its load costs.
- * The kernel removes the code a run's configuration makes dead (modes and
- * filters off) range by range, each removal moving the rest of the program,
- * and with the parse inlined at each of its call sites a hook program was
- * 18,800 instructions for the 3,900 the verifier walks: 19-20 ms of
- * verification each natively (×30 or so under emulation), 7.7 ms now
- * (bench/README.md §15). One parse_l3() call site for the same reason.
- */
-static __noinline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
+static __always_inline void parse_skb_from(struct sk_buff *skb, struct packet *pkt, bool whole, bool btf)
 {
 	struct skb_start start;
 	unsigned char *l3 = 0;
 
-	read_skb_start(skb, &start);
+	read_skb_start(skb, &start, btf);
 	unsigned char *head = start.head;
 	__u16 mac = start.mac_header;
 	__u16 net = start.network_header;
@@ -428,6 +439,29 @@ static __noinline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool w
 		parse_l3(pkt, l3, proto, whole);
 	if (!(pkt->parsed & PKT_L3))
 		parse_owner(skb, pkt);
+}
+
+/*
+ * A subprogram, not inlined, like fill_meta() and clone_context(): every
+ * hook program calls it, and the size of a program is what its load costs.
+ * The kernel removes the code a run's configuration makes dead (modes and
+ * filters off) range by range, each removal moving the rest of the program,
+ * and with the parse inlined at each of its call sites a hook program was
+ * 18,800 instructions for the 3,900 the verifier walks: 19-20 ms of
+ * verification each natively (×30 or so under emulation), 7.7 ms now
+ * (bench/README.md §15). One parse_l3() call site for the same reason.
+ */
+static __noinline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
+{
+	parse_skb_from(skb, pkt, whole, false);
+}
+
+/* The same where skb is BTF-typed (KREAD): its fields are loads, not
+ * helper calls. Every hook a packet passes reads them; about 40 ns natively
+ * and a microsecond under emulation per helper call (bench/README.md §16). */
+static __noinline void parse_btf_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
+{
+	parse_skb_from(skb, pkt, whole, true);
 }
 
 /* ---- filters ------------------------------------------------------------ */

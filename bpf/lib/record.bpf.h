@@ -23,16 +23,6 @@ static __always_inline void fill_header(struct event_header *hdr, __u16 kind, __
  * the rest the connection: a pointer, so aligned to more than 8 bytes. */
 #define NFCT_INFOMASK 7UL
 
-/*
- * A field of a kernel object. `btf`: the pointer is BTF-typed (a tp_btf or
- * fentry argument, and what is read through it), so a plain load reads it;
- * the verifier makes such loads fault-safe, and each costs a load instead of
- * a bpf_probe_read_kernel call (about 20 ns: bench/README.md §3). Otherwise
- * (kprobe, raw_tp) the helper. `btf` is a constant of the calling program:
- * the other branch is compiled out.
- */
-#define KREAD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
-
 static __always_inline __u8 conntrack_seen(struct sk_buff *skb, bool btf)
 {
 	unsigned long nfct;

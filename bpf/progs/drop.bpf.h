@@ -46,7 +46,10 @@ static __always_inline int on_kfree_skb(void *ctx, struct sk_buff *skb, __u64 lo
 		}
 	}
 	__builtin_memset(&e->pkt, 0, sizeof(e->pkt));
-	parse_skb(skb, &e->pkt, false);
+	if (btf)
+		parse_btf_skb(skb, &e->pkt, false);
+	else
+		parse_skb(skb, &e->pkt, false);
 	if (!headers_match(&e->pkt))
 		goto filtered;
 	__builtin_memset(&e->meta, 0, sizeof(e->meta));

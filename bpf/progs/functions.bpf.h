@@ -21,9 +21,10 @@
 #ifndef SKBTRAIL_FUNCTIONS_BPF_H
 #define SKBTRAIL_FUNCTIONS_BPF_H
 
-static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *skb)
+/* btf: skb is an fentry argument, BTF-typed (KREAD in packet.bpf.h). */
+static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *skb, bool btf)
 {
-	struct hit h = { .func = func };
+	struct hit h = { .func = func, .btf_skb = btf };
 	__u64 recorded = on_skb(ctx, skb, &h, false);
 
 	/* Only functions with a return probe stash: on 5.10 each stash is a frame its return pops.
@@ -60,7 +61,7 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 {
 	__u64 func = kprobe_func(ctx);
 
-	return func_entry(ctx, func, kprobe_call(ctx, func), skb);
+	return func_entry(ctx, func, kprobe_call(ctx, func), skb, false);
 }
 
 #define KPROBE_PROGRAMS(n, PARM)                                                               \
@@ -68,7 +69,7 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
 		__u64 func = bpf_get_attach_cookie(ctx);                                       \
-		return func_entry(ctx, func, func, (void *)PARM(ctx));                         \
+		return func_entry(ctx, func, func, (void *)PARM(ctx), false);                  \
 	}                                                                                      \
 	SEC("kprobe")                                                                          \
 	int kprobe_skb##n(struct pt_regs *ctx)                                                 \
@@ -79,7 +80,7 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 	int fentry_skb##n(__u64 *ctx)                                                          \
 	{                                                                                      \
 		__u64 func = bpf_get_func_ip(ctx);                                             \
-		func_entry(ctx, func, func, (void *)ctx[n]);                                   \
+		func_entry(ctx, func, func, (void *)ctx[n], true);                             \
 		return 0; /* fentry/fexit must return 0 before 6.5 */                         \
 	}                                                                                      \
 	SEC("fexit")                                                                           \
@@ -116,7 +117,7 @@ KPROBE_PROGRAMS(4, PT_REGS_PARM5)
 	{                                                                                      \
 		__u64 func;                                                                    \
 		asm volatile("%0 = " XSTR(FUNC_ID_MARK) " ll" : "=r"(func));                  \
-		func_entry(ctx, func, func, (void *)ctx[n]);                                   \
+		func_entry(ctx, func, func, (void *)ctx[n], true);                             \
 		return 0;                                                                      \
 	}                                                                                      \
 	SEC("fexit")                                                                           \
@@ -150,7 +151,7 @@ int kmulti_pskb0(struct pt_regs *ctx)
 {
 	__u64 func = bpf_get_attach_cookie(ctx);
 
-	return func_entry(ctx, func, func, deref_skb((void *)PT_REGS_PARM1(ctx)));
+	return func_entry(ctx, func, func, deref_skb((void *)PT_REGS_PARM1(ctx)), false);
 }
 
 SEC("kprobe")

@@ -16,29 +16,48 @@
 #ifndef SKBTRAIL_TRACEPOINTS_BPF_H
 #define SKBTRAIL_TRACEPOINTS_BPF_H
 
-#define TP_PROGRAMS(name, ...)                                  \
-	SEC("tp_btf/" #name)                                    \
-	int tp_##name##_btf(__u64 *ctx) { return __VA_ARGS__; } \
-	SEC("raw_tp/" #name)                                    \
-	int tp_##name##_raw(__u64 *ctx) { return __VA_ARGS__; }
+/* In each body, `btf` says which of the two it is: a tp_btf program's
+ * pointer arguments are BTF-typed (KREAD in packet.bpf.h). */
+#define TP_PROGRAMS(name, ...)                                     \
+	SEC("tp_btf/" #name)                                       \
+	int tp_##name##_btf(__u64 *ctx)                            \
+	{                                                          \
+		const bool btf __attribute__((unused)) = true;     \
+		return __VA_ARGS__;                                \
+	}                                                          \
+	SEC("raw_tp/" #name)                                       \
+	int tp_##name##_raw(__u64 *ctx)                            \
+	{                                                          \
+		const bool btf __attribute__((unused)) = false;    \
+		return __VA_ARGS__;                                \
+	}
 
-#define TP_VARIANT(tp, variant, ...)                                       \
-	SEC("tp_btf/" #tp)                                                 \
-	int tp_##tp##_##variant##_btf(__u64 *ctx) { return __VA_ARGS__; } \
-	SEC("raw_tp/" #tp)                                                 \
-	int tp_##tp##_##variant##_raw(__u64 *ctx) { return __VA_ARGS__; }
+#define TP_VARIANT(tp, variant, ...)                               \
+	SEC("tp_btf/" #tp)                                         \
+	int tp_##tp##_##variant##_btf(__u64 *ctx)                  \
+	{                                                          \
+		const bool btf __attribute__((unused)) = true;     \
+		return __VA_ARGS__;                                \
+	}                                                          \
+	SEC("raw_tp/" #tp)                                         \
+	int tp_##tp##_##variant##_raw(__u64 *ctx)                  \
+	{                                                          \
+		const bool btf __attribute__((unused)) = false;    \
+		return __VA_ARGS__;                                \
+	}
 
-static __always_inline int tp_hit(__u64 *ctx, __u32 id, void *skb, __u8 flags, __s32 info0, __s32 info1)
+static __always_inline int tp_hit(__u64 *ctx, bool btf, __u32 id, void *skb, __u8 flags, __s32 info0, __s32 info1)
 {
-	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 } };
+	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 }, .btf_skb = btf };
 
 	on_skb(ctx, skb, &h, false);
 	return 0;
 }
 
-static __always_inline int tp_kfree_skb(__u64 *ctx, __u32 reason)
+static __always_inline int tp_kfree_skb(__u64 *ctx, bool btf, __u32 reason)
 {
 	struct hit h = {
+		.btf_skb = btf,
 		.tracepoint = TP_KFREE_SKB,
 		.flags = HOOK_FREE | HOOK_DROP,
 		.location = ctx[1],
@@ -50,28 +69,28 @@ static __always_inline int tp_kfree_skb(__u64 *ctx, __u32 reason)
 }
 
 /* (skb, location, reason[, rx_sk]) from 5.17; (skb, location) before */
-TP_VARIANT(kfree_skb, reason, tp_kfree_skb(ctx, (__u32)ctx[2]))
-TP_VARIANT(kfree_skb, noreason, tp_kfree_skb(ctx, 0))
-TP_PROGRAMS(consume_skb, tp_hit(ctx, TP_CONSUME_SKB, (void *)ctx[0], HOOK_FREE, 0, 0))
-TP_PROGRAMS(netif_receive_skb, tp_hit(ctx, TP_NETIF_RECEIVE_SKB, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(netif_rx, tp_hit(ctx, TP_NETIF_RX, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(napi_gro_receive_entry, tp_hit(ctx, TP_NAPI_GRO_RECEIVE_ENTRY, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(net_dev_queue, tp_hit(ctx, TP_NET_DEV_QUEUE, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(net_dev_start_xmit, tp_hit(ctx, TP_NET_DEV_START_XMIT, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(net_dev_xmit, tp_hit(ctx, TP_NET_DEV_XMIT, (void *)ctx[0], 0, (__s32)ctx[1], 0))
-TP_PROGRAMS(qdisc_enqueue, tp_hit(ctx, TP_QDISC_ENQUEUE, (void *)ctx[2], 0, 0, 0))
-TP_PROGRAMS(qdisc_dequeue, tp_hit(ctx, TP_QDISC_DEQUEUE, (void *)ctx[3], 0, 0, 0))
-TP_PROGRAMS(tcp_retransmit_skb, tp_hit(ctx, TP_TCP_RETRANSMIT_SKB, (void *)ctx[1], 0, 0, 0))
+TP_VARIANT(kfree_skb, reason, tp_kfree_skb(ctx, btf, (__u32)ctx[2]))
+TP_VARIANT(kfree_skb, noreason, tp_kfree_skb(ctx, btf, 0))
+TP_PROGRAMS(consume_skb, tp_hit(ctx, btf, TP_CONSUME_SKB, (void *)ctx[0], HOOK_FREE, 0, 0))
+TP_PROGRAMS(netif_receive_skb, tp_hit(ctx, btf, TP_NETIF_RECEIVE_SKB, (void *)ctx[0], 0, 0, 0))
+TP_PROGRAMS(netif_rx, tp_hit(ctx, btf, TP_NETIF_RX, (void *)ctx[0], 0, 0, 0))
+TP_PROGRAMS(napi_gro_receive_entry, tp_hit(ctx, btf, TP_NAPI_GRO_RECEIVE_ENTRY, (void *)ctx[0], 0, 0, 0))
+TP_PROGRAMS(net_dev_queue, tp_hit(ctx, btf, TP_NET_DEV_QUEUE, (void *)ctx[0], 0, 0, 0))
+TP_PROGRAMS(net_dev_start_xmit, tp_hit(ctx, btf, TP_NET_DEV_START_XMIT, (void *)ctx[0], 0, 0, 0))
+TP_PROGRAMS(net_dev_xmit, tp_hit(ctx, btf, TP_NET_DEV_XMIT, (void *)ctx[0], 0, (__s32)ctx[1], 0))
+TP_PROGRAMS(qdisc_enqueue, tp_hit(ctx, btf, TP_QDISC_ENQUEUE, (void *)ctx[2], 0, 0, 0))
+TP_PROGRAMS(qdisc_dequeue, tp_hit(ctx, btf, TP_QDISC_DEQUEUE, (void *)ctx[3], 0, 0, 0))
+TP_PROGRAMS(tcp_retransmit_skb, tp_hit(ctx, btf, TP_TCP_RETRANSMIT_SKB, (void *)ctx[1], 0, 0, 0))
 /* (sk, skb, reason) from 6.10; (sk, skb) before. skb is the packet that
  * caused the reset, NULL when none did. */
-TP_VARIANT(tcp_send_reset, reason, tp_hit(ctx, TP_TCP_SEND_RESET, (void *)ctx[1], 0, (__s32)ctx[2], 0))
-TP_VARIANT(tcp_send_reset, noreason, tp_hit(ctx, TP_TCP_SEND_RESET, (void *)ctx[1], 0, -1, 0))
-TP_PROGRAMS(tcp_bad_csum, tp_hit(ctx, TP_TCP_BAD_CSUM, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(tcp_probe, tp_hit(ctx, TP_TCP_PROBE, (void *)ctx[1], 0, 0, 0))
-TP_PROGRAMS(udp_fail_queue_rcv_skb, tp_hit(ctx, TP_UDP_FAIL_QUEUE_RCV_SKB, (void *)ctx[2], 0, (__s32)ctx[0], 0))
-TP_PROGRAMS(sock_rcvqueue_full, tp_hit(ctx, TP_SOCK_RCVQUEUE_FULL, (void *)ctx[1], 0, 0, 0))
-TP_PROGRAMS(icmp_send, tp_hit(ctx, TP_ICMP_SEND, (void *)ctx[0], 0, (__s32)ctx[1], (__s32)ctx[2]))
-TP_PROGRAMS(skb_copy_datagram_iovec, tp_hit(ctx, TP_SKB_COPY_DATAGRAM_IOVEC, (void *)ctx[0], 0, (__s32)ctx[1], 0))
+TP_VARIANT(tcp_send_reset, reason, tp_hit(ctx, btf, TP_TCP_SEND_RESET, (void *)ctx[1], 0, (__s32)ctx[2], 0))
+TP_VARIANT(tcp_send_reset, noreason, tp_hit(ctx, btf, TP_TCP_SEND_RESET, (void *)ctx[1], 0, -1, 0))
+TP_PROGRAMS(tcp_bad_csum, tp_hit(ctx, btf, TP_TCP_BAD_CSUM, (void *)ctx[0], 0, 0, 0))
+TP_PROGRAMS(tcp_probe, tp_hit(ctx, btf, TP_TCP_PROBE, (void *)ctx[1], 0, 0, 0))
+TP_PROGRAMS(udp_fail_queue_rcv_skb, tp_hit(ctx, btf, TP_UDP_FAIL_QUEUE_RCV_SKB, (void *)ctx[2], 0, (__s32)ctx[0], 0))
+TP_PROGRAMS(sock_rcvqueue_full, tp_hit(ctx, btf, TP_SOCK_RCVQUEUE_FULL, (void *)ctx[1], 0, 0, 0))
+TP_PROGRAMS(icmp_send, tp_hit(ctx, btf, TP_ICMP_SEND, (void *)ctx[0], 0, (__s32)ctx[1], (__s32)ctx[2]))
+TP_PROGRAMS(skb_copy_datagram_iovec, tp_hit(ctx, btf, TP_SKB_COPY_DATAGRAM_IOVEC, (void *)ctx[0], 0, (__s32)ctx[1], 0))
 /* (call_site, ptr, cache): no skb argument, see on_slab_free() */
 TP_PROGRAMS(kmem_cache_free, on_slab_free((void *)ctx[1]))
 

@@ -22,10 +22,13 @@ const LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/us
 export const LAYOUT_FILE = `${root}/src/abi/layout.generated.ts`;
 export const PROGRAMS_FILE = `${root}/src/abi/programs.generated.ts`;
 
+/** Measurement builds only: SKBTRAIL_BPF_DEFINES="BENCH_EMPTY_HOOKS" (bench/README.md §16). */
+const EXTRA_DEFINES = (process.env.SKBTRAIL_BPF_DEFINES ?? "").split(/\s+/).filter(Boolean);
+
 /** Compiles bpf/NAME.bpf.c (CO-RE, with BTF) into OUTDIR/NAME.bpf.o, or with `variant` into OUTDIR/AS.bpf.o with -DDEFINE. */
 export async function compileBpf(name: string, outDir: string, variant?: { as: string; define: string }): Promise<string> {
   const out = `${outDir}/${variant?.as ?? name}.bpf.o`;
-  const defines = variant ? [`-D${variant.define}`] : [];
+  const defines = [...(variant ? [variant.define] : []), ...EXTRA_DEFINES].map((d) => `-D${d}`);
   await $`clang -O2 -g -target bpf -D__TARGET_ARCH_x86 ${defines} -Wall -Werror -I${BPF_DIR}/include -I${BPF_DIR} -c ${BPF_DIR}/${name}.bpf.c -o ${out}`;
   return out;
 }

@@ -10,9 +10,14 @@
 // the phases `-v` reports (kernel ready, planned, loaded, attached).
 // `--starts`: the default set's starts only (no floods, no `--drop`).
 //
+// RELEASE `host` runs the same script on this machine, with its tracepoints
+// (no --backend) unless backends are named.
+//
 //   bun run bench/ab.ts [--starts] RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
+//        bun run bench/ab.ts host /tmp/old/dist/skbtrail dist/skbtrail
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { release as hostRelease } from "node:os";
 import { $ } from "bun";
 import { type Release, vmKernel } from "../tests/vm/kernels";
 import { runInVm } from "../tests/vm/vm";
@@ -25,6 +30,8 @@ if (!release || !a || !b) {
   process.exit(2);
 }
 const ROUNDS = ["a b", "b a", "a b"];
+const onHost = release === "host";
+const HOST_TRACEPOINTS = "tracepoints"; // the backend name of a host run without --backend
 
 mkdirSync(`${BUILD}/ab`, { recursive: true });
 if (!existsSync(`${BUILD}/ringbench`)) await $`cc -O2 -Wall -o ${BUILD}/ringbench ${import.meta.dir}/ringbench.c -lbpf`;
@@ -52,11 +59,12 @@ start() {
   echo "PHASES $what $bin $(grep -oE '(BTF. in|planned in|programs in|links in) [0-9]+ ms' /tmp/run.out | grep -oE '[0-9]+ ms' | tr -d ' ms' | tr '\\n' ' ')"
 }
 ${startsOnly ? "" : dropStarts}
-for backend in ${(backends.length ? backends : ["fentry", "kprobe"]).join(" ")}; do
+for backend in ${(backends.length ? backends : onHost ? [HOST_TRACEPOINTS] : ["fentry", "kprobe"]).join(" ")}; do
+  backend_flag="--backend $backend"; [ $backend = ${HOST_TRACEPOINTS} ] && backend_flag=""
   for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
     for bin in $order; do
       ${startsOnly ? "" : 'echo "RESULT untraced - $(flood)"'}
-      start $backend $bin ./$bin -v --backend $backend -p tcp --dport 1
+      start $backend $bin ./$bin -v $backend_flag -p tcp --dport 1
       ${startsOnly ? "" : 'echo "RESULT $backend $bin $(flood)"'}
       kill -INT %1; wait
       for i in $(seq 120); do pgrep -x $bin > /dev/null || break; sleep 1; done
@@ -65,18 +73,25 @@ for backend in ${(backends.length ? backends : ["fentry", "kprobe"]).join(" ")};
 done
 `,
 );
-const kernel = await vmKernel(release as Release);
-const r = await runInVm(kernel, `bash ${BUILD}/ab/ab.sh`, {
-  cwd: `${import.meta.dir}/..`,
-  env: { NO_COLOR: "1" },
-  timeoutMs: 3_600_000,
-  consoleFile: `${BUILD}/ab-${release}.console`, // how far a run that hangs got
-});
+async function runOnHost(): Promise<{ output: string; seconds: number }> {
+  const t0 = performance.now();
+  const output = await $`bash ${BUILD}/ab/ab.sh`.env({ ...process.env, NO_COLOR: "1" }).text();
+  return { output, seconds: (performance.now() - t0) / 1000 };
+}
+const kernel = onHost ? undefined : await vmKernel(release as Release);
+const r = kernel
+  ? await runInVm(kernel, `bash ${BUILD}/ab/ab.sh`, {
+      cwd: `${import.meta.dir}/..`,
+      env: { NO_COLOR: "1" },
+      timeoutMs: 3_600_000,
+      consoleFile: `${BUILD}/ab-${release}.console`, // how far a run that hangs got
+    })
+  : await runOnHost();
 writeFileSync(`${BUILD}/ab-${release}.log`, r.output);
 const runs = [...r.output.matchAll(/^RESULT (\S+) (\S+) (\d+)$/gm)].map(([, backend, bin, packets]) => ({ backend: backend!, bin: bin!, packets: Number(packets) }));
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
 const untraced = median(runs.filter((x) => x.backend === "untraced").map((x) => x.packets));
-console.log(`${kernel.version}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} packets per flood` : ""}\n`);
+console.log(`${kernel?.version ?? hostRelease()}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} packets per flood` : ""}\n`);
 if (runs.length) console.log("| backend | binary | packets per flood, median (runs) | vs untraced median |\n|---|---|---|---|");
 for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
   for (const bin of ["a", "b"]) {

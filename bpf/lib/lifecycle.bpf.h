@@ -217,6 +217,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 
 	if (!TRACING || !skb)
 		return 0;
+#ifdef BENCH_EMPTY_HOOKS
+	return 0; /* a measurement build: what the hooks cost with nothing to do (bench/README.md §16) */
+#endif
 	if (CFG.latency)
 		return latency_hit(skb, h);
 	if (CFG.func_stats)

@@ -54,11 +54,9 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
         expect(b!.lines[0], shown(b)).toContain(`UDP: ${pair.a.ip4}:5401 -> ${pair.b.ip4}:7401`);
         expectInOrder(b, ["ip_output", "nf_hook_slow", "net_dev_start_xmit", "ip_rcv", "ip_local_deliver", "udp_rcv", "__udp_enqueue_schedule_skb"]);
         // Off by default: they mark the same point as a neighbour (knowledge/tracers.yaml).
-        for (const h of ["ip_send_skb", "dev_hard_start_xmit", "ip_rcv_core"]) expect(b!.hooks, shown(b)).not.toContain(h);
+        for (const h of ["ip_send_skb", "dev_hard_start_xmit", "ip_rcv_core", "enqueue_to_backlog", "ip_local_deliver_finish", "ip_protocol_deliver_rcu"])
+          expect(b!.hooks, shown(b)).not.toContain(h);
         expect(b!.lines.find((l) => l.includes("[ip_rcv ")), shown(b)).toContain("*return: 0*");
-        // ip_protocol_deliver_rcu is void (where the compiler kept it): no return value to show.
-        const voidLine = b!.lines.find((l) => l.includes("[ip_protocol_deliver_rcu"));
-        if (voidLine) expect(voidLine, shown(b)).not.toContain("return:");
         expect(b!.hooks, shown(b)).not.toContain("kfree_skb");
       } finally {
         await server.stop();
@@ -68,7 +66,8 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
     test("TCP between namespaces: the SYN reaches tcp_v4_rcv and the listener", async () => {
       const server = await pair.b.ns.serve("tcp", 7402);
       try {
-        const t = Skbtrail.start(["--backend", backend, "-t", "ip,tcp,life", "-p", "tcp", "--dport", "7402", "--tcp-flags", "S", "-c", "1"]);
+        // --ret, and the group ip names the hooks it holds that are off by default.
+        const t = Skbtrail.start(["--backend", backend, "--ret", "-t", "ip,tcp,life", "-p", "tcp", "--dport", "7402", "--tcp-flags", "S", "-c", "1"]);
         await t.ready();
         await pair.a.ns.tcp(pair.b.ip4, 7402, { message: "hi" });
         const [b] = blocks((await t.finished).stdout);
@@ -76,6 +75,9 @@ describe.skipIf(available.length === 0)("packet lifecycles through kernel functi
         // 5.10 inlines ip_local_out into __ip_queue_xmit: its own copy never runs for TCP there.
         const localOut = b!.hooks.includes("ip_local_out") ? "ip_local_out" : "__ip_local_out";
         expectInOrder(b, [localOut, "ip_output", "ip_rcv", "tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process", "tcp_conn_request"]);
+        // ip_protocol_deliver_rcu is void (where the compiler kept it): no return value to show.
+        const voidLine = b!.lines.find((l) => l.includes("[ip_protocol_deliver_rcu"));
+        if (voidLine) expect(voidLine, shown(b)).not.toContain("return:");
       } finally {
         await server.stop();
       }

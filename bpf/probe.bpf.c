@@ -6,6 +6,8 @@
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -41,6 +43,25 @@ SEC("kprobe.multi/ip_rcv")
 int probe_kprobe_multi(void *ctx)
 {
 	return bpf_get_attach_cookie(ctx) != 0;
+}
+
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* As parse_btf_skb() reads it: in a subprogram, with plain loads. */
+static __noinline int cast_skb_read(struct sk_buff *skb)
+{
+	return skb->len != 0;
+}
+
+/* kprobe.multi programs that read the skb with plain loads (kmulti_cast_skb*):
+ * the kfunc exists (6.2+), kprobe programs may call it, and its pointer
+ * passes into a subprogram as theirs does. */
+SEC("kprobe.multi/ip_rcv")
+int probe_kprobe_multi_cast(struct pt_regs *ctx)
+{
+	struct sk_buff *skb = bpf_rdonly_cast((void *)PT_REGS_PARM1(ctx), bpf_core_type_id_kernel(struct sk_buff));
+
+	return skb ? cast_skb_read(skb) : 0;
 }
 
 SEC("fentry/ip_rcv")

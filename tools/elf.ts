@@ -16,6 +16,7 @@ const SHT_SYMTAB = 2;
 const SHT_REL = 9;
 const SHF_EXECINSTR = 0x4;
 const STT_FUNC = 2;
+const SHN_UNDEF = 0; // the section of an extern symbol
 const BPF_CALL = 0x85; // BPF_JMP | BPF_CALL
 const BPF_PSEUDO_CALL = 1; // its source register: a call to a subprogram, not a helper
 
@@ -104,6 +105,7 @@ export function programMaps(image: Uint8Array): Map<string, Set<string>> {
   const maps = new Map(functions.map((f) => [key(f), new Set<string>()]));
   const calls = new Map(functions.map((f) => [key(f), new Set<string>()]));
   const calledSymbol = new Map<string, ElfSymbol>(); // "section:offset" of a relocated call → its symbol
+  const externCalls = new Set<string>(); // "section:offset" of a call to an extern (a kfunc: kernel code, no maps)
   for (const rel of sections) {
     if (rel.type !== SHT_REL || !(sections[rel.info]!.flags & SHF_EXECINSTR)) continue;
     const code = sections[rel.info]!;
@@ -114,6 +116,7 @@ export function programMaps(image: Uint8Array): Map<string, Set<string>> {
       if (!owner) throw new Error(`a relocation at ${code.name}+${offset} outside every function`);
       if (symbol.section === mapsSection) maps.get(key(owner))!.add(symbol.name);
       if (symbol.section === textSection) calledSymbol.set(`${rel.info}:${offset}`, symbol);
+      if (symbol.section === SHN_UNDEF) externCalls.add(`${rel.info}:${offset}`);
     }
   }
   // Calls to subprograms (BPF_PSEUDO_CALL), libbpf's rule: a relocated call
@@ -123,6 +126,7 @@ export function programMaps(image: Uint8Array): Map<string, Set<string>> {
     const code = sections[f.section]!;
     for (let at = f.value; at < f.value + f.size; at += 8) {
       if (image[code.offset + at] !== BPF_CALL || image[code.offset + at + 1]! >> 4 !== BPF_PSEUDO_CALL) continue;
+      if (externCalls.has(`${f.section}:${at}`)) continue;
       const symbol = calledSymbol.get(`${f.section}:${at}`);
       if (!symbol && f.section !== textSection) throw new Error(`${f.name} calls a subprogram without a relocation`);
       const target = (symbol ? symbol.value : at) + (v.getInt32(code.offset + at + 4, true) + 1) * 8;

@@ -64,12 +64,32 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 	return func_entry(ctx, func, kprobe_call(ctx, func), skb, false);
 }
 
+/*
+ * A kprobe's argument is a plain number to the verifier: every field is a
+ * helper call. bpf_rdonly_cast (6.2+) makes it a BTF-typed pointer, read with
+ * plain loads like an fentry argument (bench/README.md §16). The kmulti_cast
+ * programs use it; TypeScript loads them where probe_kprobe_multi_cast loads.
+ * __weak: the object still opens where the kernel lacks the kfunc.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+static __always_inline void *btf_skb(void *skb)
+{
+	return bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff));
+}
+
 #define KPROBE_PROGRAMS(n, PARM)                                                               \
 	SEC("kprobe.multi")                                                                    \
 	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
 		__u64 func = bpf_get_attach_cookie(ctx);                                       \
 		return func_entry(ctx, func, func, (void *)PARM(ctx), false);                  \
+	}                                                                                      \
+	SEC("kprobe.multi")                                                                    \
+	int kmulti_cast_skb##n(struct pt_regs *ctx)                                            \
+	{                                                                                      \
+		__u64 func = bpf_get_attach_cookie(ctx);                                       \
+		return func_entry(ctx, func, func, btf_skb((void *)PARM(ctx)), true);          \
 	}                                                                                      \
 	SEC("kprobe")                                                                          \
 	int kprobe_skb##n(struct pt_regs *ctx)                                                 \

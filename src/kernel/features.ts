@@ -24,6 +24,8 @@ export interface Features {
    * of a template carry both in their instructions (bpf/progs/functions.bpf.h).
    */
   fentryHelpers: boolean;
+  /** kprobe.multi programs may call bpf_rdonly_cast (6.2+) and read the skb with plain loads. */
+  kprobeMultiCast: boolean;
 }
 
 /** Loads and attaches one program of the probe object alone; ok when the kernel took it. */
@@ -50,7 +52,7 @@ export function probeProgram(probeObject: Uint8Array, name: ProbeProgramName, bt
  * lacks it, and is probed again (change it when Features gains a field).
  */
 const KEPT = "features";
-const KEPT_KEY = "fentryHelpers";
+const KEPT_KEY = "kprobeMultiCast";
 
 function cachedFeatures(needFunctions: boolean): Features | undefined {
   const c = readKept<{ functions: boolean; features: Features }>(KEPT, KEPT_KEY);
@@ -70,7 +72,7 @@ export function forgetFeatures(): void {
  */
 export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
   const cached = cachedFeatures(needFunctions);
-  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false };
+  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false };
   const ok = (p: ProbeProgramName) => probeProgram(kernel.object("probe"), p, kernel.btfPath).ok;
   const kprobeEvents = needFunctions && existsSync(`${TRACEFS}/kprobe_events`);
   const attachCookie = kprobeEvents && ok(probe_program.probe_kprobe);
@@ -78,14 +80,16 @@ export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Featur
   const funcIp = needFunctions && ok(probe_program.probe_fentry);
   const fentryHelpers = funcIp && ok(probe_program.probe_fexit);
   const fentry = funcIp || (needFunctions && ok(probe_program.probe_fentry_plain));
+  const kprobeMulti = attachCookie && ok(probe_program.probe_kprobe_multi);
   const features = {
     tpBtf: ok(probe_program.probe_tp_btf),
     kprobe,
     attachCookie,
-    kprobeMulti: attachCookie && ok(probe_program.probe_kprobe_multi),
+    kprobeMulti,
     fentry,
     fexit: fentryHelpers || (fentry && ok(probe_program.probe_fexit_plain)),
     fentryHelpers,
+    kprobeMultiCast: kprobeMulti && ok(probe_program.probe_kprobe_multi_cast),
   };
   keep(KEPT, KEPT_KEY, { functions: needFunctions, features });
   return features;

@@ -83,13 +83,13 @@ const OWN_PROGRAMS: Record<string, OwnPrograms> = {
  */
 const TRACEPOINT_STAND_INS: Record<string, string> = { "icmp:icmp_send": "__icmp_send" };
 
-/** Programs per position of the sk_buff argument (PT_REGS_PARM1..5). */
-const BY_SKB_ARG: { kmulti: ProgramName; kprobe: ProgramName; fentry: ProgramName; fexit: ProgramName; fentryId: ProgramName; fexitId: ProgramName }[] = [
-  { kmulti: program.kmulti_skb0, kprobe: program.kprobe_skb0, fentry: program.fentry_skb0, fexit: program.fexit_skb0, fentryId: program.fentry_id_skb0, fexitId: program.fexit_id_skb0 },
-  { kmulti: program.kmulti_skb1, kprobe: program.kprobe_skb1, fentry: program.fentry_skb1, fexit: program.fexit_skb1, fentryId: program.fentry_id_skb1, fexitId: program.fexit_id_skb1 },
-  { kmulti: program.kmulti_skb2, kprobe: program.kprobe_skb2, fentry: program.fentry_skb2, fexit: program.fexit_skb2, fentryId: program.fentry_id_skb2, fexitId: program.fexit_id_skb2 },
-  { kmulti: program.kmulti_skb3, kprobe: program.kprobe_skb3, fentry: program.fentry_skb3, fexit: program.fexit_skb3, fentryId: program.fentry_id_skb3, fexitId: program.fexit_id_skb3 },
-  { kmulti: program.kmulti_skb4, kprobe: program.kprobe_skb4, fentry: program.fentry_skb4, fexit: program.fexit_skb4, fentryId: program.fentry_id_skb4, fexitId: program.fexit_id_skb4 },
+/** Programs per position of the sk_buff argument (PT_REGS_PARM1..5); kmultiCast: kmulti reading the skb with plain loads (Features.kprobeMultiCast). */
+const BY_SKB_ARG: { kmulti: ProgramName; kmultiCast: ProgramName; kprobe: ProgramName; fentry: ProgramName; fexit: ProgramName; fentryId: ProgramName; fexitId: ProgramName }[] = [
+  { kmulti: program.kmulti_skb0, kmultiCast: program.kmulti_cast_skb0, kprobe: program.kprobe_skb0, fentry: program.fentry_skb0, fexit: program.fexit_skb0, fentryId: program.fentry_id_skb0, fexitId: program.fexit_id_skb0 },
+  { kmulti: program.kmulti_skb1, kmultiCast: program.kmulti_cast_skb1, kprobe: program.kprobe_skb1, fentry: program.fentry_skb1, fexit: program.fexit_skb1, fentryId: program.fentry_id_skb1, fexitId: program.fexit_id_skb1 },
+  { kmulti: program.kmulti_skb2, kmultiCast: program.kmulti_cast_skb2, kprobe: program.kprobe_skb2, fentry: program.fentry_skb2, fexit: program.fexit_skb2, fentryId: program.fentry_id_skb2, fexitId: program.fexit_id_skb2 },
+  { kmulti: program.kmulti_skb3, kmultiCast: program.kmulti_cast_skb3, kprobe: program.kprobe_skb3, fentry: program.fentry_skb3, fexit: program.fexit_skb3, fentryId: program.fentry_id_skb3, fexitId: program.fexit_id_skb3 },
+  { kmulti: program.kmulti_skb4, kmultiCast: program.kmulti_cast_skb4, kprobe: program.kprobe_skb4, fentry: program.fentry_skb4, fexit: program.fexit_skb4, fentryId: program.fentry_id_skb4, fexitId: program.fexit_id_skb4 },
 ];
 
 /** Freeing functions are followed through their tracepoints, which every kernel has. */
@@ -177,7 +177,7 @@ function attachFunction(fn: KernelFunction, backend: FunctionBackend, ret: boole
   }
   switch (backend) {
     case "kprobe-multi":
-      return { backend, attach: [{ how: "kprobe-multi", program: p.kmulti, retprobe: false }, ...(ret ? [{ how: "kprobe-multi" as const, program: program.kmulti_return, retprobe: true }] : [])] };
+      return { backend, attach: [{ how: "kprobe-multi", program: f.kprobeMultiCast ? p.kmultiCast : p.kmulti, retprobe: false }, ...(ret ? [{ how: "kprobe-multi" as const, program: program.kmulti_return, retprobe: true }] : [])] };
     case "fentry": {
       const idInCode = !f.fentryHelpers;
       const entry = idInCode ? p.fentryId : p.fentry;

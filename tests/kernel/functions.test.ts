@@ -9,7 +9,7 @@ import { programIdsOf, stillLoaded } from "../lib/bpf";
 import { btfHas, functionBackends, moduleOf, traceableFunction } from "../lib/kernel";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
-import { scaled, Skbtrail } from "../lib/skbtrail";
+import { runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 
 const enabled = requireKernelTests();
 const expected = process.env.SKBTRAIL_EXPECT_BACKENDS?.split(",").filter(Boolean);
@@ -24,6 +24,14 @@ if (enabled && available.length === 0 && !expected)
 
 test.skipIf(!expected)("the kernel offers the expected backends", () => {
   expect(available).toEqual(expected!);
+});
+
+// bpf_rdonly_cast (6.2+) lets kprobe.multi programs read the skb with plain loads (bench/README.md §16).
+test.skipIf(!available.includes("kprobe-multi"))("kprobe.multi reads the skb with plain loads where the kernel has bpf_rdonly_cast", async () => {
+  const { code, stdout, stderr } = await runSkbtrail(["-v", "--backend", "kprobe-multi", "-t", "ip_rcv", "--timeout", "0.1"]);
+  expect(code, stderr).toBe(0);
+  const line = `${stdout}${stderr}`.split("\n").find((l) => /^skbtrail: +ip_rcv /.test(l));
+  expect(line, stderr).toMatch(btfHas("bpf_rdonly_cast") ? / kmulti_cast_skb0$/ : / kmulti_skb0$/);
 });
 
 describe.skipIf(available.length === 0)("packet lifecycles through kernel functions", () => {

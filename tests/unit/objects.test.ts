@@ -37,7 +37,8 @@ test("neither object carries DWARF or BTF line info", () => {
 });
 
 // A program holds the maps of the subprograms it calls, through other
-// subprograms too (calls within .text carry no relocation), and only those.
+// subprograms too (calls within .text carry no relocation), and only those;
+// a call to a kfunc (an extern) is not one.
 test("a program's maps include its subprograms' maps, followed through their calls", async () => {
   const dir = mkdtempSync(`${tmpdir()}/skbtrail-elf-`);
   try {
@@ -53,13 +54,15 @@ static __attribute__((noinline)) int lonely(u32 k) { return lookup(&unused_sub, 
 SEC("tp/a") int prog_a(void *ctx) { return outer(1); }
 SEC("tp/b") int prog_b(void *ctx) { u32 k = 0; return lookup(&direct, &k) != 0; }
 SEC("tp/c") int prog_c(void *ctx) { return lonely(2); }
+extern void *kfunc(const void *p, u32 id) __attribute__((section(".ksyms"), weak));
+SEC("tp/d") int prog_d(void *ctx) { return kfunc(ctx, 1) != 0; }
 char LICENSE[] SEC("license") = "GPL";
 `;
     writeFileSync(`${dir}/calls.c`, source);
     await $`clang -g -O2 -target bpf -c ${dir}/calls.c -o ${dir}/calls.o`;
     const image = readFileSync(`${dir}/calls.o`);
     const maps = Object.fromEntries([...programMaps(image)].map(([p, m]) => [p, [...m].sort()]));
-    expect(maps).toEqual({ prog_a: ["deep"], prog_b: ["direct"], prog_c: ["unused_sub"] });
+    expect(maps).toEqual({ prog_a: ["deep"], prog_b: ["direct"], prog_c: ["unused_sub"], prog_d: [] }); // a kfunc is no subprogram
     expect(subprogramNames(image).sort()).toEqual(["inner", "lonely", "outer"]);
   } finally {
     rmSync(dir, { recursive: true });

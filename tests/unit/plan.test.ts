@@ -28,12 +28,12 @@ const KALLSYMS = [
 // ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
 const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core", "__icmp_send"].join("\n");
 
-const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false };
+const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false };
 const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
 const KPROBE: Features = { ...TRACEPOINTS_ONLY, kprobe: true, attachCookie: true };
 const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true, fentryHelpers: true }; // Debian 6.1
 const OLD_FENTRY: Features = { ...TRACEPOINTS_ONLY, kprobe: true, fentry: true, fexit: true }; // Debian 11's 5.10
-const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12
+const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12 (without the bpf_rdonly_cast probe's answer)
 
 const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true, defaultInGroup: true }));
 
@@ -108,6 +108,8 @@ describe("backend choice per function", () => {
       attach: [{ how: "kprobe", program: program.kprobe_nf_hook_slow, retprobe: false }, { how: "kprobe", program: program.kretprobe_nf_hook_slow, retprobe: true }],
     });
     expect(fn(p, "skb_clone")!.attach.map((a) => a.program)).toEqual([program.kprobe_skb_clone, program.kretprobe_skb_clone]);
+    // Where kprobe programs may call bpf_rdonly_cast: the entry program that reads the skb with plain loads.
+    expect(fn(plan({ ...MULTI, kprobeMultiCast: true }, ["ip_rcv"]), "ip_rcv")!.attach).toEqual([{ how: "kprobe-multi", program: program.kmulti_cast_skb0, retprobe: false }]);
   });
 
   test("kprobes before fentry by default (each fentry copy is verified again); fentry where kprobes are missing", () => {

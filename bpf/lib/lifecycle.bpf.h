@@ -141,7 +141,7 @@ struct hit {
 	__u32 reason;
 	__s32 info[2];
 	__u64 ctx_hint;    /* a return's context, recorded at its entry: the call may have freed the skb */
-	bool btf_skb;      /* skb is BTF-typed (tp_btf, fentry): parse_btf_skb() reads it */
+	bool btf_skb;      /* skb is BTF-typed (tp_btf, fentry, cast kprobe.multi): parse_btf_skb() reads it */
 };
 
 static __always_inline __u64 new_context_id(__u64 now)

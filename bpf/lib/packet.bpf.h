@@ -306,11 +306,12 @@ static __always_inline void parse_owner(struct sk_buff *skb, struct packet *pkt)
 
 /*
  * A field of a kernel object. `btf`: the pointer is BTF-typed (a tp_btf or
- * fentry argument, and what is read through it), so a plain load reads it;
- * the verifier makes such loads fault-safe, and each costs a load instead of
- * a bpf_probe_read_kernel call (about 20 ns: bench/README.md §3). Otherwise
- * (kprobe, raw_tp) the helper. `btf` is a constant of the calling program:
- * the other branch is compiled out.
+ * fentry argument, a kprobe's cast by bpf_rdonly_cast, and what is read
+ * through them), so a plain load reads it; the verifier makes such loads
+ * fault-safe, and each costs a load instead of a bpf_probe_read_kernel call
+ * (20-40 ns natively: bench/README.md §3, §16). Otherwise (kprobe, raw_tp)
+ * the helper. `btf` is a constant of the calling program: the other branch
+ * is compiled out.
  */
 #define KREAD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
 
@@ -319,7 +320,8 @@ static __always_inline void parse_owner(struct sk_buff *skb, struct packet *pkt)
  * them. A BTF-typed skb's are plain loads; otherwise each read is a helper
  * call (about a microsecond under emulation, where one read instead of five
  * made a traced flood 1.4-1.6x faster on 6.1: bench/README.md §9), so they
- * come in one read where the kernel lays them out as it has since 3.x: protocol and the three header offsets side by side,
+ * come in one read where the kernel lays them out as it has since 3.x:
+ * protocol and the three header offsets side by side,
  * then tail and end, then head, 16 bytes after protocol (5.10, 6.18) or 20
  * (6.1, 6.12: padding); vlan_all (5.19+) 24 bytes before protocol (older
  * kernels: fill_meta reads the tag). The offsets are the running kernel's
@@ -457,8 +459,7 @@ static __noinline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool w
 }
 
 /* The same where skb is BTF-typed (KREAD): its fields are loads, not
- * helper calls. Every hook a packet passes reads them; about 40 ns natively
- * and a microsecond under emulation per helper call (bench/README.md §16). */
+ * helper calls, at every hook a packet passes (bench/README.md §16). */
 static __noinline void parse_btf_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
 	parse_skb_from(skb, pkt, whole, true);

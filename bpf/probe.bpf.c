@@ -45,8 +45,6 @@ int probe_kprobe_multi(void *ctx)
 	return bpf_get_attach_cookie(ctx) != 0;
 }
 
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
 /* As parse_btf_skb() reads it: in a subprogram, with plain loads. */
 static __noinline int cast_skb_read(struct sk_buff *skb)
 {

@@ -66,13 +66,11 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 
 /*
  * A kprobe's argument is a plain number to the verifier: every field is a
- * helper call. bpf_rdonly_cast (6.2+) makes it a BTF-typed pointer, read with
- * plain loads like an fentry argument (bench/README.md §16). The kmulti_cast
- * programs use it; TypeScript loads them where probe_kprobe_multi_cast loads.
- * __weak: the object still opens where the kernel lacks the kfunc.
+ * helper call. bpf_rdonly_cast (6.2+, kernel_types.h) makes it a BTF-typed
+ * pointer, read with plain loads like an fentry argument (bench/README.md
+ * §16). The kmulti_cast programs use it; TypeScript loads them where
+ * probe_kprobe_multi_cast loads.
  */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
 static __always_inline void *btf_skb(void *skb)
 {
 	return bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff));

@@ -16,35 +16,25 @@
 #ifndef SKBTRAIL_TRACEPOINTS_BPF_H
 #define SKBTRAIL_TRACEPOINTS_BPF_H
 
-/* In each body, `btf` says which of the two it is: a tp_btf program's
- * pointer arguments are BTF-typed (KREAD in packet.bpf.h). */
-#define TP_PROGRAMS(name, ...)                                     \
-	SEC("tp_btf/" #name)                                       \
-	int tp_##name##_btf(__u64 *ctx)                            \
-	{                                                          \
-		const bool btf __attribute__((unused)) = true;     \
-		return __VA_ARGS__;                                \
-	}                                                          \
-	SEC("raw_tp/" #name)                                       \
-	int tp_##name##_raw(__u64 *ctx)                            \
-	{                                                          \
-		const bool btf __attribute__((unused)) = false;    \
-		return __VA_ARGS__;                                \
-	}
-
-#define TP_VARIANT(tp, variant, ...)                               \
+/* A tracepoint's two programs, PROG_btf and PROG_raw. In each body, `btf`
+ * says which of the two it is: a tp_btf program's pointer arguments are
+ * BTF-typed (KREAD in packet.bpf.h). */
+#define TP_PAIR(tp, prog, ...)                                     \
 	SEC("tp_btf/" #tp)                                         \
-	int tp_##tp##_##variant##_btf(__u64 *ctx)                  \
+	int prog##_btf(__u64 *ctx)                                 \
 	{                                                          \
 		const bool btf __attribute__((unused)) = true;     \
 		return __VA_ARGS__;                                \
 	}                                                          \
 	SEC("raw_tp/" #tp)                                         \
-	int tp_##tp##_##variant##_raw(__u64 *ctx)                  \
+	int prog##_raw(__u64 *ctx)                                 \
 	{                                                          \
 		const bool btf __attribute__((unused)) = false;    \
 		return __VA_ARGS__;                                \
 	}
+
+#define TP_PROGRAMS(name, ...) TP_PAIR(name, tp_##name, __VA_ARGS__)
+#define TP_VARIANT(tp, variant, ...) TP_PAIR(tp, tp_##tp##_##variant, __VA_ARGS__)
 
 static __always_inline int tp_hit(__u64 *ctx, bool btf, __u32 id, void *skb, __u8 flags, __s32 info0, __s32 info1)
 {

@@ -227,6 +227,29 @@ interface KeyState {
 }
 
 /**
+ * -c in --monitor: how many events of printed kinds the kernel counted since
+ * the start (those printed whole and those summed up), from mon_print's
+ * totals read now and then. A key the kernel evicted and counts anew shows a
+ * smaller total: all of it is new.
+ */
+export class EventTally {
+  private readonly last = new Map<string, number>();
+  seen = 0;
+
+  update(totals: { id: string; total: number }[]): number {
+    const present = new Set<string>();
+    for (const t of totals) {
+      present.add(t.id);
+      const before = this.last.get(t.id) ?? 0;
+      this.seen += t.total >= before ? t.total - before : t.total;
+      this.last.set(t.id, t.total);
+    }
+    for (const id of this.last.keys()) if (!present.has(id)) this.last.delete(id);
+    return this.seen;
+  }
+}
+
+/**
  * The console's aggregation. The kernel writes a record for the first
  * occurrence of a key on a CPU (and the first after a quiet window) and
  * counts every occurrence in mon_print; each window, the totals read from

@@ -17,7 +17,7 @@ import { dropReasonKnowledge } from "../diagnosis/diagnosis";
 import { decodeMonitor, type MonitorEvent } from "../events/decode";
 import { annotate, type HookLine } from "../events/line";
 import {
-  decodeCountKey, decodeDropCountKey, decodeNfCountKey, decodePrintKey, describeKey, groupedCount, hookFromCaller, printKeyOf, protoName, Repeats, WHAT_NAMES,
+  decodeCountKey, decodeDropCountKey, decodeNfCountKey, decodePrintKey, describeKey, groupedCount, EventTally, hookFromCaller, printKeyOf, protoName, Repeats, WHAT_NAMES,
   type KeyNamer, type PrintKey,
 } from "../events/monitor";
 import { NF_FAMILIES, nfHookName } from "../events/netfilter";
@@ -37,6 +37,8 @@ import type { StopControl } from "./stop";
 const W = monitor_what;
 /** Lines printed whole per mon_print entry: its LRU keeps the memory of the console bounded. */
 const PRINT_KEYS = 4096;
+/** -c: how often the kernel's counts are looked at (a map read of every key). */
+const TALLY_MS = 50;
 /** --func-stats: the table's interval. */
 const FUNC_STATS_MS = 1000;
 /** A series unchanged this long may make room for a new one (an interface or namespace that went away). */
@@ -85,6 +87,10 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
   let nextTick = performance.now() + windowMs;
   const funcStats = opts.funcStats ? new FuncStats(plan, hookNames) : undefined;
   let nextStats = performance.now() + FUNC_STATS_MS;
+  // -c counts events of printed kinds, summed up ones too: a flood of one kind prints one line.
+  const tally = stop.counting && !funcStats ? new EventTally() : undefined;
+  let nextTally = 0;
+  const printTotals = () => readPerCpuHash(session!.obj.map("mon_print"), layout.print_key.size, 2, PRINT_KEYS * 2);
 
   const showRecord = (e: MonitorEvent, id: string) => {
     if (!repeats.record(id, e.hook.timeNs) || !stop.admit()) return;
@@ -110,7 +116,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
   /** Sums up the window; false when it must wait: `exact` and a record came meanwhile (it would count as a repeat). */
   const tick = (nowNs: number, exact: boolean): boolean => {
     if (exact && session!.recordsWaiting) return false; // no map read that would be thrown away
-    const entries = readPerCpuHash(session!.obj.map("mon_print"), layout.print_key.size, 2, PRINT_KEYS * 2);
+    const entries = printTotals();
     // The kernel writes a record, then counts it: with the ring empty after the counts were read, every record they stand for was read.
     if (exact && session!.recordsWaiting) return false;
     const report = repeats.tick(entries.map((en) => ({ id: en.id, key: () => decodePrintKey(en.key), total: en.sums[0]! })), nowNs);
@@ -162,6 +168,10 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
       },
       batchDone: (caughtUp) => {
         const now = performance.now();
+        if (tally && now >= nextTally) {
+          nextTally = now + TALLY_MS;
+          stop.counted(tally.update(printTotals().map((en) => ({ id: en.id, total: en.sums[0]! }))));
+        }
         // Repeats are summed up once the ring is read: a record still queued would be counted as a repeat
         // (a reader a whole window behind sums up anyway).
         const behind = now >= nextTick + windowMs;
@@ -173,7 +183,7 @@ export async function runMonitor(opts: Options, kernel: KernelInfo, out: Output,
         }
       },
       finish: (behind) => {
-        if (!funcStats && !behind && stop.reason !== "count") tick(monotonicNowNs(), false);
+        if (!funcStats && !behind) tick(monotonicNowNs(), false);
         metrics?.useSource(undefined);
         session = undefined;
       },

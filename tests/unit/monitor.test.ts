@@ -2,7 +2,7 @@
 // the Prometheus exposition and the bound on label cardinality (SeriesTable).
 import { describe, expect, test } from "bun:test";
 import { layout, monitor_what } from "../../src/abi/layout.generated";
-import { decodePrintKey, describeKey, groupedCount, hookFromCaller, type PrintKey, Repeats } from "../../src/events/monitor";
+import { decodePrintKey, describeKey, EventTally, groupedCount, hookFromCaller, type PrintKey, Repeats } from "../../src/events/monitor";
 import { escapeLabel, exposition, histogram, OTHER, SeriesTable, type Family } from "../../src/output/metrics";
 
 const S = 1e9;
@@ -49,6 +49,19 @@ describe("print keys", () => {
     expect(hookFromCaller("ip_local_deliver")).toEqual({ family: "ipv4", hook: "INPUT" });
     expect(hookFromCaller("ip6_forward.isra.0")).toEqual({ family: "ipv6", hook: "FORWARD" });
     expect(hookFromCaller("tcp_v4_rcv")).toBeUndefined();
+  });
+});
+
+describe("EventTally: -c counts what the kernel counted, summed up or printed", () => {
+  test("totals grow between reads; an evicted key counts anew; a key gone is forgotten", () => {
+    const t = new EventTally();
+    expect(t.update([{ id: "a", total: 1 }])).toBe(1);
+    expect(t.update([{ id: "a", total: 40 }, { id: "b", total: 2 }])).toBe(42);
+    // "a" evicted and counted anew (3 since); "b" unchanged.
+    expect(t.update([{ id: "a", total: 3 }, { id: "b", total: 2 }])).toBe(45);
+    // "b" gone from the map: when it comes back, all of its total is new.
+    expect(t.update([{ id: "a", total: 3 }])).toBe(45);
+    expect(t.update([{ id: "a", total: 3 }, { id: "b", total: 2 }])).toBe(47);
   });
 });
 

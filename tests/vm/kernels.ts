@@ -1,16 +1,31 @@
-// Real Debian kernels for the VM tests: the newest linux-image-amd64 of a
-// Debian release, found in the archive's package index, downloaded once and
-// unpacked (with depmod run) into a cache outside the repository.
+// Real distribution kernels for the VM tests: the newest linux-image-amd64 of a
+// Debian release (and linux-image-generic of Ubuntu 24.04, the most common
+// kernel between Debian's 6.1 and 6.12), found in the archive's package index,
+// downloaded once and unpacked (with depmod run) into a cache outside the
+// repository.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { homedir } from "node:os";
 import { $ } from "bun";
 
 export const MIRROR = process.env.SKBTRAIL_VM_MIRROR ?? "http://deb.debian.org/debian";
+export const UBUNTU_MIRROR = process.env.SKBTRAIL_VM_UBUNTU_MIRROR ?? "http://archive.ubuntu.com/ubuntu";
 export const CACHE = process.env.SKBTRAIL_VM_CACHE ?? `${homedir()}/.cache/skbtrail-vm`;
 
-/** The Debian releases the VM tests boot, oldest kernel first. */
-export const RELEASES = ["bullseye", "bookworm", "trixie"] as const;
+/** The releases the VM tests boot, oldest kernel first. */
+export const RELEASES = ["bullseye", "bookworm", "noble", "trixie"] as const;
 export type Release = (typeof RELEASES)[number];
+
+/**
+ * Where a release's kernel is: its archive, the index's suite, and the
+ * package that depends on the newest image. Ubuntu's image keeps its modules
+ * in a package of their own (linux-modules-VERSION), which it depends on.
+ */
+const SOURCES: Record<Release, { mirror: string; suite: string; latest: string }> = {
+  bullseye: { mirror: MIRROR, suite: "bullseye", latest: "linux-image-amd64" },
+  bookworm: { mirror: MIRROR, suite: "bookworm", latest: "linux-image-amd64" },
+  noble: { mirror: UBUNTU_MIRROR, suite: "noble-updates", latest: "linux-image-generic" },
+  trixie: { mirror: MIRROR, suite: "trixie", latest: "linux-image-amd64" },
+};
 
 export interface VmKernel {
   release: Release;
@@ -22,8 +37,9 @@ export interface VmKernel {
 }
 
 /** Package stanzas of a release's main/binary-amd64 index, by name. */
-async function packageIndex(release: Release): Promise<Map<string, Record<string, string>>> {
-  const url = `${MIRROR}/dists/${release}/main/binary-amd64/Packages.xz`;
+export async function packageIndex(release: Release): Promise<Map<string, Record<string, string>>> {
+  const { mirror, suite } = SOURCES[release];
+  const url = `${mirror}/dists/${suite}/main/binary-amd64/Packages.xz`;
   const text = await $`curl -fsSL --retry 3 ${url} | xz -dc`.quiet().text();
   const index = new Map<string, Record<string, string>>();
   for (const stanza of text.split("\n\n")) {
@@ -35,6 +51,13 @@ async function packageIndex(release: Release): Promise<Map<string, Record<string
     if (fields.Package) index.set(fields.Package, fields);
   }
   return index;
+}
+
+/** Whether the release's kernel is cached, or its archive's index answers (within 30 s). */
+export async function kernelReachable(release: Release): Promise<boolean> {
+  if (existsSync(`${CACHE}/${release}/ready`)) return true;
+  const { mirror, suite } = SOURCES[release];
+  return (await $`curl -fsSI --max-time 30 ${mirror}/dists/${suite}/main/binary-amd64/Packages.xz`.quiet().nothrow()).exitCode === 0;
 }
 
 /** Downloads and unpacks the release's kernel unless the cache has it. */
@@ -49,21 +72,26 @@ export async function vmKernel(release: Release): Promise<VmKernel> {
   const cached = found();
   if (cached) return cached;
 
+  const { mirror, latest } = SOURCES[release];
   const index = await packageIndex(release);
-  const meta = index.get("linux-image-amd64");
-  const image = /^(linux-image-[^ ,]+)/.exec(meta?.Depends ?? "")?.[1];
+  const image = /^(linux-image-[^ ,]+)/.exec(index.get(latest)?.Depends ?? "")?.[1];
   const stanza = image ? index.get(image) : undefined;
-  if (!stanza?.Filename) throw new Error(`no linux-image-amd64 in ${release}'s package index at ${MIRROR}`);
+  if (!stanza?.Filename) throw new Error(`no ${latest} in ${release}'s package index at ${mirror}`);
+  const modules = /(?:^|, )(linux-modules-[^ ,]+)/.exec(stanza.Depends ?? "")?.[1];
+  const packages = [stanza, ...(modules ? [index.get(modules)] : [])];
 
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const deb = `${dir}/kernel.deb`;
-  await $`curl -fsSL --retry 3 -o ${deb} ${MIRROR}/${stanza.Filename}`.quiet();
-  const actual = (await $`sha256sum ${deb}`.quiet().text()).split(" ")[0];
-  if (actual !== stanza.SHA256) throw new Error(`${stanza.Filename}: sha256 ${actual} does not match the index's ${stanza.SHA256}`);
-  await $`dpkg-deb -x ${deb} ${dir}/unpack`.quiet();
+  const deb = `${dir}/package.deb`;
+  for (const p of packages) {
+    if (!p?.Filename) throw new Error(`no ${modules} in ${release}'s package index at ${mirror}`);
+    await $`curl -fsSL --retry 3 -o ${deb} ${mirror}/${p.Filename}`.quiet();
+    const actual = (await $`sha256sum ${deb}`.quiet().text()).split(" ")[0];
+    if (actual !== p.SHA256) throw new Error(`${p.Filename}: sha256 ${actual} does not match the index's ${p.SHA256}`);
+    await $`dpkg-deb -x ${deb} ${dir}/unpack`.quiet();
+    rmSync(deb);
+  }
   renameSync(`${dir}/unpack`, `${dir}/root`);
-  rmSync(deb);
   // Merged-/usr releases (trixie) ship usr/lib/modules; depmod wants lib/modules.
   if (!existsSync(`${dir}/root/lib/modules`)) {
     mkdirSync(`${dir}/root/lib`, { recursive: true });

@@ -1,4 +1,4 @@
-// Boots a real Debian kernel under QEMU and runs one shell command in it.
+// Boots a real distribution kernel (Debian's, Ubuntu's) under QEMU and runs one shell command in it.
 //
 // The pattern is cilium/ebpf's vimto: the host's root file system is shared
 // read-only into the VM over virtio 9p, and the command runs chrooted into it,

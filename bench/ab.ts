@@ -9,11 +9,14 @@
 // for those runs and for `--drop` started in the same alternated order, with
 // the phases `-v` reports (kernel ready, planned, loaded, attached).
 // `--starts`: the default set's starts only (no floods, no `--drop`).
+// `--detach`: also a flood right after each traced run's prompt came back,
+// while its background copy detaches the hooks (switched off, still
+// entered), and the seconds from the prompt until that copy is gone.
 //
 // RELEASE `host` runs the same script on this machine, with its tracepoints
 // (no --backend) unless backends are named.
 //
-//   bun run bench/ab.ts [--starts] RELEASE A_BINARY B_BINARY [BACKEND...]
+//   bun run bench/ab.ts [--starts | --detach] RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
 //        bun run bench/ab.ts host /tmp/old/dist/skbtrail dist/skbtrail
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -24,9 +27,10 @@ import { runInVm } from "../tests/vm/vm";
 
 const BUILD = `${import.meta.dir}/build`;
 const startsOnly = process.argv.includes("--starts");
-const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => arg !== "--starts");
+const detaching = process.argv.includes("--detach");
+const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
 if (!release || !a || !b) {
-  console.error("usage: bun run bench/ab.ts [--starts] RELEASE A_BINARY B_BINARY [BACKEND...]");
+  console.error("usage: bun run bench/ab.ts [--starts | --detach] RELEASE A_BINARY B_BINARY [BACKEND...]");
   process.exit(2);
 }
 const ROUNDS = ["a b", "b a", "a b"];
@@ -66,8 +70,10 @@ for backend in ${(backends.length ? backends : onHost ? [HOST_TRACEPOINTS] : ["f
       ${startsOnly ? "" : 'echo "RESULT untraced - $(flood)"'}
       start $backend $bin ./$bin -v $backend_flag -p tcp --dport 1
       ${startsOnly ? "" : 'echo "RESULT $backend $bin $(flood)"'}
-      kill -INT %1; wait
-      for i in $(seq 120); do pgrep -x $bin > /dev/null || break; sleep 1; done
+      kill -INT %1; wait; prompt=$(date +%s%N)
+      ${detaching ? 'echo "RESULT $backend,detaching $bin $(flood)"' : ""}
+      for i in $(seq 1200); do pgrep -x $bin > /dev/null || break; sleep 0.1; done
+      echo "DETACHED $backend $bin $(( ($(date +%s%N) - prompt) / 1000000 ))"
     done
   done
 done
@@ -96,7 +102,7 @@ if (runs.length) console.log("| backend | binary | packets per flood, median (ru
 for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
   for (const bin of ["a", "b"]) {
     const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);
-    console.log(`| ${backend} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |`);
+    console.log(`| ${backend.replace(",detaching", ", while detaching")} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |`);
   }
 const starts = [...r.output.matchAll(/^START (\S+) (\S+) (\d+)$/gm)].map(([, what, bin, ms]) => ({ what: what!, bin: bin!, seconds: Number(ms) / 1000 }));
 console.log("\n| exec → `begin trace...` | A: seconds, median (runs) | B | B / A |\n|---|---|---|---|");
@@ -105,6 +111,12 @@ for (const what of new Set(starts.map((x) => x.what))) {
   const [sa, sb] = [of("a"), of("b")];
   const row = (xs: number[]) => `${median(xs).toFixed(2)} (${xs.map((x) => x.toFixed(2)).join(", ")})`;
   console.log(`| ${what === "drop" ? "`--drop`" : `default set, ${what}`} | ${row(sa)} | ${row(sb)} | ${(median(sb) / median(sa)).toFixed(2)} |`);
+}
+const detached = [...r.output.matchAll(/^DETACHED (\S+) (\S+) (\d+)$/gm)].map(([, backend, bin, ms]) => ({ backend: backend!, bin: bin!, seconds: Number(ms) / 1000 }));
+console.log("\n| prompt → last hook detached (background copy gone), seconds | A, each run | B, each run |\n|---|---|---|");
+for (const backend of new Set(detached.map((x) => x.backend))) {
+  const of = (bin: string) => detached.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.seconds.toFixed(1)).join(", ");
+  console.log(`| ${backend}${detaching ? " (a flood meanwhile)" : ""} | ${of("a")} | ${of("b")} |`);
 }
 const phases = [...r.output.matchAll(/^PHASES (\S+) (\S+) ([\d ]*)$/gm)].map(([, what, bin, ms]) => ({ what: what!, bin: bin!, ms: ms!.trim().split(" ").map(Number) }));
 console.log("\n| `-v` phases, ms: kernel ready / planned / loaded / attached | A, each run | B, each run |\n|---|---|---|");

@@ -226,11 +226,15 @@ interface KeyState {
   sinceNs: number;
 }
 
+/** What a key's total grew by since `before`; a smaller total: the kernel evicted the key and counted it anew. */
+function growth(total: number, before: number): number {
+  return total >= before ? total - before : total;
+}
+
 /**
  * -c in --monitor: how many events of printed kinds the kernel counted since
  * the start (those printed whole and those summed up), from mon_print's
- * totals read now and then. A key the kernel evicted and counts anew shows a
- * smaller total: all of it is new.
+ * totals read now and then.
  */
 export class EventTally {
   private readonly last = new Map<string, number>();
@@ -240,8 +244,7 @@ export class EventTally {
     const present = new Set<string>();
     for (const t of totals) {
       present.add(t.id);
-      const before = this.last.get(t.id) ?? 0;
-      this.seen += t.total >= before ? t.total - before : t.total;
+      this.seen += growth(t.total, this.last.get(t.id) ?? 0);
       this.last.set(t.id, t.total);
     }
     for (const id of this.last.keys()) if (!present.has(id)) this.last.delete(id);
@@ -292,8 +295,7 @@ export class Repeats {
       present.add(t.id);
       let st = this.keys.get(t.id);
       if (!st) this.keys.set(t.id, (st = { active: false, printed: 0, lastTotal: 0, sinceNs: this.windowStartNs }));
-      // A smaller total: the kernel evicted the key and counted it anew.
-      const delta = t.total >= st.lastTotal ? t.total - st.lastTotal : t.total;
+      const delta = growth(t.total, st.lastTotal);
       const more = delta - st.printed;
       if (more > 0) lines.push({ id: t.id, key: t.key, count: more, seconds: (nowNs - st.sinceNs) / 1e9 });
       st.active = delta > 0;

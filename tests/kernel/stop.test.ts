@@ -3,9 +3,10 @@
 // --timeout, -c, the reader closing the pipe) long before the flood ends,
 // with its summary, -c exact (--monitor: at least N, counted in the kernel),
 // and every program it created gone. Socket mode's flood goes to a receiver
-// that never reads: each datagram is a socket event (its full receive buffer). A reader that stops reading (a
-// FIFO nobody reads) does not hold the tool either: it stops on a signal or
-// --timeout, gives up on what the reader never took, and says so.
+// that never reads: each datagram is a socket event (its full receive
+// buffer). A reader that stops reading (a FIFO nobody reads) does not hold
+// the tool either: it stops on a signal or --timeout, gives up on what the
+// reader never took, and says so.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
 import { loadedProgramIds, programIdsOf, stillLoaded } from "../lib/bpf";

@@ -36,11 +36,11 @@ export interface VmKernel {
   root: string;
 }
 
+const indexUrl = (release: Release) => `${SOURCES[release].mirror}/dists/${SOURCES[release].suite}/main/binary-amd64/Packages.xz`;
+
 /** Package stanzas of a release's main/binary-amd64 index, by name. */
-export async function packageIndex(release: Release): Promise<Map<string, Record<string, string>>> {
-  const { mirror, suite } = SOURCES[release];
-  const url = `${mirror}/dists/${suite}/main/binary-amd64/Packages.xz`;
-  const text = await $`curl -fsSL --retry 3 ${url} | xz -dc`.quiet().text();
+async function packageIndex(release: Release): Promise<Map<string, Record<string, string>>> {
+  const text = await $`curl -fsSL --retry 3 ${indexUrl(release)} | xz -dc`.quiet().text();
   const index = new Map<string, Record<string, string>>();
   for (const stanza of text.split("\n\n")) {
     const fields: Record<string, string> = {};
@@ -56,8 +56,7 @@ export async function packageIndex(release: Release): Promise<Map<string, Record
 /** Whether the release's kernel is cached, or its archive's index answers (within 30 s). */
 export async function kernelReachable(release: Release): Promise<boolean> {
   if (existsSync(`${CACHE}/${release}/ready`)) return true;
-  const { mirror, suite } = SOURCES[release];
-  return (await $`curl -fsSI --max-time 30 ${mirror}/dists/${suite}/main/binary-amd64/Packages.xz`.quiet().nothrow()).exitCode === 0;
+  return (await $`curl -fsSI --max-time 30 ${indexUrl(release)}`.quiet().nothrow()).exitCode === 0;
 }
 
 /** Downloads and unpacks the release's kernel unless the cache has it. */

@@ -100,6 +100,7 @@ const CASES: VmCase[] = [
   // from the location) and without module BTF (no nft_do_chain: the chain from nf_hook_slow's hook and the ruleset);
   // and stack latency with a netem qdisc (here, not above: the two boots of a slot then end closer together).
   // Also the VLAN tag an skb carries, which kernels before 5.19 mark with a bit of its own (vlan_present).
+  { release: "bullseye", name: "bullseye-diag", backends: ["kprobe", "fentry"], suites: ["tests/kernel/diag.test.ts", "tests/kernel/latency.test.ts", "tests/kernel/trace.test.ts -t VLAN"] },
   // Ubuntu 24.04's 6.8, the kernel most machines between Debian's 6.1 and 6.12 run: kprobe.multi's entry programs
   // read the skb through bpf_rdonly_cast (6.2+), which 6.12 alone would prove otherwise. And every mode stopping
   // under a flood (a signal, -c, a closed pipe: STOP_CAUSES) with function hooks; the stalled-reader cases, about
@@ -112,7 +113,6 @@ const CASES: VmCase[] = [
     suites: ["tests/kernel/functions.test.ts", `tests/kernel/stop.test.ts -t '${STOP_UNDER_FLOOD}'`],
     optional: true,
   },
-  { release: "bullseye", name: "bullseye-diag", backends: ["kprobe", "fentry"], suites: ["tests/kernel/diag.test.ts", "tests/kernel/latency.test.ts", "tests/kernel/trace.test.ts -t VLAN"] },
 ];
 
 /** SKBTRAIL_VM_ONLY=bullseye,trixie boots only those (by name), e.g. to rerun what a CI run failed. */

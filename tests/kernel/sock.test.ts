@@ -64,6 +64,10 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     return t.stop("SIGINT");
   }
 
+  // The one finding a normal loopback-veth connection can rightly get: under emulation a single slow ACK
+  // lifts the smoothed RTT past 20 ms and 4x its minimum (seen on 5.10 under TCG). Timing, not a fault.
+  const TIMING_RULE = "rtt-inflated";
+
   const completeAndRefused = async () => {
     expect(await net.a.ns.tcp(net.b.ip4, OPEN, { message: MESSAGE })).toBe(0);
     expect(await net.a.ns.tcp(net.b.ip4, CLOSED)).not.toBe(0);
@@ -299,7 +303,7 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
       expect(findings(CLOSED)[0]).toMatchObject({ level: "error", saddr: net.a.ip4, daddr: net.b.ip4, netns: netnsA, advice: expect.stringContaining(`ss -ltnp | grep ':${CLOSED}'`) });
       expect(findings(SILENT).map((f) => f.rule)).toEqual(["syn-unanswered"]);
       expect(findings(SILENT)[0]!.message).toMatch(/sent again [1-9]\d* times/);
-      expect(findings(OPEN)).toEqual([]);
+      expect(findings(OPEN).filter((f) => f.rule !== TIMING_RULE)).toEqual([]);
       // Each finding follows its connection's summary, and has the same key.
       for (const port of [CLOSED, SILENT]) {
         const summary = lines.findIndex((l) => l.kind === "connection" && l.dport === port);
@@ -356,9 +360,19 @@ describe.skipIf(!hasSetState)("skbtrail --sock on the host kernel", () => {
     expect(code).toBe(1);
     const b = net.b.ip4.replace(/\./g, "\\.");
     expect(stdout).toMatch(new RegExp(`^\\[\\d+\\.\\d{6}\\] \\[connection +\\] TCP: [\\d.]+:\\d+ -> ${b}:${CLOSED} \\*reset received\\* .*\n-+ ANALYSIS RESULT -+\n\\[1\\] ERROR happens in connection:\n\tthe connection to ${b}:${CLOSED} was refused`, "m"));
-    // Quiet: no socket events, and the completed connection (no finding) is not shown.
+    // Quiet: no socket events, and every connection shown has its findings under it.
     expect(stdout).not.toContain("[inet_sock_set_state");
-    expect(stdout).not.toContain(`:${OPEN} `);
+    const lines = stdout.split("\n");
+    lines.forEach((l, i) => {
+      if (l.includes("[connection")) expect(lines[i + 1]).toMatch(/^-+ ANALYSIS RESULT -+$/);
+    });
+    // The completed connection has none, unless the emulator's timing gave it the RTT finding.
+    const open = lines.findIndex((l) => l.includes("[connection") && l.includes(`:${OPEN} `));
+    if (open >= 0) {
+      const block = lines.slice(open + 1, lines.indexOf("analysis finished!", open));
+      expect(block.filter((l) => / happens in /.test(l))).toEqual(["[1] WARNING happens in connection:"]);
+      expect(block).toContainEqual(expect.stringContaining("the round-trip time rose"));
+    }
   });
 
   test("UDP: a receiver that never reads, flooded: its full receive queue with its address and memory; --diag's finding for the socket", async () => {

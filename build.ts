@@ -101,7 +101,9 @@ async function build(): Promise<void> {
   if (!process.argv.includes("--no-exe")) {
     mkdirSync(`${root}/dist`, { recursive: true });
     // Bytecode: the runtime need not parse ~1 MB of JavaScript at every start (seconds under emulation).
-    await $`bun build --compile --minify --sourcemap=none --bytecode --outfile ${root}/dist/skbtrail ${root}/src/main.ts`.quiet();
+    // No .env or bunfig.toml from the directory it runs in: it runs as root, and a
+    // bunfig.toml's preload would run someone else's code (Bun reads both by default).
+    await $`bun build --compile --minify --sourcemap=none --bytecode --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile ${root}/dist/skbtrail ${root}/src/main.ts`.quiet();
     console.log("build: dist/skbtrail");
   }
 }

@@ -34,6 +34,26 @@ describe("the compiled binary", () => {
     const version = await runSkbtrail(["-V"]);
     expect(version.stdout).toMatch(/^skbtrail \d+\.\d+\.\d+\n$/);
   });
+  test("the directory it runs in changes nothing: no .env, no bunfig.toml preload (it runs as root)", async () => {
+    const dir = mkdtempSync(`${tmpdir()}/skbtrail-cwd-`);
+    try {
+      await Bun.write(`${dir}/bunfig.toml`, 'preload = ["./preload.ts"]\n');
+      await Bun.write(`${dir}/preload.ts`, 'console.error("PRELOADED");\n');
+      // A state directory that would get files if .env were read (--drop keeps its probed features there).
+      await Bun.write(`${dir}/.env`, `SKBTRAIL_STATE_DIR=${dir}/state\n`);
+      const version = await $`${BINARY} -V`.cwd(dir).nothrow().quiet();
+      expect(version.stderr.toString()).toBe("");
+      expect(version.stdout.toString()).toMatch(/^skbtrail \d+\.\d+\.\d+\n$/);
+      if (!requireKernelTests()) return;
+      const { SKBTRAIL_STATE_DIR: _, ...env } = process.env;
+      const drop = await $`${BINARY} --drop --timeout 0.2`.cwd(dir).env(env).nothrow().quiet();
+      expect(drop.exitCode).toBe(0);
+      expect(drop.stderr.toString()).not.toContain("PRELOADED");
+      expect(await Bun.file(`${dir}/state/features.json`).exists()).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe.skipIf(!requireKernelTests())("privileges and dependencies", () => {

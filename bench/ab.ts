@@ -8,7 +8,8 @@
 // the ratio to the median untraced flood; seconds from exec to `begin trace...`
 // for those runs and for `--drop` started in the same alternated order, with
 // the phases `-v` reports (kernel ready, planned, loaded, attached).
-// `--starts`: the default set's starts only (no floods, no `--drop`).
+// `--starts`: starts only, no floods: `--drop`, and per backend the default
+// set and `--diag` (issue 9: no more than 1 s above the default set).
 // `--detach`: also a flood right after each traced run's prompt came back,
 // while its background copy detaches the hooks (switched off, still
 // entered), and the seconds from the prompt until that copy is gone.
@@ -28,6 +29,8 @@ import { runInVm } from "../tests/vm/vm";
 const BUILD = `${import.meta.dir}/build`;
 const startsOnly = process.argv.includes("--starts");
 const detaching = process.argv.includes("--detach");
+/** A START or PHASES row's name: `drop`, a backend (the default set) or `diag,BACKEND`. */
+const startName = (what: string) => (what === "drop" ? "`--drop`" : what.startsWith("diag,") ? `\`--diag\`, ${what.slice(5)}` : `default set, ${what}`);
 const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
 if (!release || !a || !b) {
   console.error("usage: bun run bench/ab.ts [--starts | --detach] RELEASE A_BINARY B_BINARY [BACKEND...]");
@@ -62,7 +65,7 @@ start() {
   echo "START $what $bin $(( ($(date +%s%N) - t0) / 1000000 ))"
   echo "PHASES $what $bin $(grep -oE '(BTF. in|planned in|programs in|links in) [0-9]+ ms' /tmp/run.out | grep -oE '[0-9]+ ms' | tr -d ' ms' | tr '\\n' ' ')"
 }
-${startsOnly ? "" : dropStarts}
+${dropStarts}
 for backend in ${(backends.length ? backends : onHost ? [HOST_TRACEPOINTS] : ["fentry", "kprobe"]).join(" ")}; do
   backend_flag="--backend $backend"; [ $backend = ${HOST_TRACEPOINTS} ] && backend_flag=""
   for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
@@ -74,6 +77,9 @@ for backend in ${(backends.length ? backends : onHost ? [HOST_TRACEPOINTS] : ["f
       ${detaching ? 'echo "RESULT $backend,detaching $bin $(flood)"' : ""}
       for i in $(seq 1200); do pgrep -x $bin > /dev/null || break; sleep 0.1; done
       echo "DETACHED $backend $bin $(( ($(date +%s%N) - prompt) / 1000000 ))"
+      ${startsOnly ? `start diag,$backend $bin ./$bin -v --diag $backend_flag -p tcp --dport 1
+      kill -INT %1; wait
+      for i in $(seq 1200); do pgrep -x $bin > /dev/null || break; sleep 0.1; done` : ""}
     done
   done
 done
@@ -110,7 +116,7 @@ for (const what of new Set(starts.map((x) => x.what))) {
   const of = (bin: string) => starts.filter((x) => x.what === what && x.bin === bin).map((x) => x.seconds);
   const [sa, sb] = [of("a"), of("b")];
   const row = (xs: number[]) => `${median(xs).toFixed(2)} (${xs.map((x) => x.toFixed(2)).join(", ")})`;
-  console.log(`| ${what === "drop" ? "`--drop`" : `default set, ${what}`} | ${row(sa)} | ${row(sb)} | ${(median(sb) / median(sa)).toFixed(2)} |`);
+  console.log(`| ${startName(what)} | ${row(sa)} | ${row(sb)} | ${(median(sb) / median(sa)).toFixed(2)} |`);
 }
 const detached = [...r.output.matchAll(/^DETACHED (\S+) (\S+) (\d+)$/gm)].map(([, backend, bin, ms]) => ({ backend: backend!, bin: bin!, seconds: Number(ms) / 1000 }));
 console.log("\n| prompt → last hook detached (background copy gone), seconds | A, each run | B, each run |\n|---|---|---|");
@@ -122,5 +128,5 @@ const phases = [...r.output.matchAll(/^PHASES (\S+) (\S+) ([\d ]*)$/gm)].map(([,
 console.log("\n| `-v` phases, ms: kernel ready / planned / loaded / attached | A, each run | B, each run |\n|---|---|---|");
 for (const what of new Set(phases.map((x) => x.what))) {
   const of = (bin: string) => phases.filter((x) => x.what === what && x.bin === bin).map((x) => x.ms.join(" / ")).join("; ");
-  console.log(`| ${what === "drop" ? "`--drop`" : `default set, ${what}`} | ${of("a")} | ${of("b")} |`);
+  console.log(`| ${startName(what)} | ${of("a")} | ${of("b")} |`);
 }

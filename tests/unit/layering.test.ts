@@ -20,7 +20,7 @@ const RANK: Record<string, number> = {
   "src/output": 7,
   "src/cli": 8,
   "src/modes": 9,
-  src: 10, // main.ts
+  src: 10, // main.ts, skbtrail.ts
 };
 
 function files(dir: string): string[] {

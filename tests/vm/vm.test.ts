@@ -49,9 +49,9 @@ const STOP_CAUSES = "SIGINT,-c 50,a closed pipe";
 /** sock.test.ts's cases of --sock's socket functions (one per backend). */
 const SOCKET_FUNCTIONS = "socket functions";
 
-// The VMs share out the host's CPUs in this order (PARALLEL below). With two CPUs, in one CI run (each boot's
-// seconds are in build/vm-logs/NAME.log): bullseye 1276 s then bookworm 1688 s, beside trixie 1357 s then
-// bullseye-diag 1570 s: both slots end within a minute of each other.
+// The VMs share out the host's CPUs in this order (PARALLEL below). With two CPUs, in one CI rehearsal
+// (2026-12-05; each boot's seconds are in build/vm-logs/NAME.log): bullseye 607 s then bullseye-diag 368 s
+// and noble 269 s, beside trixie 430 s then bookworm 756 s: the two slots end within a minute of each other.
 const CASES: VmCase[] = [
   // 5.10: no attach cookie nor bpf_get_func_ip (5.15+): kprobes name their function by instruction pointer and
   // stack slot, fentry/fexit copies carry it in their instructions; no drop reasons (5.17+): the CI gate judges

@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "lib/wire.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -45,21 +46,58 @@ int probe_kprobe_multi(void *ctx)
 	return bpf_get_attach_cookie(ctx) != 0;
 }
 
-/* As parse_btf_skb() reads it: in a subprogram, with plain loads. */
-static __noinline int cast_skb_read(struct sk_buff *skb)
+/*
+ * What parse_cast_skb() reads through bpf_rdonly_cast (wire.bpf.h), in a
+ * subprogram as there: every header type and field it loads, so a kernel
+ * whose verifier refuses one of those loads refuses the probe too.
+ */
+static __noinline int cast_headers_read(unsigned char *p)
 {
-	return skb->len != 0;
+	const struct ethhdr___wire *eth = HDR_AT(true, (struct ethhdr___wire *)0, p);
+	const struct iphdr___wire *ip = HDR_AT(true, (struct iphdr___wire *)0, p);
+	const struct ipv6hdr___wire *ip6 = HDR_AT(true, (struct ipv6hdr___wire *)0, p);
+	const struct tcphdr___wire *th = HDR_AT(true, (struct tcphdr___wire *)0, p);
+	const struct udphdr___wire *uh = HDR_AT(true, (struct udphdr___wire *)0, p);
+	const struct icmphdr___wire *ih = HDR_AT(true, (struct icmphdr___wire *)0, p);
+	__u32 sum = RD(eth, proto);
+
+	sum += RD(ip, ver_ihl) + RD(ip, tot_len) + RD(ip, frag_off) + RD(ip, ttl) + RD(ip, protocol) +
+	       RD(ip, saddr) + RD(ip, daddr);
+	sum += RD(ip6, ver_tc) + RD(ip6, payload_len) + RD(ip6, nexthdr) + RD(ip6, hop_limit);
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sum += RD(ip6, saddr[i]) + RD(ip6, daddr[i]);
+	sum += RD(th, source) + RD(th, dest) + RD(th, seq) + RD(th, ack_seq) + RD(th, flags);
+	sum += RD(uh, source) + RD(uh, dest);
+	sum += RD(ih, type) + RD(ih, code) + RD(ih, id) + RD(ih, seq);
+	return sum != 0;
 }
 
-/* kprobe.multi programs that read the skb with plain loads (kmulti_cast_skb*):
- * the kfunc exists (6.2+), kprobe programs may call it, and its pointer
- * passes into a subprogram as theirs does. */
+/* As parse_cast_skb() reads the skb: in a subprogram, with plain loads. */
+static __noinline int cast_skb_read(struct sk_buff *skb)
+{
+	return skb->len != 0 && cast_headers_read(skb->head + skb->network_header);
+}
+
+/* kprobe.multi programs that read the skb and the headers with plain loads
+ * (kmulti_cast_skb*): the kfunc exists (6.2+), kprobe programs may call it,
+ * and its pointer passes into a subprogram as theirs does. */
 SEC("kprobe.multi/ip_rcv")
 int probe_kprobe_multi_cast(struct pt_regs *ctx)
 {
 	struct sk_buff *skb = bpf_rdonly_cast((void *)PT_REGS_PARM1(ctx), bpf_core_type_id_kernel(struct sk_buff));
 
 	return skb ? cast_skb_read(skb) : 0;
+}
+
+/* The tracepoints' _cast programs: a tp_btf program reading the headers
+ * through the kfunc. */
+SEC("tp_btf/kfree_skb")
+int probe_tp_btf_cast(__u64 *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx[0];
+
+	return cast_headers_read(skb->head + skb->network_header);
 }
 
 SEC("fentry/ip_rcv")

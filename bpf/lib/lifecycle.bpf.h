@@ -130,6 +130,18 @@ struct {
 } hook_flags SEC(".maps");
 
 /* What a hook program knows about the call it saw. */
+/*
+ * How a hook program reads its skb, a constant of each program:
+ * SKB_HELPER  a number to the verifier (kprobe, raw_tp): helper calls;
+ * SKB_BTF     BTF-typed (tp_btf, fentry): the skb's fields are plain loads
+ *             (KREAD), the packet's headers a helper call each;
+ * SKB_CAST    the same, and the headers read through bpf_rdonly_cast (6.2+:
+ *             the _cast programs, loaded where the probes say it works).
+ */
+#define SKB_HELPER 0
+#define SKB_BTF 1
+#define SKB_CAST 2
+
 struct hit {
 	__u64 func;        /* traced function's address (0: tracepoint) */
 	__u32 tracepoint;  /* enum tracepoint_id */
@@ -141,7 +153,7 @@ struct hit {
 	__u32 reason;
 	__s32 info[2];
 	__u64 ctx_hint;    /* a return's context, recorded at its entry: the call may have freed the skb */
-	bool btf_skb;      /* skb is BTF-typed (tp_btf, fentry, cast kprobe.multi): parse_btf_skb() reads it */
+	__u8 skb_read;     /* how the program reads skb: SKB_HELPER, SKB_BTF or SKB_CAST */
 };
 
 static __always_inline __u64 new_context_id(__u64 now)
@@ -240,7 +252,9 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	__builtin_memset(&he->pkt, 0, sizeof(he->pkt));
 	/* A followed packet is parsed whole; another one only as far as the
 	 * filters need to reject it. */
-	if (h->btf_skb)
+	if (h->skb_read == SKB_CAST)
+		parse_cast_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));
+	else if (h->skb_read == SKB_BTF)
 		parse_btf_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));
 	else
 		parse_skb(skb, &he->pkt, known || (h->ctx_hint && !CFG.pkt_fixed));

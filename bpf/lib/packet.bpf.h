@@ -34,120 +34,49 @@
 /* Offsets are u16; ~0 means "not set" (kernels >= 3.x). */
 #define HDR_UNSET 0xffff
 
-/* Wire formats (not kernel types: read with probe_read, never relocated). */
-struct wire_ethhdr {
-	__u8 dst[6];
-	__u8 src[6];
-	__be16 proto;
-};
-
-struct wire_vlan {
-	__be16 tci;
-	__be16 proto;
-};
-
-struct wire_iphdr {
-	__u8 ver_ihl;
-	__u8 tos;
-	__be16 tot_len;
-	__be16 id;
-	__be16 frag_off;
-	__u8 ttl;
-	__u8 protocol;
-	__sum16 check;
-	__be32 saddr;
-	__be32 daddr;
-};
-
-struct wire_ipv6hdr {
-	__be32 ver_tc_flow;
-	__be16 payload_len;
-	__u8 nexthdr;
-	__u8 hop_limit;
-	__u8 saddr[16];
-	__u8 daddr[16];
-};
-
-struct wire_ipv6_opt {
-	__u8 nexthdr;
-	__u8 hdrlen;
-};
-
-struct wire_tcphdr {
-	__be16 source;
-	__be16 dest;
-	__be32 seq;
-	__be32 ack_seq;
-	__u8 doff;
-	__u8 flags;
-	__be16 window;
-};
-
-struct wire_udphdr {
-	__be16 source;
-	__be16 dest;
-	__be16 len;
-	__sum16 check;
-};
-
-struct wire_icmphdr {
-	__u8 type;
-	__u8 code;
-	__sum16 check;
-	__be16 id;
-	__be16 seq;
-};
-
-struct wire_arphdr {
-	__be16 hrd;
-	__be16 pro;
-	__u8 hln;
-	__u8 pln;
-	__be16 op;
-	/* Ethernet/IPv4 ARP body */
-	__u8 sha[6];
-	__u8 sip[4];
-	__u8 tha[6];
-	__u8 tip[4];
-};
+#include "wire.bpf.h"
 
 static __always_inline bool l3_matches(const struct packet *pkt);
 
-static __always_inline void parse_l4(struct packet *pkt, void *l4, __u8 proto)
+/* `cast`: the headers are read through bpf_rdonly_cast (HDR_AT, wire.bpf.h). */
+static __always_inline void parse_l4(struct packet *pkt, void *l4, __u8 proto, bool cast)
 {
 	pkt->l4_proto = proto;
 	switch (proto) {
 	case IPPROTO_TCP: {
-		struct wire_tcphdr th;
+		struct tcphdr___wire copy;
+		const struct tcphdr___wire *th = HDR_AT(cast, &copy, l4);
 
-		if (bpf_probe_read_kernel(&th, sizeof(th), l4))
+		if (!th)
 			return;
-		pkt->sport = bpf_ntohs(th.source);
-		pkt->dport = bpf_ntohs(th.dest);
-		pkt->tcp_seq = bpf_ntohl(th.seq);
-		pkt->tcp_ack = bpf_ntohl(th.ack_seq);
-		pkt->tcp_flags = th.flags;
+		pkt->sport = bpf_ntohs(RD(th, source));
+		pkt->dport = bpf_ntohs(RD(th, dest));
+		pkt->tcp_seq = bpf_ntohl(RD(th, seq));
+		pkt->tcp_ack = bpf_ntohl(RD(th, ack_seq));
+		pkt->tcp_flags = RD(th, flags);
 		break;
 	}
 	case IPPROTO_UDP: {
-		struct wire_udphdr uh;
+		struct udphdr___wire copy;
+		const struct udphdr___wire *uh = HDR_AT(cast, &copy, l4);
 
-		if (bpf_probe_read_kernel(&uh, sizeof(uh), l4))
+		if (!uh)
 			return;
-		pkt->sport = bpf_ntohs(uh.source);
-		pkt->dport = bpf_ntohs(uh.dest);
+		pkt->sport = bpf_ntohs(RD(uh, source));
+		pkt->dport = bpf_ntohs(RD(uh, dest));
 		break;
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
-		struct wire_icmphdr ih;
+		struct icmphdr___wire copy;
+		const struct icmphdr___wire *ih = HDR_AT(cast, &copy, l4);
 
-		if (bpf_probe_read_kernel(&ih, sizeof(ih), l4))
+		if (!ih)
 			return;
-		pkt->icmp_type = ih.type;
-		pkt->icmp_code = ih.code;
-		pkt->icmp_id = bpf_ntohs(ih.id);
-		pkt->icmp_seq = bpf_ntohs(ih.seq);
+		pkt->icmp_type = RD(ih, type);
+		pkt->icmp_code = RD(ih, code);
+		pkt->icmp_id = bpf_ntohs(RD(ih, id));
+		pkt->icmp_seq = bpf_ntohs(RD(ih, seq));
 		break;
 	}
 	default:
@@ -162,48 +91,64 @@ static __always_inline void parse_l4(struct packet *pkt, void *l4, __u8 proto)
  * network layer already fails a filter: most packets a narrow filter
  * rejects stop there.
  */
-static __always_inline void parse_ipv4(struct packet *pkt, void *l3, bool whole)
+static __always_inline void parse_ipv4(struct packet *pkt, void *l3, bool whole, bool cast)
 {
-	struct wire_iphdr ih;
+	struct iphdr___wire copy;
+	const struct iphdr___wire *ih = HDR_AT(cast, &copy, l3);
+	__u8 ver_ihl, protocol;
+	__be32 addr;
 	__u32 ihl;
 
-	if (bpf_probe_read_kernel(&ih, sizeof(ih), l3) || (ih.ver_ihl >> 4) != 4)
+	if (!ih)
+		return;
+	ver_ihl = RD(ih, ver_ihl);
+	if ((ver_ihl >> 4) != 4)
 		return;
 	pkt->l3_proto = ETH_P_IP;
 	pkt->parsed |= PKT_L3;
-	__builtin_memcpy(pkt->saddr, &ih.saddr, 4);
-	__builtin_memcpy(pkt->daddr, &ih.daddr, 4);
-	pkt->ip_len = bpf_ntohs(ih.tot_len);
-	pkt->ttl = ih.ttl;
-	pkt->l4_proto = ih.protocol;
+	addr = RD(ih, saddr);
+	__builtin_memcpy(pkt->saddr, &addr, 4);
+	addr = RD(ih, daddr);
+	__builtin_memcpy(pkt->daddr, &addr, 4);
+	pkt->ip_len = bpf_ntohs(RD(ih, tot_len));
+	pkt->ttl = RD(ih, ttl);
+	protocol = RD(ih, protocol);
+	pkt->l4_proto = protocol;
 	/* Only the first fragment carries the L4 header. */
-	if (bpf_ntohs(ih.frag_off) & 0x1fff)
+	if (bpf_ntohs(RD(ih, frag_off)) & 0x1fff)
 		return;
-	ihl = (ih.ver_ihl & 0xf) * 4;
-	if (ihl < sizeof(ih) || (!whole && !l3_matches(pkt)))
+	ihl = (ver_ihl & 0xf) * 4;
+	if (ihl < sizeof(copy) || (!whole && !l3_matches(pkt)))
 		return;
-	parse_l4(pkt, l3 + ihl, ih.protocol);
+	parse_l4(pkt, l3 + ihl, protocol, cast);
 }
 
 #define IPV6_MAX_EXT_HEADERS 6
 
-static __always_inline void parse_ipv6(struct packet *pkt, void *l3, bool whole)
+static __always_inline void parse_ipv6(struct packet *pkt, void *l3, bool whole, bool cast)
 {
-	struct wire_ipv6hdr ih;
+	struct ipv6hdr___wire copy;
+	const struct ipv6hdr___wire *ih = HDR_AT(cast, &copy, l3);
 	struct wire_ipv6_opt opt;
 	void *next;
 	__u8 proto;
 
-	if (bpf_probe_read_kernel(&ih, sizeof(ih), l3) || (bpf_ntohl(ih.ver_tc_flow) >> 28) != 6)
+	if (!ih || (RD(ih, ver_tc) >> 4) != 6)
 		return;
 	pkt->l3_proto = ETH_P_IPV6;
 	pkt->parsed |= PKT_L3;
-	__builtin_memcpy(pkt->saddr, ih.saddr, 16);
-	__builtin_memcpy(pkt->daddr, ih.daddr, 16);
-	pkt->ip_len = bpf_ntohs(ih.payload_len) + sizeof(ih);
-	pkt->ttl = ih.hop_limit;
-	proto = ih.nexthdr;
-	next = l3 + sizeof(ih);
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__be32 word = RD(ih, saddr[i]);
+
+		__builtin_memcpy(pkt->saddr + 4 * i, &word, 4);
+		word = RD(ih, daddr[i]);
+		__builtin_memcpy(pkt->daddr + 4 * i, &word, 4);
+	}
+	pkt->ip_len = bpf_ntohs(RD(ih, payload_len)) + sizeof(copy);
+	pkt->ttl = RD(ih, hop_limit);
+	proto = RD(ih, nexthdr);
+	next = l3 + sizeof(copy);
 
 #pragma unroll
 	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
@@ -240,7 +185,7 @@ static __always_inline void parse_ipv6(struct packet *pkt, void *l3, bool whole)
 		default:
 			pkt->l4_proto = proto;
 			if (whole || l3_matches(pkt))
-				parse_l4(pkt, next, proto);
+				parse_l4(pkt, next, proto, cast);
 			return;
 		}
 	}
@@ -264,7 +209,7 @@ static __always_inline void parse_arp(struct packet *pkt, void *l3)
 }
 
 /* Network layer at l3, behind up to two in-band VLAN tags (QinQ). */
-static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto, bool whole)
+static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto, bool whole, bool cast)
 {
 	struct wire_vlan vlan;
 
@@ -279,9 +224,9 @@ static __always_inline void parse_l3(struct packet *pkt, void *l3, __u16 proto, 
 		l3 += sizeof(vlan);
 	}
 	if (proto == ETH_P_IP)
-		parse_ipv4(pkt, l3, whole);
+		parse_ipv4(pkt, l3, whole, cast);
 	else if (proto == ETH_P_IPV6)
-		parse_ipv6(pkt, l3, whole);
+		parse_ipv6(pkt, l3, whole, cast);
 	else if (proto == ETH_P_ARP)
 		parse_arp(pkt, l3);
 	else
@@ -397,7 +342,7 @@ static __always_inline void read_skb_start(struct sk_buff *skb, struct skb_start
 	}
 }
 
-static __always_inline void parse_skb_from(struct sk_buff *skb, struct packet *pkt, bool whole, bool btf)
+static __always_inline void parse_skb_from(struct sk_buff *skb, struct packet *pkt, bool whole, bool btf, bool cast)
 {
 	struct skb_start start;
 	unsigned char *l3 = 0;
@@ -426,19 +371,20 @@ static __always_inline void parse_skb_from(struct sk_buff *skb, struct packet *p
 		l3 = head + net;
 	} else if (mac != HDR_UNSET) {
 		/* Before the network header is set: from the Ethernet header. */
-		struct wire_ethhdr eth;
+		struct ethhdr___wire copy;
+		const struct ethhdr___wire *eth = HDR_AT(cast, &copy, head + mac);
 
 		proto = 0;
-		if (!bpf_probe_read_kernel(&eth, sizeof(eth), head + mac)) {
+		if (eth) {
 			pkt->parsed |= PKT_L2;
-			proto = bpf_ntohs(eth.proto);
+			proto = bpf_ntohs(RD(eth, proto));
 			l3 = head + mac + ETH_HLEN;
 		}
 	} else {
 		proto = 0;
 	}
 	if (proto)
-		parse_l3(pkt, l3, proto, whole);
+		parse_l3(pkt, l3, proto, whole, cast);
 	if (!(pkt->parsed & PKT_L3))
 		parse_owner(skb, pkt);
 }
@@ -455,14 +401,22 @@ static __always_inline void parse_skb_from(struct sk_buff *skb, struct packet *p
  */
 static __noinline void parse_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
-	parse_skb_from(skb, pkt, whole, false);
+	parse_skb_from(skb, pkt, whole, false, false);
 }
 
 /* The same where skb is BTF-typed (KREAD): its fields are loads, not
  * helper calls, at every hook a packet passes (bench/README.md §16). */
 static __noinline void parse_btf_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
 {
-	parse_skb_from(skb, pkt, whole, true);
+	parse_skb_from(skb, pkt, whole, true, false);
+}
+
+/* The same, and the packet's headers read through bpf_rdonly_cast (6.2+):
+ * only the programs loaded where the probes say the kernel takes it call
+ * this (SKB_CAST, lifecycle.bpf.h). */
+static __noinline void parse_cast_skb(struct sk_buff *skb, struct packet *pkt, bool whole)
+{
+	parse_skb_from(skb, pkt, whole, true, true);
 }
 
 /* ---- filters ------------------------------------------------------------ */

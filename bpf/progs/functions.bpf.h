@@ -21,10 +21,10 @@
 #ifndef SKBTRAIL_FUNCTIONS_BPF_H
 #define SKBTRAIL_FUNCTIONS_BPF_H
 
-/* btf: skb is an fentry argument, BTF-typed (KREAD in packet.bpf.h). */
-static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *skb, bool btf)
+/* read: how the program reads skb (SKB_HELPER, SKB_BTF, SKB_CAST: lifecycle.bpf.h). */
+static __always_inline int func_entry(void *ctx, __u64 func, __u64 call, void *skb, __u8 read)
 {
-	struct hit h = { .func = func, .btf_skb = btf };
+	struct hit h = { .func = func, .skb_read = read };
 	__u64 recorded = on_skb(ctx, skb, &h, false);
 
 	/* Only functions with a return probe stash: on 5.10 each stash is a frame its return pops.
@@ -61,7 +61,7 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 {
 	__u64 func = kprobe_func(ctx);
 
-	return func_entry(ctx, func, kprobe_call(ctx, func), skb, false);
+	return func_entry(ctx, func, kprobe_call(ctx, func), skb, SKB_HELPER);
 }
 
 /*
@@ -81,13 +81,13 @@ static __always_inline void *btf_skb(void *skb)
 	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
 	{                                                                                      \
 		__u64 func = bpf_get_attach_cookie(ctx);                                       \
-		return func_entry(ctx, func, func, (void *)PARM(ctx), false);                  \
+		return func_entry(ctx, func, func, (void *)PARM(ctx), SKB_HELPER);             \
 	}                                                                                      \
 	SEC("kprobe.multi")                                                                    \
 	int kmulti_cast_skb##n(struct pt_regs *ctx)                                            \
 	{                                                                                      \
 		__u64 func = bpf_get_attach_cookie(ctx);                                       \
-		return func_entry(ctx, func, func, btf_skb((void *)PARM(ctx)), true);          \
+		return func_entry(ctx, func, func, btf_skb((void *)PARM(ctx)), SKB_CAST);      \
 	}                                                                                      \
 	SEC("kprobe")                                                                          \
 	int kprobe_skb##n(struct pt_regs *ctx)                                                 \
@@ -98,7 +98,7 @@ static __always_inline void *btf_skb(void *skb)
 	int fentry_skb##n(__u64 *ctx)                                                          \
 	{                                                                                      \
 		__u64 func = bpf_get_func_ip(ctx);                                             \
-		func_entry(ctx, func, func, (void *)ctx[n], true);                             \
+		func_entry(ctx, func, func, (void *)ctx[n], SKB_BTF);                          \
 		return 0; /* fentry/fexit must return 0 before 6.5 */                         \
 	}                                                                                      \
 	SEC("fexit")                                                                           \
@@ -135,7 +135,7 @@ KPROBE_PROGRAMS(4, PT_REGS_PARM5)
 	{                                                                                      \
 		__u64 func;                                                                    \
 		asm volatile("%0 = " XSTR(FUNC_ID_MARK) " ll" : "=r"(func));                  \
-		func_entry(ctx, func, func, (void *)ctx[n], true);                             \
+		func_entry(ctx, func, func, (void *)ctx[n], SKB_BTF);                          \
 		return 0;                                                                      \
 	}                                                                                      \
 	SEC("fexit")                                                                           \
@@ -169,7 +169,7 @@ int kmulti_pskb0(struct pt_regs *ctx)
 {
 	__u64 func = bpf_get_attach_cookie(ctx);
 
-	return func_entry(ctx, func, func, deref_skb((void *)PT_REGS_PARM1(ctx)), false);
+	return func_entry(ctx, func, func, deref_skb((void *)PT_REGS_PARM1(ctx)), SKB_HELPER);
 }
 
 SEC("kprobe")

@@ -18,36 +18,54 @@
 
 /* A tracepoint's two programs, PROG_btf and PROG_raw. In each body, `btf`
  * says which of the two it is: a tp_btf program's pointer arguments are
- * BTF-typed (KREAD in packet.bpf.h). */
+ * BTF-typed (KREAD in packet.bpf.h); `read` says how a hook reads its skb
+ * (SKB_BTF, SKB_HELPER: lifecycle.bpf.h). */
 #define TP_PAIR(tp, prog, ...)                                     \
 	SEC("tp_btf/" #tp)                                         \
 	int prog##_btf(__u64 *ctx)                                 \
 	{                                                          \
 		const bool btf __attribute__((unused)) = true;     \
+		const __u8 read __attribute__((unused)) = SKB_BTF; \
 		return __VA_ARGS__;                                \
 	}                                                          \
 	SEC("raw_tp/" #tp)                                         \
 	int prog##_raw(__u64 *ctx)                                 \
 	{                                                          \
 		const bool btf __attribute__((unused)) = false;    \
+		const __u8 read __attribute__((unused)) = SKB_HELPER; \
 		return __VA_ARGS__;                                \
 	}
 
 #define TP_PROGRAMS(name, ...) TP_PAIR(name, tp_##name, __VA_ARGS__)
 #define TP_VARIANT(tp, variant, ...) TP_PAIR(tp, tp_##tp##_##variant, __VA_ARGS__)
 
-static __always_inline int tp_hit(__u64 *ctx, bool btf, __u32 id, void *skb, __u8 flags, __s32 info0, __s32 info1)
+/* A hook's tracepoint: the pair, and PROG_cast, the tp_btf program that also
+ * reads the packet's headers through bpf_rdonly_cast (SKB_CAST), for
+ * kernels where probe_tp_btf_cast loads (6.2+). */
+#define TP_HOOK_PROGRAMS(tp, prog, ...)                            \
+	TP_PAIR(tp, prog, __VA_ARGS__)                             \
+	SEC("tp_btf/" #tp)                                         \
+	int prog##_cast(__u64 *ctx)                                \
+	{                                                          \
+		const __u8 read = SKB_CAST;                        \
+		return __VA_ARGS__;                                \
+	}
+
+#define TP_HOOK(name, ...) TP_HOOK_PROGRAMS(name, tp_##name, __VA_ARGS__)
+#define TP_HOOK_VARIANT(tp, variant, ...) TP_HOOK_PROGRAMS(tp, tp_##tp##_##variant, __VA_ARGS__)
+
+static __always_inline int tp_hit(__u64 *ctx, __u8 read, __u32 id, void *skb, __u8 flags, __s32 info0, __s32 info1)
 {
-	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 }, .btf_skb = btf };
+	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 }, .skb_read = read };
 
 	on_skb(ctx, skb, &h, false);
 	return 0;
 }
 
-static __always_inline int tp_kfree_skb(__u64 *ctx, bool btf, __u32 reason)
+static __always_inline int tp_kfree_skb(__u64 *ctx, __u8 read, __u32 reason)
 {
 	struct hit h = {
-		.btf_skb = btf,
+		.skb_read = read,
 		.tracepoint = TP_KFREE_SKB,
 		.flags = HOOK_FREE | HOOK_DROP,
 		.location = ctx[1],
@@ -59,28 +77,28 @@ static __always_inline int tp_kfree_skb(__u64 *ctx, bool btf, __u32 reason)
 }
 
 /* (skb, location, reason[, rx_sk]) from 5.17; (skb, location) before */
-TP_VARIANT(kfree_skb, reason, tp_kfree_skb(ctx, btf, (__u32)ctx[2]))
-TP_VARIANT(kfree_skb, noreason, tp_kfree_skb(ctx, btf, 0))
-TP_PROGRAMS(consume_skb, tp_hit(ctx, btf, TP_CONSUME_SKB, (void *)ctx[0], HOOK_FREE, 0, 0))
-TP_PROGRAMS(netif_receive_skb, tp_hit(ctx, btf, TP_NETIF_RECEIVE_SKB, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(netif_rx, tp_hit(ctx, btf, TP_NETIF_RX, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(napi_gro_receive_entry, tp_hit(ctx, btf, TP_NAPI_GRO_RECEIVE_ENTRY, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(net_dev_queue, tp_hit(ctx, btf, TP_NET_DEV_QUEUE, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(net_dev_start_xmit, tp_hit(ctx, btf, TP_NET_DEV_START_XMIT, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(net_dev_xmit, tp_hit(ctx, btf, TP_NET_DEV_XMIT, (void *)ctx[0], 0, (__s32)ctx[1], 0))
-TP_PROGRAMS(qdisc_enqueue, tp_hit(ctx, btf, TP_QDISC_ENQUEUE, (void *)ctx[2], 0, 0, 0))
-TP_PROGRAMS(qdisc_dequeue, tp_hit(ctx, btf, TP_QDISC_DEQUEUE, (void *)ctx[3], 0, 0, 0))
-TP_PROGRAMS(tcp_retransmit_skb, tp_hit(ctx, btf, TP_TCP_RETRANSMIT_SKB, (void *)ctx[1], 0, 0, 0))
+TP_HOOK_VARIANT(kfree_skb, reason, tp_kfree_skb(ctx, read, (__u32)ctx[2]))
+TP_HOOK_VARIANT(kfree_skb, noreason, tp_kfree_skb(ctx, read, 0))
+TP_HOOK(consume_skb, tp_hit(ctx, read, TP_CONSUME_SKB, (void *)ctx[0], HOOK_FREE, 0, 0))
+TP_HOOK(netif_receive_skb, tp_hit(ctx, read, TP_NETIF_RECEIVE_SKB, (void *)ctx[0], 0, 0, 0))
+TP_HOOK(netif_rx, tp_hit(ctx, read, TP_NETIF_RX, (void *)ctx[0], 0, 0, 0))
+TP_HOOK(napi_gro_receive_entry, tp_hit(ctx, read, TP_NAPI_GRO_RECEIVE_ENTRY, (void *)ctx[0], 0, 0, 0))
+TP_HOOK(net_dev_queue, tp_hit(ctx, read, TP_NET_DEV_QUEUE, (void *)ctx[0], 0, 0, 0))
+TP_HOOK(net_dev_start_xmit, tp_hit(ctx, read, TP_NET_DEV_START_XMIT, (void *)ctx[0], 0, 0, 0))
+TP_HOOK(net_dev_xmit, tp_hit(ctx, read, TP_NET_DEV_XMIT, (void *)ctx[0], 0, (__s32)ctx[1], 0))
+TP_HOOK(qdisc_enqueue, tp_hit(ctx, read, TP_QDISC_ENQUEUE, (void *)ctx[2], 0, 0, 0))
+TP_HOOK(qdisc_dequeue, tp_hit(ctx, read, TP_QDISC_DEQUEUE, (void *)ctx[3], 0, 0, 0))
+TP_HOOK(tcp_retransmit_skb, tp_hit(ctx, read, TP_TCP_RETRANSMIT_SKB, (void *)ctx[1], 0, 0, 0))
 /* (sk, skb, reason) from 6.10; (sk, skb) before. skb is the packet that
  * caused the reset, NULL when none did. */
-TP_VARIANT(tcp_send_reset, reason, tp_hit(ctx, btf, TP_TCP_SEND_RESET, (void *)ctx[1], 0, (__s32)ctx[2], 0))
-TP_VARIANT(tcp_send_reset, noreason, tp_hit(ctx, btf, TP_TCP_SEND_RESET, (void *)ctx[1], 0, -1, 0))
-TP_PROGRAMS(tcp_bad_csum, tp_hit(ctx, btf, TP_TCP_BAD_CSUM, (void *)ctx[0], 0, 0, 0))
-TP_PROGRAMS(tcp_probe, tp_hit(ctx, btf, TP_TCP_PROBE, (void *)ctx[1], 0, 0, 0))
-TP_PROGRAMS(udp_fail_queue_rcv_skb, tp_hit(ctx, btf, TP_UDP_FAIL_QUEUE_RCV_SKB, (void *)ctx[2], 0, (__s32)ctx[0], 0))
-TP_PROGRAMS(sock_rcvqueue_full, tp_hit(ctx, btf, TP_SOCK_RCVQUEUE_FULL, (void *)ctx[1], 0, 0, 0))
-TP_PROGRAMS(icmp_send, tp_hit(ctx, btf, TP_ICMP_SEND, (void *)ctx[0], 0, (__s32)ctx[1], (__s32)ctx[2]))
-TP_PROGRAMS(skb_copy_datagram_iovec, tp_hit(ctx, btf, TP_SKB_COPY_DATAGRAM_IOVEC, (void *)ctx[0], 0, (__s32)ctx[1], 0))
+TP_HOOK_VARIANT(tcp_send_reset, reason, tp_hit(ctx, read, TP_TCP_SEND_RESET, (void *)ctx[1], 0, (__s32)ctx[2], 0))
+TP_HOOK_VARIANT(tcp_send_reset, noreason, tp_hit(ctx, read, TP_TCP_SEND_RESET, (void *)ctx[1], 0, -1, 0))
+TP_HOOK(tcp_bad_csum, tp_hit(ctx, read, TP_TCP_BAD_CSUM, (void *)ctx[0], 0, 0, 0))
+TP_HOOK(tcp_probe, tp_hit(ctx, read, TP_TCP_PROBE, (void *)ctx[1], 0, 0, 0))
+TP_HOOK(udp_fail_queue_rcv_skb, tp_hit(ctx, read, TP_UDP_FAIL_QUEUE_RCV_SKB, (void *)ctx[2], 0, (__s32)ctx[0], 0))
+TP_HOOK(sock_rcvqueue_full, tp_hit(ctx, read, TP_SOCK_RCVQUEUE_FULL, (void *)ctx[1], 0, 0, 0))
+TP_HOOK(icmp_send, tp_hit(ctx, read, TP_ICMP_SEND, (void *)ctx[0], 0, (__s32)ctx[1], (__s32)ctx[2]))
+TP_HOOK(skb_copy_datagram_iovec, tp_hit(ctx, read, TP_SKB_COPY_DATAGRAM_IOVEC, (void *)ctx[0], 0, (__s32)ctx[1], 0))
 /* (call_site, ptr, cache): no skb argument, see on_slab_free() */
 TP_PROGRAMS(kmem_cache_free, on_slab_free((void *)ctx[1]))
 

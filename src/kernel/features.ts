@@ -24,8 +24,10 @@ export interface Features {
    * of a template carry both in their instructions (bpf/progs/functions.bpf.h).
    */
   fentryHelpers: boolean;
-  /** kprobe.multi programs may call bpf_rdonly_cast (6.2+) and read the skb with plain loads. */
+  /** kprobe.multi programs may call bpf_rdonly_cast (6.2+): they read the skb and the packet's headers with plain loads. */
   kprobeMultiCast: boolean;
+  /** tp_btf programs may read the packet's headers through bpf_rdonly_cast (6.2+): the tracepoints' _cast programs. */
+  tpBtfCast: boolean;
 }
 
 /** Loads and attaches one program of the probe object alone; ok when the kernel took it. */
@@ -52,11 +54,11 @@ export function probeProgram(probeObject: Uint8Array, name: ProbeProgramName, bt
  * lacks it, and is probed again (change it when Features gains a field).
  */
 const KEPT = "features";
-const KEPT_KEY = "kprobeMultiCast";
+const KEPT_KEY = "tpBtfCast";
 
-function cachedFeatures(needFunctions: boolean): Features | undefined {
-  const c = readKept<{ functions: boolean; features: Features }>(KEPT, KEPT_KEY);
-  return c && (c.functions || !needFunctions) ? c.features : undefined;
+function cachedFeatures(needFunctions: boolean, needCast: boolean): Features | undefined {
+  const c = readKept<{ functions: boolean; cast: boolean; features: Features }>(KEPT, KEPT_KEY);
+  return c && (c.functions || !needFunctions) && (c.cast || !needCast) ? c.features : undefined;
 }
 
 /** Drops the kept probe results (after a load they promised failed). */
@@ -68,11 +70,16 @@ export function forgetFeatures(): void {
  * Skips the probes that cannot succeed: kprobes and kprobe.multi need kprobe
  * events in tracefs; fexit is asked only where fentry works, and the plain
  * trampolines only where the ones with helpers fail; nothing about
- * functions when only tracepoints are wanted.
+ * functions when only tracepoints are wanted. `needCast`: the hook
+ * tracepoints' cast programs may be used (the trace modes); only they ask, so
+ * no other mode's first start after a boot pays for the probe.
  */
-export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Features {
-  const cached = cachedFeatures(needFunctions);
-  if (cached) return needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false };
+export function readFeatures(kernel: KernelInfo, needFunctions: boolean, needCast = false): Features {
+  const cached = cachedFeatures(needFunctions, needCast);
+  if (cached) {
+    const functions = needFunctions ? cached : { ...cached, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false };
+    return needCast ? functions : { ...functions, tpBtfCast: false };
+  }
   const ok = (p: ProbeProgramName) => probeProgram(kernel.object("probe"), p, kernel.btfPath).ok;
   const kprobeEvents = needFunctions && existsSync(`${TRACEFS}/kprobe_events`);
   const attachCookie = kprobeEvents && ok(probe_program.probe_kprobe);
@@ -81,8 +88,9 @@ export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Featur
   const fentryHelpers = funcIp && ok(probe_program.probe_fexit);
   const fentry = funcIp || (needFunctions && ok(probe_program.probe_fentry_plain));
   const kprobeMulti = attachCookie && ok(probe_program.probe_kprobe_multi);
+  const tpBtf = ok(probe_program.probe_tp_btf);
   const features = {
-    tpBtf: ok(probe_program.probe_tp_btf),
+    tpBtf,
     kprobe,
     attachCookie,
     kprobeMulti,
@@ -90,8 +98,9 @@ export function readFeatures(kernel: KernelInfo, needFunctions: boolean): Featur
     fexit: fentryHelpers || (fentry && ok(probe_program.probe_fexit_plain)),
     fentryHelpers,
     kprobeMultiCast: kprobeMulti && ok(probe_program.probe_kprobe_multi_cast),
+    tpBtfCast: needCast && tpBtf && ok(probe_program.probe_tp_btf_cast),
   };
-  keep(KEPT, KEPT_KEY, { functions: needFunctions, features });
+  keep(KEPT, KEPT_KEY, { functions: needFunctions, cast: needCast, features });
   return features;
 }
 

@@ -84,7 +84,7 @@ export const kprobesByIp = (f: Features): boolean => f.kprobe && !f.attachCookie
 
 /** `returns`: functions whose return is traced even without --ret (PlanInput.returns). */
 export function planFor(opts: Options, kernel: KernelInfo, selected: ReturnType<typeof selectionFor>, returns: string[] = []): { plan: Plan; features: Features } {
-  const features = readFeatures(kernel, opts.backend !== "tracepoint");
+  const features = readFeatures(kernel, opts.backend !== "tracepoint", true);
   checkBackend(opts.backend, features);
   const plan = makePlan({
     btf: kernel.btf, functions: selected.functions, features, selection: selected.selection, extraFunctions: selected.extra,

@@ -240,7 +240,8 @@ export function makePlan(input: PlanInput): Plan {
       return;
     }
     const btfOk = features.tpBtf && !spec.rawOnly;
-    hooks.push({ kind: "tracepoint", name, group, spec, via: btfOk ? "tp_btf" : "raw_tp", attach: [{ how: "tracepoint", program: btfOk ? programs.btf : programs.raw }] });
+    const chosen = !btfOk ? programs.raw : features.tpBtfCast && programs.cast ? programs.cast : programs.btf;
+    hooks.push({ kind: "tracepoint", name, group, spec, via: btfOk ? "tp_btf" : "raw_tp", attach: [{ how: "tracepoint", program: chosen }] });
   };
 
   const addFunction = (name: string, group?: string) => {

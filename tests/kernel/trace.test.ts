@@ -7,7 +7,7 @@ import { tracerTreeText } from "../../src/common/assets";
 import { allHooks, findGroup, loadTracerTree } from "../../src/plan/tracer-tree";
 import { mapNamesOf } from "../lib/bpf";
 import { blocks, inOrder, shown } from "../lib/blocks";
-import { btfStructSize, functionBackends, hasVlan, netfilterDropLocation } from "../lib/kernel";
+import { btfHas, btfStructSize, functionBackends, hasVlan, netfilterDropLocation } from "../lib/kernel";
 import { Netns, Routed, TwoHosts } from "../lib/netns";
 import { requireKernelTests } from "../lib/require";
 import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
@@ -15,6 +15,15 @@ import { jsonLines, runSkbtrail, scaled, Skbtrail } from "../lib/skbtrail";
 const enabled = requireKernelTests();
 /** The function backends of this kernel, best first (none on a tracepoint-only kernel). */
 const backends = enabled ? await functionBackends() : [];
+
+// bpf_rdonly_cast (6.2+) lets tp_btf programs read the packet's headers with plain loads
+// (wire.bpf.h): the hook tracepoints' cast programs, which every scenario below then runs.
+test.skipIf(!enabled)("hook tracepoints read the packet's headers with plain loads where the kernel has bpf_rdonly_cast", async () => {
+  const { code, stdout, stderr } = await runSkbtrail(["-v", "-t", "net:net_dev_queue", "--timeout", "0.1"]);
+  expect(code, stderr).toBe(0);
+  const line = `${stdout}${stderr}`.split("\n").find((l) => /^skbtrail: +net:net_dev_queue /.test(l));
+  expect(line, stderr).toMatch(btfHas("bpf_rdonly_cast") ? / tp_btf tp_net_dev_queue_cast$/ : / tp_net_dev_queue_(btf|raw)$/);
+});
 
 describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hooks via ${backends[0]}` : "tracepoints only"})`, () => {
   let lo: Netns;

@@ -28,7 +28,7 @@ const KALLSYMS = [
 // ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
 const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core", "__icmp_send"].join("\n");
 
-const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false };
+const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false, tpBtfCast: false };
 const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
 const KPROBE: Features = { ...TRACEPOINTS_ONLY, kprobe: true, attachCookie: true };
 const FENTRY: Features = { ...KPROBE, fentry: true, fexit: true, fentryHelpers: true }; // Debian 6.1
@@ -64,6 +64,17 @@ describe("the hooks every lifecycle needs", () => {
     expect(p.hooks[2]).toMatchObject({ via: "raw_tp", attach: [{ program: program.tp_kmem_cache_free_raw }] });
     expect(plan(NONE, []).hooks.every((h) => h.kind === "tracepoint" && h.via === "raw_tp")).toBe(true);
     expect(plan(TRACEPOINTS_ONLY, [], { follow: false }).hooks.map((h) => h.name)).toEqual(["skb:kfree_skb", "skb:consume_skb"]);
+  });
+
+  test("where tp_btf programs may read headers through bpf_rdonly_cast (6.2+), the hook tracepoints load their cast programs", () => {
+    const p = plan({ ...TRACEPOINTS_ONLY, tpBtfCast: true }, ["net:net_dev_queue"]);
+    expect(p.hooks.map((h) => [h.name, h.via, h.attach[0]!.program])).toEqual([
+      ["skb:kfree_skb", "tp_btf", program.tp_kfree_skb_reason_cast],
+      ["skb:consume_skb", "tp_btf", program.tp_consume_skb_cast],
+      // No packet to read: the raw_tp program as always.
+      ["kmem:kmem_cache_free", "raw_tp", program.tp_kmem_cache_free_raw],
+      ["net:net_dev_queue", "tp_btf", program.tp_net_dev_queue_cast],
+    ]);
   });
 
   test("freeing functions are traced through their tracepoints", () => {

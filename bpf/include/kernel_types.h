@@ -218,7 +218,7 @@ struct pt_regs {
 /* A kernel function (kfunc, 6.2+): obj as a read-only pointer to the kernel
  * type btf_id, read with plain loads. Weak: an object that declares it
  * still opens where the kernel lacks it (the programs calling it are then
- * not loaded: probe_kprobe_multi_cast). */
+ * not loaded: probe_kprobe_multi_cast, probe_tp_btf_cast). */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __attribute__((section(".ksyms"), weak));
 
 #endif /* SKBTRAIL_KERNEL_TYPES_H */

@@ -67,9 +67,9 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 /*
  * A kprobe's argument is a plain number to the verifier: every field is a
  * helper call. bpf_rdonly_cast (6.2+, kernel_types.h) makes it a BTF-typed
- * pointer, read with plain loads like an fentry argument (bench/README.md
- * §16). The kmulti_cast programs use it; TypeScript loads them where
- * probe_kprobe_multi_cast loads.
+ * pointer, read with plain loads like an fentry argument, and the packet's
+ * headers too (SKB_CAST; bench/README.md §16). The kmulti_cast programs use
+ * it; TypeScript loads them where probe_kprobe_multi_cast loads.
  */
 static __always_inline void *btf_skb(void *skb)
 {

@@ -68,7 +68,7 @@ describe("the hooks every lifecycle needs", () => {
 
   test("where tp_btf programs may read headers through bpf_rdonly_cast (6.2+), the hook tracepoints load their cast programs", () => {
     const p = plan({ ...TRACEPOINTS_ONLY, tpBtfCast: true }, ["net:net_dev_queue"]);
-    expect(p.hooks.map((h) => [h.name, h.via, h.attach[0]!.program])).toEqual([
+    expect(p.hooks.map((h) => [h.name, h.kind === "tracepoint" && h.via, h.attach[0]!.program])).toEqual([
       ["skb:kfree_skb", "tp_btf", program.tp_kfree_skb_reason_cast],
       ["skb:consume_skb", "tp_btf", program.tp_consume_skb_cast],
       // No packet to read: the raw_tp program as always.

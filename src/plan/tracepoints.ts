@@ -33,25 +33,29 @@ export interface TracepointSpec {
 
 const T = tracepoint_id;
 
+/** A hook tracepoint's programs PROG_btf, PROG_raw and PROG_cast (TP_HOOK in bpf/progs/tracepoints.bpf.h). */
+type HookProgram = ProgramName extends infer N ? (N extends `${infer P}_cast` ? P : never) : never;
+const hook = (prog: HookProgram): TracepointPrograms => ({ btf: `${prog}_btf`, raw: `${prog}_raw`, cast: `${prog}_cast` });
+
 export const TRACEPOINTS: TracepointSpec[] = [
-  { id: T.TP_KFREE_SKB, name: "skb:kfree_skb", skbArg: 0, variants: [[3, { btf: program.tp_kfree_skb_reason_btf, raw: program.tp_kfree_skb_reason_raw, cast: program.tp_kfree_skb_reason_cast }], [2, { btf: program.tp_kfree_skb_noreason_btf, raw: program.tp_kfree_skb_noreason_raw, cast: program.tp_kfree_skb_noreason_cast }]], free: true },
-  { id: T.TP_CONSUME_SKB, name: "skb:consume_skb", skbArg: 0, variants: [[1, { btf: program.tp_consume_skb_btf, raw: program.tp_consume_skb_raw, cast: program.tp_consume_skb_cast }]], free: true },
-  { id: T.TP_NETIF_RECEIVE_SKB, name: "net:netif_receive_skb", skbArg: 0, variants: [[1, { btf: program.tp_netif_receive_skb_btf, raw: program.tp_netif_receive_skb_raw, cast: program.tp_netif_receive_skb_cast }]] },
-  { id: T.TP_NETIF_RX, name: "net:netif_rx", skbArg: 0, variants: [[1, { btf: program.tp_netif_rx_btf, raw: program.tp_netif_rx_raw, cast: program.tp_netif_rx_cast }]] },
-  { id: T.TP_NAPI_GRO_RECEIVE_ENTRY, name: "net:napi_gro_receive_entry", skbArg: 0, variants: [[1, { btf: program.tp_napi_gro_receive_entry_btf, raw: program.tp_napi_gro_receive_entry_raw, cast: program.tp_napi_gro_receive_entry_cast }]] },
-  { id: T.TP_NET_DEV_QUEUE, name: "net:net_dev_queue", skbArg: 0, variants: [[1, { btf: program.tp_net_dev_queue_btf, raw: program.tp_net_dev_queue_raw, cast: program.tp_net_dev_queue_cast }]] },
-  { id: T.TP_NET_DEV_START_XMIT, name: "net:net_dev_start_xmit", skbArg: 0, variants: [[1, { btf: program.tp_net_dev_start_xmit_btf, raw: program.tp_net_dev_start_xmit_raw, cast: program.tp_net_dev_start_xmit_cast }]] },
-  { id: T.TP_NET_DEV_XMIT, name: "net:net_dev_xmit", skbArg: 0, variants: [[2, { btf: program.tp_net_dev_xmit_btf, raw: program.tp_net_dev_xmit_raw, cast: program.tp_net_dev_xmit_cast }]] },
-  { id: T.TP_QDISC_ENQUEUE, name: "qdisc:qdisc_enqueue", skbArg: 2, variants: [[3, { btf: program.tp_qdisc_enqueue_btf, raw: program.tp_qdisc_enqueue_raw, cast: program.tp_qdisc_enqueue_cast }]] },
-  { id: T.TP_QDISC_DEQUEUE, name: "qdisc:qdisc_dequeue", skbArg: 3, variants: [[4, { btf: program.tp_qdisc_dequeue_btf, raw: program.tp_qdisc_dequeue_raw, cast: program.tp_qdisc_dequeue_cast }]] },
-  { id: T.TP_TCP_RETRANSMIT_SKB, name: "tcp:tcp_retransmit_skb", skbArg: 1, variants: [[2, { btf: program.tp_tcp_retransmit_skb_btf, raw: program.tp_tcp_retransmit_skb_raw, cast: program.tp_tcp_retransmit_skb_cast }]] },
-  { id: T.TP_TCP_SEND_RESET, name: "tcp:tcp_send_reset", skbArg: 1, variants: [[3, { btf: program.tp_tcp_send_reset_reason_btf, raw: program.tp_tcp_send_reset_reason_raw, cast: program.tp_tcp_send_reset_reason_cast }], [2, { btf: program.tp_tcp_send_reset_noreason_btf, raw: program.tp_tcp_send_reset_noreason_raw, cast: program.tp_tcp_send_reset_noreason_cast }]] },
-  { id: T.TP_TCP_BAD_CSUM, name: "tcp:tcp_bad_csum", skbArg: 0, variants: [[1, { btf: program.tp_tcp_bad_csum_btf, raw: program.tp_tcp_bad_csum_raw, cast: program.tp_tcp_bad_csum_cast }]] },
-  { id: T.TP_TCP_PROBE, name: "tcp:tcp_probe", skbArg: 1, variants: [[2, { btf: program.tp_tcp_probe_btf, raw: program.tp_tcp_probe_raw, cast: program.tp_tcp_probe_cast }]] },
-  { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: 2, variants: [[3, { btf: program.tp_udp_fail_queue_rcv_skb_btf, raw: program.tp_udp_fail_queue_rcv_skb_raw, cast: program.tp_udp_fail_queue_rcv_skb_cast }]] },
-  { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, { btf: program.tp_sock_rcvqueue_full_btf, raw: program.tp_sock_rcvqueue_full_raw, cast: program.tp_sock_rcvqueue_full_cast }]] },
-  { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, { btf: program.tp_icmp_send_btf, raw: program.tp_icmp_send_raw, cast: program.tp_icmp_send_cast }]] },
-  { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, { btf: program.tp_skb_copy_datagram_iovec_btf, raw: program.tp_skb_copy_datagram_iovec_raw, cast: program.tp_skb_copy_datagram_iovec_cast }]] },
+  { id: T.TP_KFREE_SKB, name: "skb:kfree_skb", skbArg: 0, variants: [[3, hook("tp_kfree_skb_reason")], [2, hook("tp_kfree_skb_noreason")]], free: true },
+  { id: T.TP_CONSUME_SKB, name: "skb:consume_skb", skbArg: 0, variants: [[1, hook("tp_consume_skb")]], free: true },
+  { id: T.TP_NETIF_RECEIVE_SKB, name: "net:netif_receive_skb", skbArg: 0, variants: [[1, hook("tp_netif_receive_skb")]] },
+  { id: T.TP_NETIF_RX, name: "net:netif_rx", skbArg: 0, variants: [[1, hook("tp_netif_rx")]] },
+  { id: T.TP_NAPI_GRO_RECEIVE_ENTRY, name: "net:napi_gro_receive_entry", skbArg: 0, variants: [[1, hook("tp_napi_gro_receive_entry")]] },
+  { id: T.TP_NET_DEV_QUEUE, name: "net:net_dev_queue", skbArg: 0, variants: [[1, hook("tp_net_dev_queue")]] },
+  { id: T.TP_NET_DEV_START_XMIT, name: "net:net_dev_start_xmit", skbArg: 0, variants: [[1, hook("tp_net_dev_start_xmit")]] },
+  { id: T.TP_NET_DEV_XMIT, name: "net:net_dev_xmit", skbArg: 0, variants: [[2, hook("tp_net_dev_xmit")]] },
+  { id: T.TP_QDISC_ENQUEUE, name: "qdisc:qdisc_enqueue", skbArg: 2, variants: [[3, hook("tp_qdisc_enqueue")]] },
+  { id: T.TP_QDISC_DEQUEUE, name: "qdisc:qdisc_dequeue", skbArg: 3, variants: [[4, hook("tp_qdisc_dequeue")]] },
+  { id: T.TP_TCP_RETRANSMIT_SKB, name: "tcp:tcp_retransmit_skb", skbArg: 1, variants: [[2, hook("tp_tcp_retransmit_skb")]] },
+  { id: T.TP_TCP_SEND_RESET, name: "tcp:tcp_send_reset", skbArg: 1, variants: [[3, hook("tp_tcp_send_reset_reason")], [2, hook("tp_tcp_send_reset_noreason")]] },
+  { id: T.TP_TCP_BAD_CSUM, name: "tcp:tcp_bad_csum", skbArg: 0, variants: [[1, hook("tp_tcp_bad_csum")]] },
+  { id: T.TP_TCP_PROBE, name: "tcp:tcp_probe", skbArg: 1, variants: [[2, hook("tp_tcp_probe")]] },
+  { id: T.TP_UDP_FAIL_QUEUE_RCV_SKB, name: "udp:udp_fail_queue_rcv_skb", skbArg: 2, variants: [[3, hook("tp_udp_fail_queue_rcv_skb")]] },
+  { id: T.TP_SOCK_RCVQUEUE_FULL, name: "sock:sock_rcvqueue_full", skbArg: 1, variants: [[2, hook("tp_sock_rcvqueue_full")]] },
+  { id: T.TP_ICMP_SEND, name: "icmp:icmp_send", skbArg: 0, variants: [[3, hook("tp_icmp_send")]] },
+  { id: T.TP_SKB_COPY_DATAGRAM_IOVEC, name: "skb:skb_copy_datagram_iovec", skbArg: 0, variants: [[2, hook("tp_skb_copy_datagram_iovec")]] },
   { id: T.TP_KMEM_CACHE_FREE, name: "kmem:kmem_cache_free", skbArg: -1, variants: [[2, { btf: program.tp_kmem_cache_free_btf, raw: program.tp_kmem_cache_free_raw }]], free: true, rawOnly: true },
 ];
 

@@ -129,7 +129,6 @@ struct {
 	__type(value, __u8);
 } hook_flags SEC(".maps");
 
-/* What a hook program knows about the call it saw. */
 /*
  * How a hook program reads its skb, a constant of each program:
  * SKB_HELPER  a number to the verifier (kprobe, raw_tp): helper calls;
@@ -142,6 +141,7 @@ struct {
 #define SKB_BTF 1
 #define SKB_CAST 2
 
+/* What a hook program knows about the call it saw. */
 struct hit {
 	__u64 func;        /* traced function's address (0: tracepoint) */
 	__u32 tracepoint;  /* enum tracepoint_id */

@@ -73,9 +73,14 @@ static __noinline int cast_headers_read(unsigned char *p)
 	return sum != 0;
 }
 
-/* As parse_cast_skb() reads the skb: in a subprogram, with plain loads. */
+/* As parse_cast_skb() and fill_btf_meta() read a cast skb: in a subprogram,
+ * with plain loads, through the pointers it holds too. */
 static __noinline int cast_skb_read(struct sk_buff *skb)
 {
+	struct net_device *dev = skb->dev;
+
+	if (dev && !dev->nd_net.net->ns.inum)
+		return 0;
 	return skb->len != 0 && cast_headers_read(skb->head + skb->network_header);
 }
 
@@ -90,14 +95,14 @@ int probe_kprobe_multi_cast(struct pt_regs *ctx)
 	return skb ? cast_skb_read(skb) : 0;
 }
 
-/* The tracepoints' _cast programs: a tp_btf program reading the headers
- * through the kfunc. */
+/* The tracepoints' _cast programs: a tp_btf program casting its skb
+ * argument too (cast_skb in lifecycle.bpf.h). */
 SEC("tp_btf/kfree_skb")
 int probe_tp_btf_cast(__u64 *ctx)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx[0];
+	struct sk_buff *skb = bpf_rdonly_cast((void *)ctx[0], bpf_core_type_id_kernel(struct sk_buff));
 
-	return cast_headers_read(skb->head + skb->network_header);
+	return skb ? cast_skb_read(skb) : 0;
 }
 
 SEC("fentry/ip_rcv")

@@ -132,14 +132,28 @@ struct {
 /*
  * How a hook program reads its skb, a constant of each program:
  * SKB_HELPER  a number to the verifier (kprobe, raw_tp): helper calls;
- * SKB_BTF     BTF-typed (tp_btf, fentry): the skb's fields are plain loads
- *             (KREAD), the packet's headers a helper call each;
- * SKB_CAST    the same, and the headers read through bpf_rdonly_cast (6.2+:
- *             the _cast programs, loaded where the probes say it works).
+ * SKB_BTF     BTF-typed (tp_btf, fentry): the skb's fields, and the
+ *             objects it points to, are plain loads (KREAD), the packet's
+ *             headers a helper call each;
+ * SKB_CAST    skb cast read-only (cast_skb), and the packet's headers read
+ *             through bpf_rdonly_cast too: all plain loads (6.2+: the _cast
+ *             programs, loaded where the probes say the kernel takes them).
  */
 #define SKB_HELPER 0
 #define SKB_BTF 1
 #define SKB_CAST 2
+
+/*
+ * An SKB_CAST program's skb: a read-only BTF-typed pointer (bpf_rdonly_cast,
+ * 6.2+, kernel_types.h). A kprobe's argument becomes readable with plain
+ * loads; through a tp_btf argument, which the verifier of 6.2+ treats as
+ * trusted, each load of a pointer (skb->dev, dev->nd_net.net…) costs it
+ * about a millisecond of verifying natively (bench/README.md §16).
+ */
+static __always_inline void *cast_skb(void *skb)
+{
+	return bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff));
+}
 
 /* What a hook program knows about the call it saw. */
 struct hit {
@@ -288,7 +302,10 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	if (untracked && !headers_match(&he->pkt))
 		goto filtered;
 	__builtin_memset(&he->meta, 0, sizeof(he->meta));
-	fill_meta(skb, &he->pkt, &he->meta);
+	if (h->skb_read == SKB_HELPER)
+		fill_meta(skb, &he->pkt, &he->meta);
+	else
+		fill_btf_meta(skb, &he->pkt, &he->meta);
 	now = bpf_ktime_get_ns();
 	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
 		entry.ctx_id = h->ctx_hint;

@@ -66,16 +66,11 @@ static __always_inline int kprobe_entry(struct pt_regs *ctx, void *skb)
 
 /*
  * A kprobe's argument is a plain number to the verifier: every field is a
- * helper call. bpf_rdonly_cast (6.2+, kernel_types.h) makes it a BTF-typed
- * pointer, read with plain loads like an fentry argument, and the packet's
- * headers too (SKB_CAST; bench/README.md §16). The kmulti_cast programs use
- * it; TypeScript loads them where probe_kprobe_multi_cast loads.
+ * helper call. cast_skb() makes it a BTF-typed pointer, read with plain loads
+ * like an fentry argument, and the packet's headers too (SKB_CAST). The
+ * kmulti_cast programs use it; TypeScript loads them where
+ * probe_kprobe_multi_cast loads.
  */
-static __always_inline void *btf_skb(void *skb)
-{
-	return bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff));
-}
-
 #define KPROBE_PROGRAMS(n, PARM)                                                               \
 	SEC("kprobe.multi")                                                                    \
 	int kmulti_skb##n(struct pt_regs *ctx)                                                 \
@@ -87,7 +82,7 @@ static __always_inline void *btf_skb(void *skb)
 	int kmulti_cast_skb##n(struct pt_regs *ctx)                                            \
 	{                                                                                      \
 		__u64 func = bpf_get_attach_cookie(ctx);                                       \
-		return func_entry(ctx, func, func, btf_skb((void *)PARM(ctx)), SKB_CAST);      \
+		return func_entry(ctx, func, func, cast_skb((void *)PARM(ctx)), SKB_CAST);     \
 	}                                                                                      \
 	SEC("kprobe")                                                                          \
 	int kprobe_skb##n(struct pt_regs *ctx)                                                 \

@@ -58,7 +58,7 @@ static __always_inline int tp_hit(__u64 *ctx, __u8 read, __u32 id, void *skb, __
 {
 	struct hit h = { .tracepoint = id, .flags = flags, .info = { info0, info1 }, .skb_read = read };
 
-	on_skb(ctx, skb, &h, false);
+	on_skb(ctx, read == SKB_CAST ? cast_skb(skb) : skb, &h, false);
 	return 0;
 }
 
@@ -72,7 +72,7 @@ static __always_inline int tp_kfree_skb(__u64 *ctx, __u8 read, __u32 reason)
 		.reason = reason,
 	};
 
-	on_skb(ctx, (void *)ctx[0], &h, false);
+	on_skb(ctx, read == SKB_CAST ? cast_skb((void *)ctx[0]) : (void *)ctx[0], &h, false);
 	return 0;
 }
 

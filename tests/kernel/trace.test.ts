@@ -279,6 +279,14 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
     expect([...times].sort((x: number, y: number) => x - y)).toEqual(times);
     expect(packet!.events.at(-1)).toMatchObject({ hook: "kfree_skb", notes: [expect.stringMatching(/^reason: NO_SOCKET/), "packet is dropped by kernel"] });
     expect(summary).toMatchObject({ kind: "summary", packets: { complete: 1 } });
+    // Each event's metadata, read from the skb and the objects it points to: sent on a's veth0, received on b's veth1.
+    const [netnsA, netnsB] = [await pair.a.ns.inode(), await pair.b.ns.inode()];
+    const at = (hook: string) => packet!.events.find((e: Record<string, any>) => e.hook === hook);
+    const sent = at("net_dev_queue");
+    expect(sent.ifindex, JSON.stringify(sent)).toBeGreaterThan(0);
+    expect(sent.comm.length, JSON.stringify(sent)).toBeGreaterThan(0);
+    expect(sent).toMatchObject({ ifname: "veth0", netns: netnsA, len: 14 + 20 + 8 + 16 }); // Ethernet, IP, UDP, 16 bytes
+    expect(at("netif_receive_skb")).toMatchObject({ ifname: "veth1", netns: netnsB });
   });
 
   test("-t errors, and the tree listing says how this kernel attaches a function", async () => {

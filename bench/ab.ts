@@ -13,11 +13,15 @@
 // `--detach`: also a flood right after each traced run's prompt came back,
 // while its background copy detaches the hooks (switched off, still
 // entered), and the seconds from the prompt until that copy is gone.
+// `--matching`: the filter matches every datagram of the flood instead
+// (`-p udp --dport 9`): each is followed and recorded at every hook; the
+// events go to a file (/tmp/events), and the records each run lost are
+// counted from its summary there.
 //
 // RELEASE `host` runs the same script on this machine, with its tracepoints
 // (no --backend) unless backends are named.
 //
-//   bun run bench/ab.ts [--starts | --detach] RELEASE A_BINARY B_BINARY [BACKEND...]
+//   bun run bench/ab.ts [--starts | --detach | --matching] RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
 //        bun run bench/ab.ts host /tmp/old/dist/skbtrail dist/skbtrail
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -29,11 +33,14 @@ import { runInVm } from "../tests/vm/vm";
 const BUILD = `${import.meta.dir}/build`;
 const startsOnly = process.argv.includes("--starts");
 const detaching = process.argv.includes("--detach");
+const matching = process.argv.includes("--matching");
+/** The traced runs' filter, and where their events go. */
+const TRACED = matching ? "-p udp --dport 9 --output /tmp/events" : "-p tcp --dport 1";
 /** A START or PHASES row's name: `drop`, a backend (the default set) or `diag,BACKEND`. */
 const startName = (what: string) => (what === "drop" ? "`--drop`" : what.startsWith("diag,") ? `\`--diag\`, ${what.slice(5)}` : `default set, ${what}`);
 const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
 if (!release || !a || !b) {
-  console.error("usage: bun run bench/ab.ts [--starts | --detach] RELEASE A_BINARY B_BINARY [BACKEND...]");
+  console.error("usage: bun run bench/ab.ts [--starts | --detach | --matching] RELEASE A_BINARY B_BINARY [BACKEND...]");
   process.exit(2);
 }
 const ROUNDS = ["a b", "b a", "a b"];
@@ -71,9 +78,10 @@ for backend in ${(backends.length ? backends : onHost ? [HOST_TRACEPOINTS] : ["f
   for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
     for bin in $order; do
       ${startsOnly ? "" : 'echo "RESULT untraced - $(flood)"'}
-      start $backend $bin ./$bin -v $backend_flag -p tcp --dport 1
+      start $backend $bin ./$bin -v $backend_flag ${TRACED}
       ${startsOnly ? "" : 'echo "RESULT $backend $bin $(flood)"'}
       kill -INT %1; wait; prompt=$(date +%s%N)
+      ${matching ? `echo "LOST $backend $bin $(grep -oE 'lost: [0-9]+' /tmp/events | tail -1 | grep -oE '[0-9]+')"; rm -f /tmp/events` : ""}
       ${detaching ? 'echo "RESULT $backend,detaching $bin $(flood)"' : ""}
       for i in $(seq 1200); do pgrep -x $bin > /dev/null || break; sleep 0.1; done
       echo "DETACHED $backend $bin $(( ($(date +%s%N) - prompt) / 1000000 ))"
@@ -104,11 +112,13 @@ const runs = [...r.output.matchAll(/^RESULT (\S+) (\S+) (\d+)$/gm)].map(([, back
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
 const untraced = median(runs.filter((x) => x.backend === "untraced").map((x) => x.packets));
 console.log(`${kernel?.version ?? hostRelease()}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} packets per flood` : ""}\n`);
-if (runs.length) console.log("| backend | binary | packets per flood, median (runs) | vs untraced median |\n|---|---|---|---|");
+const lost = [...r.output.matchAll(/^LOST (\S+) (\S+) (\d*)$/gm)].map(([, backend, bin, n]) => ({ backend: backend!, bin: bin!, n: n || "?" }));
+if (runs.length) console.log(`| backend | binary | packets per flood, median (runs) | vs untraced median |${matching ? " records lost (runs) |" : ""}\n|---|---|---|---|${matching ? "---|" : ""}`);
 for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
   for (const bin of ["a", "b"]) {
     const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);
-    console.log(`| ${backend.replace(",detaching", ", while detaching")} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |`);
+    const lostRuns = matching ? ` ${lost.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.n).join(", ")} |` : "";
+    console.log(`| ${backend.replace(",detaching", ", while detaching")} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |${lostRuns}`);
   }
 const starts = [...r.output.matchAll(/^START (\S+) (\S+) (\d+)$/gm)].map(([, what, bin, ms]) => ({ what: what!, bin: bin!, seconds: Number(ms) / 1000 }));
 console.log("\n| exec → `begin trace...` | A: seconds, median (runs) | B | B / A |\n|---|---|---|---|");

@@ -132,11 +132,11 @@ struct {
 /*
  * How a hook program reads its skb, a constant of each program:
  * SKB_HELPER  a number to the verifier (kprobe, raw_tp): helper calls;
- * SKB_BTF     BTF-typed (tp_btf, fentry): the skb's fields, and the
- *             objects it points to, are plain loads (KREAD), the packet's
- *             headers a helper call each;
- * SKB_CAST    skb cast read-only (cast_skb), and the packet's headers read
- *             through bpf_rdonly_cast too: all plain loads (6.2+: the _cast
+ * SKB_BTF     BTF-typed (tp_btf, fentry): the skb's fields are plain loads
+ *             (KREAD), the packet's headers and its metadata helper calls;
+ * SKB_CAST    skb cast read-only (cast_skb): its fields, the objects it
+ *             points to (fill_btf_meta) and the packet's headers (through
+ *             bpf_rdonly_cast too) are all plain loads (6.2+: the _cast
  *             programs, loaded where the probes say the kernel takes them).
  */
 #define SKB_HELPER 0
@@ -302,10 +302,13 @@ static __always_inline __u64 on_skb(void *ctx, struct sk_buff *skb, const struct
 	if (untracked && !headers_match(&he->pkt))
 		goto filtered;
 	__builtin_memset(&he->meta, 0, sizeof(he->meta));
-	if (h->skb_read == SKB_HELPER)
-		fill_meta(skb, &he->pkt, &he->meta);
-	else
+	/* SKB_BTF keeps the helper: through a trusted pointer (fentry's, 6.2+)
+	 * each pointer load costs the verifier about a millisecond, and fentry
+	 * verifies a copy per function (cast_skb above). */
+	if (h->skb_read == SKB_CAST)
 		fill_btf_meta(skb, &he->pkt, &he->meta);
+	else
+		fill_meta(skb, &he->pkt, &he->meta);
 	now = bpf_ktime_get_ns();
 	if (!known && h->ctx_hint && !CFG.pkt_fixed) {
 		entry.ctx_id = h->ctx_hint;

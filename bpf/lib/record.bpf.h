@@ -86,8 +86,8 @@ static __noinline void fill_meta(struct sk_buff *skb, struct packet *pkt, struct
 	fill_meta_from(skb, pkt, meta, false);
 }
 
-/* The same where skb is BTF-typed (SKB_BTF, SKB_CAST): loads instead of the
- * eight or so helper calls, at every hook of every packet that is recorded. */
+/* The same through a cast skb (SKB_CAST): loads instead of the eight or so
+ * helper calls, at every hook of every packet that is recorded. */
 static __noinline void fill_btf_meta(struct sk_buff *skb, struct packet *pkt, struct skb_meta *meta)
 {
 	fill_meta_from(skb, pkt, meta, true);

@@ -39,27 +39,14 @@ const SIGNALS: [NodeJS.Signals, StopReason, number][] = [
 
 /**
  * The first signal stops the run cleanly; a second one, while it stops,
- * exits at once (links are fd-owned). `onHangup`: SIGHUP does that instead
- * of stopping (--monitor --output: reopen the file after log rotation).
+ * exits at once (links are fd-owned). `divert` takes a signal instead when
+ * it returns true: `skbtrail run` forwards them to the command while it
+ * runs, `--monitor --output` reopens the file on SIGHUP (log rotation).
  */
-function stopOnSignals(stop: StopControl, onHangup?: () => void): void {
+function stopOnSignals(stop: StopControl, divert: (signal: NodeJS.Signals) => boolean): void {
   for (const [signal, reason, number] of SIGNALS)
     process.on(signal, () => {
-      if (signal === "SIGHUP" && onHangup) return onHangup();
-      stop.signals++;
-      if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
-      stop.request(reason);
-    });
-}
-
-/**
- * skbtrail run: signals go to the command while it runs (the run ends when
- * it exits); before it started, they stop the run as usual.
- */
-function forwardSignals(stop: StopControl, child: ChildCommand): void {
-  for (const [signal, reason, number] of SIGNALS)
-    process.on(signal, () => {
-      if (child.running) return child.forward(signal);
+      if (divert(signal)) return;
       stop.signals++;
       if (stop.reason !== undefined && stop.reason !== "count") process.exit(128 + number);
       stop.request(reason);
@@ -113,8 +100,13 @@ async function main(argv: string[]): Promise<number> {
   const gate = command.kind === "gate" ? { setup: prepareGate(command.options.gate), child: new ChildCommand(command.options.gate.command) } : undefined;
   const out = new Output({ ...opts, statusToStderr: !!gate }, opts.output ? openOutput(opts.output) : undefined);
   const reopen = () => out.note(out.reopen() ? `SIGHUP: reopened ${opts.output}` : `SIGHUP: could not reopen ${opts.output}; still writing to the file it had open`);
-  if (gate) forwardSignals(stop, gate.child);
-  else stopOnSignals(stop, opts.mode === "monitor" && opts.output ? reopen : undefined);
+  const rotating = !gate && opts.mode === "monitor" && !!opts.output;
+  stopOnSignals(stop, (signal) => {
+    if (gate?.child.running) gate.child.forward(signal);
+    else if (rotating && signal === "SIGHUP") reopen();
+    else return false;
+    return true;
+  });
   const pcap = opts.pcap !== undefined ? await PacketCapture.open(opts.pcap, opts.snaplen, () => stop.stopped, (line) => out.note(line)) : undefined;
   if (opts.pcap !== undefined && !pcap) {
     // Stopped while waiting for a reader of the --pcap FIFO: nothing was attached.

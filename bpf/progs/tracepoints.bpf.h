@@ -16,24 +16,21 @@
 #ifndef SKBTRAIL_TRACEPOINTS_BPF_H
 #define SKBTRAIL_TRACEPOINTS_BPF_H
 
-/* A tracepoint's two programs, PROG_btf and PROG_raw. In each body, `btf`
- * says which of the two it is: a tp_btf program's pointer arguments are
- * BTF-typed (KREAD in packet.bpf.h); `read` says how a hook reads its skb
- * (SKB_BTF, SKB_HELPER: lifecycle.bpf.h). */
-#define TP_PAIR(tp, prog, ...)                                     \
-	SEC("tp_btf/" #tp)                                         \
-	int prog##_btf(__u64 *ctx)                                 \
-	{                                                          \
-		const bool btf __attribute__((unused)) = true;     \
-		const __u8 read __attribute__((unused)) = SKB_BTF; \
-		return __VA_ARGS__;                                \
-	}                                                          \
-	SEC("raw_tp/" #tp)                                         \
-	int prog##_raw(__u64 *ctx)                                 \
-	{                                                          \
-		const bool btf __attribute__((unused)) = false;    \
+/* A tracepoint's two programs, PROG_btf and PROG_raw. In each body, `read`
+ * says how a hook reads its skb: a tp_btf program's pointer arguments are
+ * BTF-typed (SKB_BTF, SKB_HELPER: lifecycle.bpf.h). */
+#define TP_PAIR(tp, prog, ...)                                        \
+	SEC("tp_btf/" #tp)                                            \
+	int prog##_btf(__u64 *ctx)                                    \
+	{                                                             \
+		const __u8 read __attribute__((unused)) = SKB_BTF;    \
+		return __VA_ARGS__;                                   \
+	}                                                             \
+	SEC("raw_tp/" #tp)                                            \
+	int prog##_raw(__u64 *ctx)                                    \
+	{                                                             \
 		const __u8 read __attribute__((unused)) = SKB_HELPER; \
-		return __VA_ARGS__;                                \
+		return __VA_ARGS__;                                   \
 	}
 
 #define TP_PROGRAMS(name, ...) TP_PAIR(name, tp_##name, __VA_ARGS__)

@@ -213,7 +213,7 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
 
   test("-t selects groups; --trace-stack prints stacks; --min-latency hides fast packets", async () => {
     const t = Skbtrail.start(["-t", "link-out", "-p", "udp", "--dport", "7304", "--trace-stack", "net_dev_xmit", "-c", "1"]);
-    const slow = Skbtrail.start(["-p", "udp", "--dport", "7304", "--min-latency", "5000", "--json"]);
+    const slow = Skbtrail.start(["-p", "udp", "--dport", "7304", "--min-latency", "100ms", "--json"]);
     try {
       await Promise.all([t.ready(), slow.ready()]);
       await pair.a.ns.udp(pair.b.ip4, 7304, { sport: 5304 });
@@ -228,11 +228,18 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
       // veth transmits through dev_hard_start_xmit on every kernel.
       if (backends.length) expect(hooks, shown(b)).toContain("dev_hard_start_xmit");
       expect(stdout).toMatch(/\[net_dev_xmit *\].*\nCall Stack:\n {4}-> /);
-      // The packet lived microseconds: the --min-latency run read it to its
-      // free (its summary counts it complete) and printed nothing of it.
+      // The packet lived microseconds: the --min-latency run printed nothing of it. A second
+      // datagram waits in a socket nobody reads and is freed when that socket closes, 0.5 s on:
+      // slow, so shown. Records are read in the order written: once the run shows the slow one,
+      // it has read the fast one to its free (both counted complete) without showing it.
+      const held = await pair.b.ns.serve("udp-full", pair.b.ip4, 7304);
+      expect(await pair.a.ns.udp(pair.b.ip4, 7304, { sport: 5305 })).toBe(0);
+      await Bun.sleep(500);
+      await held.stop();
+      expect(await slow.waitFor(/"sport":5305\b/)).toBe(true);
       const lines = jsonLines((await slow.stop()).stdout);
-      expect(lines.filter((l) => l.kind === "packet")).toEqual([]);
-      expect(lines.at(-1)).toMatchObject({ kind: "summary", unread: 0, packets: { complete: 1 } });
+      expect(lines.filter((l) => l.kind === "packet").map((l) => l.events[0].sport)).toEqual([5305]);
+      expect(lines.at(-1)).toMatchObject({ kind: "summary", packets: { complete: 2 } });
     } finally {
       await Promise.all([t.stop(), slow.stop()]);
     }

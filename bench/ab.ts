@@ -17,14 +17,17 @@
 // (`-p udp --dport 9`): each is followed and recorded at every hook; the
 // events go to a file (/tmp/events), and the records each run lost are
 // counted from its summary there.
+// `--slab`: the traffic is an open/close loop instead (`ringbench openclose`,
+// no network): what tracing costs the rest of a machine, whose every slab
+// free enters a program on kmem:kmem_cache_free.
 //
 // RELEASE `host` runs the same script on this machine, with its tracepoints
 // (no --backend) unless backends are named.
 //
-//   bun run bench/ab.ts [--starts | --detach | --matching] RELEASE A_BINARY B_BINARY [BACKEND...]
+//   bun run bench/ab.ts [--starts | --detach | --matching | --slab] RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
 //        bun run bench/ab.ts host /tmp/old/dist/skbtrail dist/skbtrail
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { release as hostRelease } from "node:os";
 import { $ } from "bun";
 import { type Release, vmKernel } from "../tests/vm/kernels";
@@ -34,13 +37,16 @@ const BUILD = `${import.meta.dir}/build`;
 const startsOnly = process.argv.includes("--starts");
 const detaching = process.argv.includes("--detach");
 const matching = process.argv.includes("--matching");
+const slab = process.argv.includes("--slab");
+/** What a "flood" counts: datagrams sent, or opens and closes. */
+const UNIT = slab ? "opens and closes" : "packets";
 /** The traced runs' filter, and where their events go. */
 const TRACED = matching ? "-p udp --dport 9 --output /tmp/events" : "-p tcp --dport 1";
 /** A START or PHASES row's name: `drop`, a backend (the default set) or `diag,BACKEND`. */
 const startName = (what: string) => (what === "drop" ? "`--drop`" : what.startsWith("diag,") ? `\`--diag\`, ${what.slice(5)}` : `default set, ${what}`);
 const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
 if (!release || !a || !b) {
-  console.error("usage: bun run bench/ab.ts [--starts | --detach | --matching] RELEASE A_BINARY B_BINARY [BACKEND...]");
+  console.error("usage: bun run bench/ab.ts [--starts | --detach | --matching | --slab] RELEASE A_BINARY B_BINARY [BACKEND...]");
   process.exit(2);
 }
 const ROUNDS = ["a b", "b a", "a b"];
@@ -48,7 +54,8 @@ const onHost = release === "host";
 const HOST_TRACEPOINTS = "tracepoints"; // the backend name of a host run without --backend
 
 mkdirSync(`${BUILD}/ab`, { recursive: true });
-if (!existsSync(`${BUILD}/ringbench`)) await $`cc -O2 -Wall -o ${BUILD}/ringbench ${import.meta.dir}/ringbench.c -lbpf`;
+// Built each time (under a second): a stale copy would lack a mode added since.
+await $`cc -O2 -Wall -o ${BUILD}/ringbench ${import.meta.dir}/ringbench.c -lbpf`;
 copyFileSync(a, `${BUILD}/ab/a`);
 copyFileSync(b, `${BUILD}/ab/b`);
 const dropStarts = `for order in ${ROUNDS.map((r) => `"${r}"`).join(" ")}; do
@@ -62,7 +69,7 @@ writeFileSync(
   `${BUILD}/ab/ab.sh`,
   `set -m
 cd /tmp; cp ${BUILD}/ab/a ${BUILD}/ab/b ${BUILD}/ringbench /tmp/
-flood() { ./ringbench flood 127.0.0.1 9 3 | sed 's/.*"packets":\\([0-9]*\\).*/\\1/'; }
+flood() { ./ringbench ${slab ? "openclose 3" : "flood 127.0.0.1 9 3"} | sed 's/.*"\\(packets\\|ops\\)":\\([0-9]*\\).*/\\2/'; }
 # start WHAT BIN COMMAND...: runs COMMAND as job %1, waits for "begin trace", prints the milliseconds it took.
 start() {
   local what=$1 bin=$2 t0=$(date +%s%N)
@@ -111,9 +118,9 @@ writeFileSync(`${BUILD}/ab-${release}.log`, r.output);
 const runs = [...r.output.matchAll(/^RESULT (\S+) (\S+) (\d+)$/gm)].map(([, backend, bin, packets]) => ({ backend: backend!, bin: bin!, packets: Number(packets) }));
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
 const untraced = median(runs.filter((x) => x.backend === "untraced").map((x) => x.packets));
-console.log(`${kernel?.version ?? hostRelease()}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} packets per flood` : ""}\n`);
+console.log(`${kernel?.version ?? hostRelease()}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} ${UNIT} per flood` : ""}\n`);
 const lost = [...r.output.matchAll(/^LOST (\S+) (\S+) (\d*)$/gm)].map(([, backend, bin, n]) => ({ backend: backend!, bin: bin!, n: n || "?" }));
-if (runs.length) console.log(`| backend | binary | packets per flood, median (runs) | vs untraced median |${matching ? " records lost (runs) |" : ""}\n|---|---|---|---|${matching ? "---|" : ""}`);
+if (runs.length) console.log(`| backend | binary | ${UNIT} per flood, median (runs) | vs untraced median |${matching ? " records lost (runs) |" : ""}\n|---|---|---|---|${matching ? "---|" : ""}`);
 for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
   for (const bin of ["a", "b"]) {
     const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);

@@ -22,6 +22,10 @@
  *   ringbench flood ADDR PORT SECONDS
  *       Sends 16-byte UDP datagrams to ADDR:PORT with unconnected sendto()
  *       as fast as it can for SECONDS.
+ *   ringbench openclose SECONDS
+ *       Opens and closes /dev/null as fast as it can for SECONDS: work with
+ *       no network in it, whose slab frees (the file, its name) a program on
+ *       kmem:kmem_cache_free is entered for (bench/ab.ts --slab).
  *   ringbench sink ADDR PORT SECONDS
  *       Receives (and discards) UDP datagrams on ADDR:PORT with recvmmsg for
  *       SECONDS, from a large receive buffer: the delivered traffic of
@@ -40,6 +44,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/types.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -74,7 +79,7 @@ static double cpu_seconds(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS | sink ADDR PORT SECONDS | tcpbulk ADDR PORT SECONDS | tcpconn ADDR PORT SECONDS\n");
+	fprintf(stderr, "usage: ringbench produce SECONDS [RATE [BATCH]] | fill | consume MAP_FD SECONDS [IDLE_MS] | drain MAP_FD | flood ADDR PORT SECONDS | openclose SECONDS | sink ADDR PORT SECONDS | tcpbulk ADDR PORT SECONDS | tcpconn ADDR PORT SECONDS\n");
 	return 2;
 }
 
@@ -303,6 +308,29 @@ static int flood(const char *addr, int port, double seconds)
 		}
 	} while (now() < end);
 	printf("{\"packets\":%lu,\"errors\":%lu,\"seconds\":%.6f}\n", sent, errors, now() - start);
+	return 0;
+}
+
+/* ---- openclose ---------------------------------------------------------- */
+
+static int openclose(double seconds)
+{
+	unsigned long ops = 0;
+	double start = now(), end = start + seconds;
+
+	do {
+		for (int i = 0; i < 256; i++) {
+			int fd = open("/dev/null", O_RDONLY);
+
+			if (fd < 0) {
+				fprintf(stderr, "ringbench: open /dev/null: %s\n", strerror(errno));
+				return 1;
+			}
+			close(fd);
+		}
+		ops += 256;
+	} while (now() < end);
+	printf("{\"ops\":%lu,\"seconds\":%.6f}\n", ops, now() - start);
 	return 0;
 }
 
@@ -539,6 +567,8 @@ int main(int argc, char **argv)
 		return consume(atoi(argv[2]), atof(argv[3]), argc > 4 ? atoi(argv[4]) : 200);
 	if (argc == 5 && !strcmp(argv[1], "flood"))
 		return flood(argv[2], atoi(argv[3]), atof(argv[4]));
+	if (argc == 3 && !strcmp(argv[1], "openclose"))
+		return openclose(atof(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "sink"))
 		return sink(argv[2], atoi(argv[3]), atof(argv[4]));
 	if (argc == 5 && !strcmp(argv[1], "tcpbulk"))

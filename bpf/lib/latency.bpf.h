@@ -157,8 +157,8 @@ filtered:
 	return 0;
 }
 
-/* The slab free of an skb being measured: the end of its life where no skb tracepoint fired. */
-static __always_inline void latency_slab_free(__u64 key)
+/* The memory of an skb being measured freed (`hook`: where, see on_skb_memory_free()): the end of its life where no skb tracepoint fired. */
+static __always_inline void latency_slab_free(__u64 key, __u64 hook)
 {
 	struct latency_event *m;
 
@@ -170,7 +170,7 @@ static __always_inline void latency_slab_free(__u64 key)
 	if (CFG.latency_custom_end)
 		bpf_map_delete_elem(&lat_start, &key);
 	else
-		lat_finish(key, m, 0, TP_KMEM_CACHE_FREE, bpf_ktime_get_ns());
+		lat_finish(key, m, 0, hook, bpf_ktime_get_ns());
 }
 
 /* A TCP clone ended with its fclone pair (see fclone_of()): no record, as

@@ -426,7 +426,7 @@ static __always_inline int on_slab_free(void *ptr)
 	if (!TRACING)
 		return 0;
 	if (CFG.latency) {
-		latency_slab_free((__u64)ptr);
+		latency_slab_free((__u64)ptr, TP_KMEM_CACHE_FREE);
 		if (clone)
 			latency_forget(clone);
 		return 0;
@@ -436,6 +436,24 @@ static __always_inline int on_slab_free(void *ptr)
 	slab_freed((__u64)ptr);
 	if (clone)
 		slab_freed(clone);
+	return 0;
+}
+
+/*
+ * The skb's own memory freed, seen in the kernel's skb free functions
+ * (kfree_skbmem and the like, through kprobe.multi; bpf/progs/functions.bpf.h):
+ * there each skb, an fclone pair's clone too, has a free of its own, and only
+ * skbs enter, where kmem_cache_free is every slab free on the machine.
+ * `func`: the function, which names the end of a --latency measurement.
+ */
+static __always_inline int on_skb_memory_free(__u64 func, __u64 skb)
+{
+	if (!TRACING)
+		return 0;
+	if (CFG.latency)
+		latency_slab_free(skb, func);
+	else if (tracked_any)
+		slab_freed(skb);
 	return 0;
 }
 

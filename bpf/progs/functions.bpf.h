@@ -212,6 +212,47 @@ int fentry_icmp_send(__u64 *ctx)
 	return 0;
 }
 
+/* ---- The skb's own memory freed: kfree_skbmem (each skb freed one by one),
+ * kfree_skb_partial (a coalesced skb whose head was stolen) and
+ * napi_skb_cache_put (an skb recycled through NAPI's cache, which
+ * kmem_cache_free never sees) end a followed skb where kprobe.multi works,
+ * instead of kmem:kmem_cache_free (src/plan/plan.ts: SKB_MEMORY_FREES).
+ * No line of their own. ---- */
+
+SEC("kprobe.multi")
+int kmulti_skb_memory_free(struct pt_regs *ctx)
+{
+	return on_skb_memory_free(bpf_get_attach_cookie(ctx), PT_REGS_PARM1(ctx));
+}
+
+/* ---- kfree_skb_partial, traced: its line ends the packet, as the skb is
+ * freed in the call (TCP or GRO merged its data into another skb); with the
+ * head stolen, kfree_skbmem is not called. So kmulti_skb_memory_free is not
+ * attached to it too, which could run first and leave this line to open a
+ * packet of its own. No return probe. ---- */
+
+static __always_inline int partial_free(void *ctx, __u64 func, void *skb)
+{
+	struct hit h = { .func = func, .flags = HOOK_FREE };
+
+	on_skb(ctx, skb, &h, false);
+	return 0;
+}
+
+/* void kfree_skb_partial(struct sk_buff *skb, bool head_stolen) */
+SEC("kprobe/kfree_skb_partial")
+int kprobe_skb_partial_free(struct pt_regs *ctx)
+{
+	return partial_free(ctx, kprobe_func(ctx), (void *)PT_REGS_PARM1(ctx));
+}
+
+SEC("fentry/kfree_skb_partial")
+int fentry_skb_partial_free(__u64 *ctx)
+{
+	partial_free(ctx, bpf_get_func_ip(ctx), (void *)ctx[0]);
+	return 0;
+}
+
 /* ---- skb_clone: the returned skb joins the original's packet context ---- */
 
 static __always_inline int cloned(void *ctx, __u64 func, void *skb, __u64 clone)

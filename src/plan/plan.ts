@@ -74,6 +74,7 @@ const OWN_PROGRAMS: Record<string, OwnPrograms> = {
   nf_hook_slow: { fentry: program.fentry_nf_hook_slow, fexit: program.fexit_nf_hook_slow, kprobe: program.kprobe_nf_hook_slow, kretprobe: program.kretprobe_nf_hook_slow },
   nft_do_chain: { fentry: program.fentry_nft_do_chain, fexit: program.fexit_nft_do_chain, kprobe: program.kprobe_nft_do_chain, kretprobe: program.kretprobe_nft_do_chain },
   __icmp_send: { fentry: program.fentry_icmp_send, kprobe: program.kprobe_icmp_send },
+  kfree_skb_partial: { fentry: program.fentry_skb_partial_free, kprobe: program.kprobe_skb_partial_free },
 };
 
 /**
@@ -109,6 +110,16 @@ export const LIFE_TRACEPOINTS = ["skb:kfree_skb", "skb:consume_skb"];
  * those lives, and keeps a reused address out of the old packet.
  */
 export const SLAB_FREE_TRACEPOINT = "kmem:kmem_cache_free";
+
+/**
+ * ...but every slab free on the machine enters kmem_cache_free: 5-7% of
+ * an open/close loop's time on the host (bench/README.md §19). Where
+ * kprobe.multi works, the functions that free an skb's own memory end those
+ * lives instead, in one link that only skbs enter (kmulti_skb_memory_free).
+ * kfree_skbmem is required; kfree_skb_partial is left to its own program
+ * when it is traced (its line then ends the packet).
+ */
+export const SKB_MEMORY_FREES = ["kfree_skbmem", "kfree_skb_partial", "napi_skb_cache_put"];
 
 export interface PlanInput {
   btf: Btf;
@@ -256,10 +267,30 @@ export function makePlan(input: PlanInput): Plan {
     hooks.push({ kind: "function", name, group, fn: r.fn, ...attachFunction(r.fn, backend, input.ret || !!input.returns?.includes(name), features) });
   };
 
+  /** The frees of an skb's memory through kprobe.multi, or none where that cannot be (then the slab free). */
+  const memoryFrees = (): KernelFunction[] => {
+    if (!features.kprobeMulti || input.backend === "tracepoint") return [];
+    const fns: KernelFunction[] = [];
+    for (const name of SKB_MEMORY_FREES) {
+      if (hooks.some((h) => h.kind === "function" && h.name === name)) {
+        if (name in OWN_PROGRAMS) continue; // its own program's line ends the packet
+        return []; // traced for its line: its entry would run two programs, in no set order
+      }
+      const r = functions.resolve(name);
+      if ("fn" in r && r.fn.ftrace !== false) fns.push(r.fn);
+      else if (name === SKB_MEMORY_FREES[0]) return [];
+    }
+    return fns;
+  };
+
   for (const tp of LIFE_TRACEPOINTS) addTracepoint(tp, "life");
-  if (input.followSkbs) addTracepoint(SLAB_FREE_TRACEPOINT, "life");
   for (const h of selection.hooks) (h.kind === "tracepoint" ? addTracepoint : addFunction)(h.name, h.group);
   for (const name of input.extraFunctions) addFunction(name);
+  if (input.followSkbs) {
+    const frees = memoryFrees();
+    for (const fn of frees) hooks.push({ kind: "function", name: fn.name, group: "life", fn, backend: "kprobe-multi", attach: [{ how: "kprobe-multi", program: program.kmulti_skb_memory_free, retprobe: false }] });
+    if (!frees.length) addTracepoint(SLAB_FREE_TRACEPOINT, "life");
+  }
   return { hooks, skipped, attachCookies: features.attachCookie };
 }
 

@@ -24,9 +24,13 @@ const KALLSYMS = [
   "ffffffff81000500 T tcp_v4_do_rcv",
   "ffffffff81000600 T no_skb_here",
   "ffffffff81000700 T __icmp_send",
+  "ffffffff81000800 t kfree_skbmem",
+  "ffffffff81000900 T kfree_skb_partial",
+  "ffffffff81000a00 t napi_skb_cache_put",
 ].join("\n");
+const MEMORY_FREES = ["kfree_skbmem", "kfree_skb_partial", "napi_skb_cache_put"];
 // ftrace cannot hook tcp_v4_do_rcv here (as if notrace).
-const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core", "__icmp_send"].join("\n");
+const FTRACE = ["ip_rcv", "ip_rcv_core.isra.0", "nf_hook_slow", "skb_clone", "__netif_receive_skb_core", "__icmp_send", ...MEMORY_FREES].join("\n");
 
 const NONE: Features = { tpBtf: false, kprobe: false, attachCookie: false, kprobeMulti: false, fentry: false, fexit: false, fentryHelpers: false, kprobeMultiCast: false, tpBtfCast: false };
 const TRACEPOINTS_ONLY: Features = { ...NONE, tpBtf: true };
@@ -37,10 +41,10 @@ const MULTI: Features = { ...FENTRY, kprobeMulti: true }; // Debian 6.12 (withou
 
 const hooks = (...names: string[]): TreeHook[] => names.map((name) => ({ kind: name.includes(":") ? "tracepoint" : "function", name, group: "g", onByDefault: true, defaultInGroup: true }));
 
-function plan(features: Features, names: string[], opts: { ret?: boolean; returns?: string[]; backend?: BackendChoice; follow?: boolean; extra?: string[] } = {}): Plan {
+function plan(features: Features, names: string[], opts: { ret?: boolean; returns?: string[]; backend?: BackendChoice; follow?: boolean; extra?: string[]; ftrace?: string } = {}): Plan {
   return makePlan({
     btf,
-    functions: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => FTRACE, "/nonexistent"),
+    functions: new FunctionIndex(btf, () => new Symbolizer(KALLSYMS), () => opts.ftrace ?? FTRACE, "/nonexistent"),
     features,
     selection: { hooks: hooks(...names), outside: [] },
     extraFunctions: opts.extra ?? [],
@@ -57,11 +61,11 @@ const skipped = (p: Plan, name: string) => p.skipped.find((s) => s.name === name
 describe("the hooks every lifecycle needs", () => {
   test("frees end contexts; the slab free only when skbs are followed by address; tracepoints by tp_btf when it works", () => {
     const p = plan(TRACEPOINTS_ONLY, ["net:net_dev_queue"]);
-    expect(p.hooks.map((h) => h.name)).toEqual(["skb:kfree_skb", "skb:consume_skb", "kmem:kmem_cache_free", "net:net_dev_queue"]);
+    expect(p.hooks.map((h) => h.name)).toEqual(["skb:kfree_skb", "skb:consume_skb", "net:net_dev_queue", "kmem:kmem_cache_free"]);
     // kfree_skb has (skb, location, reason, rx_sk) in this BTF: the reason variant.
     expect(p.hooks[0]!.attach).toEqual([{ how: "tracepoint", program: program.tp_kfree_skb_reason_btf }]);
     // kmem_cache_free's void * argument: raw_tp, whatever the kernel.
-    expect(p.hooks[2]).toMatchObject({ via: "raw_tp", attach: [{ program: program.tp_kmem_cache_free_raw }] });
+    expect(p.hooks[3]).toMatchObject({ via: "raw_tp", attach: [{ program: program.tp_kmem_cache_free_raw }] });
     expect(plan(NONE, []).hooks.every((h) => h.kind === "tracepoint" && h.via === "raw_tp")).toBe(true);
     expect(plan(TRACEPOINTS_ONLY, [], { follow: false }).hooks.map((h) => h.name)).toEqual(["skb:kfree_skb", "skb:consume_skb"]);
   });
@@ -71,14 +75,34 @@ describe("the hooks every lifecycle needs", () => {
     expect(p.hooks.map((h) => [h.name, h.kind === "tracepoint" && h.via, h.attach[0]!.program])).toEqual([
       ["skb:kfree_skb", "tp_btf", program.tp_kfree_skb_reason_cast],
       ["skb:consume_skb", "tp_btf", program.tp_consume_skb_cast],
+      ["net:net_dev_queue", "tp_btf", program.tp_net_dev_queue_cast],
       // No packet to read: the raw_tp program as always.
       ["kmem:kmem_cache_free", "raw_tp", program.tp_kmem_cache_free_raw],
-      ["net:net_dev_queue", "tp_btf", program.tp_net_dev_queue_cast],
     ]);
   });
 
+  test("where kprobe.multi works, the functions that free an skb's memory end its life, in one link, instead of the slab free", () => {
+    const ends = (p: Plan) => p.hooks.filter((h) => h.group === "life" && !["skb:kfree_skb", "skb:consume_skb"].includes(h.name)).map((h) => `${h.name} ${h.attach.map((a) => `${a.how} ${a.program}`).join(", ")}`);
+    const viaMulti = (...names: string[]) => names.map((n) => `${n} kprobe-multi ${program.kmulti_skb_memory_free}`);
+    const slab = [`kmem:kmem_cache_free tracepoint ${program.tp_kmem_cache_free_raw}`];
+    expect(ends(plan(MULTI, ["net:net_dev_queue"]))).toEqual(viaMulti(...MEMORY_FREES));
+    // kfree_skb_partial traced: its own program's line ends the packet (a plain kprobe, as every own program on these kernels).
+    const partial = plan(MULTI, ["kfree_skb_partial"]);
+    expect(fn(partial, "kfree_skb_partial")?.attach).toEqual([{ how: "kprobe", program: program.kprobe_skb_partial_free, retprobe: false }]);
+    expect(ends(partial).filter((e) => !e.startsWith("kfree_skb_partial kprobe "))).toEqual(viaMulti("kfree_skbmem", "napi_skb_cache_put"));
+    expect(fn(plan(FENTRY, ["kfree_skb_partial"], { backend: "fentry" }), "kfree_skb_partial")?.attach).toEqual([{ how: "fentry-fixed", program: program.fentry_skb_partial_free }]);
+    // Traced for its line (two programs at one entry, in no set order), or not traceable: the slab free.
+    expect(ends(plan(MULTI, ["kfree_skbmem"])).filter((e) => e.startsWith("kmem:"))).toEqual(slab);
+    expect(ends(plan(MULTI, [], { ftrace: "ip_rcv" }))).toEqual(slab);
+    // The others are taken where the kernel has them.
+    expect(ends(plan(MULTI, [], { ftrace: "kfree_skbmem" }))).toEqual(viaMulti("kfree_skbmem"));
+    // Without kprobe.multi, or with function hooks ruled out: the slab free; nothing when skbs are not followed by address.
+    for (const p of [plan(FENTRY, []), plan(KPROBE, []), plan(MULTI, [], { backend: "tracepoint" })]) expect(ends(p)).toEqual(slab);
+    expect(ends(plan(MULTI, [], { follow: false }))).toEqual([]);
+  });
+
   test("freeing functions are traced through their tracepoints", () => {
-    const p = plan(MULTI, ["kfree_skb", "consume_skb"]);
+    const p = plan(MULTI, ["kfree_skb", "consume_skb"], { follow: false });
     expect(p.hooks.filter((h) => h.kind === "function")).toEqual([]);
   });
 

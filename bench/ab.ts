@@ -17,6 +17,10 @@
 // (`-p udp --dport 9`): each is followed and recorded at every hook; the
 // events go to a file (/tmp/events), and the records each run lost are
 // counted from its summary there.
+// `--drops`: the traced runs are `--drop` on the same flood to a closed
+// port, every datagram dropped and reported (to /tmp/events, lost records
+// counted as with --matching); name the backend `tracepoints` (--drop
+// takes no --backend).
 // `--slab`: the traffic is an open/close loop instead (`ringbench openclose`,
 // no network): what tracing costs the rest of a machine, whose every slab
 // free enters a program on kmem:kmem_cache_free.
@@ -24,7 +28,7 @@
 // RELEASE `host` runs the same script on this machine, with its tracepoints
 // (no --backend) unless backends are named.
 //
-//   bun run bench/ab.ts [--starts | --detach | --matching | --slab] RELEASE A_BINARY B_BINARY [BACKEND...]
+//   bun run bench/ab.ts [--starts | --detach | --matching | --drops | --slab] RELEASE A_BINARY B_BINARY [BACKEND...]
 //   e.g. bun run bench/ab.ts bookworm /tmp/old/dist/skbtrail dist/skbtrail fentry kprobe
 //        bun run bench/ab.ts host /tmp/old/dist/skbtrail dist/skbtrail
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -37,16 +41,19 @@ const BUILD = `${import.meta.dir}/build`;
 const startsOnly = process.argv.includes("--starts");
 const detaching = process.argv.includes("--detach");
 const matching = process.argv.includes("--matching");
+const drops = process.argv.includes("--drops");
+/** The traced runs write their events to a file, whose summary counts the records lost. */
+const recording = matching || drops;
 const slab = process.argv.includes("--slab");
 /** What a "flood" counts: datagrams sent, or opens and closes. */
 const UNIT = slab ? "opens and closes" : "packets";
 /** The traced runs' filter, and where their events go. */
-const TRACED = matching ? "-p udp --dport 9 --output /tmp/events" : "-p tcp --dport 1";
+const TRACED = drops ? "--drop -p udp --dport 9 --output /tmp/events" : matching ? "-p udp --dport 9 --output /tmp/events" : "-p tcp --dport 1";
 /** A START or PHASES row's name: `drop`, a backend (the default set) or `diag,BACKEND`. */
 const startName = (what: string) => (what === "drop" ? "`--drop`" : what.startsWith("diag,") ? `\`--diag\`, ${what.slice(5)}` : `default set, ${what}`);
 const [release, a, b, ...backends] = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
 if (!release || !a || !b) {
-  console.error("usage: bun run bench/ab.ts [--starts | --detach | --matching | --slab] RELEASE A_BINARY B_BINARY [BACKEND...]");
+  console.error("usage: bun run bench/ab.ts [--starts | --detach | --matching | --drops | --slab] RELEASE A_BINARY B_BINARY [BACKEND...]");
   process.exit(2);
 }
 const ROUNDS = ["a b", "b a", "a b"];
@@ -88,7 +95,7 @@ for backend in ${(backends.length ? backends : onHost ? [HOST_TRACEPOINTS] : ["f
       start $backend $bin ./$bin -v $backend_flag ${TRACED}
       ${startsOnly ? "" : 'echo "RESULT $backend $bin $(flood)"'}
       kill -INT %1; wait; prompt=$(date +%s%N)
-      ${matching ? `echo "LOST $backend $bin $(grep -oE 'lost: [0-9]+' /tmp/events | tail -1 | grep -oE '[0-9]+')"; rm -f /tmp/events` : ""}
+      ${recording ? `echo "LOST $backend $bin $(grep -oE 'lost: [0-9]+' /tmp/events | tail -1 | grep -oE '[0-9]+')"; rm -f /tmp/events` : ""}
       ${detaching ? 'echo "RESULT $backend,detaching $bin $(flood)"' : ""}
       for i in $(seq 1200); do pgrep -x $bin > /dev/null || break; sleep 0.1; done
       echo "DETACHED $backend $bin $(( ($(date +%s%N) - prompt) / 1000000 ))"
@@ -120,11 +127,11 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const untraced = median(runs.filter((x) => x.backend === "untraced").map((x) => x.packets));
 console.log(`${kernel?.version ?? hostRelease()}, ${r.seconds.toFixed(0)} s; A = ${a}, B = ${b}${runs.length ? `; untraced median ${untraced} ${UNIT} per flood` : ""}\n`);
 const lost = [...r.output.matchAll(/^LOST (\S+) (\S+) (\d*)$/gm)].map(([, backend, bin, n]) => ({ backend: backend!, bin: bin!, n: n || "?" }));
-if (runs.length) console.log(`| backend | binary | ${UNIT} per flood, median (runs) | vs untraced median |${matching ? " records lost (runs) |" : ""}\n|---|---|---|---|${matching ? "---|" : ""}`);
+if (runs.length) console.log(`| backend | binary | ${UNIT} per flood, median (runs) | vs untraced median |${recording ? " records lost (runs) |" : ""}\n|---|---|---|---|${recording ? "---|" : ""}`);
 for (const backend of new Set(runs.filter((x) => x.backend !== "untraced").map((x) => x.backend)))
   for (const bin of ["a", "b"]) {
     const p = runs.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.packets);
-    const lostRuns = matching ? ` ${lost.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.n).join(", ")} |` : "";
+    const lostRuns = recording ? ` ${lost.filter((x) => x.backend === backend && x.bin === bin).map((x) => x.n).join(", ")} |` : "";
     console.log(`| ${backend.replace(",detaching", ", while detaching")} | ${bin.toUpperCase()} | ${median(p)} (${p.join(", ")}) | ${(median(p) / untraced).toFixed(2)}× |${lostRuns}`);
   }
 const starts = [...r.output.matchAll(/^START (\S+) (\S+) (\d+)$/gm)].map(([, what, bin, ms]) => ({ what: what!, bin: bin!, seconds: Number(ms) / 1000 }));

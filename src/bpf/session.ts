@@ -17,8 +17,13 @@ const POLL_MS = 50;
  */
 const BATCH_MS = 25;
 
+/** The program libbpf's log says the kernel refused ("prog 'NAME': BPF program load failed: ..."), if it names one. */
+function refusedProgram(log: string): string | undefined {
+  return /prog '(\w+)': (?:BPF program load failed|failed to load)/.exec(log)?.[1];
+}
+
 /** Turns a libbpf failure into one line that says what to do. */
-function loadError(e: unknown, what: string): SkbtrailError {
+export function loadError(e: unknown, what: string): SkbtrailError {
   if (!(e instanceof LibbpfError)) return new SkbtrailError(`${what} failed: ${(e as Error).message}`, ExitCode.RUNTIME);
   if (e.code === 38 /* ENOSYS */)
     return new SkbtrailError("this kernel has no bpf() system call: it needs CONFIG_BPF_SYSCALL=y", ExitCode.ENVIRONMENT, e.log);
@@ -30,6 +35,10 @@ function loadError(e: unknown, what: string): SkbtrailError {
     );
   if (e.code === 24 /* EMFILE */ || e.code === 23 /* ENFILE */)
     return new SkbtrailError(`${what} failed: too many open files; raise the limit (ulimit -n 65536) or trace fewer hooks (-t)`, ExitCode.ENVIRONMENT, e.log);
+  const refused = refusedProgram(e.log);
+  // A function hook's program: the same hooks may load through another backend's programs.
+  const otherBackend = refused && /^(kmulti|kprobe|kretprobe|fentry|fexit)_/.test(refused) ? "; or trace its functions through another backend (--backend kprobe, fentry or kprobe-multi) or leave them out (-t)" : "";
+  if (refused) return new SkbtrailError(`${what} failed: the kernel refused program ${refused} (${e.message}); run with -v for the verifier log${otherBackend}`, ExitCode.RUNTIME, e.log);
   return new SkbtrailError(`${what} failed: ${e.message}; run with -v for the verifier log`, ExitCode.RUNTIME, e.log);
 }
 

@@ -5,7 +5,8 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { $ } from "bun";
-import { BpfObject, loadLibbpf } from "../../ffi/libbpf";
+import { BpfObject, LibbpfError, loadLibbpf } from "../../ffi/libbpf";
+import { loadError } from "../../src/bpf/session";
 import { program, programMaps as generatedMaps } from "../../src/abi/programs.generated";
 import { bpfObjectPath, dropObjectPath } from "../../src/common/assets";
 import { elfSection, programMaps, subprogramNames } from "../../tools/elf";
@@ -71,4 +72,12 @@ char LICENSE[] SEC("license") = "GPL";
 
 test("the shrunk objects keep their subprograms' symbols, by which libbpf finds them", () => {
   expect(subprogramNames(readFileSync(bpfObjectPath))).toContain("parse_skb");
+});
+
+test("a program the kernel refuses is named in the one line, with the way around it a function hook's program has", () => {
+  const refused = (prog: string) => loadError(new LibbpfError("bpf_object__load", 13, `libbpf: prog '${prog}': BPF program load failed: Permission denied\nlibbpf: prog '${prog}': -- BEGIN PROG LOAD LOG --\n...`), "loading the BPF programs").message;
+  expect(refused(program.kmulti_cast_skb0)).toMatch(/^loading the BPF programs failed: the kernel refused program kmulti_cast_skb0 \(bpf_object__load: .*\); run with -v for the verifier log; or trace its functions through another backend \(--backend kprobe, fentry or kprobe-multi\) or leave them out \(-t\)$/);
+  expect(refused(program.tp_net_dev_queue_cast)).toMatch(/refused program tp_net_dev_queue_cast \(.*\); run with -v for the verifier log$/);
+  // Nothing named: the call's error as it is.
+  expect(loadError(new LibbpfError("bpf_object__load", 22, ""), "loading the BPF programs").message).toMatch(/^loading the BPF programs failed: bpf_object__load: .*; run with -v for the verifier log$/);
 });

@@ -370,9 +370,9 @@ filtered:
 }
 
 /*
- * A tracked skb's memory went back to its slab: the packet's life ended
- * through a path without an skb tracepoint (__kfree_skb, UDP delivery, TCP's
- * deferred frees…). Say so and forget the address, or the next skb allocated
+ * A tracked skb's memory was freed: the packet's life ended through a path
+ * without an skb tracepoint (__kfree_skb as TCP calls it, NAPI's skb cache,
+ * a coalesced segment…). Say so and forget the address, or the next skb allocated
  * there would join the old packet. The skb's data is already released:
  * nothing is parsed.
  */

@@ -105,8 +105,8 @@ export const FREE_FUNCTIONS: Record<string, string> = {
 export const LIFE_TRACEPOINTS = ["skb:kfree_skb", "skb:consume_skb"];
 
 /**
- * Frees without an skb tracepoint (__kfree_skb, UDP delivery, TCP's
- * deferred frees) still return the skb to its slab: kmem_cache_free ends
+ * Frees without an skb tracepoint (__kfree_skb, as TCP's, a coalesced
+ * segment's) still return the skb to its slab: kmem_cache_free ends
  * those lives, and keeps a reused address out of the old packet.
  */
 export const SLAB_FREE_TRACEPOINT = "kmem:kmem_cache_free";

@@ -76,8 +76,8 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
       const [b] = blocks(stdout);
       expect(b!.lines[0], shown(b)).toContain(`UDP: ${pair.a.ip4}:5301 -> ${pair.b.ip4}:7301`);
       expect(inOrder(b!.hooks, ["net_dev_queue", "net_dev_start_xmit", "netif_rx", "netif_receive_skb"]), shown(b)).toBe(true);
-      // Delivered: freed by the reader (consume_skb), or in skb_consume_udp's
-      // fast path, which has no tracepoint (the slab free ends the packet).
+      // Delivered: freed by the reader (consume_skb's tracepoint, which
+      // skb_consume_udp's fast path fires too), not dropped.
       expect(b!.hooks, shown(b)).not.toContain("kfree_skb");
       expect(b!.lines.join("\n"), shown(b)).not.toContain("*packet is dropped");
     } finally {
@@ -125,8 +125,8 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
   });
 
   test("TCP's sent segments end when their memory is freed, each in a block of its own", async () => {
-    // Each segment sent is the clone of an fclone pair, freed without an skb tracepoint. Where kprobe.multi
-    // works, kfree_skbmem ends each skb of the pair. Elsewhere the slab frees the pair at the original's address,
+    // Each segment sent is the clone of an fclone pair, freed without an skb tracepoint (__kfree_skb, or NAPI's skb
+    // cache, when the receiver read it). Where kprobe.multi works, kfree_skbmem and napi_skb_cache_put end it. Elsewhere the slab frees the pair at the original's address,
     // which ends the clone too, told from its neighbours by alignment (fclone_of() in bpf/lib/lifecycle.bpf.h):
     // a clone that starts on a cache line would not be ended, and the kernel's layout says whether one does.
     // Both ends on one CPU: an skb read on another CPU than the one that made it is freed there later

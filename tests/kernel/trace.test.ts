@@ -126,9 +126,10 @@ describe.skipIf(!enabled)(`packet lifecycles (${backends.length ? `function hook
 
   test("TCP's sent segments end when their memory is freed, each in a block of its own", async () => {
     // Each segment sent is the clone of an fclone pair, freed without an skb tracepoint (__kfree_skb, or NAPI's skb
-    // cache, when the receiver read it). Where kprobe.multi works, kfree_skbmem and napi_skb_cache_put end it. Elsewhere the slab frees the pair at the original's address,
-    // which ends the clone too, told from its neighbours by alignment (fclone_of() in bpf/lib/lifecycle.bpf.h):
-    // a clone that starts on a cache line would not be ended, and the kernel's layout says whether one does.
+    // cache, when the receiver read it). Where kprobe.multi works, kfree_skbmem and napi_skb_cache_put end it.
+    // Elsewhere the slab frees the pair at the original's address, which ends the clone too, told from its
+    // neighbours by alignment (fclone_of() in bpf/lib/lifecycle.bpf.h): a clone that starts on a cache line would
+    // not be ended, and the kernel's layout says whether one does.
     // Both ends on one CPU: an skb read on another CPU than the one that made it is freed there later
     // (skb_attempt_defer_free, 6.x), whenever that CPU next receives.
     const skbSize = btfStructSize("sk_buff");

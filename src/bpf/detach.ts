@@ -64,27 +64,39 @@ export function resumeDetaches(): void {
  */
 const DETACH_COPIES = 4;
 
-/** Starts background copies with their share of `fds` as fds 3, 4, …; false if none could start. */
-export function handOff(fds: number[]): boolean {
-  if (!fds.length) return false;
+/** Whether this process handed links to background copies (run() then exits without waiting on anything). */
+let handedOff = false;
+export const detachesHandedOff = (): boolean => handedOff;
+
+/**
+ * Starts background copies with their share of `fds` as fds 3, 4, …; a share
+ * whose copy cannot start goes to the next one. Returns why some fds were
+ * left with the caller (who then closes them itself, slowly), or undefined.
+ */
+export function handOff(fds: number[]): string | undefined {
+  if (!fds.length) return undefined;
   // Compiled, the executable is skbtrail itself; from source, bun runs main.ts.
   const self = Bun.main.endsWith(".ts") ? [process.execPath, Bun.main] : [process.execPath];
   const copies = Math.min(DETACH_COPIES, fds.length);
   const shares = Array.from({ length: copies }, (_, i) => fds.filter((_, j) => j % copies === i));
-  let started = 0;
+  let carried: number[] = [];
+  let why: string | undefined;
   for (const share of shares) {
+    const mine = [...carried, ...share];
     try {
-      const child = Bun.spawn([...self, REAP_COMMAND, String(share.length)], {
-        stdio: ["ignore", "ignore", "ignore", ...share],
+      const child = Bun.spawn([...self, REAP_COMMAND, String(mine.length)], {
+        stdio: ["ignore", "ignore", "ignore", ...mine],
         detached: true,
       });
       child.unref();
-      started++;
-    } catch {
-      // this share stays with the caller, which closes it itself
+      handedOff = true;
+      carried = [];
+    } catch (e) {
+      carried = mine;
+      why = (e as Error).message;
     }
   }
-  return started > 0;
+  return carried.length ? `no background copy could start (${why})` : undefined;
 }
 
 /** In the background copy: close the inherited link fds, each detach in turn, none while a run starts. */

@@ -136,10 +136,12 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
     // The hooks stop costing the traced traffic now, then go away.
     session.switchOff();
     const stats = session.stats();
-    if (mode.slowDetach && handOff(attachments.fds())) {
+    const notHandedOff = mode.slowDetach ? handOff(attachments.fds()) : "";
+    if (notHandedOff === undefined) {
       attachments.release();
       handedOff = true;
     } else {
+      if (notHandedOff) out.note(`detaching ${attachments.size} hooks here, which takes a while: ${notHandedOff}`);
       attachments.destroy();
     }
     await mode.finish?.(unread + skipped > 0);

@@ -19,6 +19,7 @@ const libc = dlopen("libc.so.6", {
   clock_getres: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   vsnprintf: { args: [FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   geteuid: { args: [], returns: FFIType.u32 },
+  getppid: { args: [], returns: FFIType.i32 },
   sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
   mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
@@ -68,6 +69,7 @@ export class SysError extends Error {
 
 export const pageSize = Number(libc.sysconf(SC_PAGESIZE));
 export const geteuid = (): number => libc.geteuid();
+export const getppid = (): number => libc.getppid();
 
 export function mmap(length: number, prot: number, fd: number, offset: number): Pointer {
   const addr = libc.mmap(null, length, prot, MAP_SHARED, fd, offset);

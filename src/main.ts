@@ -7,7 +7,7 @@ import { detachInherited, REAP_COMMAND } from "./bpf/detach";
 import { ExitCode } from "./common/errors";
 
 if (process.argv[2] === REAP_COMMAND) {
-  detachInherited(Number(process.argv[3]));
+  detachInherited(Number(process.argv[3]), Number(process.argv[4]));
   process.exit(0);
 }
 // Not a top-level await: the executable is compiled to bytecode (build.ts), which needs a script.

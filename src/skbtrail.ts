@@ -1,6 +1,6 @@
 // The command: command line → mode → exit code. Every failure ends here as
 // one line on stderr and a documented exit code; stack traces only with --debug.
-import { detachesHandedOff, pauseDetaches, resumeDetaches } from "./bpf/detach";
+import { pauseDetaches, resumeDetaches } from "./bpf/detach";
 import { helpText } from "./cli/flags";
 import { parseCommandLine } from "./cli/parse";
 import { ExitCode, SkbtrailError, shown, usageError } from "./common/errors";
@@ -178,9 +178,6 @@ const verbose = debug || process.argv.includes("-v") || process.argv.includes("-
 export async function run(): Promise<void> {
   try {
     process.exitCode = await main(process.argv.slice(2));
-    // Everything is written (synchronous writers). The detach copies are unref'd, but the
-    // prompt must never wait on one: a 6.1 VM once took 22 s to return it (CI rehearsal).
-    if (detachesHandedOff()) process.exit(process.exitCode);
   } catch (e) {
     if (e instanceof SkbtrailError) {
       process.stderr.write(`skbtrail: ${e.message}\n`);

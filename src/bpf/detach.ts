@@ -15,8 +15,14 @@
 // starting run holds LOCK_FILES shared until it is attached, and the copy
 // takes it exclusively, only for a moment, before each close: it pauses
 // while a run starts and carries on once that run is tracing.
+//
+// The copy starts closing only once the run has exited. The run still holds
+// references (its own link fds, and each kprobe's perf event, which its link
+// keeps): a copy quicker than the run's exit left the last ones to the run,
+// whose exit then detached in the kernel while the prompt waited (6.1 under
+// emulation: 6-24 s, perf_release -> unregister_kprobe -> synchronize_rcu).
 import { openSync } from "node:fs";
-import { close, flock, LOCK_EX, LOCK_SH, LOCK_UN } from "../../ffi/libc";
+import { close, flock, getppid, LOCK_EX, LOCK_SH, LOCK_UN } from "../../ffi/libc";
 
 /** The hidden command line of the background copy. */
 export const REAP_COMMAND = "__detach";
@@ -64,10 +70,6 @@ export function resumeDetaches(): void {
  */
 const DETACH_COPIES = 4;
 
-/** Whether this process handed links to background copies (run() then exits without waiting on anything). */
-let handedOff = false;
-export const detachesHandedOff = (): boolean => handedOff;
-
 /**
  * Starts background copies with their share of `fds` as fds 3, 4, …; a share
  * whose copy cannot start goes to the next one. Returns why some fds were
@@ -84,12 +86,11 @@ export function handOff(fds: number[]): string | undefined {
   for (const share of shares) {
     const mine = [...carried, ...share];
     try {
-      const child = Bun.spawn([...self, REAP_COMMAND, String(mine.length)], {
+      const child = Bun.spawn([...self, REAP_COMMAND, String(mine.length), String(process.pid)], {
         stdio: ["ignore", "ignore", "ignore", ...mine],
         detached: true,
       });
       child.unref();
-      handedOff = true;
       carried = [];
     } catch (e) {
       carried = mine;
@@ -99,8 +100,12 @@ export function handOff(fds: number[]): string | undefined {
   return carried.length ? `no background copy could start (${why})` : undefined;
 }
 
-/** In the background copy: close the inherited link fds, each detach in turn, none while a run starts. */
-export function detachInherited(count: number): void {
+/** How long a copy waits for the run that started it to exit, at most. */
+const PARENT_EXIT_WAIT_MS = 30_000;
+
+/** In the background copy: once `parent` has exited, close the inherited link fds, each detach in turn, none while a run starts. */
+export function detachInherited(count: number, parent: number): void {
+  for (const until = performance.now() + PARENT_EXIT_WAIT_MS; getppid() === parent && performance.now() < until; ) Bun.sleepSync(2);
   const lock = openLock();
   for (let fd = 3; fd < 3 + count; fd++) {
     // Not held while closing: a starting run waits for one close at most.

@@ -136,14 +136,15 @@ export async function runSession(kernel: KernelInfo, mode: ModeSession, out: Out
     // The hooks stop costing the traced traffic now, then go away.
     session.switchOff();
     const stats = session.stats();
-    const notHandedOff = mode.slowDetach ? handOff(attachments.fds()) : "";
-    if (notHandedOff === undefined) {
-      attachments.release();
-      handedOff = true;
-    } else {
-      if (notHandedOff) out.note(`detaching ${attachments.size} hooks here, which takes a while: ${notHandedOff}`);
-      attachments.destroy();
+    // Slow detaches (function hooks) go to background copies; what none took is detached here.
+    if (mode.slowDetach) {
+      const notHandedOff = handOff(attachments.fds());
+      if (notHandedOff === undefined) {
+        attachments.release();
+        handedOff = true;
+      } else out.note(`detaching ${attachments.size} hooks here, which takes a while: ${notHandedOff}`);
     }
+    if (!handedOff) attachments.destroy();
     await mode.finish?.(unread + skipped > 0);
     out.flush();
     return { stats, seconds: stop.seconds, stop: stop.reason, unread: unread + skipped, rejected };

@@ -120,8 +120,13 @@ export async function runInVm(k: VmKernel, command: string, opts: VmOptions = {}
   // One emulator thread for both vCPUs (see tests/README.md); SKBTRAIL_VM_ACCEL=tcg-multi
   // gives each vCPU its own, as QEMU does by default, for benchmarks where the reader
   // must run beside the traffic as it would on a real 2-CPU machine.
-  const accel = process.env.SKBTRAIL_VM_ACCEL ?? "tcg";
-  const accelArgs = { kvm: ["-accel", "kvm"], "tcg-multi": ["-accel", "tcg,thread=multi", "-cpu", "max"] }[accel] ?? ["-accel", "tcg,thread=single", "-cpu", "max"];
+  const accels: Record<string, string[]> = {
+    tcg: ["-accel", "tcg,thread=single", "-cpu", "max"],
+    "tcg-multi": ["-accel", "tcg,thread=multi", "-cpu", "max"],
+    kvm: ["-accel", "kvm"],
+  };
+  const accelArgs = accels[process.env.SKBTRAIL_VM_ACCEL ?? "tcg"];
+  if (!accelArgs) throw new Error(`SKBTRAIL_VM_ACCEL=${process.env.SKBTRAIL_VM_ACCEL}: use one of ${Object.keys(accels).join(", ")}`);
   const started = performance.now();
   const qemu = Bun.spawn(
     [

@@ -22,7 +22,7 @@
 // whose exit then detached in the kernel while the prompt waited (6.1 under
 // emulation: 6-24 s, perf_release -> unregister_kprobe -> synchronize_rcu).
 import { openSync } from "node:fs";
-import { close, flock, getppid, LOCK_EX, LOCK_SH, LOCK_UN } from "../../ffi/libc";
+import { close, flock, getppid, LOCK_EX, LOCK_SH, LOCK_UN, pidfdOpen, Poller } from "../../ffi/libc";
 
 /** The hidden command line of the background copy. */
 export const REAP_COMMAND = "__detach";
@@ -103,9 +103,24 @@ export function handOff(fds: number[]): string | undefined {
 /** How long a copy waits for the run that started it to exit, at most. */
 const PARENT_EXIT_WAIT_MS = 30_000;
 
+/** Returns once `parent` has exited (this copy is then reparented), or after PARENT_EXIT_WAIT_MS. */
+function waitForParentExit(parent: number): void {
+  if (getppid() !== parent) return;
+  const pidfd = pidfdOpen(parent); // readable once it has exited
+  if (pidfd >= 0) {
+    const poller = new Poller(pidfd);
+    poller.wait(PARENT_EXIT_WAIT_MS);
+    poller.close();
+    close(pidfd);
+    return;
+  }
+  // No pidfd_open (before 5.3): look every 2 ms.
+  for (const until = performance.now() + PARENT_EXIT_WAIT_MS; getppid() === parent && performance.now() < until; ) Bun.sleepSync(2);
+}
+
 /** In the background copy: once `parent` has exited, close the inherited link fds, each detach in turn, none while a run starts. */
 export function detachInherited(count: number, parent: number): void {
-  for (const until = performance.now() + PARENT_EXIT_WAIT_MS; getppid() === parent && performance.now() < until; ) Bun.sleepSync(2);
+  waitForParentExit(parent);
   const lock = openLock();
   for (let fd = 3; fd < 3 + count; fd++) {
     // Not held while closing: a starting run waits for one close at most.
